@@ -1,0 +1,75 @@
+"""The contract every backend keeps: definitions in, state kept."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from oslo_config import cfg
+
+from ..config import option, state_dir
+from ..model import AuditRow, Catalog, Pair, SyncReport
+from .sqlalchemy.state import SqlStateStore, safe_url
+
+
+class Backend(abc.ABC):
+    """A definitions source plus a state store.
+
+    `load()` reads and validates the definitions (raising ValidationError
+    with every problem, before anything is stored); the rest reads and
+    writes the per-(audit, host) state rows.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, conf: cfg.ConfigOpts, location: str | None = None) -> None:
+        self.conf = conf
+        self.location = location
+        self._state: SqlStateStore | None = None
+
+    @abc.abstractmethod
+    def load(self) -> Catalog:
+        """Read and validate every definition; raise ValidationError on any problem."""
+
+    @abc.abstractmethod
+    def state_url(self) -> str:
+        """The SQLAlchemy URL of this backend's state store."""
+
+    @abc.abstractmethod
+    def definitions_hint(self) -> str:
+        """Where an operator changes the definitions, for messages."""
+
+    def describe(self) -> str:
+        return f"{self.name}:{self.location} (state: {safe_url(self.state_url())})"
+
+    @property
+    def state(self) -> SqlStateStore:
+        if self._state is None:
+            self._state = SqlStateStore(self.state_url())
+        return self._state
+
+    def sync(self, catalog: Catalog, now: datetime) -> SyncReport:
+        return self.state.sync(catalog.pairs, now, float(option(self.conf, "max_splay")))
+
+    def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
+        return self.state.audits(host=host, audit_name=audit_name)
+
+    def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:
+        return self.state.set_disabled(pairs, reason, now)
+
+    def close(self) -> None:
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+
+
+def default_state_url(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> str:
+    """A SQLite file per definitions path, so two fleets never share rows by accident."""
+    resolved = definitions.expanduser().resolve()
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+    stem = resolved.stem or "root"
+    return f"sqlite:///{state_dir(conf) / f'{backend}-{stem}-{digest}.sqlite'}"

@@ -1,0 +1,52 @@
+"""Definitions from a directory: hosts.yaml, scripts.yaml and audits/*.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import option
+from ..definitions import Problems, build_catalog, parse_hosts, parse_schedules, parse_scripts
+from ..errors import BackendError, Location
+from ..model import Catalog
+from .base import Backend, default_state_url
+
+
+class DirBackend(Backend):
+    name = "dir"
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location or str(option(self.conf, "path", "dir"))).expanduser()
+
+    def state_url(self) -> str:
+        configured = option(self.conf, "state_connection", "dir")
+        return str(configured) if configured else default_state_url(self.conf, "dir", self.path)
+
+    def definitions_hint(self) -> str:
+        return f"{self.path}/hosts.yaml, {self.path}/scripts.yaml and {self.path}/audits/*.yaml"
+
+    def schedule_files(self) -> list[Path]:
+        audits = self.path / "audits"
+        return sorted([*audits.glob("*.yaml"), *audits.glob("*.yml")])
+
+    def load(self) -> Catalog:
+        root = self.path
+        if not root.is_dir():
+            raise BackendError(
+                f"definitions directory {root} not found; pass --backend dir:PATH "
+                f"or set [dir] path in entropy.conf"
+            )
+        problems = Problems()
+        hosts_path, scripts_path = root / "hosts.yaml", root / "scripts.yaml"
+        hosts = parse_hosts(problems.read(hosts_path), str(hosts_path), problems)
+        scripts = parse_scripts(problems.read(scripts_path), str(scripts_path), problems)
+        timezone = str(option(self.conf, "cron_timezone"))
+        files = self.schedule_files()
+        if not files:
+            problems.report(Location(str(root / "audits")), "no schedule files (*.yaml) here")
+        schedules = [
+            schedule
+            for path in files
+            for schedule in parse_schedules(problems.read(path), str(path), problems, timezone)
+        ]
+        return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems)

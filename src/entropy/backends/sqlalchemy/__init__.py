@@ -1,0 +1,1 @@
+"""SQL storage shared by every backend: the tables and the state store."""

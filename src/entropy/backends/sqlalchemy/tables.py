@@ -1,0 +1,97 @@
+"""The SQL schema, one definition for SQLite, PostgreSQL and MySQL/MariaDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, microseconds everywhere.
+
+    Stored naive (as UTC) so every database compares them the same way;
+    MySQL/MariaDB need DATETIME(6) or they drop the microseconds.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: Entropy stores UTC-aware times only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+NAME = 255
+
+metadata = MetaData()
+
+audits = Table(
+    "audits",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("host", String(NAME), nullable=False),
+    Column("ip_address", String(64), nullable=False),
+    Column("audit_name", String(NAME), nullable=False),
+    Column("next_run", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("disabled", Boolean(), nullable=False, default=False),
+    Column("disabled_reason", Text()),
+    Column("disabled_by", String(16)),
+    Column("status", String(16), nullable=False, default="new"),
+    Column("result", JSON()),
+    Column("claimed_by", String(NAME)),
+    Column("lease_until", UTCDateTime()),
+    Column("attempts", Integer(), nullable=False, default=0),
+    UniqueConstraint("audit_name", "host", name="uq_audits_audit_host"),
+    Index("ix_audits_next_run", "next_run"),
+    Index("ix_audits_host", "host"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("host", String(NAME), nullable=False),
+    Column("audit_name", String(NAME), nullable=False),
+    Column("slot", UTCDateTime(), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("summary", Text()),
+    Column("output", Text()),
+    Column("metrics", JSON()),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=False),
+    Column("engine_id", String(NAME)),
+    Index("ix_results_host_audit", "host", "audit_name", "finished_at"),
+    Index("ix_results_finished_at", "finished_at"),
+)

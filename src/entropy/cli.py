@@ -1,0 +1,422 @@
+"""The `entropy` command. Nothing imports this module."""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import click
+
+from . import __version__
+from .backends import Backend, fetch
+from .clock import SystemClock
+from .config import load_conf
+from .errors import DurationError, EntropyError, NotFound, ValidationError
+from .model import AuditRow, Catalog, Pair
+from .timing import format_duration, parse_duration
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Session:
+    """What every command needs: the config, the backend, and the clock, made once."""
+
+    def __init__(
+        self, config_files: tuple[str, ...], config_dirs: tuple[str, ...], backend_url: str | None
+    ) -> None:
+        self.config_files, self.config_dirs, self.backend_url = (
+            config_files,
+            config_dirs,
+            backend_url,
+        )
+        self.clock = SystemClock()
+        self._backend: Backend | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            conf = load_conf(self.config_files, self.config_dirs)
+            self._backend = fetch(conf, self.backend_url)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+class EntropyGroup(click.Group):
+    """Turns Entropy's errors into one clear message and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            count = len(exc.problems)
+            click.echo(f"{count} problem{'s' if count != 1 else ''}; nothing was changed", err=True)
+            ctx.exit(2)
+        except EntropyError as exc:
+            click.echo(f"entropy: error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=EntropyGroup, context_settings=CONTEXT)
+@click.option(
+    "--config-file",
+    multiple=True,
+    metavar="FILE",
+    help="entropy.conf to read (repeatable; later files win). Default: the "
+    "oslo.config search path (~/.entropy/, /etc/entropy/ ...).",
+)
+@click.option(
+    "--config-dir",
+    multiple=True,
+    metavar="DIR",
+    help="Directory of *.conf files read after --config-file (repeatable).",
+)
+@click.option(
+    "--backend",
+    "backend_url",
+    metavar="URL",
+    help="Backend to use instead of entropy_backend in the config: dir:PATH or "
+    "file:PATH.yaml (a bare existing path works too).",
+)
+@click.version_option(__version__, prog_name="entropy")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    config_file: tuple[str, ...],
+    config_dir: tuple[str, ...],
+    backend_url: str | None,
+) -> None:
+    """Audit a fleet of hosts on schedule and repair what the audits find.
+
+    Definitions (hosts, scripts, schedules) and state (one row per audit and
+    host) come from a backend chosen by entropy_backend in entropy.conf or by
+    --backend. Options can also be set in the environment as
+    OS_<GROUP>__<OPTION>, e.g. OS_DIR__PATH=/srv/fleet.
+
+    \b
+    Start with:
+      entropy --backend dir:examples/fleet validate
+      entropy --backend dir:examples/fleet sync
+      entropy --backend dir:examples/fleet status
+    """
+    session = Session(config_file, config_dir, backend_url)
+    ctx.obj = session
+    ctx.call_on_close(session.close)
+
+
+pass_session = click.make_pass_decorator(Session)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@main.command()
+@json_option
+@pass_session
+def validate(session: Session, as_json: bool) -> None:
+    """Check every definition; print each problem as path:line:col (exit 2 if any)."""
+    try:
+        catalog = session.backend.load()
+    except ValidationError as exc:
+        if not as_json:
+            raise
+        _print_json(
+            {
+                "valid": False,
+                "problems": [
+                    {
+                        "path": p.where.path,
+                        "line": p.where.line,
+                        "col": p.where.col,
+                        "message": p.message,
+                    }
+                    for p in exc.problems
+                ],
+            }
+        )
+        sys.exit(2)
+    if as_json:
+        _print_json(
+            {
+                "valid": True,
+                "hosts": len(catalog.hosts),
+                "scripts": len(catalog.scripts),
+                "schedule_files": len(catalog.sources),
+                "audits": len(catalog.pairs),
+            }
+        )
+    else:
+        click.echo(catalog.summary())
+
+
+@main.command()
+@json_option
+@pass_session
+def sync(session: Session, as_json: bool) -> None:
+    """Load and validate the definitions, then make the audit rows match them.
+
+    New (audit, host) pairs are added with a spread-out first run, pairs that
+    are gone are removed, and the rest keep their state. Invalid definitions
+    change nothing.
+    """
+    backend = session.backend
+    catalog = backend.load()
+    report = backend.sync(catalog, session.clock.now())
+    if as_json:
+        _print_json(
+            {
+                "added": report.added,
+                "removed": report.removed,
+                "kept": report.kept,
+                "updated": report.updated,
+                "audits": len(catalog.pairs),
+            }
+        )
+    else:
+        click.echo(f"{catalog.summary()}; {report}")
+
+
+@main.command()
+@click.option("--host", help="Only this host's rows.")
+@click.option("--audit", "audit_name", metavar="AUDIT", help="Only this audit's rows.")
+@json_option
+@pass_session
+def status(session: Session, host: str | None, audit_name: str | None, as_json: bool) -> None:
+    """Show the audit rows: when each runs next, its status and latest result.
+
+    --json prints a list of objects with exactly the row fields: id, host,
+    ip_address, audit_name, next_run, created_at, updated_at, disabled,
+    disabled_reason, status, result.
+    """
+    rows = session.backend.audits(host=host, audit_name=audit_name)
+    if as_json:
+        _print_json([row.public() for row in rows])
+        return
+    if not rows:
+        click.echo(
+            "no audit rows match; run `entropy sync` first"
+            if not (host or audit_name)
+            else "no audit rows match"
+        )
+        return
+    now = session.clock.now()
+    table = [("HOST", "AUDIT", "STATUS", "NEXT RUN", "RESULT")]
+    for row in rows:
+        table.append(
+            (
+                row.host,
+                row.audit_name,
+                row.status.value,
+                _when(row.next_run, now),
+                _result_text(row),
+            )
+        )
+    _print_table(table)
+
+
+@main.command()
+@click.option(
+    "--within",
+    default="1d",
+    show_default=True,
+    metavar="DURATION",
+    help="How far ahead to look, e.g. 1h, 1d, 1w.",
+)
+@click.option("--host", help="Only this host.")
+@click.option("--audit", "audit_name", metavar="AUDIT", help="Only this audit.")
+@json_option
+@pass_session
+def plan(
+    session: Session, within: str, host: str | None, audit_name: str | None, as_json: bool
+) -> None:
+    """List every run due within a window, in time order.
+
+    Overdue rows are shown at their missed time (they run at once, once).
+    Pairs not yet synced show when their first run would be. Disabled rows
+    never run and are left out.
+    """
+    try:
+        window = parse_duration(within)
+    except DurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--within") from None
+    backend = session.backend
+    catalog = backend.load()
+    now = session.clock.now()
+    runs = _planned_runs(backend, catalog, now, now + timedelta(seconds=window), host, audit_name)
+    if as_json:
+        _print_json([{"time": t, "host": h, "audit_name": a} for t, h, a in runs])
+        return
+    count = 0
+    for when, host_name, audit in runs:
+        late = "  (overdue)" if when < now else ""
+        click.echo(f"{_stamp(when)}  {host_name}  {audit}{late}")
+        count += 1
+    click.echo(f"{count} runs within {within}", err=True)
+
+
+def _planned_runs(
+    backend: Backend,
+    catalog: Catalog,
+    now: datetime,
+    end: datetime,
+    host: str | None,
+    audit_name: str | None,
+) -> list[tuple[datetime, str, str]]:
+    rows = {(r.audit_name, r.host): r for r in backend.audits(host=host, audit_name=audit_name)}
+    max_splay = float(backend.conf.max_splay)
+    streams = []
+    for pair in catalog.pairs:
+        if (host and pair.host != host) or (audit_name and pair.audit_name != audit_name):
+            continue
+        row = rows.get(pair.key)
+        if (row is not None and row.disabled) or (row is None and pair.schedule.disabled):
+            continue
+        timing = pair.schedule.timing
+        first = row.next_run if row else timing.first_run(now, *pair.key, max_splay)
+        streams.append(_slots(first, timing, now, end, pair))
+    return list(heapq.merge(*streams))
+
+
+def _slots(
+    first: datetime, timing: Any, now: datetime, end: datetime, pair: Pair
+) -> Iterator[tuple[datetime, str, str]]:
+    when = first
+    if when <= now:
+        yield (when, pair.host, pair.audit_name)
+        when = timing.next_slot(when, now)
+    while when <= end:
+        yield (when, pair.host, pair.audit_name)
+        when = timing.following(when)
+
+
+def _toggle_command(disable: bool) -> Any:
+    verb = "disable" if disable else "enable"
+
+    @click.argument("audit")
+    @click.option("--host", help="Only on this host.")
+    @click.option("--group", help="Only on the hosts of this group.")
+    @json_option
+    @pass_session
+    def command(
+        session: Session,
+        audit: str,
+        host: str | None,
+        group: str | None,
+        as_json: bool,
+        reason: str | None = None,
+    ) -> None:
+        if host and group:
+            raise click.UsageError("give --host or --group, not both")
+        backend = session.backend
+        catalog = backend.load()
+        now = session.clock.now()
+        backend.sync(catalog, now)
+        pairs = _select_pairs(catalog, audit, host, group)
+        changed = backend.set_disabled(pairs, reason if disable else None, now)
+        still = [p for p in pairs if not disable and p.schedule.disabled]
+        if as_json:
+            _print_json(
+                {
+                    verb + "d": changed,
+                    "hosts": sorted(p.host for p in pairs),
+                    "still_disabled_by_definitions": sorted(p.host for p in still),
+                }
+            )
+            return
+        click.echo(
+            f"{verb}d {audit} on {changed} host{'s' if changed != 1 else ''}"
+            + (f": {reason}" if disable else "")
+        )
+        for pair in still:
+            click.echo(
+                f"{pair.host}: still disabled by the definitions at {pair.schedule.where}", err=True
+            )
+
+    return command
+
+
+def _select_pairs(catalog: Catalog, audit: str, host: str | None, group: str | None) -> list[Pair]:
+    pairs = [p for p in catalog.pairs if p.audit_name == audit]
+    if not pairs:
+        known = sorted({p.audit_name for p in catalog.pairs})
+        raise NotFound(f"unknown audit {audit!r}{_did_you_mean(audit, known)}")
+    if host:
+        if host not in catalog.hosts:
+            raise NotFound(f"unknown host {host!r}{_did_you_mean(host, list(catalog.hosts))}")
+        pairs = [p for p in pairs if p.host == host]
+        if not pairs:
+            raise NotFound(f"audit {audit!r} does not run on host {host!r}")
+    if group:
+        members = {h.name for h in catalog.hosts.values() if h.in_group(group)}
+        if not members:
+            raise NotFound(f"no host is in group {group!r}")
+        pairs = [p for p in pairs if p.host in members]
+        if not pairs:
+            raise NotFound(f"audit {audit!r} does not run on any host of group {group!r}")
+    return pairs
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+main.command(
+    "disable",
+    help="Stop running AUDIT (everywhere, or on one --host or --group), with a reason.\n\n"
+    "The flag is kept in the state store and survives re-syncs.",
+)(
+    click.option("--reason", required=True, help="Why; shown by `entropy status`.")(
+        _toggle_command(disable=True)
+    )
+)
+main.command(
+    "enable",
+    help="Run AUDIT again where `entropy disable` stopped it. Audits the definitions "
+    "disable (disabled: true) stay disabled.",
+)(_toggle_command(disable=False))
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, default=_json_default, indent=2))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _when(t: datetime, now: datetime) -> str:
+    seconds = (t - now).total_seconds()
+    relative = f"in {format_duration(seconds)}" if seconds >= 1 else "due"
+    return f"{_stamp(t)} ({relative})"
+
+
+def _result_text(row: AuditRow) -> str:
+    if row.disabled:
+        return f"disabled: {row.disabled_reason or 'no reason given'}"
+    if not row.result:
+        return "-"
+    return f"{row.result.get('outcome', '?')}: {row.result.get('summary', '')}"

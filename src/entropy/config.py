@@ -1,0 +1,110 @@
+"""Options (oslo.config) and list_opts() for `oslo-config-generator --namespace entropy`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from oslo_config import cfg
+
+from .errors import EntropyError
+
+DEFAULT_OPTS = [
+    cfg.StrOpt(
+        "entropy_backend",
+        default="dir",
+        help="Where definitions and state come from: the name of an entry point in "
+        "'entropy.backends' (dir, file, ...). --backend URL overrides it.",
+    ),
+    cfg.IntOpt("max_workers", default=8, min=1, help="Audits an engine runs at the same time."),
+    cfg.IntOpt(
+        "refresh_interval",
+        default=300,
+        min=1,
+        help="Seconds between two reloads of the definitions by the scheduler.",
+    ),
+    cfg.StrOpt("engine_id", help="This engine's name in the state store. Default: HOSTNAME:PID."),
+    cfg.StrOpt(
+        "state_dir",
+        help="Where SQLite state files go when no state_connection is set. Default: "
+        "$XDG_STATE_HOME/entropy, else ~/.local/state/entropy.",
+    ),
+    cfg.StrOpt(
+        "cron_timezone",
+        default="UTC",
+        help="Timezone in which cron schedules are read (an IANA name).",
+    ),
+    cfg.IntOpt(
+        "max_splay",
+        default=900,
+        min=0,
+        help="Upper bound, in seconds, of the stable delay that spreads the first run "
+        "of new (audit, host) pairs across their interval.",
+    ),
+]
+
+_STATE_HELP = (
+    "SQLAlchemy URL of the state store (audit rows and history), e.g. "
+    "postgresql+psycopg://entropy@db/entropy to share it between engines. "
+    "Default: a SQLite file in state_dir."
+)
+DIR_OPTS = [
+    cfg.StrOpt(
+        "path",
+        default="/etc/entropy/fleet",
+        help="Directory with hosts.yaml, scripts.yaml and audits/*.yaml.",
+    ),
+    cfg.StrOpt("state_connection", secret=True, help=_STATE_HELP),
+]
+FILE_OPTS = [
+    cfg.StrOpt(
+        "path",
+        default="/etc/entropy/fleet.yaml",
+        help="One YAML file with hosts:, scripts: and schedules: sections.",
+    ),
+    cfg.StrOpt("state_connection", secret=True, help=_STATE_HELP),
+]
+
+
+def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    return [(None, DEFAULT_OPTS), ("dir", DIR_OPTS), ("file", FILE_OPTS)]
+
+
+def load_conf(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> cfg.ConfigOpts:
+    """Read entropy.conf the oslo.config way (files, dirs, OS_<GROUP>__<OPT> env)."""
+    conf = cfg.ConfigOpts()
+    for group, opts in list_opts():
+        conf.register_opts(opts, group=group)
+    args = [arg for f in config_files for arg in ("--config-file", f)]
+    args += [arg for d in config_dirs for arg in ("--config-dir", d)]
+    for path in (*config_files, *config_dirs):
+        if not os.path.exists(path):
+            raise EntropyError(f"config {path}: not found")
+    try:
+        conf(args=args, project="entropy", prog="entropy", validate_default_values=True)
+    except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError) as exc:
+        raise EntropyError(f"config: {exc}") from None
+    return conf
+
+
+def option(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> object:
+    """An option's value; a bad value in a config file becomes a clear error."""
+    try:
+        return getattr(conf[group], name) if group else getattr(conf, name)
+    except (cfg.ConfigFileValueError, ValueError) as exc:
+        where = f"[{group or 'DEFAULT'}] {name}"
+        raise EntropyError(f"config {where}: {exc}") from None
+
+
+def state_dir(conf: cfg.ConfigOpts) -> Path:
+    configured = option(conf, "state_dir")
+    if configured:
+        return Path(str(configured)).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "entropy"
+
+
+def engine_id(conf: cfg.ConfigOpts) -> str:
+    return str(option(conf, "engine_id") or f"{socket.gethostname()}:{os.getpid()}")

@@ -1,0 +1,421 @@
+"""YAML definitions -> Catalog, with every problem reported as path:line:col.
+
+The dir and file backends share this: they differ only in where the hosts,
+scripts and schedule documents come from. Parsing collects every problem it
+can find before failing, so one `entropy validate` shows them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, DurationError, Location, ValidationError
+from .model import Catalog, Host, Pair, Schedule, Script
+from .timing import Every, Timing, parse_cron, parse_duration
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Keys each script kind needs, and the ones it may also have. The runners
+# (next layer up) read these; here they are only checked.
+SCRIPT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "command": (frozenset({"command"}), frozenset({"shell", "env", "cwd", "output_limit"})),
+    "http": (
+        frozenset({"url"}),
+        frozenset(
+            {
+                "method",
+                "expect_status",
+                "body_regex",
+                "headers",
+                "body",
+                "verify_tls",
+                "warning_ms",
+                "critical_ms",
+            }
+        ),
+    ),
+    "tcp": (frozenset({"port"}), frozenset({"host", "warning_ms", "critical_ms"})),
+    "python": (frozenset({"function"}), frozenset()),
+}
+_SCRIPT_COMMON = frozenset({"kind", "timeout", "description"})
+_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars"})
+_SCHEDULE_KEYS = frozenset(
+    {"run_every", "cron", "disabled", "disabled_reason", "timeout", "params"}
+)
+
+
+class MarkedMap(dict):
+    """A YAML mapping that remembers where it and each of its keys stood."""
+
+    __slots__ = ("key_marks", "mark")
+
+    def at(self, key: Any) -> tuple[int, int]:
+        return self.key_marks.get(key, self.mark)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> MarkedMap:
+    loader.flatten_mapping(node)
+    result = MarkedMap()
+    result.mark = (node.start_mark.line + 1, node.start_mark.column + 1)
+    result.key_marks = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        try:
+            duplicate = key in result
+        except TypeError:
+            raise yaml.MarkedYAMLError(
+                "while reading a mapping",
+                node.start_mark,
+                "found an unhashable key",
+                key_node.start_mark,
+            ) from None
+        if duplicate:
+            first = result.key_marks[key]
+            raise yaml.MarkedYAMLError(
+                None,
+                None,
+                f"duplicate key {key!r} (first at line {first[0]})",
+                key_node.start_mark,
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_marks[key] = where
+    return result
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file; a syntax error becomes a ConfigError at its line."""
+    try:
+        with open(path, "rb") as stream:
+            return yaml.load(stream, Loader=_Loader)
+    except FileNotFoundError:
+        raise ConfigError(Location(str(path)), "file not found") from None
+    except OSError as exc:
+        raise ConfigError(Location(str(path)), f"cannot read: {exc.strerror}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
+        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError(where, f"invalid YAML: {message}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(Location(str(path)), f"invalid YAML: {exc}") from None
+
+
+class Problems:
+    """Collects ConfigErrors so one run reports every problem it can find."""
+
+    def __init__(self) -> None:
+        self.items: list[ConfigError] = []
+
+    def add(self, path: str, at: tuple[int, int], message: str) -> None:
+        self.items.append(ConfigError(Location(path, *at), message))
+
+    def report(self, where: Location, message: str) -> None:
+        self.items.append(ConfigError(where, message))
+
+    def read(self, path: Path) -> Any:
+        """The parsed YAML document at path, or None after recording why it can't be read."""
+        try:
+            return read_yaml(path)
+        except ConfigError as exc:
+            self.items.append(exc)
+            return None
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ValidationError(self.items)
+
+
+def _mapping(value: Any, what: str, path: str, at: tuple[int, int], problems: Problems) -> bool:
+    """True if value is a mapping; records a problem (and returns False) if not."""
+    if isinstance(value, dict):
+        return True
+    problems.add(path, at, f"{what} must be a mapping, got {_kind(value)}")
+    return False
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {
+        str: "text",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+    }.get(type(value), type(value).__name__)
+
+
+def _unknown_keys(
+    entry: MarkedMap, allowed: frozenset[str], what: str, path: str, problems: Problems
+) -> None:
+    for key in entry:
+        if key not in allowed:
+            choices = ", ".join(sorted(allowed))
+            problems.add(path, entry.at(key), f"unknown key {key!r} in {what} (allowed: {choices})")
+
+
+def parse_hosts(doc: Any, path: str, problems: Problems) -> dict[str, Host]:
+    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
+    hosts: dict[str, Host] = {}
+    if doc is None:
+        return hosts
+    if not _mapping(doc, "hosts", path, (1, 1), problems):
+        return hosts
+    for name, entry in doc.items():
+        at = doc.at(name)
+        if not isinstance(name, str) or not name:
+            problems.add(path, at, f"host name must be text, got {name!r}")
+            continue
+        if not _mapping(entry, f"host {name!r}", path, at, problems):
+            continue
+        _unknown_keys(entry, _HOST_KEYS, f"host {name!r}", path, problems)
+        ip = entry.get("ip_address")
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            problems.add(
+                path,
+                entry.at("ip_address"),
+                f"host {name!r}: ip_address must be an IP address, got {ip!r}",
+            )
+            continue
+        host_type = entry.get("host_type")
+        if not isinstance(host_type, str) or not host_type:
+            problems.add(path, entry.at("host_type"), f"host {name!r}: host_type is required text")
+            continue
+        groups = entry.get("groups") or []
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            problems.add(path, entry.at("groups"), f"host {name!r}: groups must be a list of names")
+            continue
+        host_vars = entry.get("vars") or {}
+        if not _mapping(host_vars, f"host {name!r}: vars", path, entry.at("vars"), problems):
+            continue
+        hosts[name] = Host(
+            name, str(ip), host_type, tuple(groups), dict(host_vars), Location(path, *at)
+        )
+    return hosts
+
+
+def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
+    """scripts.yaml: `name: {kind, <that kind's keys>, timeout?}`."""
+    scripts: dict[str, Script] = {}
+    if doc is None:
+        return scripts
+    if not _mapping(doc, "scripts", path, (1, 1), problems):
+        return scripts
+    for name, entry in doc.items():
+        at = doc.at(name)
+        if not _mapping(entry, f"script {name!r}", path, at, problems):
+            continue
+        kind = entry.get("kind")
+        if kind not in SCRIPT_KINDS:
+            kinds = ", ".join(sorted(SCRIPT_KINDS))
+            problems.add(
+                path,
+                entry.at("kind") if "kind" in entry else at,
+                f"script {name!r}: kind must be one of {kinds}, got {kind!r}",
+            )
+            continue
+        required, optional = SCRIPT_KINDS[kind]
+        _unknown_keys(
+            entry, required | optional | _SCRIPT_COMMON, f"script {name!r}", path, problems
+        )
+        missing = sorted(required - entry.keys())
+        if missing:
+            problems.add(path, at, f"script {name!r} of kind {kind} needs {', '.join(missing)}")
+            continue
+        timeout = _optional_duration(entry, "timeout", f"script {name!r}", path, problems)
+        params = {k: v for k, v in entry.items() if k not in _SCRIPT_COMMON}
+        scripts[str(name)] = Script(str(name), kind, params, timeout, Location(path, *at))
+    return scripts
+
+
+def _optional_duration(
+    entry: MarkedMap, key: str, what: str, path: str, problems: Problems
+) -> int | None:
+    if entry.get(key) is None:
+        return None
+    try:
+        return parse_duration(entry[key])
+    except DurationError as exc:
+        problems.add(path, entry.at(key), f"{what}: {key}: {exc}")
+        return None
+
+
+def parse_schedules(doc: Any, path: str, problems: Problems, cron_timezone: str) -> list[Schedule]:
+    """A schedule document in the design notes' format: `target: {audits: {name: {...}}}`."""
+    schedules: list[Schedule] = []
+    if doc is None:
+        return schedules
+    if not _mapping(doc, "a schedule file", path, (1, 1), problems):
+        return schedules
+    for target, section in doc.items():
+        at = doc.at(target)
+        if not _mapping(section, f"target {target!r}", path, at, problems):
+            continue
+        _unknown_keys(section, frozenset({"audits"}), f"target {target!r}", path, problems)
+        audits = section.get("audits")
+        if not _mapping(audits, f"{target!r} audits", path, section.at("audits"), problems):
+            continue
+        for audit_name, entry in audits.items():
+            schedule = _parse_schedule_entry(
+                str(target),
+                str(audit_name),
+                entry,
+                path,
+                audits.at(audit_name),
+                problems,
+                cron_timezone,
+            )
+            if schedule:
+                schedules.append(schedule)
+    return schedules
+
+
+def _parse_schedule_entry(
+    target: str,
+    audit_name: str,
+    entry: Any,
+    path: str,
+    at: tuple[int, int],
+    problems: Problems,
+    cron_timezone: str,
+) -> Schedule | None:
+    what = f"audit {audit_name!r} on {target!r}"
+    if not _mapping(entry, what, path, at, problems):
+        return None
+    _unknown_keys(entry, _SCHEDULE_KEYS, what, path, problems)
+    timing: Timing | None = None
+    if ("run_every" in entry) == ("cron" in entry):
+        problems.add(path, at, f"{what} needs exactly one of run_every or cron")
+        return None
+    try:
+        if "run_every" in entry:
+            timing = Every(parse_duration(entry["run_every"]))
+        else:
+            timing = parse_cron(entry["cron"], cron_timezone)
+    except DurationError as exc:
+        key = "run_every" if "run_every" in entry else "cron"
+        problems.add(path, entry.at(key), f"{what}: {key}: {exc}")
+        return None
+    disabled = entry.get("disabled", False)
+    if not isinstance(disabled, bool):
+        problems.add(path, entry.at("disabled"), f"{what}: disabled must be true or false")
+        return None
+    reason = entry.get("disabled_reason")
+    params = entry.get("params") or {}
+    if not _mapping(params, f"{what}: params", path, entry.at("params"), problems):
+        return None
+    timeout = _optional_duration(entry, "timeout", what, path, problems)
+    return Schedule(
+        target,
+        audit_name,
+        timing,
+        disabled,
+        None if reason is None else str(reason),
+        timeout,
+        dict(params),
+        Location(path, *at),
+    )
+
+
+def build_catalog(
+    hosts: dict[str, Host],
+    scripts: dict[str, Script],
+    schedules: list[Schedule],
+    sources: list[str],
+    problems: Problems,
+) -> Catalog:
+    """Check the parts against each other and expand them into pairs.
+
+    Raises ValidationError with every problem found, parsing ones included.
+    """
+    catalog = Catalog(hosts, scripts, schedules, sources)
+    catalog.pairs = expand(catalog, problems)
+    problems.raise_if_any()
+    return catalog
+
+
+def expand(catalog: Catalog, problems: Problems) -> list[Pair]:
+    """Schedules x hosts -> the desired (audit, host) pairs.
+
+    A host's own entry beats a group's (as in Nagios); two groups that give
+    one pair different settings is an error naming both places.
+    """
+    members: dict[str, list[Host]] = defaultdict(list)
+    for host in catalog.hosts.values():
+        members[host.host_type].append(host)
+        for group in host.groups:
+            if group != host.host_type:
+                members[group].append(host)
+
+    chosen: dict[tuple[str, str], Schedule] = {}
+    group_schedules: list[Schedule] = []
+    for schedule in catalog.schedules:
+        problem = _target_problem(schedule, catalog, members)
+        if problem:
+            problems.report(schedule.where, problem)
+        elif schedule.target in members:
+            group_schedules.append(schedule)
+        else:
+            key = (schedule.audit_name, schedule.target)
+            if key in chosen:
+                problems.report(
+                    schedule.where,
+                    f"audit {schedule.audit_name!r} is given twice "
+                    f"for host {schedule.target!r}; first at {chosen[key].where}",
+                )
+            else:
+                chosen[key] = schedule
+
+    own_entries = set(chosen)
+    clashes: dict[tuple[int, int], tuple[Schedule, Schedule, list[str]]] = {}
+    for schedule in group_schedules:
+        for host in members[schedule.target]:
+            key = (schedule.audit_name, host.name)
+            seen = chosen.setdefault(key, schedule)
+            if seen is schedule or key in own_entries or seen.settings() == schedule.settings():
+                continue
+            clashes.setdefault((id(seen), id(schedule)), (seen, schedule, []))[2].append(host.name)
+    for first, second, clashed in clashes.values():
+        hosts_text = repr(clashed[0]) + (
+            f" and {len(clashed) - 1} more" if len(clashed) > 1 else ""
+        )
+        problems.report(
+            second.where,
+            f"audit {second.audit_name!r} reaches host {hosts_text} through groups "
+            f"{first.target!r} ({first.where}) and {second.target!r} with different "
+            f"settings; give the host its own entry or make them agree",
+        )
+
+    hosts = catalog.hosts
+    return [
+        Pair(audit_name, host_name, hosts[host_name].ip_address, schedule)
+        for (audit_name, host_name), schedule in chosen.items()
+    ]
+
+
+def _target_problem(
+    schedule: Schedule, catalog: Catalog, members: dict[str, list[Host]]
+) -> str | None:
+    if schedule.audit_name not in catalog.scripts:
+        return f"audit {schedule.audit_name!r} has no script in scripts.yaml"
+    is_host, is_group = schedule.target in catalog.hosts, schedule.target in members
+    if is_host and is_group:
+        return f"target {schedule.target!r} is both a host and a group; rename one"
+    if not (is_host or is_group):
+        return f"unknown target {schedule.target!r}: not a host in hosts.yaml nor any host's group"
+    return None

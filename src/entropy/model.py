@@ -1,0 +1,159 @@
+"""Plain objects shared by every layer. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from .errors import Location
+from .timing import Timing
+
+
+class Status(StrEnum):
+    NEW = "new"  # waiting for its next run
+    PROCESSING = "processing"  # claimed by an engine
+    PROCESSED = "processed"  # result stored, next_run advanced
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+    ERROR = "error"  # the audit could not run
+    TIMEOUT = "timeout"
+
+
+class DisabledBy(StrEnum):
+    """Who disabled a row, so a re-sync undoes only what the definitions did."""
+
+    DEFINITIONS = "definitions"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    ip_address: str
+    host_type: str
+    groups: tuple[str, ...] = ()
+    vars: dict[str, Any] = field(default_factory=dict)
+    where: Location = field(default=Location("<definitions>"), compare=False)
+
+    def in_group(self, group: str) -> bool:
+        return self.host_type == group or group in self.groups
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """What an audit (or repair) name runs: a kind and that kind's parameters."""
+
+    name: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    timeout: int | None = None
+    where: Location = field(default=Location("<definitions>"), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """One audit entry under a target (a group or a host) in a schedule file."""
+
+    target: str
+    audit_name: str
+    timing: Timing
+    disabled: bool = False
+    disabled_reason: str | None = None
+    timeout: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    where: Location = field(default=Location("<definitions>"), compare=False)
+
+    def settings(self) -> tuple:
+        """What two schedules must agree on to give one pair without conflict."""
+        return (self.timing, self.disabled, self.disabled_reason, self.timeout, self.params)
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One desired (audit, host) pair, as the definitions expand to."""
+
+    audit_name: str
+    host: str
+    ip_address: str
+    schedule: Schedule
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.audit_name, self.host)
+
+
+@dataclass(slots=True)
+class Catalog:
+    """Everything a backend's definitions say, validated, with the pairs they give."""
+
+    hosts: dict[str, Host]
+    scripts: dict[str, Script]
+    schedules: list[Schedule]
+    sources: list[str] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.hosts)} hosts, {len(self.scripts)} scripts, "
+            f"{len(self.sources)} schedule files -> {len(self.pairs)} audits"
+        )
+
+
+@dataclass(slots=True)
+class AuditRow:
+    """The state of one (audit, host) pair, as the state store keeps it."""
+
+    id: int
+    host: str
+    ip_address: str
+    audit_name: str
+    next_run: datetime
+    created_at: datetime
+    updated_at: datetime
+    disabled: bool
+    disabled_reason: str | None
+    status: Status
+    result: dict[str, Any] | None
+    disabled_by: DisabledBy | None = None
+    claimed_by: str | None = None
+    lease_until: datetime | None = None
+    attempts: int = 0
+
+    # The fields promised to operators, in order, for status and --json.
+    PUBLIC_FIELDS = (
+        "id",
+        "host",
+        "ip_address",
+        "audit_name",
+        "next_run",
+        "created_at",
+        "updated_at",
+        "disabled",
+        "disabled_reason",
+        "status",
+        "result",
+    )
+
+    def public(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.PUBLIC_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    added: int
+    removed: int
+    kept: int
+    updated: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"added {self.added}, removed {self.removed}, kept {self.kept} "
+            f"({self.updated} of them updated)"
+        )

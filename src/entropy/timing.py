@@ -1,0 +1,148 @@
+"""When audits run: durations, fixed-rate intervals, cron, and the splay.
+
+A Timing answers two questions: when a brand-new (audit, host) pair first
+runs, and which slot comes after one that just ran. Slots are fixed-rate
+(previous slot + interval, never finish time + interval) and missed slots
+coalesce: after downtime the audit runs once, then resumes at the next
+future slot.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from .errors import DurationError
+
+_UNIT_SECONDS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 604800),
+}
+_PART = re.compile(r"(\d+)\s*([a-z]+)\s*")
+_EXAMPLES = "e.g. 90s, 30mins, 1hour, 1day, 2days, 1h30m"
+
+
+def parse_duration(value: object) -> int:
+    """Seconds in a duration such as '1day', '30mins', '90s' or '1h30m'.
+
+    A bare number is refused: '60' could mean seconds or minutes, and the
+    original notes always wrote a unit.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DurationError(f"duration must be text such as '30mins' ({_EXAMPLES}), got {value!r}")
+    text = str(value).strip().lower()
+    if text.isdigit():
+        raise DurationError(f"duration {value!r} has no unit ({_EXAMPLES})")
+    total, pos = 0, 0
+    while pos < len(text):
+        match = _PART.match(text, pos)
+        if not match or match.group(2) not in _UNIT_SECONDS:
+            raise DurationError(f"invalid duration {value!r} ({_EXAMPLES})")
+        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if total <= 0:
+        raise DurationError(f"duration {value!r} must be longer than zero")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling of a duration: 90 -> '1m30s', 86400 -> '1d'."""
+    rest = int(seconds)
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def splay_fraction(audit_name: str, host: str) -> float:
+    """A stable number in [0, 1) for a pair: every engine and restart agrees on it."""
+    return zlib.crc32(f"{audit_name}\0{host}".encode()) / 2**32
+
+
+@dataclass(frozen=True, slots=True)
+class Every:
+    """Fixed-rate interval: `run_every: 30mins`."""
+
+    seconds: int
+
+    def first_run(self, now: datetime, audit_name: str, host: str, max_splay: float) -> datetime:
+        span = min(self.seconds, max_splay)
+        return now + timedelta(seconds=round(span * splay_fraction(audit_name, host), 3))
+
+    def latest_next_run(self, now: datetime) -> datetime:
+        """No correct next_run lies later than this; a later one is left from old timing."""
+        return now + timedelta(seconds=self.seconds)
+
+    def next_slot(self, slot: datetime, now: datetime) -> datetime:
+        """The first slot on this pair's grid strictly after both `slot` and `now`."""
+        if now < slot:
+            return slot + timedelta(seconds=self.seconds)
+        missed = math.floor((now - slot).total_seconds() / self.seconds)
+        return slot + timedelta(seconds=self.seconds * (missed + 1))
+
+    def following(self, slot: datetime) -> datetime:
+        return slot + timedelta(seconds=self.seconds)
+
+    def describe(self) -> str:
+        return f"every {format_duration(self.seconds)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cron:
+    """Five-field cron, evaluated in `timezone`: `cron: "*/5 * * * *"`."""
+
+    expr: str
+    timezone: str = "UTC"
+
+    def _after(self, t: datetime) -> datetime:
+        return _cron_after(self.expr, self.timezone, t)
+
+    def first_run(self, now: datetime, audit_name: str, host: str, max_splay: float) -> datetime:
+        # Cron names exact moments; spreading them would break that promise.
+        return self._after(now)
+
+    def latest_next_run(self, now: datetime) -> datetime:
+        return self._after(now)
+
+    def next_slot(self, slot: datetime, now: datetime) -> datetime:
+        return self._after(max(slot, now))
+
+    def following(self, slot: datetime) -> datetime:
+        return self._after(slot)
+
+    def describe(self) -> str:
+        return f"cron {self.expr!r} ({self.timezone})"
+
+
+Timing = Every | Cron
+
+
+@lru_cache(maxsize=4096)
+def _cron_after(expr: str, timezone: str, t: datetime) -> datetime:
+    # Cached: a sync asks the same question for every pair of one schedule.
+    local = t.astimezone(ZoneInfo(timezone))
+    return croniter(expr, local).get_next(datetime).astimezone(UTC)
+
+
+def parse_cron(expr: object, timezone: str = "UTC") -> Cron:
+    if not isinstance(expr, str) or len(expr.split()) != 5:
+        raise DurationError(f"cron must be five fields such as '*/5 * * * *', got {expr!r}")
+    if not croniter.is_valid(expr):
+        raise DurationError(f"invalid cron expression {expr!r}")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise DurationError(f"unknown timezone {timezone!r} for cron") from exc
+    return Cron(expr, timezone)
