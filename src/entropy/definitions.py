@@ -118,6 +118,7 @@ class Problems:
 
     def __init__(self) -> None:
         self.items: list[ConfigError] = []
+        self.unreadable: list[str] = []  # files whose YAML could not be parsed at all
 
     def add(self, path: str, at: tuple[int, int], message: str) -> None:
         self.items.append(ConfigError(Location(path, *at), message))
@@ -131,6 +132,7 @@ class Problems:
             return read_yaml(path)
         except ConfigError as exc:
             self.items.append(exc)
+            self.unreadable.append(str(path))
             return None
 
     def raise_if_any(self) -> None:
@@ -344,7 +346,9 @@ def build_catalog(
     Raises ValidationError with every problem found, parsing ones included.
     """
     catalog = Catalog(hosts, scripts, schedules, sources)
-    catalog.pairs = expand(catalog, problems)
+    # With a file unreadable, cross-checks would only echo it ("unknown target" everywhere).
+    if not problems.unreadable:
+        catalog.pairs = expand(catalog, problems)
     problems.raise_if_any()
     return catalog
 

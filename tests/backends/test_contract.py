@@ -1,0 +1,294 @@
+"""The one contract every backend keeps, run against each of them.
+
+Like TaskFlow's persistence tests: one suite, parametrized over every
+backend (and state store) we ship. A backend-specific test only adds to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entropy.backends import Backend, fetch
+from entropy.clock import FakeClock
+from entropy.config import load_conf
+from entropy.errors import ValidationError
+from entropy.model import AuditRow, Status
+from entropy.timing import Every
+from fleets import SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
+
+MAX_SPLAY = 900
+
+
+class Harness:
+    """One backend kind over one state store, with its fleet in a temp dir."""
+
+    def __init__(self, kind: str, root: Path, state_url: str | None) -> None:
+        self.kind, self.root, self.state_url = kind, root, state_url
+        self.location = write_fleet(kind, root)
+        self._open: list[Backend] = []
+
+    def write(self, **parts: Any) -> None:
+        write_fleet(self.kind, self.root, **parts)
+
+    def backend(self, **overrides: Any) -> Backend:
+        """A new backend object, as a restarted process would make it."""
+        conf = load_conf()
+        for name, value in overrides.items():
+            conf.set_override(name, value)
+        if self.state_url:
+            conf.set_override("state_connection", self.state_url, group=self.kind)
+        backend = fetch(conf, f"{self.kind}:{self.location}")
+        self._open.append(backend)
+        return backend
+
+    def close(self) -> None:
+        for backend in self._open:
+            backend.close()
+
+
+@pytest.fixture(
+    params=[
+        "dir",
+        "file",
+        pytest.param("dir+postgresql", marks=pytest.mark.postgresql),
+        pytest.param("dir+mysql", marks=pytest.mark.mysql),
+    ]
+)
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    kind, _, server = request.param.partition("+")
+    state_url = request.getfixturevalue(f"{server}_url") if server else None
+    h = Harness(kind, tmp_path / "fleet", state_url)
+    yield h
+    h.close()
+
+
+def rows_by_key(backend: Backend) -> dict[tuple[str, str], AuditRow]:
+    return {(row.audit_name, row.host): row for row in backend.audits()}
+
+
+def test_load_expands_the_seed_schedules_to_their_pairs(harness: Harness) -> None:
+    catalog = harness.backend().load()
+    got = {p.key: p.schedule.timing for p in catalog.pairs}
+    assert got == {key: Every(seconds) for key, seconds in SEED_PAIRS.items()}
+    assert set(catalog.hosts) == set(SEED_HOSTS)
+    ips = {p.host: p.ip_address for p in catalog.pairs}
+    assert ips["hv-01.example.com"] == "10.0.1.1"
+
+
+def test_first_sync_adds_a_row_per_pair_with_every_field(harness: Harness, clock: FakeClock):
+    backend = harness.backend()
+    now = clock.now()
+    report = backend.sync(backend.load(), now)
+    assert (report.added, report.removed, report.kept) == (len(SEED_PAIRS), 0, 0)
+    rows = rows_by_key(backend)
+    assert set(rows) == set(SEED_PAIRS)
+    for key, row in rows.items():
+        assert row.ip_address == SEED_HOSTS[row.host]["ip_address"]
+        assert row.status is Status.NEW
+        assert row.disabled is False and row.disabled_reason is None
+        assert row.result is None
+        assert row.created_at == now and row.updated_at == now  # microseconds survive
+        assert now <= row.next_run < now + timedelta(seconds=min(SEED_PAIRS[key], MAX_SPLAY))
+        assert set(row.public()) == {
+            "id",
+            "host",
+            "ip_address",
+            "audit_name",
+            "next_run",
+            "created_at",
+            "updated_at",
+            "disabled",
+            "disabled_reason",
+            "status",
+            "result",
+        }
+    # The splay spreads the pairs out rather than firing them together.
+    assert len({row.next_run for row in rows.values()}) == len(rows)
+
+
+def test_resync_unchanged_keeps_rows_and_their_state(harness: Harness, clock: FakeClock):
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    before = rows_by_key(backend)
+    clock.advance(hours=1)
+    restarted = harness.backend()
+    report = restarted.sync(restarted.load(), clock.now())
+    assert (report.added, report.removed, report.kept, report.updated) == (0, 0, 8, 0)
+    after = rows_by_key(restarted)
+    assert {k: (r.id, r.next_run, r.updated_at) for k, r in after.items()} == {
+        k: (r.id, r.next_run, r.updated_at) for k, r in before.items()
+    }
+
+
+def test_sync_removes_gone_pairs_adds_new_ones_and_keeps_the_rest(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    before = rows_by_key(backend)
+    schedules = dict(SEED_SCHEDULES)
+    del schedules["hypervisor_audits.yaml"]  # vm_count on 2 hosts goes
+    hosts = {
+        **SEED_HOSTS,
+        "compute-03.example.com": {"ip_address": "10.0.0.13", "host_type": "compute"},
+    }
+    harness.write(hosts=hosts, schedules=schedules)
+    clock.advance(minutes=5)
+    report = backend.sync(backend.load(), clock.now())
+    assert (report.added, report.removed, report.kept) == (2, 2, 6)
+    after = rows_by_key(backend)
+    assert ("vm_count", "hv-01.example.com") not in after
+    assert {
+        ("check_nova_config_exists", "compute-03.example.com"),
+        ("check_nova_compute_log_file_exists", "compute-03.example.com"),
+    } <= set(after)
+    for key, row in before.items():
+        if key in after:
+            assert (after[key].id, after[key].next_run) == (row.id, row.next_run)
+
+
+def test_sync_follows_a_changed_ip_address(harness: Harness, clock: FakeClock) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    hosts = {
+        **SEED_HOSTS,
+        "hv-01.example.com": {"ip_address": "10.9.9.9", "host_type": "hypervisor"},
+    }
+    harness.write(hosts=hosts)
+    report = backend.sync(backend.load(), clock.now())
+    assert (report.kept, report.updated) == (8, 1)
+    assert rows_by_key(backend)["vm_count", "hv-01.example.com"].ip_address == "10.9.9.9"
+
+
+def test_shortened_interval_pulls_a_far_next_run_in(harness: Harness, clock: FakeClock):
+    # A splay as long as the 2-day interval leaves the first run far out.
+    backend = harness.backend(max_splay=172800)
+    backend.sync(backend.load(), clock.now())
+    key = ("vm_count", "hv-01.example.com")
+    assert rows_by_key(backend)[key].next_run > clock.now() + timedelta(minutes=1)
+    schedules = {
+        **SEED_SCHEDULES,
+        "hypervisor_audits.yaml": {"hypervisor": {"audits": {"vm_count": {"run_every": "1min"}}}},
+    }
+    harness.write(schedules=schedules)
+    backend.sync(backend.load(), clock.now())
+    row = rows_by_key(backend)[key]
+    assert clock.now() <= row.next_run <= clock.now() + timedelta(minutes=1)
+
+
+def test_operator_disable_persists_across_resync_and_enable_lifts_it(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    catalog = backend.load()
+    backend.sync(catalog, clock.now())
+    targets = [p for p in catalog.pairs if p.audit_name == "check_nova_config_exists"]
+    assert backend.set_disabled(targets, "nova config moved, ticket OPS-12", clock.now()) == 2
+    restarted = harness.backend()
+    restarted.sync(restarted.load(), clock.now())
+    rows = rows_by_key(restarted)
+    for pair in targets:
+        assert rows[pair.key].disabled is True
+        assert rows[pair.key].disabled_reason == "nova config moved, ticket OPS-12"
+    others = [row for key, row in rows.items() if key[0] != "check_nova_config_exists"]
+    assert not any(row.disabled for row in others)
+
+    assert restarted.set_disabled(targets, None, clock.now()) == 2
+    restarted.sync(restarted.load(), clock.now())
+    rows = rows_by_key(restarted)
+    assert not any(rows[p.key].disabled or rows[p.key].disabled_reason for p in targets)
+
+
+def test_definitions_disable_follows_the_yaml_but_not_over_the_operator(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    off = {
+        **SEED_SCHEDULES,
+        "other_audits.yaml": {
+            "nova-api.mydomain.com": {
+                "audits": {
+                    "vmbooter": {
+                        "run_every": "1hour",
+                        "disabled": True,
+                        "disabled_reason": "no ssh yet",
+                    },
+                    "api_availability": {"run_every": "30mins"},
+                }
+            }
+        },
+    }
+    harness.write(schedules=off)
+    catalog = backend.load()
+    backend.sync(catalog, clock.now())
+    key = ("vmbooter", "nova-api.mydomain.com")
+    row = rows_by_key(backend)[key]
+    assert (row.disabled, row.disabled_reason) == (True, "no ssh yet")
+
+    # Enabling from the CLI cannot override what the definitions say.
+    pair = next(p for p in catalog.pairs if p.key == key)
+    backend.set_disabled([pair], None, clock.now())
+    assert rows_by_key(backend)[key].disabled is True
+
+    harness.write()  # the YAML enables it again
+    backend.sync(backend.load(), clock.now())
+    assert rows_by_key(backend)[key].disabled is False
+
+    # An operator's disable is not undone by the definitions enabling the audit.
+    catalog = backend.load()
+    pair = next(p for p in catalog.pairs if p.key == key)
+    backend.set_disabled([pair], "maintenance", clock.now())
+    backend.sync(catalog, clock.now())
+    assert rows_by_key(backend)[key].disabled_reason == "maintenance"
+
+
+def test_invalid_definitions_raise_and_change_nothing(harness: Harness, clock: FakeClock):
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    before = rows_by_key(backend)
+    broken = {
+        **SEED_SCHEDULES,
+        "other_audits.yaml": {
+            "nova-api.mydomain.com": {"audits": {"vmbooter": {"run_every": "1fortnight"}}}
+        },
+    }
+    harness.write(schedules=broken)
+    with pytest.raises(ValidationError) as excinfo:
+        backend.load()
+    assert "1fortnight" in str(excinfo.value)
+    assert rows_by_key(backend) == before
+
+
+def test_splay_is_the_same_for_every_state_store(
+    harness: Harness, clock: FakeClock, tmp_path: Path
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    offsets = {k: r.next_run - clock.now() for k, r in rows_by_key(backend).items()}
+
+    other = Harness(harness.kind, tmp_path / "other", None)
+    try:
+        fresh = other.backend()
+        fresh.sync(fresh.load(), clock.now())
+        assert {k: r.next_run - clock.now() for k, r in rows_by_key(fresh).items()} == offsets
+    finally:
+        other.close()
+
+
+def test_audits_filters_by_host_and_audit(harness: Harness, clock: FakeClock) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    on_host = backend.audits(host="compute-01.example.com")
+    assert {r.audit_name for r in on_host} == {
+        "check_nova_config_exists",
+        "check_nova_compute_log_file_exists",
+        "vm_count",
+    }
+    one = backend.audits(host="compute-01.example.com", audit_name="vm_count")
+    assert [(r.audit_name, r.host) for r in one] == [("vm_count", "compute-01.example.com")]
+    assert backend.audits(audit_name="nope") == []

@@ -1,0 +1,82 @@
+"""Fixtures shared by every test: isolated state, a fake clock, real databases.
+
+Tests that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306) get a
+private schema/database of their own, dropped afterwards. Where the server
+is unreachable they skip and say why; under CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from entropy.clock import FakeClock
+
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_ADMIN = os.environ.get(
+    "ENTROPY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_ADMIN = os.environ.get("ENTROPY_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Default SQLite state files land in a temp dir, never in the developer's home."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    for name in list(os.environ):
+        if name.startswith("OS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC))
+
+
+def _unreachable(server: str, url: str, exc: Exception) -> None:
+    reason = f"{server} at {url} is unreachable: {str(exc).strip().splitlines()[0]}"
+    if UNDER_CI:
+        pytest.fail(f"{reason} (CI=true: database tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """A URL whose connections use a fresh PostgreSQL schema, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # any failure to reach the server
+        admin.dispose()
+        _unreachable("PostgreSQL", POSTGRES_ADMIN, exc)
+    sep = "&" if "?" in POSTGRES_ADMIN else "?"
+    yield f"{POSTGRES_ADMIN}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A URL to a fresh MariaDB/MySQL database, dropped afterwards."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(MYSQL_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+    except Exception as exc:
+        admin.dispose()
+        _unreachable("MariaDB", MYSQL_ADMIN, exc)
+    base, _, query = MYSQL_ADMIN.partition("?")
+    url = f"{base.rsplit('/', 1)[0]}/{database}" + (f"?{query}" if query else "")
+    yield url + ("&" if query else "?") + "charset=utf8mb4"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE `{database}`"))
+    admin.dispose()
