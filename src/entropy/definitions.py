@@ -54,8 +54,9 @@ class MarkedMap(dict):
 
     __slots__ = ("key_marks", "mark")
 
-    def at(self, key: Any) -> tuple[int, int]:
-        return self.key_marks.get(key, self.mark)
+    def at(self, key: Any, missing: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Where key stands; for an absent key, `missing` (say, the entry's name) if given."""
+        return self.key_marks.get(key, missing or self.mark)
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -169,6 +170,17 @@ def _unknown_keys(
             problems.add(path, entry.at(key), f"unknown key {key!r} in {what} (allowed: {choices})")
 
 
+def _is_ip_address(value: Any) -> bool:
+    """Text naming an IPv4/IPv6 address; ip_address() alone also takes ints (10 -> 0.0.0.10)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_hosts(doc: Any, path: str, problems: Problems) -> dict[str, Host]:
     """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
     hosts: dict[str, Host] = {}
@@ -185,18 +197,18 @@ def parse_hosts(doc: Any, path: str, problems: Problems) -> dict[str, Host]:
             continue
         _unknown_keys(entry, _HOST_KEYS, f"host {name!r}", path, problems)
         ip = entry.get("ip_address")
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
+        if not _is_ip_address(ip):
             problems.add(
                 path,
-                entry.at("ip_address"),
+                entry.at("ip_address", at),
                 f"host {name!r}: ip_address must be an IP address, got {ip!r}",
             )
             continue
         host_type = entry.get("host_type")
         if not isinstance(host_type, str) or not host_type:
-            problems.add(path, entry.at("host_type"), f"host {name!r}: host_type is required text")
+            problems.add(
+                path, entry.at("host_type", at), f"host {name!r}: host_type is required text"
+            )
             continue
         groups = entry.get("groups") or []
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
@@ -270,7 +282,7 @@ def parse_schedules(doc: Any, path: str, problems: Problems, cron_timezone: str)
             continue
         _unknown_keys(section, frozenset({"audits"}), f"target {target!r}", path, problems)
         audits = section.get("audits")
-        if not _mapping(audits, f"{target!r} audits", path, section.at("audits"), problems):
+        if not _mapping(audits, f"{target!r} audits", path, section.at("audits", at), problems):
             continue
         for audit_name, entry in audits.items():
             schedule = _parse_schedule_entry(

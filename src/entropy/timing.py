@@ -78,8 +78,12 @@ class Every:
     seconds: int
 
     def first_run(self, now: datetime, audit_name: str, host: str, max_splay: float) -> datetime:
+        # The next whole second + a millisecond splay: slots stay on a millisecond
+        # grid, which is what the scheduler's time table keys on.
         span = min(self.seconds, max_splay)
-        return now + timedelta(seconds=round(span * splay_fraction(audit_name, host), 3))
+        splay_ms = int(span * 1000 * splay_fraction(audit_name, host))
+        base = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
+        return base + timedelta(milliseconds=splay_ms)
 
     def latest_next_run(self, now: datetime) -> datetime:
         """No correct next_run lies later than this; a later one is left from old timing."""

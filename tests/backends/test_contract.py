@@ -93,7 +93,8 @@ def test_first_sync_adds_a_row_per_pair_with_every_field(harness: Harness, clock
         assert row.disabled is False and row.disabled_reason is None
         assert row.result is None
         assert row.created_at == now and row.updated_at == now  # microseconds survive
-        assert now <= row.next_run < now + timedelta(seconds=min(SEED_PAIRS[key], MAX_SPLAY))
+        assert now <= row.next_run <= now + timedelta(seconds=min(SEED_PAIRS[key], MAX_SPLAY) + 1)
+        assert row.next_run.microsecond % 1000 == 0  # on the scheduler's millisecond grid
         assert set(row.public()) == {
             "id",
             "host",
