@@ -37,6 +37,25 @@ DEFAULT_OPTS = [
         help="Timezone in which cron schedules are read (an IANA name).",
     ),
     cfg.IntOpt(
+        "default_timeout",
+        default=60,
+        min=1,
+        help="Seconds an audit may run when neither its schedule nor its script sets a timeout.",
+    ),
+    cfg.IntOpt(
+        "shutdown_grace",
+        default=10,
+        min=0,
+        help="Seconds running audits get to finish when the engine is asked to stop; then "
+        "they are killed and their claims go back to new.",
+    ),
+    cfg.IntOpt(
+        "result_retention",
+        default=7 * 86400,
+        min=60,
+        help="Seconds of result history to keep; older results are pruned.",
+    ),
+    cfg.IntOpt(
         "max_splay",
         default=900,
         min=0,

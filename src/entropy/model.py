@@ -145,6 +145,42 @@ class AuditRow:
         return {name: getattr(self, name) for name in self.PUBLIC_FIELDS}
 
 
+@dataclass(slots=True)
+class Result:
+    """What one run of an audit (or repair) found."""
+
+    outcome: Outcome
+    summary: str
+    output: str = ""
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    slot: datetime | None = None  # the scheduled time it ran for
+    engine_id: str | None = None
+    audit_name: str = ""
+    host: str = ""
+
+    @property
+    def duration(self) -> float:
+        if self.started_at is None or self.finished_at is None:
+            return 0.0
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "audit_name": self.audit_name,
+            "outcome": self.outcome.value,
+            "summary": self.summary,
+            "output": self.output,
+            "metrics": self.metrics,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "slot": self.slot,
+            "engine_id": self.engine_id,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class SyncReport:
     added: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -42,6 +42,22 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def definitions_hint(self) -> str:
         """Where an operator changes the definitions, for messages."""
+
+    def watched_paths(self) -> list[Path]:
+        """Files whose change should trigger a refresh; none for a database."""
+        return []
+
+    def definitions_signature(self) -> Hashable:
+        """Changes when any watched file is added, removed or modified."""
+        signature = []
+        for path in self.watched_paths():
+            try:
+                stat = path.stat()
+            except OSError:
+                signature.append((str(path), None))
+            else:
+                signature.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(signature)
 
     def describe(self) -> str:
         return f"{self.name}:{self.location} (state: {safe_url(self.state_url())})"

@@ -29,6 +29,10 @@ class DirBackend(Backend):
         audits = self.path / "audits"
         return sorted([*audits.glob("*.yaml"), *audits.glob("*.yml")])
 
+    def watched_paths(self) -> list[Path]:
+        root = self.path
+        return [root / "hosts.yaml", root / "scripts.yaml", root / "audits", *self.schedule_files()]
+
     def load(self) -> Catalog:
         root = self.path
         if not root.is_dir():

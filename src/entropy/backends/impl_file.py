@@ -27,6 +27,9 @@ class FileBackend(Backend):
     def definitions_hint(self) -> str:
         return f"{self.path} (sections hosts:, scripts:, schedules:)"
 
+    def watched_paths(self) -> list[Path]:
+        return [self.path]
+
     def load(self) -> Catalog:
         path = self.path
         if not path.is_file():

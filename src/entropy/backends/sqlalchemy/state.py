@@ -13,13 +13,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ...errors import BackendError
-from ...model import AuditRow, DisabledBy, Pair, Status, SyncReport
-from .tables import audits, metadata
+from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
+from .tables import audits, metadata, results
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 
@@ -126,8 +137,8 @@ class SqlStateStore:
                 change = _changes(row, pair, now, max_splay, latest[timing])
                 if change is not None:
                     changes.append(change)
-            for start in range(0, len(gone), _CHUNK):
-                conn.execute(delete(audits).where(c.id.in_(gone[start : start + _CHUNK])))
+            for chunk in _chunks(gone):
+                conn.execute(delete(audits).where(c.id.in_(chunk)))
             if desired:
                 conn.execute(
                     audits.insert(), [_new_row(p, now, max_splay) for p in desired.values()]
@@ -196,6 +207,208 @@ class SqlStateStore:
                 params,
             )
             return result.rowcount
+
+    # -- what the scheduler and the engine need -------------------------------
+
+    def schedule_rows(self) -> list[Any]:
+        """(id, audit_name, host, next_run, disabled, status) of every row, for the time table."""
+        c = audits.c
+        with self._connect() as conn:
+            return conn.execute(
+                select(c.id, c.audit_name, c.host, c.next_run, c.disabled, c.status)
+            ).all()
+
+    def claim(
+        self,
+        ids: list[int],
+        engine_id: str,
+        now: datetime,
+        lease_until: datetime,
+        waiting: list[int] = (),  # type: ignore[assignment]
+    ) -> set[int]:
+        """Atomically take the due, enabled, unclaimed rows among `ids`; return those taken.
+
+        A row still `processing` under a live lease belongs to someone else.
+        `waiting` are due rows this engine cannot start yet: they are marked
+        `new` in the same transaction.
+        """
+        c = audits.c
+        claimed: set[int] = set()
+        values = {
+            "status": Status.PROCESSING.value,
+            "claimed_by": engine_id,
+            "lease_until": lease_until,
+            "updated_at": now,
+        }
+        with self._connect() as conn:
+            for chunk in _chunks(list(waiting)):
+                conn.execute(
+                    update(audits)
+                    .where(c.id.in_(chunk), c.status == Status.PROCESSED.value, c.next_run <= now)
+                    .values(status=Status.NEW.value)
+                )
+            returning = conn.dialect.update_returning
+            for chunk in _chunks(ids):
+                claimable = and_(
+                    c.id.in_(chunk),
+                    c.disabled.is_(False),
+                    c.next_run <= now,
+                    or_(c.status != Status.PROCESSING.value, c.lease_until < now),
+                )
+                if returning:
+                    taken = (
+                        conn.execute(
+                            update(audits).where(claimable).values(**values).returning(c.id)
+                        )
+                        .scalars()
+                        .all()
+                    )
+                else:  # MySQL/MariaDB: no UPDATE ... RETURNING
+                    taken = (
+                        conn.execute(
+                            select(c.id).where(claimable).with_for_update(skip_locked=True)
+                        )
+                        .scalars()
+                        .all()
+                    )
+                    if taken:
+                        conn.execute(update(audits).where(c.id.in_(taken)).values(**values))
+                claimed.update(taken)
+        return claimed
+
+    def record(self, records: list[tuple[int, Result, datetime]], engine_id: str) -> int:
+        """Store results: each row's latest result and next_run, plus one history row each.
+
+        `records` are (row_id, result, next_run). Only rows still claimed by
+        this engine are updated, so a stale engine cannot write over a row
+        another engine took back. Returns how many rows were updated.
+        """
+        if not records:
+            return 0
+        c = audits.c
+        with self._connect() as conn:
+            updated = conn.execute(
+                update(audits)
+                .where(
+                    c.id == bindparam("row_id"),
+                    c.claimed_by == engine_id,
+                    c.status == Status.PROCESSING.value,
+                )
+                .values(
+                    status=Status.PROCESSED.value,
+                    result=bindparam("latest"),
+                    next_run=bindparam("next_run"),
+                    claimed_by=None,
+                    lease_until=None,
+                    attempts=0,
+                    updated_at=bindparam("finished_at"),
+                ),
+                [
+                    {
+                        "row_id": row_id,
+                        "latest": _latest(result),
+                        "next_run": next_run,
+                        "finished_at": result.finished_at,
+                    }
+                    for row_id, result, next_run in records
+                ],
+            ).rowcount
+            conn.execute(results.insert(), [_history(result) for _, result, _ in records])
+        return updated
+
+    def record_adhoc(self, row_id: int | None, result: Result) -> None:
+        """A run outside the schedule: history, and the row's latest result; next_run stays."""
+        with self._connect() as conn:
+            if row_id is not None:
+                conn.execute(
+                    update(audits)
+                    .where(audits.c.id == row_id)
+                    .values(result=_latest(result), updated_at=result.finished_at)
+                )
+            conn.execute(results.insert(), [_history(result)])
+
+    def release(self, engine_id: str, now: datetime) -> int:
+        """Give this engine's unfinished claims back (`new`), e.g. at shutdown."""
+        c = audits.c
+        with self._connect() as conn:
+            return conn.execute(
+                update(audits)
+                .where(c.claimed_by == engine_id, c.status == Status.PROCESSING.value)
+                .values(status=Status.NEW.value, claimed_by=None, lease_until=None, updated_at=now)
+            ).rowcount
+
+    def recover_expired(self, now: datetime) -> int:
+        """Rows whose lease ran out (their engine died) go back to `new`, attempts + 1."""
+        c = audits.c
+        with self._connect() as conn:
+            return conn.execute(
+                update(audits)
+                .where(c.status == Status.PROCESSING.value, c.lease_until < now)
+                .values(
+                    status=Status.NEW.value,
+                    claimed_by=None,
+                    lease_until=None,
+                    attempts=c.attempts + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+
+    def prune_results(self, before: datetime) -> int:
+        with self._connect() as conn:
+            return conn.execute(delete(results).where(results.c.finished_at < before)).rowcount
+
+    def results(
+        self,
+        host: str | None = None,
+        audit_name: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """History, newest first."""
+        r = results.c
+        query = select(results).order_by(r.finished_at.desc(), r.id.desc()).limit(limit)
+        for column, value in ((r.host, host), (r.audit_name, audit_name), (r.outcome, outcome)):
+            if value is not None:
+                query = query.where(column == value)
+        with self._connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _latest(result: Result) -> dict[str, Any]:
+    """The row's `result` column: the latest result, small enough to read in bulk."""
+    return {
+        "outcome": result.outcome.value,
+        "summary": result.summary,
+        "metrics": result.metrics,
+        "slot": _iso(result.slot),
+        "started_at": _iso(result.started_at),
+        "finished_at": _iso(result.finished_at),
+        "engine_id": result.engine_id,
+    }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _history(result: Result) -> dict[str, Any]:
+    return {
+        "host": result.host,
+        "audit_name": result.audit_name,
+        "slot": result.slot,
+        "outcome": result.outcome.value,
+        "summary": result.summary,
+        "output": result.output,
+        "metrics": result.metrics,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "engine_id": result.engine_id,
+    }
 
 
 def _new_row(pair: Pair, now: datetime, max_splay: float) -> dict[str, Any]:
