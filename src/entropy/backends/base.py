@@ -12,6 +12,7 @@ from typing import ClassVar
 from oslo_config import cfg
 
 from ..config import option, state_dir
+from ..gcpause import gc_paused
 from ..model import AuditRow, Catalog, Pair, SyncReport
 from .sqlalchemy.state import SqlStateStore, safe_url
 
@@ -31,9 +32,14 @@ class Backend(abc.ABC):
         self.location = location
         self._state: SqlStateStore | None = None
 
-    @abc.abstractmethod
     def load(self) -> Catalog:
         """Read and validate every definition; raise ValidationError on any problem."""
+        with gc_paused():
+            return self._load()
+
+    @abc.abstractmethod
+    def _load(self) -> Catalog:
+        """What load() does, for each backend to implement."""
 
     @abc.abstractmethod
     def state_url(self) -> str:

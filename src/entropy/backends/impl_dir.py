@@ -33,7 +33,7 @@ class DirBackend(Backend):
         root = self.path
         return [root / "hosts.yaml", root / "scripts.yaml", root / "audits", *self.schedule_files()]
 
-    def load(self) -> Catalog:
+    def _load(self) -> Catalog:
         root = self.path
         if not root.is_dir():
             raise BackendError(

@@ -30,7 +30,7 @@ class FileBackend(Backend):
     def watched_paths(self) -> list[Path]:
         return [self.path]
 
-    def load(self) -> Catalog:
+    def _load(self) -> Catalog:
         path = self.path
         if not path.is_file():
             raise BackendError(

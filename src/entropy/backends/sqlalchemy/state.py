@@ -29,10 +29,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from ...errors import BackendError
+from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
 from .tables import audits, metadata, results
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
+_INSERT_CHUNK = 5000  # rows per executemany
 
 
 def create_sql_engine(url: str) -> Engine:
@@ -110,7 +112,7 @@ class SqlStateStore:
         """
         desired = {pair.key: pair for pair in pairs}
         c = audits.c
-        with self._connect() as conn:
+        with gc_paused(), self._connect() as conn:
             existing = conn.execute(
                 select(
                     c.id,
@@ -433,6 +435,13 @@ def _changes(
 ) -> dict[str, Any] | None:
     """The new values of a kept row's definition-driven columns, or None if none change."""
     schedule = pair.schedule
+    if (
+        not row.disabled
+        and not schedule.disabled
+        and row.ip_address == pair.ip_address
+        and row.next_run <= latest_next_run
+    ):
+        return None  # the common case: nothing to change
     disabled, reason, by = row.disabled, row.disabled_reason, row.disabled_by
     if by != DisabledBy.OPERATOR:
         if schedule.disabled:

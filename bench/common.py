@@ -1,0 +1,214 @@
+"""What every scenario needs: an isolated config, a backend, fresh processes, stats, output."""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import io
+import json
+import multiprocessing
+import os
+import platform
+import pstats
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from oslo_config import cfg
+
+from entropy.backends import Backend, fetch
+from entropy.config import list_opts
+
+from .fleet import Fleet
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_conf(backend: str, state_url: str, **overrides: object) -> cfg.ConfigOpts:
+    """Entropy's options with their defaults, nothing read from files or OS_* variables.
+
+    The same registration as entropy.config.load_conf, minus the search of
+    ~/.entropy and /etc/entropy, so a developer's config never skews a run.
+    `[backend] state_connection` is set to state_url; overrides are [DEFAULT]
+    options (e.g. max_splay=900).
+    """
+    conf = cfg.ConfigOpts()
+    for group, opts in list_opts():
+        conf.register_opts(opts, group=group)
+    conf(
+        args=[],
+        project="entropy",
+        prog="entropy-bench",
+        default_config_files=[],
+        default_config_dirs=[],
+        use_env=False,
+    )
+    conf.set_override("state_connection", state_url, group=backend)
+    for name, value in overrides.items():
+        conf.set_override(name, value)
+    return conf
+
+
+def open_backend(fleet: Fleet, state_url: str, **overrides: object) -> Backend:
+    """The backend that reads this fleet, found by entry point as `entropy --backend` does."""
+    return fetch(make_conf(fleet.backend, state_url, **overrides), fleet.url)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def in_fresh_process(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """fn(*args, **kwargs) in a new interpreter (spawn), so its peak RSS and caches are its own.
+
+    fn must be importable (a module-level function) and its arguments and
+    result picklable.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+
+class Profiler:
+    """cProfile around a block when a dump path is given; a no-op otherwise."""
+
+    def __init__(self, dump_to: str | None) -> None:
+        self.dump_to = dump_to
+        self._profile = cProfile.Profile() if dump_to else None
+
+    def __enter__(self) -> Profiler:
+        if self._profile:
+            self._profile.enable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._profile and self.dump_to:
+            self._profile.disable()
+            self._profile.dump_stats(self.dump_to)
+
+
+class GcTimer:
+    """Seconds spent in Python's cyclic garbage collector, and how many full collections.
+
+    Registered in gc.callbacks while active; a profile charges GC pauses to
+    whatever function happened to allocate, so this is the honest number.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full_collections = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full_collections += info["generation"] == 2
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def profile_top(path: str | Path, limit: int = 15, sort: str = "cumulative") -> str:
+    """The top `limit` functions of a cProfile dump, as pstats prints them."""
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs().sort_stats(sort).print_stats(limit)
+    text = out.getvalue()
+    # Keep the table, not pstats' preamble about the dump file.
+    start = text.find("   ncalls")
+    return text[start:].rstrip() if start >= 0 else text.rstrip()
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Median and range of one measurement over the runs."""
+
+    median: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"median": self.median, "min": self.min, "max": self.max}
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def environment() -> dict[str, Any]:
+    """What a number depends on besides the code: machine, interpreter, libraries, commit."""
+    import sqlalchemy
+    import yaml
+
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "sqlalchemy": sqlalchemy.__version__,
+        "pyyaml": yaml.__version__,
+        "libyaml": bool(getattr(yaml, "__with_libyaml__", False)),
+        "sqlite": sqlite3.sqlite_version,
+        "git": _git_revision(),
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{rev}+dirty-src" if dirty else rev
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
