@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import heapq
 import json
+import logging
+import signal
 import sys
 from collections.abc import Iterator
+from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 import click
+from oslo_config import cfg
 
 from . import __version__
 from .backends import Backend, fetch
 from .clock import SystemClock
-from .config import load_conf
+from .config import engine_id, load_conf, option
+from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
-from .model import AuditRow, Catalog, Pair
+from .model import AuditRow, Catalog, Outcome, Pair, Result
+from .runners import Job, run_job
+from .scheduler import Scheduler
 from .timing import format_duration, parse_duration
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -36,14 +44,21 @@ class Session:
             backend_url,
         )
         self.clock = SystemClock()
+        self.failed = False  # set by a command whose exit status should say so
         self._backend: Backend | None = None
 
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            conf = load_conf(self.config_files, self.config_dirs)
-            self._backend = fetch(conf, self.backend_url)
+            self._backend = fetch(self.conf, self.backend_url)
         return self._backend
+
+    @functools.cached_property
+    def conf(self) -> cfg.ConfigOpts:
+        return load_conf(self.config_files, self.config_dirs)
+
+    def option(self, name: str) -> Any:
+        return option(self.conf, name)
 
     def close(self) -> None:
         if self._backend is not None:
@@ -88,6 +103,7 @@ class EntropyGroup(click.Group):
     help="Backend to use instead of entropy_backend in the config: dir:PATH or "
     "file:PATH.yaml (a bare existing path works too).",
 )
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
 @click.version_option(__version__, prog_name="entropy")
 @click.pass_context
 def main(
@@ -95,6 +111,7 @@ def main(
     config_file: tuple[str, ...],
     config_dir: tuple[str, ...],
     backend_url: str | None,
+    verbose: int,
 ) -> None:
     """Audit a fleet of hosts on schedule and repair what the audits find.
 
@@ -105,10 +122,15 @@ def main(
 
     \b
     Start with:
-      entropy --backend dir:examples/fleet validate
-      entropy --backend dir:examples/fleet sync
-      entropy --backend dir:examples/fleet status
+      entropy --backend dir:examples/local validate
+      entropy --backend dir:examples/local engine run
+      entropy --backend dir:examples/local results --limit 20
     """
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    logging.basicConfig(
+        level=levels.get(verbose, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     session = Session(config_file, config_dir, backend_url)
     ctx.obj = session
     ctx.call_on_close(session.close)
@@ -383,6 +405,189 @@ main.command(
     help="Run AUDIT again where `entropy disable` stopped it. Audits the definitions "
     "disable (disabled: true) stay disabled.",
 )(_toggle_command(disable=False))
+
+
+@main.group()
+def engine() -> None:
+    """Run the engine: the scheduler yields due audits, a worker pool runs them."""
+
+
+@engine.command("run")
+@click.option(
+    "--max-workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Audits run at the same time (default: max_workers in the config).",
+)
+@click.option(
+    "--for",
+    "run_for",
+    metavar="DURATION",
+    help="Stop by itself after this long, e.g. 30s or 1h (default: until Ctrl-C).",
+)
+@json_option
+@pass_session
+def engine_run(
+    session: Session, max_workers: int | None, run_for: str | None, as_json: bool
+) -> None:
+    """Run audits when they are due and print one line per result, until stopped.
+
+    Every result is stored (the row's latest result and the history). The
+    definitions are reloaded every refresh_interval and when the YAML files
+    change; invalid changes are logged and the previous schedule keeps
+    running. SIGTERM or Ctrl-C stops gracefully: no new claims, running
+    audits get shutdown_grace seconds, then unfinished ones go back to new.
+    """
+    logging.getLogger("entropy").setLevel(min(logging.INFO, logging.root.level))
+    until = None
+    if run_for:
+        try:
+            until = session.clock.now() + timedelta(seconds=parse_duration(run_for))
+        except DurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--for") from None
+    backend = session.backend
+    settings = EngineSettings(
+        engine_id=engine_id(session.conf),
+        max_workers=max_workers or session.option("max_workers"),
+        default_timeout=session.option("default_timeout"),
+        shutdown_grace=session.option("shutdown_grace"),
+        result_retention=session.option("result_retention"),
+    )
+    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
+    printer = _print_result_json if as_json else _print_result_line
+    runner = Engine(backend, scheduler, session.clock, settings, on_result=printer)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    click.echo(
+        f"engine {settings.engine_id} on {backend.describe()}, "
+        f"{settings.max_workers} workers; Ctrl-C to stop",
+        err=True,
+    )
+    runner.run(until=until)
+    click.echo(f"engine stopped; {runner.recorded} results recorded", err=True)
+
+
+@main.group()
+def audit() -> None:
+    """Run audits by hand, outside the schedule."""
+
+
+@audit.command("run")
+@click.argument("audit_name", metavar="AUDIT")
+@click.option("--host", help="Only on this host.")
+@click.option("--group", help="Only on the hosts of this group.")
+@json_option
+@pass_session
+def audit_run(
+    session: Session, audit_name: str, host: str | None, group: str | None, as_json: bool
+) -> None:
+    """Run AUDIT now on its hosts (or one --host or --group) and print the results.
+
+    The results are stored in the history and as each row's latest result;
+    the schedule (next_run) is not touched. Exit status 0 when every result
+    is ok, 1 otherwise.
+    """
+    if host and group:
+        raise click.UsageError("give --host or --group, not both")
+    backend = session.backend
+    catalog = backend.load()
+    pairs = _select_pairs(catalog, audit_name, host, group)
+    rows = {(r.audit_name, r.host): r.id for r in backend.audits(audit_name=audit_name)}
+    timeout = session.option("default_timeout")
+    engine_name = f"{engine_id(session.conf)} (by hand)"
+
+    def run_pair(pair: Pair) -> Result:
+        result = run_job(Job.for_pair(catalog, pair, timeout), session.clock)
+        result.audit_name, result.host, result.engine_id = pair.audit_name, pair.host, engine_name
+        result.slot = result.started_at
+        return result
+
+    workers = min(len(pairs), session.option("max_workers"))
+    with futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(run_pair, pairs):
+            backend.state.record_adhoc(rows.get((result.audit_name, result.host)), result)
+            (_print_result_json if as_json else _print_result_line)(result)
+            if result.outcome is not Outcome.OK:
+                session.failed = True
+    if session.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--host", help="Only this host.")
+@click.option("--audit", "audit_name", metavar="AUDIT", help="Only this audit.")
+@click.option("--outcome", type=click.Choice([o.value for o in Outcome]), help="Only this outcome.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="At most this many, newest first.",
+)
+@json_option
+@pass_session
+def results(
+    session: Session,
+    host: str | None,
+    audit_name: str | None,
+    outcome: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Show the result history, newest first.
+
+    --json prints a list of objects with host, audit_name, outcome, summary,
+    output, metrics, slot (the scheduled time it ran for), started_at,
+    finished_at and engine_id.
+    """
+    found = session.backend.state.results(host, audit_name, outcome, limit)
+    if as_json:
+        _print_json([{k: v for k, v in r.items() if k != "id"} for r in found])
+        return
+    for r in reversed(found):
+        _print_result_line(
+            Result(
+                Outcome(r["outcome"]),
+                r["summary"] or "",
+                r["output"] or "",
+                r["metrics"] or {},
+                r["started_at"],
+                r["finished_at"],
+                r["slot"],
+                r["engine_id"],
+                r["audit_name"],
+                r["host"],
+            )
+        )
+    if not found:
+        click.echo("no results match", err=True)
+
+
+_COLOURS = {
+    Outcome.OK: "green",
+    Outcome.WARNING: "yellow",
+    Outcome.CRITICAL: "red",
+    Outcome.UNKNOWN: "magenta",
+    Outcome.ERROR: "red",
+    Outcome.TIMEOUT: "red",
+}
+
+
+def _print_result_line(result: Result) -> None:
+    outcome = click.style(
+        f"{result.outcome.value.upper():8}",
+        fg=_COLOURS[result.outcome],
+        bold=result.outcome is not Outcome.OK,
+    )
+    when = _stamp(result.finished_at) if result.finished_at else "-"
+    click.echo(
+        f"{when}  {result.host:<20} {result.audit_name:<24} {outcome} {result.summary}  "
+        f"({result.duration:.2f}s)"
+    )
+
+
+def _print_result_json(result: Result) -> None:
+    click.echo(json.dumps(result.to_dict(), default=_json_default))
 
 
 def _print_json(value: Any) -> None:

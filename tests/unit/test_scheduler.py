@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fleets import SEED_HOSTS, SEED_SCHEDULES, SEED_SCRIPTS, write_fleet
 
 from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
@@ -15,6 +15,7 @@ from entropy.config import load_conf
 from entropy.errors import ValidationError
 from entropy.model import Outcome, Result
 from entropy.scheduler import Due, Scheduler
+from fleets import SEED_HOSTS, SEED_SCHEDULES, SEED_SCRIPTS, write_fleet
 
 HOSTS = {
     "a.example": {"ip_address": "10.0.0.1", "host_type": "compute"},
@@ -78,7 +79,7 @@ def test_slots_are_exactly_one_interval_apart(fleet: Path, clock: FakeClock) -> 
     for host in HOSTS:
         slots = slots_of(ran, host)
         assert len(slots) in (19, 20, 21)
-        assert {b - a for a, b in zip(slots, slots[1:], strict=False)} == {timedelta(seconds=30)}
+        assert {b - a for a, b in itertools.pairwise(slots)} == {timedelta(seconds=30)}
 
 
 def test_slot_grid_stays_fixed_rate_when_audits_finish_late(fleet: Path, clock: FakeClock):

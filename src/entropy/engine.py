@@ -1,0 +1,241 @@
+"""The engine: claims due audits, runs them on a worker pool, records results.
+
+It takes batches from the scheduler, claims them in the state store
+(new -> processing, with a lease), runs them on a futurist executor of
+max_workers, and hands each result to a recorder thread that writes them in
+batches (processing -> processed, next_run advanced, one history row each).
+It claims no more than it can start soon; the rest wait as `new`.
+
+Stopping is graceful: no new claims, running audits get a grace period,
+then their process groups are killed and their claims go back to `new`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import futurist
+
+from . import runners
+from .backends import Backend
+from .clock import Clock
+from .errors import BackendError
+from .model import Result
+from .runners.base import Job
+from .scheduler import Due, Scheduler
+
+LOG = logging.getLogger(__name__)
+
+ResultCallback = Callable[[Result], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    engine_id: str
+    max_workers: int = 8
+    default_timeout: float = 60.0
+    shutdown_grace: float = 10.0
+    result_retention: float = 7 * 86400.0
+    lease_margin: float = 30.0  # added to an audit's timeout to make its lease
+    flush_interval: float = 0.05  # how long results may wait to be written together
+    flush_size: int = 1000
+
+
+class Engine:
+    def __init__(
+        self,
+        backend: Backend,
+        scheduler: Scheduler,
+        clock: Clock,
+        settings: EngineSettings,
+        on_result: ResultCallback | None = None,
+    ) -> None:
+        self.backend = backend
+        self.scheduler = scheduler
+        self.clock = clock
+        self.settings = settings
+        self.on_result = on_result
+        self._pending: OrderedDict[int, Due] = OrderedDict()  # due, not yet claimed
+        self._running: dict[int, Due] = {}
+        self._running_lock = threading.Lock()
+        self._results: queue.SimpleQueue[tuple[Due, Result, datetime] | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._abandoned = False  # past the grace period: late results are not recorded
+        self._executor: futurist.ThreadPoolExecutor | None = None
+        self.recorded = 0
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def run(self, until: datetime | None = None) -> None:
+        """Run until stop() is called (or `until`), then shut down gracefully."""
+        state = self.backend.state
+        now = self.clock.now()
+        recovered = state.recover_expired(now) + state.release(self.settings.engine_id, now)
+        if recovered:
+            LOG.warning("put %d rows left in processing back to new", recovered)
+        self.scheduler.refresh()  # invalid definitions at start-up are an error
+        self._executor = futurist.ThreadPoolExecutor(max_workers=self.settings.max_workers)
+        recorder = threading.Thread(target=self._record_loop, name="entropy-recorder", daemon=True)
+        recorder.start()
+        try:
+            while not self._stopping.is_set():
+                now = self.clock.now()
+                if until is not None and now >= until:
+                    break
+                timeout = None if until is None else (until - now).total_seconds()
+                batch = self.scheduler.next_batch(timeout)
+                for due in batch:
+                    if due.row_id not in self._running:
+                        self._pending[due.row_id] = due
+                self._dispatch(fresh=[due.row_id for due in batch])
+        finally:
+            self._shutdown(recorder)
+
+    def stop(self) -> None:
+        """Ask the engine to stop; safe from a signal handler or another thread."""
+        self._stopping.set()
+        self.scheduler.stop()
+
+    # -- claiming and running ---------------------------------------------------
+
+    def _capacity(self) -> int:
+        # Enough claimed work to keep every worker busy through one more batch.
+        return 2 * self.settings.max_workers - len(self._running)
+
+    def _dispatch(self, fresh: list[int]) -> None:
+        capacity = self._capacity()
+        if not self._pending or (capacity <= 0 and not fresh):
+            return
+        take = [
+            self._pending.popitem(last=False)[1] for _ in range(min(capacity, len(self._pending)))
+        ]
+        now = self.clock.now()
+        catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
+        jobs = {due.row_id: Job.for_pair(catalog, due.pair, timeout) for due in take}
+        longest = max((job.timeout for job in jobs.values()), default=0.0)
+        lease_until = now + timedelta(seconds=longest + self.settings.lease_margin)
+        waiting = [row_id for row_id in fresh if row_id in self._pending]
+        try:
+            claimed = self.backend.state.claim(
+                list(jobs), self.settings.engine_id, now, lease_until, waiting
+            )
+        except BackendError as exc:
+            LOG.error("cannot claim audits, will retry: %s", exc)
+            for due in reversed(take):
+                self._pending[due.row_id] = due
+                self._pending.move_to_end(due.row_id, last=False)
+            return
+        for due in take:
+            if due.row_id not in claimed:
+                # Disabled, no longer due, or another engine has it: next slot.
+                self.scheduler.done(due, now)
+                continue
+            with self._running_lock:
+                self._running[due.row_id] = due
+            self._executor.submit(self._run_one, due, jobs[due.row_id])
+
+    def _run_one(self, due: Due, job: Job) -> None:
+        result = runners.run_job(job, self.clock)
+        result.slot, result.engine_id = due.slot, self.settings.engine_id
+        result.audit_name, result.host = due.pair.audit_name, due.pair.host
+        if self._abandoned:
+            return  # its claim goes back to `new` at shutdown
+        next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
+        self._results.put((due, result, next_run))
+
+    # -- recording ----------------------------------------------------------------
+
+    def _record_loop(self) -> None:
+        """Write results in batches; on a database error keep them and retry."""
+        batch: list[tuple[Due, Result, datetime]] = []
+        backoff = 0.5
+        next_prune = 0.0
+        while True:
+            stop = self._collect(batch)
+            if batch:
+                try:
+                    self.backend.state.record(
+                        [(due.row_id, result, next_run) for due, result, next_run in batch],
+                        self.settings.engine_id,
+                    )
+                except BackendError as exc:
+                    LOG.error("cannot record %d results, will retry: %s", len(batch), exc)
+                    if stop:
+                        return
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                backoff = 0.5
+                self._finish(batch)
+                batch = []
+            if stop:
+                return
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + 600
+                self._prune()
+
+    def _collect(self, batch: list) -> bool:
+        """Add waiting results to batch, waiting up to flush_interval; True once told to stop."""
+        deadline = time.monotonic() + self.settings.flush_interval
+        while len(batch) < self.settings.flush_size:
+            try:
+                item = self._results.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
+
+    def _finish(self, batch: list[tuple[Due, Result, datetime]]) -> None:
+        with self._running_lock:
+            for due, _, _ in batch:
+                self._running.pop(due.row_id, None)
+        self.recorded += len(batch)
+        if self._pending:
+            self.scheduler.wake()  # room for more claims
+        if self.on_result:
+            for _, result, _ in batch:
+                try:
+                    self.on_result(result)
+                except Exception:  # a broken printer must not stop recording
+                    LOG.exception("result callback failed")
+
+    def _prune(self) -> None:
+        before = self.clock.now() - timedelta(seconds=self.settings.result_retention)
+        try:
+            pruned = self.backend.state.prune_results(before)
+        except BackendError as exc:
+            LOG.warning("cannot prune history: %s", exc)
+            return
+        if pruned:
+            LOG.info("pruned %d results older than %s", pruned, before.isoformat())
+
+    # -- stopping -------------------------------------------------------------------
+
+    def _shutdown(self, recorder: threading.Thread) -> None:
+        self._stopping.set()
+        self.scheduler.stop()
+        executor = self._executor
+        if executor is not None:
+            executor.shutdown(wait=False)
+            deadline = time.monotonic() + self.settings.shutdown_grace
+            # Finished audits leave _running once the recorder has written them.
+            while self._running and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._running:
+                LOG.warning("grace period over: stopping %d running audits", len(self._running))
+                self._abandoned = True
+                runners.command.kill_all()
+        self._results.put(None)
+        recorder.join()
+        released = self.backend.state.release(self.settings.engine_id, self.clock.now())
+        if released:
+            LOG.warning("gave %d unfinished audits back (status new)", released)

@@ -1,0 +1,189 @@
+"""kind: command - run a program here, read its result as a Nagios plugin's.
+
+`command` is an argv list run without a shell; with `shell: true` it is one
+string for /bin/sh -c, every substituted value quoted. Output goes to
+temporary files, not pipes: memory stays bounded whatever a script prints,
+and a grandchild holding the files open can't make us wait for it. Each run
+is its own process group, so a timeout (or kill_all at shutdown) kills the
+script's children too; only a child that started a new session escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from typing import IO, Any
+
+from ..model import Outcome
+from .base import Job, Verdict
+from .nagios import cut, exit_outcome, parse_perfdata, split_output
+from .template import ScriptError, as_text, environment, render, render_shell
+
+DEFAULT_OUTPUT_LIMIT = 64 * 1024  # bytes of stdout (and of stderr) kept per run
+
+_lock = threading.Lock()
+_running: dict[int, subprocess.Popen[bytes]] = {}  # process group id -> its leader
+_killed: set[int] = set()  # groups kill_all() ended, so their run says why
+
+
+def run(job: Job) -> Verdict:
+    try:
+        argv = _argv(job)
+        env = _env(job)
+        cwd = _cwd(job)
+        limit = _output_limit(job.script.params)
+    except ScriptError as exc:
+        return Verdict(Outcome.ERROR, str(exc))
+    timeout = job.timeout if job.timeout and job.timeout > 0 else None
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        except OSError as exc:
+            return Verdict(Outcome.ERROR, _start_error(exc, argv, cwd))
+        except ValueError as exc:  # a NUL byte in an argument or a variable
+            return Verdict(Outcome.ERROR, f"cannot run {argv[0]!r}: {exc}")
+        code, timed_out, shut_down = _wait(proc, timeout)
+        stdout, stderr = _read(out, limit), _read(err, limit)
+
+    output = stdout
+    if stderr:
+        output += ("\n" if output and not output.endswith("\n") else "") + "[stderr]\n" + stderr
+    if shut_down:
+        return Verdict(Outcome.ERROR, "killed: the engine is shutting down", output)
+    if timed_out:
+        return Verdict(Outcome.TIMEOUT, f"timed out after {timeout:g}s", output)
+    summary, perfdata = split_output(stdout)
+    summary = summary or stderr.strip().partition("\n")[0]
+    if code < 0:
+        why = f"killed by signal {_signal_name(-code)}"
+        summary = f"{why}: {summary}" if summary else why
+    elif code not in (0, 1, 2, 3):
+        why = f"exit code {code} is out of bounds"
+        summary = f"{why}: {summary}" if summary else why
+    elif not summary:
+        summary = f"exit code {code}, no output"
+    return Verdict(exit_outcome(code), summary, output, parse_perfdata(perfdata))
+
+
+def kill_all() -> int:
+    """SIGKILL every running command's process group; how many there were.
+
+    The engine calls this at shutdown once its grace period is over (and
+    after it stopped starting jobs: a command starting at this very moment
+    is not yet registered). Each killed run returns outcome `error` saying so.
+    """
+    count = 0
+    with _lock:
+        for pgid, proc in _running.items():
+            if proc.returncode is None:
+                _killed.add(pgid)
+                _killpg(pgid)
+                count += 1
+    return count
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, bool, bool]:
+    """(exit code, timed out, killed by kill_all) once the process has ended."""
+    with _lock:
+        _running[proc.pid] = proc
+    timed_out = False
+    try:
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _killpg(proc.pid)
+            code = proc.wait()
+        except BaseException:  # interrupted: don't leave the script running
+            _killpg(proc.pid)
+            proc.wait()
+            raise
+    finally:
+        with _lock:
+            del _running[proc.pid]
+            shut_down = proc.pid in _killed
+            _killed.discard(proc.pid)
+    return code, timed_out, shut_down
+
+
+def _killpg(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group has gone
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _read(stream: IO[bytes], limit: int) -> str:
+    """The first `limit` bytes a stream's file got, marked if there was more."""
+    total = os.fstat(stream.fileno()).st_size
+    stream.seek(0)
+    return cut(stream.read(limit), limit, total)
+
+
+def _argv(job: Job) -> list[str]:
+    params = job.script.params
+    command = params.get("command")
+    shell = params.get("shell", False)
+    if not isinstance(shell, bool):
+        raise ScriptError(f"shell must be true or false, got {shell!r}")
+    if shell:
+        if not isinstance(command, str) or not command.strip():
+            raise ScriptError("with shell: true, command must be one string")
+        return ["/bin/sh", "-c", render_shell(command, job)]
+    if not isinstance(command, list | tuple) or not command:
+        raise ScriptError(
+            "command must be a list of arguments, e.g. [check_disk, -w, '10%'] "
+            "(or one string with shell: true)"
+        )
+    return [render(as_text(arg), job) for arg in command]
+
+
+def _env(job: Job) -> dict[str, str]:
+    """os.environ, then the script's `env`, then the ENTROPY_* values, each overriding."""
+    extra: Any = job.script.params.get("env") or {}
+    if not isinstance(extra, dict):
+        raise ScriptError(f"env must be a mapping of names to values, got {extra!r}")
+    env = dict(os.environ)
+    env.update({str(name): render(as_text(value), job) for name, value in extra.items()})
+    env.update(environment(job))
+    return env
+
+
+def _cwd(job: Job) -> str | None:
+    cwd = job.script.params.get("cwd")
+    if cwd is None:
+        return None
+    if not isinstance(cwd, str) or not cwd:
+        raise ScriptError(f"cwd must be a directory path, got {cwd!r}")
+    return render(cwd, job)
+
+
+def _output_limit(params: dict[str, Any]) -> int:
+    limit = params.get("output_limit", DEFAULT_OUTPUT_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ScriptError(f"output_limit must be a positive number of bytes, got {limit!r}")
+    return limit
+
+
+def _start_error(exc: OSError, argv: list[str], cwd: str | None) -> str:
+    # Popen names the directory in exc.filename when it is cwd that is missing.
+    if cwd is not None and exc.filename == cwd:
+        return f"cannot use cwd {cwd!r}: {exc.strerror}"
+    return f"cannot run {argv[0]!r}: {exc.strerror or exc}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
