@@ -55,6 +55,22 @@ SEED_PAIRS = {
     ("vmbooter", "nova-api.mydomain.com"): 3600,
     ("api_availability", "nova-api.mydomain.com"): 1800,
 }
+# The row fields promised to operators (status --json), exactly.
+ROW_FIELDS = frozenset(
+    [
+        "id",
+        "host",
+        "ip_address",
+        "audit_name",
+        "next_run",
+        "created_at",
+        "updated_at",
+        "disabled",
+        "disabled_reason",
+        "status",
+        "result",
+    ]
+)
 
 
 def write_fleet(

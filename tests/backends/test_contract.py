@@ -19,7 +19,7 @@ from entropy.config import load_conf
 from entropy.errors import ValidationError
 from entropy.model import AuditRow, Status
 from entropy.timing import Every
-from fleets import SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
+from fleets import ROW_FIELDS, SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
 
 MAX_SPLAY = 900
 
@@ -95,19 +95,7 @@ def test_first_sync_adds_a_row_per_pair_with_every_field(harness: Harness, clock
         assert row.created_at == now and row.updated_at == now  # microseconds survive
         assert now <= row.next_run <= now + timedelta(seconds=min(SEED_PAIRS[key], MAX_SPLAY) + 1)
         assert row.next_run.microsecond % 1000 == 0  # on the scheduler's millisecond grid
-        assert set(row.public()) == {
-            "id",
-            "host",
-            "ip_address",
-            "audit_name",
-            "next_run",
-            "created_at",
-            "updated_at",
-            "disabled",
-            "disabled_reason",
-            "status",
-            "result",
-        }
+        assert set(row.public()) == ROW_FIELDS
     # The splay spreads the pairs out rather than firing them together.
     assert len({row.next_run for row in rows.values()}) == len(rows)
 

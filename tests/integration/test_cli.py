@@ -14,22 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from entropy.cli import main
-from fleets import SEED_PAIRS, SEED_SCHEDULES, write_fleet
+from fleets import ROW_FIELDS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "fleet"
-ROW_FIELDS = {
-    "id",
-    "host",
-    "ip_address",
-    "audit_name",
-    "next_run",
-    "created_at",
-    "updated_at",
-    "disabled",
-    "disabled_reason",
-    "status",
-    "result",
-}
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import pytest
 from entropy import examples
 from entropy.clock import SystemClock
 from entropy.model import Host, Outcome, Script
-from entropy.runners import Job, Verdict, command, http, python, run_job, tcp
+from entropy.runners import Job, Result, command, http, python, run_job, tcp
 from entropy.runners.nagios import cut, parse_perfdata, split_output
 
 NASTY = "a b; touch pwned"  # would create a file if it reached a shell unquoted
@@ -321,7 +321,7 @@ def test_command_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 
 def test_kill_all_ends_running_commands() -> None:
-    found: list[Verdict] = []
+    found: list[Result] = []
     worker = threading.Thread(
         target=lambda: found.append(
             command.run(job("command", timeout=30, command=["sleep", "60"]))
@@ -584,7 +584,7 @@ class Returns:
     outcome = returns(Outcome.CRITICAL)
     pair = returns(("unknown", "cannot tell"))
     dict = returns({"outcome": "warning", "summary": "s", "output": "o", "metrics": {"n": 3}})
-    verdict = returns(Verdict(Outcome.CRITICAL, "v"))
+    verdict = returns(Result(Outcome.CRITICAL, "v"))
     bad_word = returns("fine")
     bad_type = returns(42)
     bad_key = returns({"outcome": "ok", "status": "fine"})
@@ -688,7 +688,7 @@ def test_python_overrunning_its_timeout_is_reported_when_it_returns() -> None:
 
 
 def test_examples() -> None:
-    def run(name: str, **params: Any) -> Verdict:
+    def run(name: str, **params: Any) -> Result:
         return python.run(job("python", params=params, function=f"entropy.examples:{name}"))
 
     assert run("noop").outcome is Outcome.OK

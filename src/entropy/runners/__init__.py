@@ -1,8 +1,9 @@
 """Runners: run one script against one host and return a Result.
 
 A runner is chosen by the script's `kind`. Each kind's module exposes
-`run(job) -> Verdict`; `run_job()` adds the timestamps and turns any
-exception into outcome `error`, so a runner can never take the engine down.
+`run(job) -> Result` (outcome, summary, output, metrics); `run_job()` adds
+the timestamps and turns any exception into outcome `error`, so a runner
+can never take the engine down.
 Where a script runs (here, or later on the host over SSH) is the job's
 concern, not the engine's.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from ..clock import Clock
 from ..model import Outcome, Result
 from . import command, http, python, tcp
-from .base import Job, Runner, Verdict
+from .base import Job, Runner
 
 RUNNERS: dict[str, Runner] = {
     "command": command.run,
@@ -21,21 +22,15 @@ RUNNERS: dict[str, Runner] = {
     "python": python.run,
 }
 
-__all__ = ["RUNNERS", "Job", "Runner", "Verdict", "run_job"]
+__all__ = ["RUNNERS", "Job", "Result", "Runner", "run_job"]
 
 
 def run_job(job: Job, clock: Clock) -> Result:
     """Run a job; never raises. A crash becomes outcome `error` with the reason."""
     started = clock.now()
     try:
-        verdict = RUNNERS[job.script.kind](job)
+        result = RUNNERS[job.script.kind](job)
     except Exception as exc:  # the script's crash or a runner's bug: record it, don't die
-        verdict = Verdict(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
-    return Result(
-        verdict.outcome,
-        verdict.summary,
-        verdict.output,
-        verdict.metrics,
-        started_at=started,
-        finished_at=clock.now(),
-    )
+        result = Result(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+    result.started_at, result.finished_at = started, clock.now()
+    return result

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Catalog, Host, Outcome, Pair, Script
+from ..model import Catalog, Host, Pair, Result, Script
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +29,4 @@ class Job:
         )
 
 
-@dataclass(slots=True)
-class Verdict:
-    """What a runner found; run_job() turns it into a Result."""
-
-    outcome: Outcome
-    summary: str
-    output: str = ""
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-Runner = Callable[[Job], Verdict]
+Runner = Callable[[Job], Result]

@@ -18,8 +18,8 @@ import tempfile
 import threading
 from typing import IO, Any
 
-from ..model import Outcome
-from .base import Job, Verdict
+from ..model import Outcome, Result
+from .base import Job
 from .nagios import cut, exit_outcome, parse_perfdata, split_output
 from .template import ScriptError, as_text, environment, render, render_shell
 
@@ -30,14 +30,14 @@ _running: dict[int, subprocess.Popen[bytes]] = {}  # process group id -> its lea
 _killed: set[int] = set()  # groups kill_all() ended, so their run says why
 
 
-def run(job: Job) -> Verdict:
+def run(job: Job) -> Result:
     try:
         argv = _argv(job)
         env = _env(job)
         cwd = _cwd(job)
         limit = _output_limit(job.script.params)
     except ScriptError as exc:
-        return Verdict(Outcome.ERROR, str(exc))
+        return Result(Outcome.ERROR, str(exc))
     timeout = job.timeout if job.timeout and job.timeout > 0 else None
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
@@ -51,9 +51,9 @@ def run(job: Job) -> Verdict:
                 start_new_session=True,  # its own process group, killed as one
             )
         except OSError as exc:
-            return Verdict(Outcome.ERROR, _start_error(exc, argv, cwd))
+            return Result(Outcome.ERROR, _start_error(exc, argv, cwd))
         except ValueError as exc:  # a NUL byte in an argument or a variable
-            return Verdict(Outcome.ERROR, f"cannot run {argv[0]!r}: {exc}")
+            return Result(Outcome.ERROR, f"cannot run {argv[0]!r}: {exc}")
         code, timed_out, shut_down = _wait(proc, timeout)
         stdout, stderr = _read(out, limit), _read(err, limit)
 
@@ -61,9 +61,9 @@ def run(job: Job) -> Verdict:
     if stderr:
         output += ("\n" if output and not output.endswith("\n") else "") + "[stderr]\n" + stderr
     if shut_down:
-        return Verdict(Outcome.ERROR, "killed: the engine is shutting down", output)
+        return Result(Outcome.ERROR, "killed: the engine is shutting down", output)
     if timed_out:
-        return Verdict(Outcome.TIMEOUT, f"timed out after {timeout:g}s", output)
+        return Result(Outcome.TIMEOUT, f"timed out after {timeout:g}s", output)
     summary, perfdata = split_output(stdout)
     summary = summary or stderr.strip().partition("\n")[0]
     if code < 0:
@@ -74,7 +74,7 @@ def run(job: Job) -> Verdict:
         summary = f"{why}: {summary}" if summary else why
     elif not summary:
         summary = f"exit code {code}, no output"
-    return Verdict(exit_outcome(code), summary, output, parse_perfdata(perfdata))
+    return Result(exit_outcome(code), summary, output, parse_perfdata(perfdata))
 
 
 def kill_all() -> int:

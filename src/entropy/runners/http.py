@@ -20,8 +20,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..model import Outcome
-from .base import Job, Verdict
+from ..model import Outcome, Result
+from .base import Job
 from .nagios import cut, latency, metric, thresholds, time_metric
 from .template import ScriptError, as_text, render
 
@@ -48,14 +48,14 @@ def _opener(verify_tls: bool) -> urllib.request.OpenerDirector:
     )
 
 
-def run(job: Job) -> Verdict:
+def run(job: Job) -> Result:
     try:
         request, verify_tls = _request(job)
         expect = _expect_status(job.script.params.get("expect_status", [200]))
         pattern = _body_regex(job.script.params.get("body_regex"))
         warning_ms, critical_ms = thresholds(job.script.params)
     except ScriptError as exc:
-        return Verdict(Outcome.ERROR, str(exc))
+        return Result(Outcome.ERROR, str(exc))
 
     url = request.full_url
     started = time.perf_counter()
@@ -67,9 +67,9 @@ def run(job: Job) -> Verdict:
         with response:
             body = response.read(BODY_LIMIT + 1)
     except urllib.error.URLError as exc:
-        return Verdict(Outcome.CRITICAL, f"{url}: {_reason(exc.reason, job.timeout)}")
+        return Result(Outcome.CRITICAL, f"{url}: {_reason(exc.reason, job.timeout)}")
     except (OSError, http.client.HTTPException) as exc:
-        return Verdict(Outcome.CRITICAL, f"{url}: {_reason(exc, job.timeout)}")
+        return Result(Outcome.CRITICAL, f"{url}: {_reason(exc, job.timeout)}")
     ms = (time.perf_counter() - started) * 1000
 
     status = response.status
@@ -88,7 +88,7 @@ def run(job: Job) -> Verdict:
         "status": metric(float(status)),
         "size": metric(float(min(len(body), BODY_LIMIT)), "B", min=0.0),
     }
-    return Verdict(outcome, f"{info}: {problem}" if problem else info, output, metrics)
+    return Result(outcome, f"{info}: {problem}" if problem else info, output, metrics)
 
 
 def _request(job: Job) -> tuple[urllib.request.Request, bool]:

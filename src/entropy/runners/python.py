@@ -18,8 +18,8 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..model import Outcome
-from .base import Job, Verdict
+from ..model import Outcome, Result
+from .base import Job
 from .nagios import metric
 from .template import ScriptError
 
@@ -30,7 +30,7 @@ AuditFunction = Callable[[Any, dict[str, Any]], Any]
 _functions: dict[str, AuditFunction] = {}  # resolved names; failures are not kept
 
 
-def run(job: Job) -> Verdict:
+def run(job: Job) -> Result:
     name = job.script.params.get("function")
     try:
         function = _functions[name]
@@ -38,17 +38,17 @@ def run(job: Job) -> Verdict:
         try:
             function = _functions[name] = resolve(name)
         except ScriptError as exc:
-            return Verdict(Outcome.ERROR, str(exc))
+            return Result(Outcome.ERROR, str(exc))
     started = time.perf_counter()
     try:
         value = function(job.host, job.params)
     except Exception as exc:
-        verdict = Verdict(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+        verdict = Result(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
     else:
-        verdict = Verdict(Outcome.OK, "ok") if value is None or value is True else _verdict(value)
+        verdict = Result(Outcome.OK, "ok") if value is None or value is True else _verdict(value)
     elapsed = time.perf_counter() - started
     if elapsed > job.timeout > 0:
-        return Verdict(
+        return Result(
             Outcome.TIMEOUT,
             f"took {elapsed:.1f}s, over the {job.timeout:g}s timeout",
             f"it returned {verdict.outcome.value}: {verdict.summary}\n{verdict.output}".rstrip(),
@@ -94,34 +94,34 @@ def resolve(name: Any) -> AuditFunction:
     return target
 
 
-def _verdict(value: Any) -> Verdict:
-    """Whatever an audit returned, as a Verdict (None and True are handled by run)."""
+def _verdict(value: Any) -> Result:
+    """Whatever an audit returned, as a Result (None and True are handled by run)."""
     try:
         return _convert(value)
     except _Unusable as exc:
-        return Verdict(Outcome.ERROR, f"the audit returned {exc}, not a result")
+        return Result(Outcome.ERROR, f"the audit returned {exc}, not a result")
 
 
 class _Unusable(Exception):
     """What an audit returned can't be read as a result."""
 
 
-def _convert(value: Any) -> Verdict:
-    if isinstance(value, Verdict):
+def _convert(value: Any) -> Result:
+    if isinstance(value, Result):
         return value
     if value is False:
-        return Verdict(Outcome.CRITICAL, "failed")
+        return Result(Outcome.CRITICAL, "failed")
     if isinstance(value, str):  # Outcome is a str too
         outcome = _outcome(value)
-        return Verdict(outcome, outcome.value)
+        return Result(outcome, outcome.value)
     if isinstance(value, tuple) and len(value) == 2:
-        return Verdict(_outcome(value[0]), str(value[1]))
+        return Result(_outcome(value[0]), str(value[1]))
     if isinstance(value, dict):
         unknown = set(value) - {"outcome", "summary", "output", "metrics"}
         if unknown:
             raise _Unusable(f"a dict with unknown keys {sorted(map(str, unknown))}")
         outcome = _outcome(value.get("outcome", Outcome.OK))
-        return Verdict(
+        return Result(
             outcome,
             str(value.get("summary") or outcome.value),
             str(value.get("output") or ""),

@@ -8,18 +8,18 @@ from __future__ import annotations
 import socket
 import time
 
-from ..model import Outcome
-from .base import Job, Verdict
+from ..model import Outcome, Result
+from .base import Job
 from .nagios import latency, thresholds, time_metric
 from .template import ScriptError, as_text, render
 
 
-def run(job: Job) -> Verdict:
+def run(job: Job) -> Result:
     try:
         host, port = _address(job)
         warning_ms, critical_ms = thresholds(job.script.params)
     except ScriptError as exc:
-        return Verdict(Outcome.ERROR, str(exc))
+        return Result(Outcome.ERROR, str(exc))
 
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     started = time.perf_counter()
@@ -27,15 +27,15 @@ def run(job: Job) -> Verdict:
         with socket.create_connection((host, port), timeout=job.timeout):
             ms = (time.perf_counter() - started) * 1000
     except TimeoutError:
-        return Verdict(Outcome.CRITICAL, f"{where}: timed out after {job.timeout:g}s")
+        return Result(Outcome.CRITICAL, f"{where}: timed out after {job.timeout:g}s")
     except socket.gaierror as exc:
-        return Verdict(Outcome.CRITICAL, f"{where}: cannot resolve the host name: {exc.strerror}")
+        return Result(Outcome.CRITICAL, f"{where}: cannot resolve the host name: {exc.strerror}")
     except OSError as exc:
-        return Verdict(Outcome.CRITICAL, f"{where}: {(exc.strerror or str(exc)).lower()}")
+        return Result(Outcome.CRITICAL, f"{where}: {(exc.strerror or str(exc)).lower()}")
 
     outcome, problem = latency(ms, warning_ms, critical_ms)
     summary = f"TCP connect to {where} in {ms:.1f} ms"
-    return Verdict(
+    return Result(
         outcome,
         f"{summary}: {problem}" if problem else summary,
         metrics={"time": time_metric(ms, warning_ms, critical_ms)},
