@@ -34,6 +34,7 @@ from .scheduler import Due, Scheduler
 LOG = logging.getLogger(__name__)
 
 ResultCallback = Callable[[Result], None]
+_RETRY = 0.5  # seconds between tries while due audits wait unclaimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,8 @@ class Engine:
                 if until is not None and now >= until:
                     break
                 timeout = None if until is None else (until - now).total_seconds()
+                if self._pending:  # e.g. a claim failed: try again soon
+                    timeout = min(timeout or _RETRY, _RETRY)
                 batch = self.scheduler.next_batch(timeout)
                 for due in batch:
                     if due.row_id not in self._running:
@@ -105,16 +108,18 @@ class Engine:
 
     # -- claiming and running ---------------------------------------------------
 
-    def _capacity(self) -> int:
-        # Enough claimed work to keep every worker busy through one more batch.
-        return 2 * self.settings.max_workers - len(self._running)
-
     def _dispatch(self, fresh: list[int]) -> None:
-        capacity = self._capacity()
-        if not self._pending or (capacity <= 0 and not fresh):
+        """Claim what the pool can start soon; the rest of `fresh` is marked new."""
+        workers = self.settings.max_workers
+        # Enough claimed work to keep every worker busy through one more batch...
+        capacity = 2 * workers - len(self._running)
+        # ...claimed in batches of at least half a pool when there is a backlog.
+        worth_a_claim = min(len(self._pending), max(1, workers // 2))
+        if capacity < worth_a_claim and not fresh:
             return
         take = [
-            self._pending.popitem(last=False)[1] for _ in range(min(capacity, len(self._pending)))
+            self._pending.popitem(last=False)[1]
+            for _ in range(max(0, min(capacity, len(self._pending))))
         ]
         now = self.clock.now()
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
@@ -142,13 +147,19 @@ class Engine:
             self._executor.submit(self._run_one, due, jobs[due.row_id])
 
     def _run_one(self, due: Due, job: Job) -> None:
+        if self._abandoned:
+            return  # queued past the grace period: its claim goes back to `new`
         result = runners.run_job(job, self.clock)
         result.slot, result.engine_id = due.slot, self.settings.engine_id
         result.audit_name, result.host = due.pair.audit_name, due.pair.host
+        with self._running_lock:
+            del self._running[due.row_id]
         if self._abandoned:
-            return  # its claim goes back to `new` at shutdown
+            return  # killed at shutdown: its claim goes back to `new`
         next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
         self._results.put((due, result, next_run))
+        if self._pending:
+            self.scheduler.wake()  # a worker is free: claim more
 
     # -- recording ----------------------------------------------------------------
 
@@ -195,12 +206,7 @@ class Engine:
         return False
 
     def _finish(self, batch: list[tuple[Due, Result, datetime]]) -> None:
-        with self._running_lock:
-            for due, _, _ in batch:
-                self._running.pop(due.row_id, None)
         self.recorded += len(batch)
-        if self._pending:
-            self.scheduler.wake()  # room for more claims
         if self.on_result:
             for _, result, _ in batch:
                 try:
@@ -227,7 +233,6 @@ class Engine:
         if executor is not None:
             executor.shutdown(wait=False)
             deadline = time.monotonic() + self.settings.shutdown_grace
-            # Finished audits leave _running once the recorder has written them.
             while self._running and time.monotonic() < deadline:
                 time.sleep(0.05)
             if self._running:

@@ -32,9 +32,10 @@ HOSTS = {
 
 
 def entropy(fleet: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    out = subprocess.run([*ENTROPY, "--backend", f"dir:{fleet}", *args], check=True,
-                         capture_output=True, text=True, env=env, timeout=60).stdout  # fmt: skip
-    return json.loads(out)
+    done = subprocess.run([*ENTROPY, "--backend", f"dir:{fleet}", *args],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def start_engine(fleet: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -105,8 +106,12 @@ def test_sigterm_during_a_long_audit_leaves_nothing_processing(
     )  # fmt: skip
     engine = start_engine(fleet, env=env)
     try:
-        wait_for(lambda: any(r["status"] == "processing" for r in entropy(
-            fleet, "status", "--json", env=env)), 20, "an audit to be processing")  # fmt: skip
+        def processing() -> bool:
+            assert engine.poll() is None, engine.communicate()[1]
+            return any(r["status"] == "processing" for r in entropy(
+                fleet, "status", "--json", env=env))  # fmt: skip
+
+        wait_for(processing, 20, "an audit to be processing")
         engine.send_signal(signal.SIGTERM)
         engine.wait(timeout=20)
     finally:

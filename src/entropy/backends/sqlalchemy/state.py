@@ -7,6 +7,7 @@ beside its definitions. One implementation serves them all.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -62,12 +63,32 @@ def create_sql_engine(url: str) -> Engine:
     return engine
 
 
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """Serialise schema creation between processes sharing one SQLite file.
+
+    create_all checks, then creates; two processes starting together (an
+    engine and a `status`) would otherwise both try to create the tables.
+    """
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{Path(database).expanduser()}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # Wait for locks rather than fail; first, since switching to WAL takes one.
+    cursor.execute("PRAGMA busy_timeout=10000")
     # WAL lets readers (status, plan) work while an engine writes.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
@@ -85,7 +106,7 @@ class SqlStateStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_sql_engine(url)
-        with self._connect() as conn:
+        with _schema_lock(self.engine), self._connect() as conn:
             metadata.create_all(conn)
 
     def close(self) -> None:
