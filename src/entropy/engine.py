@@ -35,6 +35,7 @@ LOG = logging.getLogger(__name__)
 
 ResultCallback = Callable[[Result], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
+CLAIM_AHEAD = 0.1  # seconds of the pool's recent throughput claimed ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,9 @@ class Engine:
         self._stopping = threading.Event()
         self._abandoned = False  # past the grace period: late results are not recorded
         self._executor: futurist.ThreadPoolExecutor | None = None
+        self._rate = 0.0  # audits finished per second, recently
+        self._finished_since = 0
+        self._rate_since = time.monotonic()
         self.recorded = 0
 
     # -- lifecycle ------------------------------------------------------------
@@ -110,11 +114,9 @@ class Engine:
 
     def _dispatch(self, fresh: list[int]) -> None:
         """Claim what the pool can start soon; the rest of `fresh` is marked new."""
-        workers = self.settings.max_workers
-        # Enough claimed work to keep every worker busy through one more batch...
-        capacity = 2 * workers - len(self._running)
-        # ...claimed in batches of at least half a pool when there is a backlog.
-        worth_a_claim = min(len(self._pending), max(1, workers // 2))
+        capacity = self._claim_window() - len(self._running)
+        # With a backlog, claim in batches of at least half a pool.
+        worth_a_claim = min(len(self._pending), max(1, self.settings.max_workers // 2))
         if capacity < worth_a_claim and not fresh:
             return
         take = [
@@ -146,6 +148,21 @@ class Engine:
                 self._running[due.row_id] = due
             self._executor.submit(self._run_one, due, jobs[due.row_id])
 
+    def _claim_window(self) -> int:
+        """How many claimed audits may be unfinished: what the pool starts soon.
+
+        Two per worker, plus what the pool has been finishing in CLAIM_AHEAD
+        seconds: a few for slow audits, hundreds for quick ones, so claims
+        come in large transactions exactly when audits are cheap.
+        """
+        now = time.monotonic()
+        elapsed = now - self._rate_since
+        if elapsed >= 0.1:
+            rate = self._finished_since / elapsed
+            self._rate = rate if rate > self._rate else 0.5 * (self._rate + rate)
+            self._finished_since, self._rate_since = 0, now
+        return 2 * self.settings.max_workers + int(self._rate * CLAIM_AHEAD)
+
     def _run_one(self, due: Due, job: Job) -> None:
         if self._abandoned:
             return  # queued past the grace period: its claim goes back to `new`
@@ -154,6 +171,7 @@ class Engine:
         result.audit_name, result.host = due.pair.audit_name, due.pair.host
         with self._running_lock:
             del self._running[due.row_id]
+            self._finished_since += 1
         if self._abandoned:
             return  # killed at shutdown: its claim goes back to `new`
         next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
