@@ -17,7 +17,7 @@ from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import ValidationError
-from entropy.model import AuditRow, Status
+from entropy.model import AuditRow, Outcome, Result, Status
 from entropy.timing import Every
 from fleets import ROW_FIELDS, SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
 
@@ -281,3 +281,83 @@ def test_audits_filters_by_host_and_audit(harness: Harness, clock: FakeClock) ->
     one = backend.audits(host="compute-01.example.com", audit_name="vm_count")
     assert [(r.audit_name, r.host) for r in one] == [("vm_count", "compute-01.example.com")]
     assert backend.audits(audit_name="nope") == []
+
+
+def _due_rows(backend: Backend, clock: FakeClock) -> list[AuditRow]:
+    backend.sync(backend.load(), clock.now())
+    rows = backend.audits()
+    clock.set(max(row.next_run for row in rows))  # everything is due
+    return rows
+
+
+def test_claim_is_exclusive_and_record_is_fenced(harness: Harness, clock: FakeClock) -> None:
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    ids = [row.id for row in rows]
+    now = clock.now()
+    lease = now + timedelta(minutes=1)
+    assert backend.state.claim(ids, "engine-a", now, lease) == set(ids)
+    assert backend.state.claim(ids, "engine-b", now, lease) == set()  # live lease: not theirs
+    claimed = {row.id: row for row in backend.audits()}
+    assert {(r.status, r.claimed_by, r.lease_until) for r in claimed.values()} == {
+        (Status.PROCESSING, "engine-a", lease)
+    }
+
+    finished = now + timedelta(seconds=1, microseconds=250)
+    records = []
+    for row in rows:
+        result = Result(Outcome.WARNING, f"load high on {row.host}", "line 1\nline 2",
+                        {"load": {"value": 3.5, "uom": ""}}, now, finished, row.next_run,
+                        "engine-a", row.audit_name, row.host)  # fmt: skip
+        records.append((row.id, result, row.next_run + timedelta(days=1)))
+    assert backend.state.record(records, "engine-b") == 0  # not its claims: fenced out
+    assert backend.state.record(records, "engine-a") == len(rows)
+
+    after = {row.id: row for row in backend.audits()}
+    for row in rows:
+        got = after[row.id]
+        assert got.status is Status.PROCESSED and got.claimed_by is None
+        assert got.next_run == row.next_run + timedelta(days=1)
+        assert got.updated_at == finished
+        assert got.result["outcome"] == "warning"
+        assert got.result["summary"] == f"load high on {row.host}"
+    history = backend.state.results(host=rows[0].host, audit_name=rows[0].audit_name)
+    assert len(history) == 1  # the fenced-out record left no history
+    assert history[0]["finished_at"] == finished  # microseconds survive every database
+    assert history[0]["slot"] == rows[0].next_run
+    assert history[0]["metrics"] == {"load": {"value": 3.5, "uom": ""}}
+    assert history[0]["output"] == "line 1\nline 2"
+
+
+def test_expired_leases_and_released_claims_go_back_to_new(harness: Harness, clock: FakeClock):
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    first, second = rows[0].id, rows[1].id
+    now = clock.now()
+    backend.state.claim([first], "dead-engine", now, now + timedelta(seconds=30))
+    backend.state.claim([second], "stopping-engine", now, now + timedelta(hours=1))
+    assert backend.state.recover_expired(now) == 0
+    clock.advance(seconds=31)
+    assert backend.state.recover_expired(clock.now()) == 1
+    assert backend.state.release("stopping-engine", clock.now()) == 1
+    after = {row.id: row for row in backend.audits()}
+    assert (after[first].status, after[first].attempts) == (Status.NEW, 1)
+    assert (after[second].status, after[second].attempts) == (Status.NEW, 0)
+    assert after[first].claimed_by is None and after[second].lease_until is None
+    # Once back, another engine can take them.
+    assert backend.state.claim([first, second], "b", clock.now(), clock.now()) == {first, second}
+
+
+def test_history_is_pruned_by_age(harness: Harness, clock: FakeClock) -> None:
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    now = clock.now()
+    backend.state.claim([rows[0].id], "e", now, now + timedelta(minutes=1))
+    old = Result(Outcome.OK, "old", started_at=now - timedelta(days=9),
+                 finished_at=now - timedelta(days=9), slot=now, engine_id="e",
+                 audit_name=rows[0].audit_name, host=rows[0].host)  # fmt: skip
+    new = Result(Outcome.OK, "new", started_at=now, finished_at=now, slot=now, engine_id="e",
+                 audit_name=rows[0].audit_name, host=rows[0].host)  # fmt: skip
+    backend.state.record([(rows[0].id, old, now), (rows[0].id, new, now)], "e")
+    assert backend.state.prune_results(now - timedelta(days=7)) == 1
+    assert [r["summary"] for r in backend.state.results()] == ["new"]

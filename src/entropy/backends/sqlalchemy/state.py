@@ -8,11 +8,12 @@ beside its definitions. One implementation serves them all.
 from __future__ import annotations
 
 import fcntl
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     Connection,
@@ -305,38 +306,33 @@ class SqlStateStore:
         `records` are (row_id, result, next_run). Only rows still claimed by
         this engine are updated, so a stale engine cannot write over a row
         another engine took back. Returns how many rows were updated.
+
+        This is the engine's hot path, so it goes to the driver's executemany
+        with values converted once here: SQLAlchemy's per-row bind processing
+        cost 45 us of the 52 us a result took to store (SQLite, 5,000 rows).
         """
         if not records:
             return 0
-        c = audits.c
         with self._connect() as conn:
-            updated = conn.execute(
-                update(audits)
-                .where(
-                    c.id == bindparam("row_id"),
-                    c.claimed_by == engine_id,
-                    c.status == Status.PROCESSING.value,
-                )
-                .values(
-                    status=Status.PROCESSED.value,
-                    result=bindparam("latest"),
-                    next_run=bindparam("next_run"),
-                    claimed_by=None,
-                    lease_until=None,
-                    attempts=0,
-                    updated_at=bindparam("finished_at"),
-                ),
+            sql = _RawSql(conn.dialect)
+            when, as_json = sql.time, json.dumps
+            # History first, while the rows are still ours: a fenced-out result leaves none.
+            conn.exec_driver_sql(
+                sql.history_insert,
                 [
-                    {
-                        "row_id": row_id,
-                        "latest": _latest(result),
-                        "next_run": next_run,
-                        "finished_at": result.finished_at,
-                    }
-                    for row_id, result, next_run in records
+                    (r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary, r.output,
+                     as_json(r.metrics), when(r.started_at), when(r.finished_at), r.engine_id,
+                     row_id, engine_id)
+                    for row_id, r, _ in records
+                ],
+            )  # fmt: skip
+            updated = conn.exec_driver_sql(
+                sql.record_update,
+                [
+                    (as_json(_latest(r)), when(next_run), when(r.finished_at), row_id, engine_id)
+                    for row_id, r, next_run in records
                 ],
             ).rowcount
-            conn.execute(results.insert(), [_history(result) for _, result, _ in records])
         return updated
 
     def record_adhoc(self, row_id: int | None, result: Result) -> None:
@@ -395,6 +391,48 @@ class SqlStateStore:
                 query = query.where(column == value)
         with self._connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+
+class _RawSql:
+    """The recorder's statements in one dialect's paramstyle, and its datetime format."""
+
+    _cache: ClassVar[dict[str, _RawSql]] = {}
+
+    def __new__(cls, dialect: Any) -> _RawSql:
+        key = dialect.name
+        if key not in cls._cache:
+            self = super().__new__(cls)
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            self.record_update = (
+                f"UPDATE audits SET status = 'processed', result = {mark}, next_run = {mark}, "
+                f"claimed_by = NULL, lease_until = NULL, attempts = 0, updated_at = {mark} "
+                f"WHERE id = {mark} AND claimed_by = {mark} AND status = 'processing'"
+            )
+            columns = ("host", "audit_name", "slot", "outcome", "summary", "output", "metrics",
+                       "started_at", "finished_at", "engine_id")  # fmt: skip
+            values = [mark] * len(columns)
+            if dialect.name == "postgresql":  # a text parameter is not JSON by itself there
+                values[columns.index("metrics")] = f"CAST({mark} AS JSON)"
+            self.history_insert = (
+                f"INSERT INTO results ({', '.join(columns)}) SELECT {', '.join(values)} "
+                f"FROM audits WHERE id = {mark} AND claimed_by = {mark} "
+                f"AND status = 'processing'"
+            )
+            # What UTCDateTime + the dialect would bind: naive UTC; SQLite stores text.
+            self.time = _sqlite_time if dialect.name == "sqlite" else _naive_utc
+            cls._cache[key] = self
+        return cls._cache[key]
+
+
+def _naive_utc(t: datetime | None) -> datetime | None:
+    return None if t is None else t.astimezone(UTC).replace(tzinfo=None)
+
+
+def _sqlite_time(t: datetime | None) -> str | None:
+    # SQLAlchemy's SQLite DateTime format, microseconds always written.
+    if t is None:
+        return None
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _chunks(ids: list[int]) -> Iterator[list[int]]:
