@@ -18,12 +18,10 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
     create_engine,
     delete,
     event,
-    or_,
     select,
     update,
 )
@@ -254,49 +252,32 @@ class SqlStateStore:
 
         A row still `processing` under a live lease belongs to someone else.
         `waiting` are due rows this engine cannot start yet: they are marked
-        `new` in the same transaction.
+        `new` in the same transaction. Like record(), this is on the hot path
+        and talks to the driver directly (building the statement through
+        SQLAlchemy cost more than running it).
         """
-        c = audits.c
         claimed: set[int] = set()
-        values = {
-            "status": Status.PROCESSING.value,
-            "claimed_by": engine_id,
-            "lease_until": lease_until,
-            "updated_at": now,
-        }
         with self._connect() as conn:
+            sql = _RawSql(conn.dialect)
+            at, until = sql.time(now), sql.time(lease_until)
             for chunk in _chunks(list(waiting)):
-                conn.execute(
-                    update(audits)
-                    .where(c.id.in_(chunk), c.status == Status.PROCESSED.value, c.next_run <= now)
-                    .values(status=Status.NEW.value)
-                )
-            returning = conn.dialect.update_returning
+                conn.exec_driver_sql(sql.mark_new(len(chunk)), (*chunk, at))
             for chunk in _chunks(ids):
-                claimable = and_(
-                    c.id.in_(chunk),
-                    c.disabled.is_(False),
-                    c.next_run <= now,
-                    or_(c.status != Status.PROCESSING.value, c.lease_until < now),
-                )
-                if returning:
-                    taken = (
-                        conn.execute(
-                            update(audits).where(claimable).values(**values).returning(c.id)
+                claimable = (*chunk, at, at)
+                if sql.returning:
+                    taken = [
+                        row[0]
+                        for row in conn.exec_driver_sql(
+                            sql.claim_returning(len(chunk)), (engine_id, until, at, *claimable)
                         )
-                        .scalars()
-                        .all()
-                    )
+                    ]
                 else:  # MySQL/MariaDB: no UPDATE ... RETURNING
-                    taken = (
-                        conn.execute(
-                            select(c.id).where(claimable).with_for_update(skip_locked=True)
-                        )
-                        .scalars()
-                        .all()
-                    )
+                    taken = [row[0] for row in conn.exec_driver_sql(
+                        sql.claim_select(len(chunk)), claimable)]  # fmt: skip
                     if taken:
-                        conn.execute(update(audits).where(c.id.in_(taken)).values(**values))
+                        conn.exec_driver_sql(
+                            sql.claim_update(len(taken)), (engine_id, until, at, *taken)
+                        )
                 claimed.update(taken)
         return claimed
 
@@ -420,8 +401,42 @@ class _RawSql:
             )
             # What UTCDateTime + the dialect would bind: naive UTC; SQLite stores text.
             self.time = _sqlite_time if dialect.name == "sqlite" else _naive_utc
+            self.mark = mark
+            self.returning = dialect.update_returning
             cls._cache[key] = self
         return cls._cache[key]
+
+    def _in(self, count: int) -> str:
+        return f"id IN ({', '.join([self.mark] * count)})"
+
+    def mark_new(self, count: int) -> str:
+        return (
+            f"UPDATE audits SET status = 'new' WHERE {self._in(count)} "
+            f"AND status = 'processed' AND next_run <= {self.mark}"
+        )
+
+    def _claimable(self, count: int) -> str:
+        m = self.mark
+        return (
+            f"{self._in(count)} AND disabled = false AND next_run <= {m} "
+            f"AND (status <> 'processing' OR lease_until < {m})"
+        )
+
+    def _take(self) -> str:
+        m = self.mark
+        return (
+            f"UPDATE audits SET status = 'processing', claimed_by = {m}, lease_until = {m}, "
+            f"updated_at = {m} WHERE "
+        )
+
+    def claim_returning(self, count: int) -> str:
+        return f"{self._take()}{self._claimable(count)} RETURNING id"
+
+    def claim_select(self, count: int) -> str:
+        return f"SELECT id FROM audits WHERE {self._claimable(count)} FOR UPDATE SKIP LOCKED"
+
+    def claim_update(self, count: int) -> str:
+        return f"{self._take()}{self._in(count)}"
 
 
 def _naive_utc(t: datetime | None) -> datetime | None:
