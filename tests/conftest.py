@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import create_engine, text
 
+from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.clock import FakeClock
 
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
@@ -45,9 +46,29 @@ def _unreachable(server: str, url: str, exc: Exception) -> None:
     pytest.skip(reason)
 
 
+def _upgraded(url: str) -> str:
+    """The database at url with Entropy's schema, as `entropy db upgrade` leaves it."""
+    store = SqlStateStore(url, check_schema=False)
+    store.upgrade_schema()
+    store.close()
+    return url
+
+
 @pytest.fixture
-def postgresql_url() -> Iterator[str]:
-    """A URL whose connections use a fresh PostgreSQL schema, dropped afterwards."""
+def postgresql_url(empty_postgresql_url: str) -> str:
+    """A fresh PostgreSQL schema with Entropy's tables, dropped afterwards."""
+    return _upgraded(empty_postgresql_url)
+
+
+@pytest.fixture
+def mysql_url(empty_mysql_url: str) -> str:
+    """A fresh MariaDB/MySQL database with Entropy's tables, dropped afterwards."""
+    return _upgraded(empty_mysql_url)
+
+
+@pytest.fixture
+def empty_postgresql_url() -> Iterator[str]:
+    """A URL whose connections use a fresh, empty PostgreSQL schema, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
     try:
@@ -64,8 +85,8 @@ def postgresql_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def mysql_url() -> Iterator[str]:
-    """A URL to a fresh MariaDB/MySQL database, dropped afterwards."""
+def empty_mysql_url() -> Iterator[str]:
+    """A URL to a fresh, empty MariaDB/MySQL database, dropped afterwards."""
     database = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(MYSQL_ADMIN, isolation_level="AUTOCOMMIT")
     try:

@@ -20,6 +20,8 @@ from oslo_config import cfg
 
 from . import __version__
 from .backends import Backend, fetch
+from .backends.sqlalchemy import schema
+from .backends.sqlalchemy.state import SqlStateStore, safe_url
 from .clock import SystemClock
 from .config import engine_id, load_conf, option
 from .engine import Engine, EngineSettings
@@ -405,6 +407,51 @@ main.command(
     help="Run AUDIT again where `entropy disable` stopped it. Audits the definitions "
     "disable (disabled: true) stay disabled.",
 )(_toggle_command(disable=False))
+
+
+@main.group()
+def db() -> None:
+    """The state store's schema: see its revision, upgrade it."""
+
+
+def _state_store(session: Session) -> SqlStateStore:
+    return SqlStateStore(session.backend.state_url(), check_schema=False)
+
+
+@db.command("current")
+@json_option
+@pass_session
+def db_current(session: Session, as_json: bool) -> None:
+    """Print the schema revision of the state store and the one this Entropy needs."""
+    store = _state_store(session)
+    try:
+        at, needed = store.schema_revision(), schema.head()
+    finally:
+        store.close()
+    if as_json:
+        _print_json({"current": at, "head": needed, "up_to_date": at == needed})
+        return
+    state = "up to date" if at == needed else "out of date: run `entropy db upgrade`"
+    click.echo(f"{safe_url(store.url)}: revision {at or '(empty)'}, needs {needed}; {state}")
+
+
+@db.command("upgrade")
+@pass_session
+def db_upgrade(session: Session) -> None:
+    """Create or upgrade the state store's tables to this version of Entropy.
+
+    Needed once for a PostgreSQL or MySQL/MariaDB state store, and after an
+    upgrade of Entropy; SQLite state files are upgraded on their own.
+    """
+    store = _state_store(session)
+    try:
+        before, after = store.upgrade_schema()
+    finally:
+        store.close()
+    if before == after:
+        click.echo(f"{safe_url(store.url)}: already at revision {after}")
+    else:
+        click.echo(f"{safe_url(store.url)}: upgraded from {before or '(empty)'} to {after}")
 
 
 @main.group()

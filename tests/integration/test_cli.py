@@ -197,3 +197,26 @@ def test_the_console_script_runs_the_bundled_example(tmp_path: Path) -> None:
         [entropy, "--backend", f"dir:{fleet}", "sync"], check=True, capture_output=True, text=True
     ).stdout
     assert "5 hosts, 5 scripts, 3 schedule files -> 11 audits; added 11" in out
+
+
+def test_db_current_and_upgrade(fleet: Path) -> None:
+    loc = f"dir:{fleet}"
+    before = json.loads(run("--backend", loc, "db", "current", "--json").stdout)
+    assert before["current"] is None and before["up_to_date"] is False
+    assert "upgraded from (empty) to" in run("--backend", loc, "db", "upgrade").stdout
+    after = json.loads(run("--backend", loc, "db", "current", "--json").stdout)
+    assert after == {"current": after["head"], "head": after["head"], "up_to_date": True}
+    assert "already at revision" in run("--backend", loc, "db", "upgrade").stdout
+
+
+@pytest.mark.postgresql
+def test_a_shared_state_store_must_be_upgraded_first(
+    fleet: Path, empty_postgresql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OS_DIR__STATE_CONNECTION", empty_postgresql_url)
+    loc = f"dir:{fleet}"
+    refused = run("--backend", loc, "sync", ok=False)
+    assert refused.exit_code == 1
+    assert "has no Entropy tables" in refused.stderr and "entropy db upgrade" in refused.stderr
+    run("--backend", loc, "db", "upgrade")
+    assert "added 8" in run("--backend", loc, "sync").stdout

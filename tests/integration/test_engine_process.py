@@ -106,6 +106,7 @@ def test_sigterm_during_a_long_audit_leaves_nothing_processing(
     )  # fmt: skip
     engine = start_engine(fleet, env=env)
     try:
+
         def processing() -> bool:
             assert engine.poll() is None, engine.communicate()[1]
             return any(r["status"] == "processing" for r in entropy(

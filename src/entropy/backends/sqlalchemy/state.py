@@ -31,7 +31,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from ...errors import BackendError
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
-from .tables import audits, metadata, results
+from . import schema
+from .tables import audits, results
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
@@ -102,11 +103,38 @@ def safe_url(url: str) -> str:
 class SqlStateStore:
     """Audit rows and results for one fleet, in one SQL database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, check_schema: bool = True) -> None:
         self.url = url
         self.engine = create_sql_engine(url)
+        if check_schema:
+            self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        """Upgrade a SQLite file in place; refuse a shared database that is behind."""
+        needed = schema.head()
         with _schema_lock(self.engine), self._connect() as conn:
-            metadata.create_all(conn)
+            at = schema.current(conn)
+            if at == needed:
+                return
+            if conn.dialect.name == "sqlite":
+                schema.upgrade(conn)
+                return
+        state = f"is at revision {at}" if at else "has no Entropy tables"
+        raise BackendError(
+            f"state store {safe_url(self.url)} {state}; this Entropy needs revision {needed}. "
+            f"Run: entropy db upgrade"
+        )
+
+    def schema_revision(self) -> str | None:
+        with self._connect() as conn:
+            return schema.current(conn)
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Bring the schema to this version's head; return (before, after)."""
+        with _schema_lock(self.engine), self._connect() as conn:
+            before = schema.current(conn)
+            schema.upgrade(conn)
+            return before, schema.current(conn) or ""
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,72 @@
+"""The shipped Alembic migrations, on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from entropy.backends.sqlalchemy import schema
+from entropy.backends.sqlalchemy.state import SqlStateStore
+from entropy.backends.sqlalchemy.tables import metadata
+from entropy.errors import BackendError
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.sqlite"
+    return request.getfixturevalue(f"empty_{request.param}_url")
+
+
+def test_upgrade_from_empty_creates_every_table(empty_url: str) -> None:
+    store = SqlStateStore(empty_url, check_schema=False)
+    try:
+        assert store.schema_revision() is None
+        assert store.upgrade_schema() == (None, schema.head())
+        assert store.schema_revision() == schema.head()
+        tables = set(inspect(store.engine).get_table_names())
+        assert set(metadata.tables) <= tables
+        assert store.upgrade_schema() == (schema.head(), schema.head())  # idempotent
+    finally:
+        store.close()
+
+
+def test_the_models_match_the_migrated_schema(empty_url: str) -> None:
+    store = SqlStateStore(empty_url, check_schema=False)
+    try:
+        store.upgrade_schema()
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("server", [
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+])  # fmt: skip
+def test_a_shared_database_behind_the_code_is_refused(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(f"empty_{server}_url")
+    with pytest.raises(BackendError, match=r"has no Entropy tables.*Run: entropy db upgrade"):
+        SqlStateStore(url)
+
+
+def test_a_sqlite_state_file_is_upgraded_on_open(tmp_path: Path) -> None:
+    store = SqlStateStore(f"sqlite:///{tmp_path}/state.sqlite")
+    try:
+        assert store.schema_revision() == schema.head()
+    finally:
+        store.close()
