@@ -87,8 +87,24 @@ FILE_OPTS = [
 ]
 
 
+SQLALCHEMY_OPTS = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="SQLAlchemy URL holding definitions and state, e.g. "
+        "postgresql+psycopg://entropy@db/entropy or mysql+pymysql://entropy@db/entropy. "
+        "Default: state_dir/entropy.sqlite.",
+    ),
+]
+
+
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
-    return [(None, DEFAULT_OPTS), ("dir", DIR_OPTS), ("file", FILE_OPTS)]
+    return [
+        (None, DEFAULT_OPTS),
+        ("dir", DIR_OPTS),
+        ("file", FILE_OPTS),
+        ("sqlalchemy", SQLALCHEMY_OPTS),
+    ]
 
 
 def load_conf(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> cfg.ConfigOpts:

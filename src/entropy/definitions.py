@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,27 @@ class MarkedMap(dict):
     def at(self, key: Any, missing: tuple[int, int] | None = None) -> tuple[int, int]:
         """Where key stands; for an absent key, `missing` (say, the entry's name) if given."""
         return self.key_marks.get(key, missing or self.mark)
+
+
+def marked(entries: Iterable[tuple[Any, Any, tuple[int, int]]]) -> MarkedMap:
+    """(key, plain value, place) triples, as a document the parse_* functions take.
+
+    For definitions that come from a database: each entry, and every key
+    inside it, is reported at its own place (say, its row id).
+    """
+    doc = _marked_map({}, (1, 1))
+    for key, value, place in entries:
+        doc[key] = _marked_map(value, place) if isinstance(value, dict) else value
+        doc.key_marks[key] = place
+    return doc
+
+
+def _marked_map(value: dict, place: tuple[int, int]) -> MarkedMap:
+    result = MarkedMap(
+        (k, _marked_map(v, place) if isinstance(v, dict) else v) for k, v in value.items()
+    )
+    result.mark, result.key_marks = place, {}
+    return result
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from entropy.backends import Backend, fetch
+from entropy.backends.sqlalchemy.tables import schedules
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import ValidationError
@@ -25,24 +26,50 @@ MAX_SPLAY = 900
 
 
 class Harness:
-    """One backend kind over one state store, with its fleet in a temp dir."""
+    """One backend kind over one state store, with its fleet in a temp dir.
+
+    The sqlalchemy backend gets the same fleet: written as YAML, loaded by
+    the dir backend, then stored in its tables.
+    """
 
     def __init__(self, kind: str, root: Path, state_url: str | None) -> None:
         self.kind, self.root, self.state_url = kind, root, state_url
-        self.location = write_fleet(kind, root)
         self._open: list[Backend] = []
+        if kind == "sqlalchemy":
+            self.location = state_url or f"sqlite:///{root}/entropy.sqlite"
+            root.mkdir(parents=True)
+        self.write()
 
     def write(self, **parts: Any) -> None:
-        write_fleet(self.kind, self.root, **parts)
+        if self.kind != "sqlalchemy":
+            self.location = str(write_fleet(self.kind, self.root, **parts))
+            return
+        yaml_dir = write_fleet("dir", self.root / "yaml", **parts)
+        source = fetch(load_conf(), f"dir:{yaml_dir}")
+        self.backend().write_definitions(source.load())
+
+    def break_a_schedule(self) -> None:
+        """Give vmbooter an invalid cron, the way an operator's typo would."""
+        if self.kind != "sqlalchemy":
+            broken = {"nova-api.mydomain.com": {"audits": {"vmbooter": {"cron": "61 * * * *"}}}}
+            self.write(schedules={**SEED_SCHEDULES, "other_audits.yaml": broken})
+            return
+        with self.backend().state.transaction() as conn:  # by hand, as no command would
+            conn.execute(
+                schedules.update()
+                .where(schedules.c.audit_name == "vmbooter")
+                .values(run_every=None, cron="61 * * * *")
+            )
 
     def backend(self, **overrides: Any) -> Backend:
         """A new backend object, as a restarted process would make it."""
         conf = load_conf()
         for name, value in overrides.items():
             conf.set_override(name, value)
-        if self.state_url:
+        if self.state_url and self.kind != "sqlalchemy":
             conf.set_override("state_connection", self.state_url, group=self.kind)
-        backend = fetch(conf, f"{self.kind}:{self.location}")
+        url = self.location if self.kind == "sqlalchemy" else f"{self.kind}:{self.location}"
+        backend = fetch(conf, url)
         self._open.append(backend)
         return backend
 
@@ -55,8 +82,11 @@ class Harness:
     params=[
         "dir",
         "file",
+        "sqlalchemy",
         pytest.param("dir+postgresql", marks=pytest.mark.postgresql),
         pytest.param("dir+mysql", marks=pytest.mark.mysql),
+        pytest.param("sqlalchemy+postgresql", marks=pytest.mark.postgresql),
+        pytest.param("sqlalchemy+mysql", marks=pytest.mark.mysql),
     ]
 )
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
@@ -240,16 +270,10 @@ def test_invalid_definitions_raise_and_change_nothing(harness: Harness, clock: F
     backend = harness.backend()
     backend.sync(backend.load(), clock.now())
     before = rows_by_key(backend)
-    broken = {
-        **SEED_SCHEDULES,
-        "other_audits.yaml": {
-            "nova-api.mydomain.com": {"audits": {"vmbooter": {"run_every": "1fortnight"}}}
-        },
-    }
-    harness.write(schedules=broken)
+    harness.break_a_schedule()
     with pytest.raises(ValidationError) as excinfo:
         backend.load()
-    assert "1fortnight" in str(excinfo.value)
+    assert "vmbooter" in str(excinfo.value) and "'61 * * * *'" in str(excinfo.value)
     assert rows_by_key(backend) == before
 
 

@@ -12,6 +12,7 @@ from typing import ClassVar
 from oslo_config import cfg
 
 from ..config import option, state_dir
+from ..errors import BackendError
 from ..gcpause import gc_paused
 from ..model import AuditRow, Catalog, Pair, SyncReport
 from .sqlalchemy.state import SqlStateStore, safe_url
@@ -48,6 +49,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def definitions_hint(self) -> str:
         """Where an operator changes the definitions, for messages."""
+
+    def write_definitions(self, catalog: Catalog) -> None:
+        """Replace this backend's definitions with the catalog's (import, export)."""
+        raise BackendError(f"the {self.name} backend cannot store definitions")
 
     def watched_paths(self) -> list[Path]:
         """Files whose change should trigger a refresh; none for a database."""

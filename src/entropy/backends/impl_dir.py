@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..config import option
 from ..definitions import Problems, build_catalog, parse_hosts, parse_schedules, parse_scripts
+from ..dump import write_dir
 from ..errors import BackendError, Location
 from ..model import Catalog
 from .base import Backend, default_state_url
@@ -54,3 +55,7 @@ class DirBackend(Backend):
             for schedule in parse_schedules(problems.read(path), str(path), problems, timezone)
         ]
         return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems)
+
+    def write_definitions(self, catalog: Catalog) -> None:
+        """Replace the directory's definitions with the catalog's (seed format, atomic per file)."""
+        write_dir(catalog, self.path, overwrite=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..config import option
 from ..definitions import Problems, build_catalog, parse_hosts, parse_schedules, parse_scripts
+from ..dump import write_file
 from ..errors import BackendError
 from ..model import Catalog
 from .base import Backend, default_state_url
@@ -58,3 +59,7 @@ class FileBackend(Backend):
         scripts = parse_scripts(doc.get("scripts"), where, problems)
         schedules = parse_schedules(doc.get("schedules"), where, problems, timezone)
         return build_catalog(hosts, scripts, schedules, [where], problems)
+
+    def write_definitions(self, catalog: Catalog) -> None:
+        """Replace the file's definitions with the catalog's (written atomically)."""
+        write_file(catalog, self.path, overwrite=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -138,6 +138,10 @@ class SqlStateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A transaction on the state store's database, for a backend's own tables."""
+        return self._connect()
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -400,6 +404,52 @@ class SqlStateStore:
                 query = query.where(column == value)
         with self._connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    # -- moving state between stores (`entropy import --with-state`) ---------
+
+    def export_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every audit row and every history result as plain dicts, ids dropped, in id order."""
+        with self._connect() as conn:
+            rows = [
+                {k: v for k, v in row._mapping.items() if k != "id"}
+                for row in conn.execute(select(audits).order_by(audits.c.id))
+            ]
+            history = [
+                {k: v for k, v in row._mapping.items() if k != "id"}
+                for row in conn.execute(select(results).order_by(results.c.id))
+            ]
+        return rows, history
+
+    def import_rows(self, rows: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+        """Replace every audit row and result with these, in one transaction.
+
+        Keys that are not columns here (and ids) are ignored, so rows from a
+        store at another schema revision still load where the columns agree.
+        Not a hot path: plain SQLAlchemy Core inserts, in chunks.
+        """
+        from sqlalchemy import JSON  # here, to keep this addition in one place
+
+        with self._connect() as conn:
+            conn.execute(delete(results))
+            conn.execute(delete(audits))
+            for table, items in ((audits, rows), (results, history)):
+                columns = set(table.c.keys()) - {"id"}
+                # A None left out stays SQL NULL; bound, a JSON column would store 'null'.
+                json_columns = {c.name for c in table.c if isinstance(c.type, JSON)}
+                batch: list[dict[str, Any]] = []
+                for item in items:
+                    values = {
+                        k: v
+                        for k, v in item.items()
+                        if k in columns and not (v is None and k in json_columns)
+                    }
+                    # One executemany needs one set of keys; batches keep the rows' order.
+                    if batch and (len(batch) >= _INSERT_CHUNK or values.keys() != batch[0].keys()):
+                        conn.execute(table.insert(), batch)
+                        batch = []
+                    batch.append(values)
+                if batch:
+                    conn.execute(table.insert(), batch)
 
 
 class _RawSql:

@@ -95,3 +95,47 @@ results = Table(
     Index("ix_results_host_audit", "host", "audit_name", "finished_at"),
     Index("ix_results_finished_at", "finished_at"),
 )
+
+# -- definitions, for the sqlalchemy backend (the dir and file backends keep them in YAML) --
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(NAME), nullable=False, unique=True),
+    Column("ip_address", String(64), nullable=False),
+    Column("host_type", String(NAME), nullable=False),
+    Column("groups", JSON(), nullable=False),
+    Column("vars", JSON(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+scripts = Table(
+    "scripts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(NAME), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("params", JSON(), nullable=False),  # the kind's keys, as in scripts.yaml
+    Column("timeout", Integer()),  # seconds
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("target", String(NAME), nullable=False),
+    Column("audit_name", String(NAME), nullable=False),
+    Column("run_every", Integer()),  # seconds; or cron
+    Column("cron", String(NAME)),
+    Column("disabled", Boolean(), nullable=False),
+    Column("disabled_reason", Text()),
+    Column("timeout", Integer()),
+    Column("params", JSON(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("target", "audit_name", name="uq_schedules_target_audit"),
+)

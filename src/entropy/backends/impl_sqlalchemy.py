@@ -1,0 +1,189 @@
+"""Definitions and state in one SQL database: SQLite, PostgreSQL or MySQL/MariaDB.
+
+The hosts, scripts and schedules tables hold what the YAML files hold for
+the dir backend, and are read through the same parsers, so a database
+entry is validated exactly like a YAML one; problems are reported as
+`URL#table:row-id`. Changes (`entropy host add` ...) are written and the
+whole catalog re-validated in one transaction: a change that would leave
+the definitions invalid is rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from ..config import option, state_dir
+from ..definitions import (
+    Problems,
+    build_catalog,
+    marked,
+    parse_hosts,
+    parse_schedules,
+    parse_scripts,
+)
+from ..errors import NotFound
+from ..model import Catalog, Host, Schedule, Script
+from ..timing import Every, format_duration
+from .base import Backend
+from .sqlalchemy.state import safe_url
+from .sqlalchemy.tables import hosts, schedules, scripts
+
+
+class SqlalchemyBackend(Backend):
+    name = "sqlalchemy"
+
+    def state_url(self) -> str:
+        configured = self.location or option(self.conf, "connection", "sqlalchemy")
+        return str(configured or f"sqlite:///{state_dir(self.conf) / 'entropy.sqlite'}")
+
+    def describe(self) -> str:
+        return f"sqlalchemy:{safe_url(self.state_url())}"
+
+    def definitions_hint(self) -> str:
+        return f"the hosts, scripts and schedules tables of {safe_url(self.state_url())}"
+
+    # -- reading ----------------------------------------------------------------
+
+    def _load(self) -> Catalog:
+        with self.state.transaction() as conn:
+            return self._read(conn)
+
+    def _read(self, conn: Connection) -> Catalog:
+        where = safe_url(self.state_url())
+        timezone = str(option(self.conf, "cron_timezone"))
+        problems = Problems()
+        host_doc = marked(
+            (r.name, {"ip_address": r.ip_address, "host_type": r.host_type,
+                      "groups": r.groups, "vars": r.vars}, (r.id, 1))
+            for r in conn.execute(select(hosts).order_by(hosts.c.id))
+        )  # fmt: skip
+        script_doc = marked(
+            (r.name, {"kind": r.kind, **r.params, **_duration("timeout", r.timeout)}, (r.id, 1))
+            for r in conn.execute(select(scripts).order_by(scripts.c.id))
+        )
+        by_target: dict[str, list[tuple[str, dict, tuple[int, int]]]] = {}
+        for r in conn.execute(select(schedules).order_by(schedules.c.id)):
+            by_target.setdefault(r.target, []).append((r.audit_name, _schedule_entry(r), (r.id, 1)))
+        schedule_doc = marked(
+            (target, {"audits": marked(entries)}, entries[0][2])
+            for target, entries in by_target.items()
+        )
+        return build_catalog(
+            parse_hosts(host_doc, f"{where}#hosts", problems),
+            parse_scripts(script_doc, f"{where}#scripts", problems),
+            parse_schedules(schedule_doc, f"{where}#schedules", problems, timezone),
+            [f"{where}#schedules"],
+            problems,
+        )
+
+    # -- writing ----------------------------------------------------------------
+
+    def _change(self, write: Callable[[Connection, datetime], Any]) -> Any:
+        """Apply a change and re-validate everything before it commits."""
+        with self.state.transaction() as conn:
+            outcome = write(conn, datetime.now(UTC))
+            self._read(conn)  # a ValidationError rolls the change back
+            return outcome
+
+    def write_definitions(self, catalog: Catalog) -> None:
+        """Replace every definition with the catalog's."""
+
+        def replace(conn: Connection, now: datetime) -> None:
+            for table in (schedules, scripts, hosts):
+                conn.execute(delete(table))
+            if catalog.hosts:
+                conn.execute(insert(hosts), [_host_row(h, now) for h in catalog.hosts.values()])
+            if catalog.scripts:
+                conn.execute(
+                    insert(scripts), [_script_row(s, now) for s in catalog.scripts.values()]
+                )
+            if catalog.schedules:
+                conn.execute(insert(schedules), [_schedule_row(s, now) for s in catalog.schedules])
+
+        self._change(replace)
+
+    def put_host(self, host: Host) -> bool:
+        """Add the host, or replace the one of that name; True if it was new."""
+        return self._put(hosts, hosts.c.name == host.name, _host_row(host, datetime.now(UTC)))
+
+    def put_script(self, script: Script) -> bool:
+        return self._put(
+            scripts, scripts.c.name == script.name, _script_row(script, datetime.now(UTC))
+        )
+
+    def put_schedule(self, schedule: Schedule) -> bool:
+        match = (schedules.c.target == schedule.target) & (
+            schedules.c.audit_name == schedule.audit_name
+        )
+        return self._put(schedules, match, _schedule_row(schedule, datetime.now(UTC)))
+
+    def _put(self, table: Any, match: Any, row: dict[str, Any]) -> bool:
+        def put(conn: Connection, now: datetime) -> bool:
+            existing = conn.execute(select(table.c.id, table.c.created_at).where(match)).first()
+            if existing is None:
+                conn.execute(insert(table).values(row))
+                return True
+            conn.execute(table.update().where(table.c.id == existing.id).values(
+                {**row, "created_at": existing.created_at}))  # fmt: skip
+            return False
+
+        return self._change(put)
+
+    def remove_host(self, name: str) -> None:
+        self._remove(hosts, hosts.c.name == name, f"no host {name!r}")
+
+    def remove_script(self, name: str) -> None:
+        self._remove(scripts, scripts.c.name == name, f"no script {name!r}")
+
+    def remove_schedule(self, target: str, audit_name: str) -> None:
+        match = (schedules.c.target == target) & (schedules.c.audit_name == audit_name)
+        self._remove(schedules, match, f"no schedule of {audit_name!r} on {target!r}")
+
+    def _remove(self, table: Any, match: Any, missing: str) -> None:
+        def remove(conn: Connection, _now: datetime) -> None:
+            if not conn.execute(delete(table).where(match)).rowcount:
+                raise NotFound(missing)
+
+        self._change(remove)
+
+
+def _duration(key: str, seconds: int | None) -> dict[str, str]:
+    return {} if seconds is None else {key: format_duration(seconds)}
+
+
+def _schedule_entry(row: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = (
+        {"run_every": format_duration(row.run_every)} if row.run_every else {"cron": row.cron}
+    )
+    entry.update(disabled=bool(row.disabled), params=row.params or {})
+    if row.disabled_reason is not None:
+        entry["disabled_reason"] = row.disabled_reason
+    entry.update(_duration("timeout", row.timeout))
+    return entry
+
+
+def _host_row(host: Host, now: datetime) -> dict[str, Any]:
+    return {"name": host.name, "ip_address": host.ip_address, "host_type": host.host_type,
+            "groups": list(host.groups), "vars": host.vars, "created_at": now,
+            "updated_at": now}  # fmt: skip
+
+
+def _script_row(script: Script, now: datetime) -> dict[str, Any]:
+    return {"name": script.name, "kind": script.kind, "params": script.params,
+            "timeout": script.timeout, "created_at": now, "updated_at": now}  # fmt: skip
+
+
+def _schedule_row(schedule: Schedule, now: datetime) -> dict[str, Any]:
+    timing = schedule.timing
+    return {
+        "target": schedule.target, "audit_name": schedule.audit_name,
+        "run_every": timing.seconds if isinstance(timing, Every) else None,
+        "cron": None if isinstance(timing, Every) else timing.expr,
+        "disabled": schedule.disabled, "disabled_reason": schedule.disabled_reason,
+        "timeout": schedule.timeout, "params": schedule.params,
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
