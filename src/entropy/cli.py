@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from oslo_config import cfg
 
 from . import __version__
@@ -24,6 +26,7 @@ from .backends.sqlalchemy import schema
 from .backends.sqlalchemy.state import SqlStateStore, safe_url
 from .clock import SystemClock
 from .config import engine_id, load_conf, option
+from .definitions import Problems, marked, parse_hosts, parse_schedules, parse_scripts
 from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
 from .model import AuditRow, Catalog, Outcome, Pair, Result
@@ -407,6 +410,212 @@ main.command(
     help="Run AUDIT again where `entropy disable` stopped it. Audits the definitions "
     "disable (disabled: true) stay disabled.",
 )(_toggle_command(disable=False))
+
+
+# -- definitions in a database: host, schedule, script ----------------------------
+
+
+def _editable(session: Session, command: str) -> Backend:
+    backend = session.backend
+    if not backend.editable:
+        raise EntropyError(
+            f"`entropy {command}` changes definitions kept in a database; the {backend.name} "
+            f"backend's live in YAML: edit {backend.definitions_hint()}"
+        )
+    return backend
+
+
+def _pairs(values: tuple[str, ...], option_name: str) -> dict[str, Any]:
+    """`k=v` options as a mapping; each value read as YAML (12 -> int, [a, b] -> list)."""
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option_name)
+        try:
+            result[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            result[key] = value
+    return result
+
+
+def _parsed(parse: Any, command: str, name: str, entry: dict[str, Any], *extra: Any) -> Any:
+    """Check an entry from the command line with the parser the YAML goes through."""
+    problems = Problems()
+    found = parse(marked([(name, entry, (0, 0))]), f"entropy {command}", problems, *extra)
+    problems.raise_if_any()
+    return found
+
+
+@main.group()
+def host() -> None:
+    """Add or remove hosts (sqlalchemy backend; the dir and file backends use YAML)."""
+
+
+@host.command("add")
+@click.argument("name")
+@click.option("--ip", "ip_address", required=True, help="The host's IP address.")
+@click.option("--type", "host_type", required=True, help="Its main group: compute, control, ...")
+@click.option("--group", "groups", multiple=True, help="Another group it is in (repeatable).")
+@click.option(
+    "--var",
+    "host_vars",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A variable scripts can use as {vars.KEY} (repeatable).",
+)
+@pass_session
+def host_add(
+    session: Session,
+    name: str,
+    ip_address: str,
+    host_type: str,
+    groups: tuple[str, ...],
+    host_vars: tuple[str, ...],
+) -> None:
+    """Add host NAME, or replace the host of that name.
+
+    \b
+    Example:
+      entropy --backend sqlite:///fleet.db host add compute-01.example.com \\
+          --ip 10.0.0.11 --type compute --group hypervisor --var rack=r1
+    """
+    backend = _editable(session, "host add")
+    entry = {
+        "ip_address": ip_address,
+        "host_type": host_type,
+        "groups": list(groups),
+        "vars": _pairs(host_vars, "--var"),
+    }
+    (parsed,) = _parsed(parse_hosts, "host add", name, entry).values()
+    new = backend.put_host(parsed)
+    click.echo(f"{'added' if new else 'replaced'} host {name}")
+
+
+@host.command("remove")
+@click.argument("name")
+@pass_session
+def host_remove(session: Session, name: str) -> None:
+    """Remove host NAME (refused while a schedule names it as its target)."""
+    _editable(session, "host remove").remove_host(name)
+    click.echo(f"removed host {name}")
+
+
+@main.group()
+def schedule() -> None:
+    """Add or remove schedules (sqlalchemy backend; the dir and file backends use YAML)."""
+
+
+@schedule.command("add")
+@click.argument("target")
+@click.argument("audit_name", metavar="AUDIT")
+@click.option("--every", metavar="DURATION", help="Fixed-rate interval, e.g. 30mins, 1day.")
+@click.option("--cron", metavar="EXPR", help='Five-field cron, e.g. "*/5 * * * *".')
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter scripts can use as {params.KEY} (repeatable).",
+)
+@click.option("--timeout", metavar="DURATION", help="How long a run may take.")
+@click.option("--disabled-reason", metavar="TEXT", help="Add it disabled, saying why.")
+@pass_session
+def schedule_add(
+    session: Session,
+    target: str,
+    audit_name: str,
+    every: str | None,
+    cron: str | None,
+    params: tuple[str, ...],
+    timeout: str | None,
+    disabled_reason: str | None,
+) -> None:
+    """Run AUDIT on TARGET (a group or a host) every DURATION or on a cron schedule.
+
+    \b
+    Example:
+      entropy --backend sqlite:///fleet.db schedule add compute \\
+          check_nova_config_exists --every 1day
+    """
+    backend = _editable(session, "schedule add")
+    if (every is None) == (cron is None):
+        raise click.UsageError("give exactly one of --every or --cron")
+    entry: dict[str, Any] = {"run_every": every} if every else {"cron": cron}
+    entry["params"] = _pairs(params, "--param")
+    if timeout:
+        entry["timeout"] = timeout
+    if disabled_reason:
+        entry.update(disabled=True, disabled_reason=disabled_reason)
+    tz = session.option("cron_timezone")
+    (parsed,) = _parsed(
+        parse_schedules, "schedule add", target, {"audits": {audit_name: entry}}, tz
+    )
+    new = backend.put_schedule(parsed)
+    click.echo(
+        f"{'added' if new else 'replaced'} {audit_name} on {target}: {parsed.timing.describe()}"
+    )
+
+
+@schedule.command("remove")
+@click.argument("target")
+@click.argument("audit_name", metavar="AUDIT")
+@pass_session
+def schedule_remove(session: Session, target: str, audit_name: str) -> None:
+    """Stop running AUDIT on TARGET."""
+    _editable(session, "schedule remove").remove_schedule(target, audit_name)
+    click.echo(f"removed {audit_name} on {target}")
+
+
+@main.group()
+def script() -> None:
+    """Add or import scripts (sqlalchemy backend; the dir and file backends use YAML)."""
+
+
+@script.command("add")
+@click.argument("name")
+@click.option("--kind", required=True, help="command, http, tcp or python.")
+@click.option(
+    "--set",
+    "keys",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="One of the kind's keys, the value read as YAML (repeatable).",
+)
+@click.option("--timeout", metavar="DURATION", help="How long a run may take.")
+@pass_session
+def script_add(
+    session: Session, name: str, kind: str, keys: tuple[str, ...], timeout: str | None
+) -> None:
+    """Add script NAME, or replace the script of that name.
+
+    \b
+    Examples:
+      entropy --backend sqlite:///fleet.db script add check_nova_config_exists \\
+          --kind command --set "command=[test, -f, /etc/nova/nova.conf]" --timeout 10s
+      entropy --backend sqlite:///fleet.db script add vmbooter --kind tcp --set port=22
+    """
+    backend = _editable(session, "script add")
+    entry = {"kind": kind, **_pairs(keys, "--set")}
+    if timeout:
+        entry["timeout"] = timeout
+    (parsed,) = _parsed(parse_scripts, "script add", name, entry).values()
+    new = backend.put_script(parsed)
+    click.echo(f"{'added' if new else 'replaced'} script {name} ({kind})")
+
+
+@script.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@pass_session
+def script_import(session: Session, path: str) -> None:
+    """Add (or replace) every script of a scripts.yaml file."""
+    backend = _editable(session, "script import")
+    problems = Problems()
+    found = parse_scripts(problems.read(Path(path)), path, problems)
+    problems.raise_if_any()
+    for parsed in found.values():
+        backend.put_script(parsed)
+    click.echo(f"imported {len(found)} scripts from {path}")
 
 
 @main.group()

@@ -27,6 +27,8 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    # Whether `entropy host/schedule/script add|remove` can change the definitions.
+    editable: ClassVar[bool] = False
 
     def __init__(self, conf: cfg.ConfigOpts, location: str | None = None) -> None:
         self.conf = conf

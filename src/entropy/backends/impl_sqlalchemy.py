@@ -35,6 +35,7 @@ from .sqlalchemy.tables import hosts, schedules, scripts
 
 class SqlalchemyBackend(Backend):
     name = "sqlalchemy"
+    editable = True
 
     def state_url(self) -> str:
         configured = self.location or option(self.conf, "connection", "sqlalchemy")

@@ -1,0 +1,97 @@
+"""Managing definitions in a database from the CLI: host, schedule, script."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from entropy.cli import main
+from fleets import write_fleet
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output + result.stderr
+    return result
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/fleet.db"
+    return request.getfixturevalue("postgresql_url")
+
+
+def build_fleet(db: str, tmp_path: Path) -> None:
+    run("--backend", db, "host", "add", "compute-01.example.com", "--ip", "10.0.0.11",
+        "--type", "compute", "--group", "hypervisor", "--var", "rack=r1")  # fmt: skip
+    run("--backend", db, "host", "add", "nova-api.mydomain.com", "--ip", "10.0.2.1",
+        "--type", "control")  # fmt: skip
+    scripts = tmp_path / "scripts.yaml"
+    scripts.write_text(
+        "check_nova_config_exists: {kind: command, command: [test, -f, /etc/nova/nova.conf]}\n"
+        "vm_count: {kind: python, function: 'os:getcwd'}\n"
+    )
+    assert "imported 2 scripts" in run("--backend", db, "script", "import", str(scripts)).stdout
+    run("--backend", db, "script", "add", "vmbooter", "--kind", "tcp", "--set", "port=22",
+        "--timeout", "5s")  # fmt: skip
+    run("--backend", db, "schedule", "add", "compute", "check_nova_config_exists",
+        "--every", "1day")  # fmt: skip
+    run("--backend", db, "schedule", "add", "hypervisor", "vm_count", "--cron", "0 * * * *",
+        "--param", "limit=12")  # fmt: skip
+    run("--backend", db, "schedule", "add", "nova-api.mydomain.com", "vmbooter",
+        "--every", "1hour")  # fmt: skip
+
+
+def test_a_fleet_built_from_the_cli_loads_and_syncs(db: str, tmp_path: Path) -> None:
+    build_fleet(db, tmp_path)
+    assert "2 hosts, 3 scripts" in run("--backend", db, "validate").stdout
+    assert "-> 3 audits; added 3" in run("--backend", db, "sync").stdout
+    rows = json.loads(run("--backend", db, "status", "--json").stdout)
+    assert {(r["audit_name"], r["host"]) for r in rows} == {
+        ("check_nova_config_exists", "compute-01.example.com"),
+        ("vm_count", "compute-01.example.com"),
+        ("vmbooter", "nova-api.mydomain.com"),
+    }
+
+
+def test_changes_that_break_the_definitions_are_refused(db: str, tmp_path: Path) -> None:
+    build_fleet(db, tmp_path)
+    refused = run("--backend", db, "host", "remove", "nova-api.mydomain.com", ok=False)
+    assert refused.exit_code == 2
+    assert "unknown target 'nova-api.mydomain.com'" in refused.stderr
+    refused = run("--backend", db, "schedule", "add", "storage", "vm_count", "--every", "1h",
+                  ok=False)  # fmt: skip
+    assert "unknown target 'storage'" in refused.stderr
+    refused = run("--backend", db, "host", "add", "x", "--ip", "nope", "--type", "c", ok=False)
+    assert "entropy host add: host 'x': ip_address must be an IP address" in refused.stderr
+    refused = run("--backend", db, "schedule", "add", "compute", "vm_count", "--every", "1x",
+                  ok=False)  # fmt: skip
+    assert "invalid duration '1x'" in refused.stderr
+    # Nothing of the refused changes stuck.
+    assert "2 hosts, 3 scripts" in run("--backend", db, "validate").stdout
+    assert "-> 3 audits" in run("--backend", db, "validate").stdout
+
+
+def test_remove_and_replace(db: str, tmp_path: Path) -> None:
+    build_fleet(db, tmp_path)
+    run("--backend", db, "schedule", "remove", "nova-api.mydomain.com", "vmbooter")
+    run("--backend", db, "host", "remove", "nova-api.mydomain.com")
+    out = run("--backend", db, "schedule", "add", "compute", "check_nova_config_exists",
+              "--every", "30mins").stdout  # fmt: skip
+    assert out.strip() == "replaced check_nova_config_exists on compute: every 30m"
+    assert "1 hosts, 3 scripts" in run("--backend", db, "validate").stdout
+    missing = run("--backend", db, "host", "remove", "nope", ok=False)
+    assert missing.exit_code == 1 and "no host 'nope'" in missing.stderr
+
+
+def test_yaml_backends_say_where_to_edit(tmp_path: Path) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet")
+    result = run("--backend", f"dir:{fleet}", "host", "add", "a", "--ip", "10.0.0.1",
+                 "--type", "compute", ok=False)  # fmt: skip
+    assert result.exit_code == 1
+    assert f"live in YAML: edit {fleet}/hosts.yaml" in result.stderr
