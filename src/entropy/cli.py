@@ -105,8 +105,9 @@ class EntropyGroup(click.Group):
     "--backend",
     "backend_url",
     metavar="URL",
-    help="Backend to use instead of entropy_backend in the config: dir:PATH or "
-    "file:PATH.yaml (a bare existing path works too).",
+    help="Backend to use instead of entropy_backend in the config: dir:PATH, "
+    "file:PATH.yaml (a bare existing path works too), or a database URL for the sqlalchemy "
+    "backend: sqlite:///PATH, postgresql+psycopg://..., mysql+pymysql://...",
 )
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
 @click.version_option(__version__, prog_name="entropy")
