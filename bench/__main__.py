@@ -14,13 +14,21 @@ examples:
   python -m bench sync                         10000 hosts x 10 audits, 3 runs
   python -m bench sync --hosts 1000 --runs 5 --json bench/results/sync.json
   python -m bench sync --runs 1 --profile bench/results/prof
+  python -m bench dispatch                     20000 audits due at once, real engine
+  python -m bench dispatch --runs 1 --profile bench/results/prof
+  python -m bench steady                       100000 pairs, 1000 audits/s for 30 s
+  python -m bench steady --pairs 20000 --rate 2000 --seconds 10
+  python -m bench memory --runs 1              RSS per pair at 1000000 pairs
+  python -m bench refresh                      refresh times at 100000 pairs
   python -m bench all --quick                  every scenario, small sizes (< 2 min)
 
 Each scenario prints a table (median and min..max over the runs) and, with
 --json FILE, writes the same data with the raw runs and the environment.
-Where a target is set, the median is checked against it: PASS or MISS.
-Exit status: 0 done, 1 a sanity check failed (wrong row counts),
-3 a target was missed and --strict was given.
+Each run uses a fresh fleet, a fresh SQLite state file and fresh
+interpreters. Where a target is set (at the size it is set for), the
+median is checked against it: PASS or MISS; at other sizes, "-".
+Exit status: 0 done, 1 a sanity check failed (wrong row counts, a stalled
+engine, results not persisted), 3 a target was missed and --strict was given.
 """
 
 

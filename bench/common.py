@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
+import ctypes
 import gc
 import io
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -15,6 +18,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -83,6 +87,44 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
+def rss_mib() -> float:
+    """This process's resident set size now, in MiB (from /proc/self/statm; else the peak)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mib()
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def release_free_memory() -> None:
+    """Collect cycles and hand free heap pages back to the OS (glibc malloc_trim), if possible.
+
+    RSS after this is what is really held, not what the allocator kept for later.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def thread_cpu_seconds() -> dict[threading.Thread, float]:
+    """CPU seconds (user + system) used so far by each live thread of this process (Linux).
+
+    Read from /proc/self/task/TID/stat, so it costs nothing while the
+    threads run, unlike a profiler. {} where /proc is not available.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat", encoding="ascii") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except (OSError, TypeError):
+            continue
+        cpu[thread] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return cpu
+
+
 class Profiler:
     """cProfile around a block when a dump path is given; a no-op otherwise."""
 
@@ -99,6 +141,53 @@ class Profiler:
         if self._profile and self.dump_to:
             self._profile.disable()
             self._profile.dump_stats(self.dump_to)
+
+
+class ThreadProfiles:
+    """cProfile in every thread started inside the block, one profile per thread.
+
+    cProfile.enable() only hooks the thread that calls it; threading.setprofile
+    makes each new thread start its own profile before its first Python call.
+    Read the profiles with stats() once those threads have finished.
+    """
+
+    def __init__(self, cpu: bool = False) -> None:
+        self.profiles: list[tuple[threading.Thread, cProfile.Profile]] = []
+        self._lock = threading.Lock()
+        # cpu: time each thread's own CPU (time.thread_time), so waits (locks, queues,
+        # SQLite's busy handler sleeping) cost nothing; slower to run than the wall clock.
+        self._timer = time.thread_time if cpu else None
+
+    def _start(self, *_event: object) -> None:
+        sys.setprofile(None)
+        profile = cProfile.Profile(self._timer) if self._timer else cProfile.Profile()
+        with self._lock:
+            self.profiles.append((threading.current_thread(), profile))
+        profile.enable()
+
+    def __enter__(self) -> ThreadProfiles:
+        threading.setprofile(self._start)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.setprofile(None)  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        """Forget what was profiled so far (e.g. start-up), in every thread, and go on."""
+        with self._lock:
+            for _thread, profile in self.profiles:
+                profile.clear()
+
+    def stats(self, group: Callable[[threading.Thread], str]) -> dict[str, pstats.Stats]:
+        """The profiles merged by group(thread), e.g. all pool workers into one."""
+        merged: dict[str, pstats.Stats] = {}
+        for thread, profile in self.profiles:
+            name = group(thread)
+            if name in merged:
+                merged[name].add(profile)
+            else:
+                merged[name] = pstats.Stats(profile)
+        return merged
 
 
 class GcTimer:
@@ -128,10 +217,14 @@ class GcTimer:
         gc.callbacks.remove(self._callback)
 
 
-def profile_top(path: str | Path, limit: int = 15, sort: str = "cumulative") -> str:
-    """The top `limit` functions of a cProfile dump, as pstats prints them."""
+def profile_top(path: str | Path | pstats.Stats, limit: int = 15, sort: str = "cumulative") -> str:
+    """The top `limit` functions of a cProfile dump (or Stats), as pstats prints them."""
     out = io.StringIO()
-    stats = pstats.Stats(str(path), stream=out)
+    if isinstance(path, pstats.Stats):
+        stats = pstats.Stats(stream=out)
+        stats.add(path)  # a copy: strip_dirs() below must not rename the caller's entries
+    else:
+        stats = pstats.Stats(str(path), stream=out)
     stats.strip_dirs().sort_stats(sort).print_stats(limit)
     text = out.getvalue()
     # Keep the table, not pstats' preamble about the dump file.
@@ -153,6 +246,20 @@ class Spread:
 
     def as_dict(self) -> dict[str, float]:
         return {"median": self.median, "min": self.min, "max": self.max}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of values, nearest rank; nan when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(math.ceil(q / 100 * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+def verdict(met: bool | None) -> str:
+    """A target's verdict cell: PASS, MISS, or - (no verdict at this size or setting)."""
+    return "-" if met is None else "PASS" if met else "MISS"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -187,6 +294,15 @@ def environment() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "git": _git_revision(),
     }
+
+
+def context_line(env: dict[str, Any]) -> str:
+    """environment() as one line under a scenario's title."""
+    return (
+        f"python {env['python']}, SQLAlchemy {env['sqlalchemy']}, PyYAML {env['pyyaml']} "
+        f"(libyaml {'yes' if env['libyaml'] else 'NO'}), SQLite {env['sqlite']}, "
+        f"{env['cpus']} CPUs, commit {env['git']}"
+    )
 
 
 def _git_revision() -> str | None:

@@ -19,6 +19,10 @@ from types import ModuleType
 
 SCENARIOS: dict[str, str] = {
     "sync": "bench.scenarios.sync",
+    "dispatch": "bench.scenarios.dispatch",
+    "steady": "bench.scenarios.steady",
+    "memory": "bench.scenarios.memory",
+    "refresh": "bench.scenarios.refresh",
 }
 
 

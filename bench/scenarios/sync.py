@@ -26,6 +26,7 @@ from ..common import (
     GcTimer,
     Profiler,
     Spread,
+    context_line,
     environment,
     in_fresh_process,
     open_backend,
@@ -255,11 +256,7 @@ def render(result: dict[str, Any]) -> str:
         f"intervals {', '.join(p['intervals'])}"
         + (", GC PAUSED (what-if)" if p["gc_paused"] else "")
     )
-    context = (
-        f"python {env['python']}, SQLAlchemy {env['sqlalchemy']}, PyYAML {env['pyyaml']} "
-        f"(libyaml {'yes' if env['libyaml'] else 'NO'}), SQLite {env['sqlite']}, "
-        f"{env['cpus']} CPUs, commit {env['git']}"
-    )
+    context = context_line(env)
 
     def seconds(name: str, label: str) -> list[str]:
         v = s[name]
