@@ -710,7 +710,8 @@ def engine_run(
         shutdown_grace=session.option("shutdown_grace"),
         result_retention=session.option("result_retention"),
     )
-    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
+    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"),
+                          refresh_in_background=True)  # fmt: skip
     printer = _print_result_json if as_json else _print_result_line
     runner = Engine(backend, scheduler, session.clock, settings, on_result=printer)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -164,8 +164,10 @@ class Engine:
         return 2 * self.settings.max_workers + int(self._rate * CLAIM_AHEAD)
 
     def _run_one(self, due: Due, job: Job) -> None:
-        if self._abandoned:
-            return  # queued past the grace period: its claim goes back to `new`
+        if self._stopping.is_set():  # claimed but not started: goes back to `new`
+            with self._running_lock:
+                del self._running[due.row_id]
+            return
         result = runners.run_job(job, self.clock)
         result.slot, result.engine_id = due.slot, self.settings.engine_id
         result.audit_name, result.host = due.pair.audit_name, due.pair.host
@@ -249,7 +251,7 @@ class Engine:
         self.scheduler.stop()
         executor = self._executor
         if executor is not None:
-            executor.shutdown(wait=False)
+            # Claimed audits still queued now skip (see _run_one) instead of starting.
             deadline = time.monotonic() + self.settings.shutdown_grace
             while self._running and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -257,6 +259,7 @@ class Engine:
                 LOG.warning("grace period over: stopping %d running audits", len(self._running))
                 self._abandoned = True
                 runners.command.kill_all()
+            executor.shutdown(wait=False)
         self._results.put(None)
         recorder.join()
         released = self.backend.state.release(self.settings.engine_id, self.clock.now())

@@ -61,6 +61,7 @@ class Scheduler:
         clock: Clock,
         refresh_interval: float = 300.0,
         watch_interval: float = 2.0,
+        refresh_in_background: bool = False,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -79,6 +80,10 @@ class Scheduler:
         self._next_refresh = clock.now()
         self._next_watch = clock.now()
         self._signature: Hashable = None
+        # An engine refreshes on a thread of its own so due audits keep flowing
+        # meanwhile (a refresh takes ~1 s per 100,000 pairs); tests keep it inline.
+        self.refresh_in_background = refresh_in_background
+        self._refresher: threading.Thread | None = None
 
     # -- refreshing -----------------------------------------------------------
 
@@ -104,6 +109,22 @@ class Scheduler:
         self._rebuild(catalog, rows)
         LOG.info("refreshed: %s; %s", catalog.summary(), report)
         return True
+
+    def _refresh_on_a_thread(self) -> None:
+        if self._refresher is not None and self._refresher.is_alive():
+            return
+        self._next_refresh = self.clock.now() + self.refresh_interval
+
+        def refresh_then_wake() -> None:
+            try:
+                self.refresh()
+            except Exception:  # refresh() logs what it refuses; this is anything else
+                LOG.exception("refresh failed; the previous schedule keeps running")
+            self._wake.set()  # the table changed: recompute what to wait for
+
+        self._refresher = threading.Thread(target=refresh_then_wake, name="entropy-refresh",
+                                           daemon=True)  # fmt: skip
+        self._refresher.start()
 
     def request_refresh(self) -> None:
         self._refresh_requested = True
@@ -162,8 +183,10 @@ class Scheduler:
                 return []
             now = self.clock.now()
             if self._refresh_due(now):
-                self.refresh()
-                continue
+                if not self.refresh_in_background:
+                    self.refresh()
+                    continue
+                self._refresh_on_a_thread()
             now_ms = to_ms(now)
             with self._lock:
                 heap = self._heap

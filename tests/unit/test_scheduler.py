@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,27 @@ def test_seed_fleet_tables_every_pair(tmp_path: Path, clock: FakeClock) -> None:
     scheduler.refresh()
     assert len(scheduler) == 8
     assert scheduler.next_due() is not None
+
+
+def test_a_background_refresh_lets_due_audits_through_meanwhile(fleet: Path, clock: FakeClock):
+    scheduler = make(fleet, clock, every(10), refresh_in_background=True)
+    write_fleet("dir", fleet, hosts=HOSTS, scripts=SCRIPTS, schedules={"y.yaml": {
+        "a.example": {"audits": {"other": {"run_every": "10s"}}}}})  # fmt: skip
+    backend, load, release = scheduler.backend, scheduler.backend.load, threading.Event()
+
+    def slow_load() -> Any:  # a refresh that takes as long as the test wants
+        release.wait(10)
+        return load()
+
+    backend.load = slow_load  # type: ignore[method-assign]
+    scheduler.request_refresh()
+    batches = [scheduler.next_batch() for _ in range(3)]  # the first returns on the request
+    ran = [d for batch in batches for d in batch]
+    assert ran and {d.pair.audit_name for d in ran} == {"check"}  # the old table, meanwhile
+    assert scheduler._refresher is not None and scheduler._refresher.is_alive()
+    release.set()
+    scheduler._refresher.join(timeout=10)
+    for due in ran:
+        complete(scheduler, due, clock.now())
+    ran = run_for(scheduler, clock, 30)
+    assert {d.pair.key for d in ran} == {("other", "a.example")}

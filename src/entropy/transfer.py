@@ -1,0 +1,104 @@
+"""Moving a fleet between backends: its definitions, and optionally its state.
+
+`entropy import` uses this to copy between any two backends (dir, file,
+sqlalchemy). Definitions go through a Catalog, so what arrives is what the
+source validated; state (audit rows and result history) goes row for row
+between the two SQL state stores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .backends.base import Backend
+from .backends.sqlalchemy.state import safe_url
+from .errors import BackendError
+from .model import Catalog, Schedule
+
+
+def copy_definitions(src: Backend, dst: Backend) -> Catalog:
+    """Load and validate src's definitions, then make them dst's; return the catalog.
+
+    Invalid definitions raise ValidationError before dst is touched.
+    """
+    catalog = src.load()
+    dst.write_definitions(catalog)
+    return catalog
+
+
+def copy_state(src: Backend, dst: Backend) -> tuple[int, int]:
+    """Replace dst's audit rows and result history with src's; return (rows, results).
+
+    Two backends sharing one state store have nothing to copy, and copying
+    would delete what it is about to re-insert: that is refused.
+    """
+    if same_state(src, dst):
+        raise BackendError(
+            f"{src.name} and {dst.name} share the state store "
+            f"{safe_url(src.state_url())}; there is no state to copy"
+        )
+    rows, history = src.state.export_rows()
+    dst.state.import_rows(rows, history)
+    return len(rows), len(history)
+
+
+def same_definitions(a: Backend, b: Backend) -> bool:
+    """Whether two backends read their definitions from the same place."""
+    return a.name == b.name and _place(a) == _place(b)
+
+
+def same_state(a: Backend, b: Backend) -> bool:
+    return a.state_url() == b.state_url()
+
+
+def _place(backend: Backend) -> str:
+    path = getattr(backend, "path", None)
+    if isinstance(path, Path):
+        return str(path.expanduser().resolve())
+    return str(backend.location)
+
+
+def catalog_differences(a: Catalog, b: Catalog) -> list[str]:
+    """What makes two catalogs give a different fleet; empty when they are equivalent.
+
+    Equivalent means the same hosts and scripts, the same schedules (target,
+    audit and settings, whichever file they were in), and the same pairs with
+    the same settings. Where things were written (file:line) does not count.
+    """
+    problems: list[str] = []
+    for what, left, right in (("host", a.hosts, b.hosts), ("script", a.scripts, b.scripts)):
+        for name in sorted(left.keys() | right.keys()):
+            if name not in right:
+                problems.append(f"{what} {name!r} is missing from the second")
+            elif name not in left:
+                problems.append(f"{what} {name!r} is missing from the first")
+            elif left[name] != right[name]:
+                problems.append(f"{what} {name!r} differs: {left[name]!r} != {right[name]!r}")
+    left_schedules = {_schedule_key(s) for s in a.schedules}
+    right_schedules = {_schedule_key(s) for s in b.schedules}
+    for target, audit in sorted({key[:2] for key in left_schedules ^ right_schedules}):
+        problems.append(f"schedule {audit!r} on {target!r} differs")
+    left_pairs = {p.key: (p.ip_address, _settings(p.schedule)) for p in a.pairs}
+    right_pairs = {p.key: (p.ip_address, _settings(p.schedule)) for p in b.pairs}
+    for key in sorted(left_pairs.keys() | right_pairs.keys()):
+        if left_pairs.get(key) != right_pairs.get(key):
+            problems.append(f"audit {key[0]!r} on host {key[1]!r} differs")
+    return problems
+
+
+def _schedule_key(schedule: Schedule) -> tuple[str, str, str]:
+    return (schedule.target, schedule.audit_name, _settings(schedule))
+
+
+def _settings(schedule: Schedule) -> str:
+    """Schedule.settings() in a hashable, order-free form (params are dicts)."""
+    timing, disabled, reason, timeout, params = schedule.settings()
+    return json.dumps(
+        [repr(timing), disabled, reason, timeout, params], sort_keys=True, default=_default
+    )
+
+
+def _default(value: Any) -> str:
+    return repr(value)
