@@ -111,3 +111,81 @@ def write_fleet(
 
 def _dump(path: Path, data: Any) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+# A fleet using everything the seed format can say, at least once (dump round trips).
+RICH_HOSTS: dict[str, Any] = {
+    "compute-01.example.com": {
+        "ip_address": "10.0.0.11",
+        "host_type": "compute",
+        "groups": ["hypervisor", "rack-1"],
+        "vars": {"rack": "r1", "disks": ["sda", "sdb"], "bmc": {"user": "admin", "port": 623}},
+    },
+    "compute-02.example.com": {"ip_address": "10.0.0.12", "host_type": "compute"},
+    "hv-01.example.com": {"ip_address": "fd00::1", "host_type": "hypervisor"},
+    "nova-api.mydomain.com": {
+        "ip_address": "10.0.2.1",
+        "host_type": "control",
+        "groups": ["web"],
+    },
+}
+RICH_SCRIPTS: dict[str, Any] = {
+    "check_config": {
+        "kind": "command",
+        "command": ["test", "-f", "/etc/nova/nova.conf"],
+        "env": {"LANG": "C", "EMPTY": ""},
+        "timeout": "10s",
+    },
+    "check_shell": {
+        "kind": "command",
+        "command": "test -f /etc/a, then: {x} # not a comment",
+        "shell": True,
+        "output_limit": 4096,
+    },
+    "vm_count": {"kind": "python", "function": "os:getcwd", "timeout": "1h30m"},
+    "ssh_port": {"kind": "tcp", "port": 22, "warning_ms": 200, "critical_ms": 1000},
+    "api": {
+        "kind": "http",
+        "url": "http://{ip_address}:8774/",
+        "expect_status": [200, 300],
+        "headers": {"Accept": "application/json"},
+        "verify_tls": False,
+        "body_regex": "^ok: [a-z]+$",
+    },
+}
+RICH_SCHEDULES: dict[str, dict[str, Any]] = {
+    "compute.yaml": {
+        "compute": {
+            "audits": {
+                "check_config": {"run_every": "1day"},
+                "check_shell": {
+                    "cron": "*/5 * * * *",
+                    "disabled": True,
+                    "disabled_reason": "rebuilding: see TICKET-1",
+                },
+            }
+        },
+        "hypervisor": {"audits": {"vm_count": {"run_every": "2days", "timeout": "90s"}}},
+    },
+    "extra.yaml": {
+        # The same group entry again, agreeing: valid, and written once.
+        "hypervisor": {"audits": {"vm_count": {"run_every": "48h", "timeout": "1m30s"}}},
+        "rack-1": {
+            "audits": {
+                "ssh_port": {
+                    "run_every": "90s",
+                    "params": {"port": 2222, "labels": ["a", "b, c"], "nested": {"k": None}},
+                }
+            }
+        },
+    },
+    "hosts.yaml": {
+        "nova-api.mydomain.com": {
+            "audits": {
+                "api": {"run_every": "30mins", "disabled_reason": "noted, not disabled"},
+                "ssh_port": {"cron": "0 3 * * 1-5", "disabled": False},
+            }
+        },
+        "compute-02.example.com": {"audits": {"check_config": {"run_every": "1w"}}},
+    },
+}

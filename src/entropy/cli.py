@@ -24,6 +24,7 @@ from . import __version__
 from .backends import Backend, fetch
 from .backends.sqlalchemy import schema
 from .backends.sqlalchemy.state import SqlStateStore, safe_url
+from .cli_transfer import export_command, import_command
 from .clock import SystemClock
 from .config import engine_id, load_conf, option
 from .definitions import Problems, marked, parse_hosts, parse_schedules, parse_scripts
@@ -710,8 +711,7 @@ def engine_run(
         shutdown_grace=session.option("shutdown_grace"),
         result_retention=session.option("result_retention"),
     )
-    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"),
-                          refresh_in_background=True)  # fmt: skip
+    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
     printer = _print_result_json if as_json else _print_result_line
     runner = Engine(backend, scheduler, session.clock, settings, on_result=printer)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -820,6 +820,9 @@ def results(
     if not found:
         click.echo("no results match", err=True)
 
+
+main.add_command(import_command)
+main.add_command(export_command)
 
 _COLOURS = {
     Outcome.OK: "green",

@@ -61,7 +61,7 @@ class Scheduler:
         clock: Clock,
         refresh_interval: float = 300.0,
         watch_interval: float = 2.0,
-        refresh_in_background: bool = False,
+        refresh_in_background: bool = True,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -80,8 +80,9 @@ class Scheduler:
         self._next_refresh = clock.now()
         self._next_watch = clock.now()
         self._signature: Hashable = None
-        # An engine refreshes on a thread of its own so due audits keep flowing
-        # meanwhile (a refresh takes ~1 s per 100,000 pairs); tests keep it inline.
+        # Periodic refreshes run on a thread of their own so due audits keep
+        # flowing meanwhile (a refresh takes ~1 s per 100,000 pairs). Tests on a
+        # fake clock turn this off to keep refreshes in step with the clock.
         self.refresh_in_background = refresh_in_background
         self._refresher: threading.Thread | None = None
 

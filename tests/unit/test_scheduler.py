@@ -42,6 +42,7 @@ def open_backend(fleet: Path) -> Backend:
 
 def make(fleet: Path, clock: FakeClock, schedules: dict, **kw: Any) -> Scheduler:
     write_fleet("dir", fleet, hosts=HOSTS, scripts=SCRIPTS, schedules=schedules)
+    kw.setdefault("refresh_in_background", False)  # refreshes in step with the fake clock
     scheduler = Scheduler(open_backend(fleet), clock, **kw)
     scheduler.refresh()
     return scheduler
@@ -109,7 +110,7 @@ def test_ten_missed_slots_coalesce_into_one_run(fleet: Path, clock: FakeClock) -
 def test_rows_overdue_after_downtime_run_once_on_restart(fleet: Path, clock: FakeClock):
     make(fleet, clock, every(60)).stop()
     clock.advance(hours=3)  # nobody ran anything for 180 slots
-    restarted = Scheduler(open_backend(fleet), clock)
+    restarted = Scheduler(open_backend(fleet), clock, refresh_in_background=False)
     restarted.refresh()
     restart = clock.now()
     ran = run_for(restarted, clock, 0.001)  # what is due at once

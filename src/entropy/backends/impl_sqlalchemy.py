@@ -102,8 +102,11 @@ class SqlalchemyBackend(Backend):
                 conn.execute(
                     insert(scripts), [_script_row(s, now) for s in catalog.scripts.values()]
                 )
-            if catalog.schedules:
-                conn.execute(insert(schedules), [_schedule_row(s, now) for s in catalog.schedules])
+            # YAML may repeat a (group, audit) entry in two files when the settings
+            # agree; the table keeps one.
+            unique = {(s.target, s.audit_name): s for s in reversed(catalog.schedules)}
+            if unique:
+                conn.execute(insert(schedules), [_schedule_row(s, now) for s in unique.values()])
 
         self._change(replace)
 

@@ -1,0 +1,311 @@
+"""`entropy import` and `entropy export` end to end: YAML and SQL, definitions and state.
+
+The commands run through `entropy.cli.main` once it registers them; until
+then, through a group built like it (same Session, same error handling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from entropy.backends import Backend, fetch
+from entropy.cli import EntropyGroup, Session, main
+from entropy.cli_transfer import export_command, import_command
+from entropy.clock import FakeClock
+from entropy.config import load_conf
+from entropy.model import Catalog, Outcome
+from entropy.model import Result as AuditResult
+from entropy.transfer import catalog_differences
+from fleets import RICH_HOSTS, RICH_SCHEDULES, RICH_SCRIPTS, SEED_PAIRS, write_fleet
+
+
+def _cli() -> click.Group:
+    if "import" in main.commands and "export" in main.commands:
+        return main
+
+    @click.group(cls=EntropyGroup)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        ctx.obj = Session((), (), None)
+        ctx.call_on_close(ctx.obj.close)
+
+    group.add_command(import_command)
+    group.add_command(export_command)
+    return group
+
+
+def run(*args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(_cli(), list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output + result.stderr
+    return result
+
+
+@pytest.fixture
+def backends() -> Iterator[Any]:
+    """open(url) -> a backend, closed after the test."""
+    opened: list[Backend] = []
+
+    def open_(url: str) -> Backend:
+        opened.append(fetch(load_conf(), url))
+        return opened[-1]
+
+    yield open_
+    for backend in opened:
+        backend.close()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    return write_fleet("dir", tmp_path / "fleet")
+
+
+def with_history(backend: Backend, clock: FakeClock) -> None:
+    """Sync, then give the rows the state a running fleet has: results, advances, a disable."""
+    catalog = backend.load()
+    backend.sync(catalog, clock.now())
+    state = backend.state
+    rows = {(r.audit_name, r.host): r for r in state.audits()}
+    pairs = {p.key: p for p in catalog.pairs}
+    backend.set_disabled(
+        [pairs["vm_count", "hv-01.example.com"]], "hypervisor being rebuilt", clock.now()
+    )
+    for round_ in range(3):
+        clock.advance(days=3)
+        now = clock.now()
+        ids = [r.id for key, r in rows.items() if key != ("vm_count", "hv-01.example.com")]
+        claimed = state.claim(ids, "engine-1", now, now + timedelta(minutes=5))
+        records = []
+        for key, row in rows.items():
+            if row.id not in claimed:
+                continue
+            outcome = Outcome.CRITICAL if key[0] == "vmbooter" else Outcome.OK
+            result = AuditResult(
+                outcome,
+                f"{key[0]} round {round_}",
+                output="x" * 10,
+                metrics={"time": {"value": 0.5 + round_, "uom": "s"}},
+                started_at=now,
+                finished_at=now + timedelta(seconds=1),
+                slot=row.next_run,
+                engine_id="engine-1",
+                audit_name=key[0],
+                host=key[1],
+            )
+            next_run = pairs[key].schedule.timing.next_slot(row.next_run, now)
+            records.append((row.id, result, next_run))
+        assert state.record(records, "engine-1") == len(records)
+    # One row left mid-run, as an engine that stopped while it ran leaves it.
+    now = clock.now() + timedelta(days=3)
+    state.claim([rows["vmbooter", "nova-api.mydomain.com"].id], "engine-2", now, now)
+
+
+def state_of(backend: Backend) -> tuple[list[dict], list[dict]]:
+    """Rows (ids aside) and history (ids aside), in a stable order."""
+    rows = [
+        {k: v for k, v in dataclasses.asdict(r).items() if k != "id"}
+        for r in backend.state.audits()
+    ]
+    history = [
+        {k: v for k, v in r.items() if k != "id"} for r in backend.state.results(limit=10**6)
+    ]
+    return rows, sorted(history, key=lambda r: (r["host"], r["audit_name"], r["finished_at"]))
+
+
+def same_fleet(a: Catalog, b: Catalog) -> None:
+    assert catalog_differences(a, b) == []
+    assert {p.key for p in b.pairs} == set(SEED_PAIRS)
+
+
+def test_dir_to_file_to_dir_gives_the_same_definitions(
+    fleet: Path, tmp_path: Path, backends: Any
+) -> None:
+    out = run("import", f"dir:{fleet}", f"file:{tmp_path}/fleet.yaml").stdout
+    assert out == (
+        f"copied 4 hosts, 5 scripts, 5 schedules (8 audits) from dir:{fleet} "
+        f"to file:{tmp_path}/fleet.yaml\n"
+    )
+    run("import", f"file:{tmp_path}/fleet.yaml", f"dir:{tmp_path}/back")
+    original = backends(f"dir:{fleet}").load()
+    same_fleet(original, backends(f"file:{tmp_path}/fleet.yaml").load())
+    same_fleet(original, backends(f"dir:{tmp_path}/back").load())
+
+
+def test_dir_to_sqlalchemy_to_dir_gives_the_same_definitions(
+    fleet: Path, tmp_path: Path, backends: Any
+) -> None:
+    db = f"sqlite:///{tmp_path}/fleet.db"
+    run("import", f"dir:{fleet}", db)
+    run("export", db, "--to", f"dir:{tmp_path}/back")
+    original = backends(f"dir:{fleet}").load()
+    same_fleet(original, backends(db).load())
+    same_fleet(original, backends(f"dir:{tmp_path}/back").load())
+
+
+def _without_the_repeated_group_entry() -> dict[str, Any]:
+    schedules = json.loads(json.dumps(RICH_SCHEDULES))
+    del schedules["extra.yaml"]["hypervisor"]
+    return schedules
+
+
+@pytest.mark.parametrize(
+    "schedules",
+    [
+        pytest.param(_without_the_repeated_group_entry(), id="distinct-entries"),
+        pytest.param(RICH_SCHEDULES, id="a-group-entry-repeated-in-agreement"),
+    ],
+)
+def test_everything_the_seed_can_say_survives_dir_to_sqlalchemy_to_dir(
+    schedules: dict[str, Any], tmp_path: Path, backends: Any
+) -> None:
+    fleet = write_fleet("dir", tmp_path / "rich", RICH_HOSTS, RICH_SCRIPTS, schedules)
+    db = f"sqlite:///{tmp_path}/fleet.db"
+    run("import", f"dir:{fleet}", db)
+    run("export", db, "--to", f"dir:{tmp_path}/back")
+    original = backends(f"dir:{fleet}").load()
+    assert catalog_differences(original, backends(db).load()) == []
+    assert catalog_differences(original, backends(f"dir:{tmp_path}/back").load()) == []
+
+
+def test_with_state_keeps_rows_and_history(
+    fleet: Path, tmp_path: Path, backends: Any, clock: FakeClock
+) -> None:
+    source = backends(f"dir:{fleet}")
+    with_history(source, clock)
+    before = state_of(source)
+    assert len(before[1]) == 3 * 7  # 7 enabled pairs, 3 rounds
+    out = run("import", f"dir:{fleet}", f"file:{tmp_path}/f.yaml", "--with-state").stdout
+    assert out.endswith("; state: 8 rows, 21 results\n")
+    copied = backends(f"file:{tmp_path}/f.yaml")
+    assert state_of(copied) == before
+    rows = {(r.audit_name, r.host): r for r in copied.audits()}
+    hv = rows["vm_count", "hv-01.example.com"]
+    assert (hv.disabled, hv.disabled_reason, hv.disabled_by) == (
+        True,
+        "hypervisor being rebuilt",
+        "operator",
+    )
+    # The operator's disable is still the operator's: a sync keeps it.
+    copied.sync(copied.load(), clock.now())
+    assert copied.audits(host="hv-01.example.com", audit_name="vm_count")[0].disabled
+    # And back again, through a database.
+    db = f"sqlite:///{tmp_path}/fleet.db"
+    run("import", f"file:{tmp_path}/f.yaml", db, "--with-state")
+    run("import", db, f"dir:{tmp_path}/back", "--with-state")
+    assert state_of(backends(f"dir:{tmp_path}/back")) == before
+
+
+@pytest.mark.parametrize(
+    "server", [pytest.param("postgresql", marks=pytest.mark.postgresql),
+               pytest.param("mysql", marks=pytest.mark.mysql)]
+)  # fmt: skip
+def test_with_state_into_a_shared_database(
+    server: str,
+    fleet: Path,
+    tmp_path: Path,
+    backends: Any,
+    clock: FakeClock,
+    request: pytest.FixtureRequest,
+) -> None:
+    url = request.getfixturevalue(f"{server}_url")
+    source = backends(f"dir:{fleet}")
+    with_history(source, clock)
+    before = state_of(source)
+    out = run("import", f"dir:{fleet}", url, "--with-state", "--json").stdout
+    assert json.loads(out)["state"] == {"rows": 8, "results": 21}
+    assert state_of(backends(url)) == before
+    same_fleet(source.load(), backends(url).load())
+    run("import", url, f"dir:{tmp_path}/back", "--with-state")
+    assert state_of(backends(f"dir:{tmp_path}/back")) == before
+
+
+def test_without_state_the_destination_keeps_its_rows(
+    fleet: Path, tmp_path: Path, backends: Any, clock: FakeClock
+) -> None:
+    with_history(backends(f"dir:{fleet}"), clock)
+    target = write_fleet("file", tmp_path / "dst")
+    dst = backends(f"file:{target}")
+    dst.sync(dst.load(), clock.now())
+    before = state_of(dst)
+    run("import", f"dir:{fleet}", f"file:{target}")
+    assert state_of(dst) == before
+
+
+def test_invalid_definitions_change_nothing_at_the_destination(
+    fleet: Path, tmp_path: Path, backends: Any, clock: FakeClock
+) -> None:
+    target = write_fleet("file", tmp_path / "dst")
+    dst = backends(f"file:{target}")
+    dst.sync(dst.load(), clock.now())
+    before = (target.read_text(), state_of(dst))
+    (fleet / "scripts.yaml").write_text("vmbooter: {kind: tcp, port: 22}\n")
+    result = run("import", f"dir:{fleet}", f"file:{target}", "--with-state", code=2)
+    assert "has no script in scripts.yaml" in result.stderr
+    assert result.stderr.endswith("nothing was changed\n")
+    assert (target.read_text(), state_of(dst)) == before
+
+
+def test_import_json_counts(fleet: Path, tmp_path: Path) -> None:
+    out = run("import", f"dir:{fleet}", f"dir:{tmp_path}/copy", "--json").stdout
+    assert json.loads(out) == {
+        "source": f"dir:{fleet}",
+        "destination": f"dir:{tmp_path}/copy",
+        "hosts": 4,
+        "scripts": 5,
+        "schedules": 5,
+        "audits": 8,
+        "state": None,
+    }
+
+
+def test_import_refuses_a_copy_onto_itself(fleet: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run("import", f"dir:{fleet}", f"dir:{fleet}/../fleet", code=2)
+    assert "SRC_URL and DST_URL are the same place" in result.stderr
+
+
+def test_import_refuses_state_both_sides_share(
+    fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = f"sqlite:///{tmp_path}/shared.db"
+    monkeypatch.setenv("OS_DIR__STATE_CONNECTION", shared)
+    monkeypatch.setenv("OS_FILE__STATE_CONNECTION", shared)
+    result = run("import", f"dir:{fleet}", f"file:{tmp_path}/f.yaml", "--with-state", code=1)
+    assert "share the state store" in result.stderr
+    assert not (tmp_path / "f.yaml").exists()
+
+
+def test_export_writes_the_seed_format_and_refuses_to_overwrite(
+    fleet: Path, tmp_path: Path, backends: Any
+) -> None:
+    out = run("export", f"dir:{fleet}", "--to", f"dir:{tmp_path}/out").stdout
+    assert out == (
+        f"exported 4 hosts, 5 scripts, 5 schedules (8 audits) from dir:{fleet} "
+        f"to dir:{tmp_path}/out (5 files)\n"
+    )
+    assert (tmp_path / "out" / "audits" / "compute.yaml").read_text() == (
+        "---\ncompute:\n  audits:\n    check_nova_config_exists:\n      run_every: 1d\n"
+        "    check_nova_compute_log_file_exists:\n      run_every: 30m\n"
+    )
+    result = run("export", f"dir:{fleet}", "--to", f"dir:{tmp_path}/out", code=1)
+    assert result.stderr.startswith(f"entropy: error: {tmp_path}/out already holds definitions")
+    run("export", f"dir:{fleet}", "--to", f"dir:{tmp_path}/out", "--force")
+    report = json.loads(
+        run("export", f"dir:{fleet}", "--to", f"file:{tmp_path}/f.yaml", "--json").stdout
+    )
+    assert report["files"] == [f"{tmp_path}/f.yaml"] and report["audits"] == 8
+    same_fleet(backends(f"dir:{fleet}").load(), backends(f"file:{tmp_path}/f.yaml").load())
+
+
+def test_export_only_writes_yaml(fleet: Path, tmp_path: Path) -> None:
+    result = run("export", f"dir:{fleet}", "--to", f"sqlite:///{tmp_path}/x.db", code=2)
+    assert "export writes YAML" in result.stderr
+    result = run("export", f"dir:{fleet}", "--to", "dir:", code=2)
+    assert "give dir:PATH or file:PATH.yaml" in result.stderr
