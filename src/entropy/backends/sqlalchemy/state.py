@@ -329,23 +329,17 @@ class SqlStateStore:
         with self._connect() as conn:
             sql = _RawSql(conn.dialect)
             when, as_json = sql.time, json.dumps
+            history, rows = [], []
+            for row_id, r, next_run in records:
+                finished = when(r.finished_at)
+                metrics = as_json(r.metrics) if r.metrics else None  # NULL, read back as {}
+                history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
+                                r.output, metrics, when(r.started_at), finished, r.engine_id,
+                                row_id, engine_id))  # fmt: skip
+                rows.append((as_json(_latest(r)), when(next_run), finished, row_id, engine_id))
             # History first, while the rows are still ours: a fenced-out result leaves none.
-            conn.exec_driver_sql(
-                sql.history_insert,
-                [
-                    (r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary, r.output,
-                     as_json(r.metrics), when(r.started_at), when(r.finished_at), r.engine_id,
-                     row_id, engine_id)
-                    for row_id, r, _ in records
-                ],
-            )  # fmt: skip
-            updated = conn.exec_driver_sql(
-                sql.record_update,
-                [
-                    (as_json(_latest(r)), when(next_run), when(r.finished_at), row_id, engine_id)
-                    for row_id, r, next_run in records
-                ],
-            ).rowcount
+            conn.exec_driver_sql(sql.history_insert, history)
+            updated = conn.exec_driver_sql(sql.record_update, rows).rowcount
         return updated
 
     def record_adhoc(self, row_id: int | None, result: Result) -> None:
@@ -403,7 +397,7 @@ class SqlStateStore:
             if value is not None:
                 query = query.where(column == value)
         with self._connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [{**row._mapping, "metrics": row.metrics or {}} for row in conn.execute(query)]
 
     # -- moving state between stores (`entropy import --with-state`) ---------
 
