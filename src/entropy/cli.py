@@ -5,14 +5,12 @@ from __future__ import annotations
 import difflib
 import functools
 import heapq
-import json
 import logging
 import signal
 import sys
 from collections.abc import Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from .config import engine_id, load_conf, option
 from .definitions import Problems, marked, parse_hosts, parse_schedules, parse_scripts
 from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
+from .jsonout import print_json, to_json
 from .model import AuditRow, Catalog, Outcome, Pair, Result
 from .runners import Job, run_job
 from .scheduler import Scheduler
@@ -157,7 +156,7 @@ def validate(session: Session, as_json: bool) -> None:
     except ValidationError as exc:
         if not as_json:
             raise
-        _print_json(
+        print_json(
             {
                 "valid": False,
                 "problems": [
@@ -173,7 +172,7 @@ def validate(session: Session, as_json: bool) -> None:
         )
         sys.exit(2)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "valid": True,
                 "hosts": len(catalog.hosts),
@@ -200,7 +199,7 @@ def sync(session: Session, as_json: bool) -> None:
     catalog = backend.load()
     report = backend.sync(catalog, session.clock.now())
     if as_json:
-        _print_json(
+        print_json(
             {
                 "added": report.added,
                 "removed": report.removed,
@@ -227,7 +226,7 @@ def status(session: Session, host: str | None, audit_name: str | None, as_json: 
     """
     rows = session.backend.audits(host=host, audit_name=audit_name)
     if as_json:
-        _print_json([row.public() for row in rows])
+        print_json([row.public() for row in rows])
         return
     if not rows:
         click.echo(
@@ -281,7 +280,7 @@ def plan(
     now = session.clock.now()
     runs = _planned_runs(backend, catalog, now, now + timedelta(seconds=window), host, audit_name)
     if as_json:
-        _print_json([{"time": t, "host": h, "audit_name": a} for t, h, a in runs])
+        print_json([{"time": t, "host": h, "audit_name": a} for t, h, a in runs])
         return
     count = 0
     for when, host_name, audit in runs:
@@ -352,7 +351,7 @@ def _toggle_command(disable: bool) -> Any:
         changed = backend.set_disabled(pairs, reason if disable else None, now)
         still = [p for p in pairs if not disable and p.schedule.disabled]
         if as_json:
-            _print_json(
+            print_json(
                 {
                     verb + "d": changed,
                     "hosts": sorted(p.host for p in pairs),
@@ -640,7 +639,7 @@ def db_current(session: Session, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        _print_json({"current": at, "head": needed, "up_to_date": at == needed})
+        print_json({"current": at, "head": needed, "up_to_date": at == needed})
         return
     state = "up to date" if at == needed else "out of date: run `entropy db upgrade`"
     click.echo(f"{safe_url(store.url)}: revision {at or '(empty)'}, needs {needed}; {state}")
@@ -800,7 +799,7 @@ def results(
     """
     found = session.backend.state.results(host, audit_name, outcome, limit)
     if as_json:
-        _print_json([{k: v for k, v in r.items() if k != "id"} for r in found])
+        print_json([{k: v for k, v in r.items() if k != "id"} for r in found])
         return
     for r in reversed(found):
         _print_result_line(
@@ -848,19 +847,7 @@ def _print_result_line(result: Result) -> None:
 
 
 def _print_result_json(result: Result) -> None:
-    click.echo(json.dumps(result.to_dict(), default=_json_default))
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, default=_json_default, indent=2))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"cannot encode {type(value).__name__}")
+    click.echo(to_json(result.to_dict(), indent=None))
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

@@ -8,10 +8,6 @@ EntropyError, which the group turns into a message and an exit status.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from enum import Enum
-from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +16,7 @@ from .backends import Backend, fetch, parse_backend_url
 from .backends.sqlalchemy.state import safe_url
 from .dump import write_dir, write_file
 from .errors import BackendError
+from .jsonout import print_json
 from .model import Catalog
 from .transfer import (
     catalog_differences,
@@ -81,7 +78,7 @@ def import_command(
     if as_json:
         report = _counts(catalog, src_url, dst_url)
         report["state"] = None if rows is None else {"rows": rows, "results": history}
-        _print_json(report)
+        print_json(report)
         return
     state = "" if rows is None else f"; state: {_plural(rows, 'row')}, {_plural(history, 'result')}"
     click.echo(f"copied {_summary(catalog)} from {safe_url(src_url)} to {safe_url(dst_url)}{state}")
@@ -140,7 +137,7 @@ def export_command(session: Any, src_url: str, to_url: str, force: bool, as_json
     if as_json:
         report = _counts(catalog, src_url, to_url)
         report["files"] = [str(path) for path in files]
-        _print_json(report)
+        print_json(report)
         return
     click.echo(
         f"exported {_summary(catalog)} from {safe_url(src_url)} to {to_url} "
@@ -188,17 +185,3 @@ def _counts(catalog: Catalog, src_url: str, dst_url: str) -> dict[str, Any]:
 
 def _plural(count: int | None, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, default=_json_default, indent=2))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")

@@ -1,0 +1,29 @@
+"""JSON for `--json`: datetimes as ISO 8601 UTC, enums by value, paths as text."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(value, default=_default, indent=indent)
+
+
+def print_json(value: Any) -> None:
+    click.echo(to_json(value))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
