@@ -36,6 +36,7 @@ LOG = logging.getLogger(__name__)
 
 ResultCallback = Callable[[Result], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
+_TRIES_AT_STOP = 3  # database errors tolerated while flushing the last results
 CLAIM_AHEAD = 0.1  # seconds of the pool's recent throughput claimed ahead
 
 
@@ -129,7 +130,13 @@ class Engine:
         ]
         now = self.clock.now()
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
-        jobs = {due.row_id: Job.for_pair(catalog, due.pair, timeout) for due in take}
+        jobs = {}
+        for due in take:
+            try:
+                jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
+            except KeyError:  # a refresh just removed its host or script
+                self.scheduler.done(due, now)
+        take = [due for due in take if due.row_id in jobs]
         longest = max((job.timeout for job in jobs.values()), default=0.0)
         lease_until = now + timedelta(seconds=longest + self.settings.lease_margin)
         waiting = [row_id for row_id in fresh if row_id in self._pending]
@@ -192,8 +199,9 @@ class Engine:
         batch: list[tuple[Due, Result, datetime]] = []
         backoff = 0.5
         next_prune = 0.0
+        stop, tries_left = False, _TRIES_AT_STOP
         while True:
-            stop = self._collect(batch)
+            stop = self._collect(batch) or stop
             if batch:
                 try:
                     self.backend.state.record(
@@ -201,11 +209,18 @@ class Engine:
                         self.settings.engine_id,
                     )
                 except BackendError as exc:
-                    LOG.error("cannot record %d results, will retry: %s", len(batch), exc)
                     if stop:
+                        tries_left -= 1
+                    if stop and not tries_left:
+                        LOG.error("stopping without recording %d results: %s", len(batch), exc)
                         return
+                    LOG.error("cannot record %d results, will retry: %s", len(batch), exc)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
+                    continue
+                except Exception:  # a bug, not the database: don't retry it forever
+                    LOG.exception("dropping %d results that could not be recorded", len(batch))
+                    batch = []
                     continue
                 backoff = 0.5
                 self._finish(batch)

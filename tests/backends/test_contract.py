@@ -385,3 +385,16 @@ def test_history_is_pruned_by_age(harness: Harness, clock: FakeClock) -> None:
     backend.state.record([(rows[0].id, old, now), (rows[0].id, new, now)], "e")
     assert backend.state.prune_results(now - timedelta(days=7)) == 1
     assert [r["summary"] for r in backend.state.results()] == ["new"]
+
+
+def test_odd_metric_values_are_stored_as_text(harness: Harness, clock: FakeClock) -> None:
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    now = clock.now()
+    backend.state.claim([rows[0].id], "e", now, now + timedelta(minutes=1))
+    odd = Result(Outcome.OK, "fine", metrics={"checked": {"value": now}}, started_at=now,
+                 finished_at=now, slot=now, engine_id="e", audit_name=rows[0].audit_name,
+                 host=rows[0].host)  # fmt: skip
+    assert backend.state.record([(rows[0].id, odd, now)], "e") == 1
+    (stored,) = backend.state.results()
+    assert stored["metrics"] == {"checked": {"value": str(now)}}

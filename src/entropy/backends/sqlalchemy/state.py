@@ -328,7 +328,7 @@ class SqlStateStore:
             return 0
         with self._connect() as conn:
             sql = _RawSql(conn.dialect)
-            when, as_json = sql.time, json.dumps
+            when, as_json = sql.time, _to_json
             history, rows = [], []
             for row_id, r, next_run in records:
                 finished = when(r.finished_at)
@@ -509,6 +509,11 @@ class _RawSql:
 
     def claim_update(self, count: int) -> str:
         return f"{self._take()}{self._in(count)}"
+
+
+def _to_json(value: Any) -> str:
+    # default=str: an audit's odd metric value (a datetime, a Decimal) still stores.
+    return json.dumps(value, default=str)
 
 
 def _naive_utc(t: datetime | None) -> datetime | None:
