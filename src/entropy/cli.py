@@ -6,6 +6,7 @@ import difflib
 import functools
 import heapq
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -722,6 +723,14 @@ def engine_run(
     )
     runner.run(until=until)
     click.echo(f"engine stopped; {runner.recorded} results recorded", err=True)
+    if runner.stuck:
+        # futurist joins its workers at exit, and these never return: leave without them.
+        click.echo(f"{runner.stuck} audits are still stuck in their workers; exiting anyway",
+                   err=True)  # fmt: skip
+        session.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @main.group()

@@ -28,7 +28,7 @@ from . import runners
 from .backends import Backend
 from .clock import Clock
 from .errors import BackendError
-from .model import Result
+from .model import Outcome, Result
 from .runners.base import Job
 from .scheduler import Due, Scheduler
 
@@ -38,6 +38,7 @@ ResultCallback = Callable[[Result], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
 _TRIES_AT_STOP = 3  # database errors tolerated while flushing the last results
 CLAIM_AHEAD = 0.1  # seconds of the pool's recent throughput claimed ahead
+WATCHDOG_MARGIN = 2.0  # seconds past an audit's timeout before the engine gives up on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,8 @@ class Engine:
         self._pending: OrderedDict[int, Due] = OrderedDict()  # due, not yet claimed
         self._running: dict[int, Due] = {}
         self._running_lock = threading.Lock()
+        # Started audits: row id -> (monotonic deadline, due, job, started_at).
+        self._deadlines: dict[int, tuple[float, Due, Job, datetime]] = {}
         self._results: queue.SimpleQueue[tuple[Due, Result, datetime] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._abandoned = False  # past the grace period: late results are not recorded
@@ -77,6 +80,7 @@ class Engine:
         self._finished_since = 0
         self._rate_since = time.monotonic()
         self.recorded = 0
+        self.stuck = 0  # workers still inside an audit the watchdog gave up on
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -179,10 +183,17 @@ class Engine:
             with self._running_lock:
                 del self._running[due.row_id]
             return
+        started = self.clock.now()
+        with self._running_lock:
+            deadline = time.monotonic() + job.timeout + WATCHDOG_MARGIN
+            self._deadlines[due.row_id] = (deadline, due, job, started)
         result = runners.run_job(job, self.clock)
         result.slot, result.engine_id = due.slot, self.settings.engine_id
         result.audit_name, result.host = due.pair.audit_name, due.pair.host
         with self._running_lock:
+            if self._deadlines.pop(due.row_id, None) is None:
+                self.stuck -= 1
+                return  # the watchdog already recorded it as a timeout
             del self._running[due.row_id]
             self._finished_since += 1
         if self._abandoned:
@@ -191,6 +202,37 @@ class Engine:
         self._results.put((due, result, next_run))
         if self._pending:
             self.scheduler.wake()  # a worker is free: claim more
+
+    def _expire_overdue(self, batch: list[tuple[Due, Result, datetime]]) -> None:
+        """Record as `timeout` the audits still running well past their timeout.
+
+        A command is killed at its timeout by its runner; this catches what
+        cannot be killed (a python audit stuck in a call), so its row does not
+        stay `processing`. Its thread stays busy until the call returns.
+        """
+        now = time.monotonic()
+        with self._running_lock:
+            overdue = [rid for rid, (deadline, *_) in self._deadlines.items() if deadline < now]
+            expired = [self._deadlines.pop(rid) for rid in overdue]
+            for rid in overdue:
+                del self._running[rid]
+            self.stuck += len(overdue)
+        for _, due, job, started in expired:
+            finished = self.clock.now()
+            LOG.warning(
+                "%s on %s still running after its %gs timeout; recorded as timeout",
+                job.audit_name, job.host.name, job.timeout,
+            )  # fmt: skip
+            summary = (
+                f"still running after its {job.timeout:g}s timeout; a {job.script.kind} audit "
+                "cannot be stopped, it keeps a worker until it returns"
+            )
+            result = Result(
+                Outcome.TIMEOUT, summary, started_at=started, finished_at=finished,
+                slot=due.slot, engine_id=self.settings.engine_id, audit_name=job.audit_name,
+                host=job.host.name,
+            )  # fmt: skip
+            batch.append((due, result, self.scheduler.done(due, finished)))
 
     # -- recording ----------------------------------------------------------------
 
@@ -202,6 +244,7 @@ class Engine:
         stop, tries_left = False, _TRIES_AT_STOP
         while True:
             stop = self._collect(batch) or stop
+            self._expire_overdue(batch)
             if batch:
                 try:
                     self.backend.state.record(

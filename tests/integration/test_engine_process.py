@@ -59,7 +59,9 @@ def wait_for(condition: Any, timeout: float, what: str) -> Any:
 def env(tmp_path: Path) -> dict[str, str]:
     """The test's environment for child processes, with a module of python audits."""
     (tmp_path / "audits_mod.py").write_text(
+        "import time\n"
         "def boom(host, params):\n    raise RuntimeError('disk on fire on ' + host.name)\n"
+        "def stuck(host, params):\n    time.sleep(600)\n"
         "def fine(host, params):\n    return None\n"
     )
     path = [str(tmp_path), os.environ.get("PYTHONPATH", "")]
@@ -177,3 +179,24 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_a_stuck_python_audit_is_recorded_as_timeout_and_the_rest_go_on(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet", hosts={"web-1.test": HOSTS["web-1.test"]},
+        scripts={"stuck": {"kind": "python", "function": "audits_mod:stuck", "timeout": "1s"},
+                 "ok": {"kind": "command", "command": ["true"]}},
+        schedules={"a.yaml": {"web": {"audits": {"stuck": {"run_every": "1day"},
+                                                 "ok": {"run_every": "2s"}}}}},
+    )  # fmt: skip
+    engine = start_engine(fleet, "--for", "7s", env={**env, "OS_DEFAULT__MAX_SPLAY": "1"})
+    out, err = engine.communicate(timeout=60)
+    assert engine.returncode == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    (stuck,) = [r for r in results if r["audit_name"] == "stuck"]
+    assert stuck["outcome"] == "timeout"
+    assert 2.5 <= _duration(stuck) < 5  # recorded soon after the timeout, not never
+    assert len([r for r in results if r["audit_name"] == "ok"]) >= 2
+    rows = entropy(fleet, "status", "--json", env=env)
+    assert all(r["status"] != "processing" for r in rows)
