@@ -20,15 +20,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from oslo_config import cfg
+from sqlalchemy import create_engine, text
 
 from entropy.backends import Backend, fetch
+from entropy.backends.sqlalchemy.state import SqlStateStore, safe_url
 from entropy.config import list_opts
 
 from .fleet import Fleet
@@ -69,6 +72,60 @@ def open_backend(fleet: Fleet, state_url: str, **overrides: object) -> Backend:
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+# The PostgreSQL server the engine scenarios use with --store postgresql: a
+# database where the user may create schemas (the tests' server by default).
+POSTGRESQL_ADMIN = os.environ.get(
+    "ENTROPY_BENCH_POSTGRES",
+    os.environ.get("ENTROPY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+)
+
+
+class Unreachable(Exception):
+    """A database server the scenario needs cannot be reached; the message says which and why."""
+
+
+@contextlib.contextmanager
+def postgresql_state(admin_url: str = POSTGRESQL_ADMIN) -> Iterator[str]:
+    """A URL to a fresh PostgreSQL schema holding Entropy's tables; the schema is dropped after.
+
+    As tests/conftest.py does: CREATE SCHEMA, a URL whose connections use it
+    (`options=-csearch_path=...`), then `entropy db upgrade`'s upgrade_schema().
+    Raises Unreachable when the server cannot be reached.
+    """
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # any failure to reach or use the server
+        admin.dispose()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unreachable(f"PostgreSQL at {safe_url(admin_url)} is unreachable: {reason}") from exc
+    sep = "&" if "?" in admin_url else "?"
+    url = f"{admin_url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        store = SqlStateStore(url, check_schema=False)
+        store.upgrade_schema()
+        store.close()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def server_version(url: str) -> str:
+    """The database server's version string (e.g. `PostgreSQL 15.20 ...`), or why not."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SELECT version()")).scalar_one()).split(" on ")[0]
+    except Exception as exc:  # informational only
+        return f"unknown ({type(exc).__name__})"
+    finally:
+        engine.dispose()
 
 
 def in_fresh_process(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -10,6 +10,10 @@ A scenario module provides:
                                        "scenario", "ok" (sanity checks held) and
                                        "targets_met" (True, False, or None: no target applies)
     render(result) -> str              the plain-text report of that result
+
+and optionally VARIANTS: tuple of argument lists; `python -m bench all` runs
+the scenario once per list (dispatch: SQLite, then PostgreSQL). A result may
+carry "skipped": why (e.g. a server is unreachable) instead of figures.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import importlib
 from types import ModuleType
 
 SCENARIOS: dict[str, str] = {
-    "sync": "bench.scenarios.sync",
+    "load": "bench.scenarios.loading",  # not load.py: it would shadow load() below
     "dispatch": "bench.scenarios.dispatch",
+    "apscheduler": "bench.scenarios.apscheduler",
     "steady": "bench.scenarios.steady",
-    "memory": "bench.scenarios.memory",
     "refresh": "bench.scenarios.refresh",
+    "sync": "bench.scenarios.sync",
+    "memory": "bench.scenarios.memory",
 }
 
 

@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=1_000.0, help="audits due per second (default: %(default)s)"
     )
     parser.add_argument(
-        "--seconds", type=float, default=30.0, help="measured window (default: %(default)s)"
+        "--seconds", type=float, default=60.0, help="measured window (default: %(default)s)"
     )
     parser.add_argument(
         "--audits",
