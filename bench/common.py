@@ -70,6 +70,13 @@ def open_backend(fleet: Fleet, state_url: str, **overrides: object) -> Backend:
     return fetch(make_conf(fleet.backend, state_url, **overrides), fleet.url)
 
 
+def hosts_for(pairs: int, audits: int) -> int:
+    """Hosts in a fleet of `pairs` with `audits` per host; a size that doesn't divide exits."""
+    if pairs < audits or pairs % audits:
+        raise SystemExit(f"--pairs must be a multiple of --audits ({audits})")
+    return pairs // audits
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 

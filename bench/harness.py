@@ -340,6 +340,27 @@ def stored_counts(backend: Backend) -> dict[str, Any]:
     return {"results_rows": history, "audit_status": by_status}
 
 
+def engine_run_problems(run: dict[str, Any], prep: dict[str, Any], pairs: int,
+                        slack_note: str) -> list[str]:  # fmt: skip
+    """What makes any engine run's figures wrong, whatever the scenario measures.
+
+    `slack_note` says what a late start would skew (throughput, lateness).
+    """
+    problems = []
+    if prep["rows"] != pairs:
+        problems.append(f"setup synced {prep['rows']} rows, expected {pairs}")
+    if run["problem"]:
+        problems.append(run["problem"])
+    if set(run["outcomes"]) - {"ok"}:
+        problems.append(f"outcomes {run['outcomes']}: a no-op audit must be ok")
+    if not run["ready_slack_s"] > 0:
+        problems.append(
+            f"the engine was ready {-run['ready_slack_s']:.2f} s after the first slot "
+            f"(raise --lead): {slack_note} its start-up"
+        )
+    return problems
+
+
 def lateness_summary(values: list[float]) -> dict[str, float]:
     """p50, p99 and max of lateness values, in milliseconds."""
     return {

@@ -48,6 +48,7 @@ from ..common import (
     Unreachable,
     context_line,
     environment,
+    hosts_for,
     in_fresh_process,
     open_backend,
     postgresql_state,
@@ -63,6 +64,7 @@ from ..harness import (
     ROLES,
     EngineHarness,
     cpu_by_role,
+    engine_run_problems,
     lateness_summary,
     prepare_state,
     sleep_until,
@@ -160,9 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.runs < 1:
         raise SystemExit("--runs must be at least 1")
-    if args.pairs < args.audits or args.pairs % args.audits:
-        raise SystemExit(f"--pairs must be a multiple of --audits ({args.audits})")
-    hosts = args.pairs // args.audits
+    hosts = hosts_for(args.pairs, args.audits)
     store = getattr(args, "store", "sqlite")
     params: dict[str, Any] = {
         "pairs": args.pairs,
@@ -356,24 +356,13 @@ def _function_stats(
 
 def _check(run: dict[str, Any], prep: dict[str, Any], pairs: int) -> list[str]:
     """A fast wrong answer is no result: every audit ran once, ok, and was persisted."""
-    problems = []
-    if prep["rows"] != pairs:
-        problems.append(f"setup synced {prep['rows']} rows, expected {pairs}")
-    if run["problem"]:
-        problems.append(run["problem"])
+    problems = engine_run_problems(run, prep, pairs, "throughput and lateness include")
     if run["recorded"] != pairs:
         problems.append(f"{run['recorded']} results recorded, expected {pairs}")
     if run["results_rows"] != pairs:
         problems.append(f"results table holds {run['results_rows']} rows, expected {pairs}")
     if run["audit_status"] != {"processed": pairs}:
         problems.append(f"audit rows by status {run['audit_status']}, expected all processed")
-    if set(run["outcomes"]) - {"ok"}:
-        problems.append(f"outcomes {run['outcomes']}: a no-op audit must be ok")
-    if not run["ready_slack_s"] > 0:
-        problems.append(
-            f"the engine was ready {-run['ready_slack_s']:.2f} s after the first slot "
-            "(raise --lead): throughput and lateness include its start-up"
-        )
     return problems
 
 

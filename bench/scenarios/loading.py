@@ -32,6 +32,7 @@ from ..common import (
     Spread,
     context_line,
     environment,
+    hosts_for,
     in_fresh_process,
     open_backend,
     sqlite_url,
@@ -73,8 +74,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.runs < 1:
         raise SystemExit("--runs must be at least 1")
     for pairs in sizes:
-        if pairs < args.audits or pairs % args.audits:
-            raise SystemExit(f"--pairs must be a multiple of --audits ({args.audits})")
+        hosts_for(pairs, args.audits)
     problems: list[str] = []
     by_size: dict[str, dict[str, Any]] = {}
     for pairs in sizes:

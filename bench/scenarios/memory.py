@@ -39,6 +39,7 @@ from ..common import (
     Spread,
     context_line,
     environment,
+    hosts_for,
     in_fresh_process,
     open_backend,
     peak_rss_mib,
@@ -86,9 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.runs < 1:
         raise SystemExit("--runs must be at least 1")
-    if args.pairs < args.audits or args.pairs % args.audits:
-        raise SystemExit(f"--pairs must be a multiple of --audits ({args.audits})")
-    hosts = args.pairs // args.audits
+    hosts = hosts_for(args.pairs, args.audits)
     runs: list[dict[str, Any]] = []
     problems: list[str] = []
     for number in range(1, args.runs + 1):
