@@ -79,6 +79,7 @@ def write_fleet(
     hosts: dict[str, Any] | None = None,
     scripts: dict[str, Any] | None = None,
     schedules: dict[str, dict[str, Any]] | None = None,
+    repairs: dict[str, Any] | None = None,
 ) -> Path:
     """Write a fleet for the `dir` or `file` backend under root; return its location.
 
@@ -96,6 +97,8 @@ def write_fleet(
         _dump(root / "scripts.yaml", scripts)
         for name, content in schedules.items():
             _dump(root / "audits" / name, content)
+        if repairs is not None:
+            _dump(root / "repairs.yaml", repairs)
         return root
     if kind == "file":
         merged: dict[str, Any] = {}
@@ -104,7 +107,10 @@ def write_fleet(
                 merged.setdefault(target, {"audits": {}})["audits"].update(section["audits"])
         root.mkdir(parents=True, exist_ok=True)
         path = root / "fleet.yaml"
-        _dump(path, {"hosts": hosts, "scripts": scripts, "schedules": merged})
+        doc = {"hosts": hosts, "scripts": scripts, "schedules": merged}
+        if repairs is not None:
+            doc["repairs"] = repairs
+        _dump(path, doc)
         return path
     raise ValueError(kind)
 
@@ -152,6 +158,17 @@ RICH_SCRIPTS: dict[str, Any] = {
         "verify_tls": False,
         "body_regex": "^ok: [a-z]+$",
     },
+}
+RICH_REPAIRS: dict[str, Any] = {
+    "fix_config": {
+        "when": {"audit": "check_config", "outcome": ["critical", "unknown"], "consecutive": 3},
+        "run": "check_shell",
+        "cooldown": "30mins",
+        "max_concurrent": 2,
+        "max_attempts": 3,
+        "verify": True,
+    },
+    "any_check": {"when": {"audit": "check_*"}, "run": "vm_count"},
 }
 RICH_SCHEDULES: dict[str, dict[str, Any]] = {
     "compute.yaml": {

@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from concurrent import futures
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,27 @@ from . import __version__
 from .backends import Backend, fetch
 from .backends.sqlalchemy import schema
 from .backends.sqlalchemy.state import SqlStateStore, safe_url
+from .cli_repairs import (
+    events,
+    print_repair_history,
+    print_repair_json,
+    print_repair_line,
+    print_repair_summary,
+    repair,
+)
 from .cli_transfer import export_command, import_command
 from .clock import SystemClock
 from .config import engine_id, load_conf, option
-from .definitions import Problems, marked, parse_hosts, parse_schedules, parse_scripts
+from .definitions import Problems, parse_entry, parse_hosts, parse_schedules, parse_scripts
 from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
+from .events import Events
 from .jsonout import print_json, to_json
 from .model import AuditRow, Catalog, Outcome, Pair, Result
+from .repairs import Repairer
 from .runners import Job, run_job
 from .scheduler import Scheduler
+from .textout import print_table, stamp
 from .timing import format_duration, parse_duration
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -65,6 +76,13 @@ class Session:
 
     def option(self, name: str) -> Any:
         return option(self.conf, name)
+
+    def events(self) -> Events | None:
+        """The event publisher [notifications] transport_url asks for, if any."""
+        url = option(self.conf, "transport_url", "notifications")
+        if not url:
+            return None
+        return Events(str(url), int(option(self.conf, "buffer_size", "notifications")))
 
     def close(self) -> None:
         if self._backend is not None:
@@ -221,9 +239,12 @@ def sync(session: Session, as_json: bool) -> None:
 def status(session: Session, host: str | None, audit_name: str | None, as_json: bool) -> None:
     """Show the audit rows: when each runs next, its status and latest result.
 
+    Below them: hosts flagged for a human (a repair used up its max_attempts)
+    and the latest repair runs.
+
     --json prints a list of objects with exactly the row fields: id, host,
     ip_address, audit_name, next_run, created_at, updated_at, disabled,
-    disabled_reason, status, result.
+    disabled_reason, status, result. (Repairs: `entropy repair list --json`.)
     """
     rows = session.backend.audits(host=host, audit_name=audit_name)
     if as_json:
@@ -248,7 +269,8 @@ def status(session: Session, host: str | None, audit_name: str | None, as_json: 
                 _result_text(row),
             )
         )
-    _print_table(table)
+    print_table(table)
+    print_repair_summary(session.backend.state.repairs, host)
 
 
 @main.command()
@@ -286,7 +308,7 @@ def plan(
     count = 0
     for when, host_name, audit in runs:
         late = "  (overdue)" if when < now else ""
-        click.echo(f"{_stamp(when)}  {host_name}  {audit}{late}")
+        click.echo(f"{stamp(when)}  {host_name}  {audit}{late}")
         count += 1
     click.echo(f"{count} runs within {within}", err=True)
 
@@ -418,13 +440,7 @@ main.command(
 
 
 def _editable(session: Session, command: str) -> Backend:
-    backend = session.backend
-    if not backend.editable:
-        raise EntropyError(
-            f"`entropy {command}` changes definitions kept in a database; the {backend.name} "
-            f"backend's live in YAML: edit {backend.definitions_hint()}"
-        )
-    return backend
+    return session.backend.require_editable(command)
 
 
 def _pairs(values: tuple[str, ...], option_name: str) -> dict[str, Any]:
@@ -443,10 +459,7 @@ def _pairs(values: tuple[str, ...], option_name: str) -> dict[str, Any]:
 
 def _parsed(parse: Any, command: str, name: str, entry: dict[str, Any], *extra: Any) -> Any:
     """Check an entry from the command line with the parser the YAML goes through."""
-    problems = Problems()
-    found = parse(marked([(name, entry, (0, 0))]), f"entropy {command}", problems, *extra)
-    problems.raise_if_any()
-    return found
+    return parse_entry(parse, f"entropy {command}", name, entry, *extra)
 
 
 @main.group()
@@ -713,12 +726,22 @@ def engine_run(
     )
     scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
     printer = _print_result_json if as_json else _print_result_line
-    runner = Engine(backend, scheduler, session.clock, settings, on_result=printer)
+    events = session.events()
+    repairer = Repairer(
+        backend, session.clock, settings.engine_id, settings.default_timeout, events,
+        on_repair=print_repair_json if as_json else print_repair_line,
+        workers=session.option("repair_workers"),
+    )  # fmt: skip
+    runner = Engine(
+        backend, scheduler, session.clock, settings, on_result=printer, repairer=repairer,
+        events=events,
+    )  # fmt: skip
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
+    publishing = f"; events to {events.describe()}" if events else ""
     click.echo(
         f"engine {settings.engine_id} on {backend.describe()}, "
-        f"{settings.max_workers} workers; Ctrl-C to stop",
+        f"{settings.max_workers} workers{publishing}; Ctrl-C to stop",
         err=True,
     )
     runner.run(until=until)
@@ -780,8 +803,16 @@ def audit_run(
 
 
 @main.command()
+@click.option(
+    "--kind",
+    type=click.Choice(["audit", "repair"]),
+    default="audit",
+    show_default=True,
+    help="Audit results, or repair runs (with their verify result and trigger).",
+)
 @click.option("--host", help="Only this host.")
 @click.option("--audit", "audit_name", metavar="AUDIT", help="Only this audit.")
+@click.option("--repair", "repair_name", metavar="REPAIR", help="Only this repair (--kind repair).")
 @click.option("--outcome", type=click.Choice([o.value for o in Outcome]), help="Only this outcome.")
 @click.option(
     "--limit",
@@ -794,7 +825,9 @@ def audit_run(
 @pass_session
 def results(
     session: Session,
+    kind: str,
     host: str | None,
+    repair_name: str | None,
     audit_name: str | None,
     outcome: str | None,
     limit: int,
@@ -804,8 +837,19 @@ def results(
 
     --json prints a list of objects with host, audit_name, outcome, summary,
     output, metrics, slot (the scheduled time it ran for), started_at,
-    finished_at and engine_id.
+    finished_at and engine_id. With --kind repair: repair_name, host,
+    audit_name (the audit that triggered it), script, attempt, outcome,
+    summary, output, started_at, finished_at, engine_id, verify (fixed,
+    not_fixed or null), verify_outcome, verify_summary, trigger_result.
     """
+    if kind == "repair":
+        runs = session.backend.state.repairs.runs(host, repair_name, outcome, limit)
+        if audit_name is not None:  # the trigger; filtered here, it is rarely asked for
+            runs = [r for r in runs if r["audit_name"] == audit_name]
+        print_repair_history(runs, as_json)
+        return
+    if repair_name is not None:
+        raise click.UsageError("--repair needs --kind repair")
     found = session.backend.state.results(host, audit_name, outcome, limit)
     if as_json:
         print_json([{k: v for k, v in r.items() if k != "id"} for r in found])
@@ -831,6 +875,8 @@ def results(
 
 main.add_command(import_command)
 main.add_command(export_command)
+main.add_command(repair)
+main.add_command(events)
 
 _COLOURS = {
     Outcome.OK: "green",
@@ -848,7 +894,7 @@ def _print_result_line(result: Result) -> None:
         fg=_COLOURS[result.outcome],
         bold=result.outcome is not Outcome.OK,
     )
-    when = _stamp(result.finished_at) if result.finished_at else "-"
+    when = stamp(result.finished_at) if result.finished_at else "-"
     click.echo(
         f"{when}  {result.host:<20} {result.audit_name:<24} {outcome} {result.summary}  "
         f"({result.duration:.2f}s)"
@@ -859,21 +905,10 @@ def _print_result_json(result: Result) -> None:
     click.echo(to_json(result.to_dict(), indent=None))
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[-1]]).rstrip())
-
-
-def _stamp(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _when(t: datetime, now: datetime) -> str:
     seconds = (t - now).total_seconds()
     relative = f"in {format_duration(seconds)}" if seconds >= 1 else "due"
-    return f"{_stamp(t)} ({relative})"
+    return f"{stamp(t)} ({relative})"
 
 
 def _result_text(row: AuditRow) -> str:

@@ -56,6 +56,12 @@ DEFAULT_OPTS = [
         help="Seconds of result history to keep; older results are pruned.",
     ),
     cfg.IntOpt(
+        "repair_workers",
+        default=4,
+        min=1,
+        help="Repairs an engine runs at the same time (each rule's max_concurrent also holds).",
+    ),
+    cfg.IntOpt(
         "max_splay",
         default=900,
         min=0,
@@ -98,12 +104,32 @@ SQLALCHEMY_OPTS = [
 ]
 
 
+NOTIFICATIONS_OPTS = [
+    cfg.StrOpt(
+        "transport_url",
+        secret=True,
+        help="Where to publish an event per audit result and repair run (kombu URL; "
+        "exchange 'entropy', routing keys audit.<audit>.<outcome> and "
+        "repair.<repair>.<outcome>), e.g. amqp://guest:guest@127.0.0.1:5672// or "
+        "redis://127.0.0.1:6379/0. Default: no events.",
+    ),
+    cfg.IntOpt(
+        "buffer_size",
+        default=10000,
+        min=1,
+        help="Events kept while the broker cannot be reached; beyond this the oldest "
+        "are dropped (and counted in a warning).",
+    ),
+]
+
+
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [
         (None, DEFAULT_OPTS),
         ("dir", DIR_OPTS),
         ("file", FILE_OPTS),
         ("sqlalchemy", SQLALCHEMY_OPTS),
+        ("notifications", NOTIFICATIONS_OPTS),
     ]
 
 

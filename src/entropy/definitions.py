@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, DurationError, Location, ValidationError
-from .model import Catalog, Host, Pair, Schedule, Script
+from .model import Catalog, Host, Outcome, Pair, RepairRule, Schedule, Script
 from .timing import Every, Timing, parse_cron, parse_duration
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -48,6 +48,11 @@ _HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars"})
 _SCHEDULE_KEYS = frozenset(
     {"run_every", "cron", "disabled", "disabled_reason", "timeout", "params"}
 )
+_REPAIR_KEYS = frozenset(
+    {"when", "run", "cooldown", "max_concurrent", "max_attempts", "verify", "description"}
+)
+_WHEN_KEYS = frozenset({"audit", "outcome", "consecutive"})
+_GLOB_CHARS = frozenset("*?[")
 
 
 class MarkedMap(dict):
@@ -161,6 +166,14 @@ class Problems:
     def raise_if_any(self) -> None:
         if self.items:
             raise ValidationError(self.items)
+
+
+def parse_entry(parse: Any, source: str, name: str, entry: dict[str, Any], *extra: Any) -> Any:
+    """Check one entry given outside a file (say, on the command line) with its YAML parser."""
+    problems = Problems()
+    found = parse(marked([(name, entry, (0, 0))]), source, problems, *extra)
+    problems.raise_if_any()
+    return found
 
 
 def _mapping(value: Any, what: str, path: str, at: tuple[int, int], problems: Problems) -> bool:
@@ -368,23 +381,116 @@ def _parse_schedule_entry(
     )
 
 
+def parse_repairs(doc: Any, path: str, problems: Problems) -> dict[str, RepairRule]:
+    """repairs.yaml: `name: {when: {audit, outcome?, consecutive?}, run, cooldown?, ...}`."""
+    repairs: dict[str, RepairRule] = {}
+    if doc is None:
+        return repairs
+    if not _mapping(doc, "repairs", path, (1, 1), problems):
+        return repairs
+    for name, entry in doc.items():
+        at = doc.at(name)
+        what = f"repair {name!r}"
+        if not _mapping(entry, what, path, at, problems):
+            continue
+        _unknown_keys(entry, _REPAIR_KEYS, what, path, problems)
+        when = entry.get("when")
+        if not _mapping(when, f"{what}: when", path, entry.at("when", at), problems):
+            continue
+        _unknown_keys(when, _WHEN_KEYS, f"{what}: when", path, problems)
+        audit = when.get("audit")
+        if not isinstance(audit, str) or not audit:
+            problems.add(path, when.at("audit", at), f"{what}: when.audit is required text")
+            continue
+        outcomes = _outcomes(when, f"{what}: when.outcome", path, problems)
+        run = entry.get("run")
+        if not isinstance(run, str) or not run:
+            problems.add(path, entry.at("run", at), f"{what}: run must name a script")
+            continue
+        consecutive = _count(when, "consecutive", 1, what, path, problems, "when.")
+        max_concurrent = _count(entry, "max_concurrent", None, what, path, problems)
+        max_attempts = _count(entry, "max_attempts", None, what, path, problems)
+        cooldown = _optional_duration(entry, "cooldown", what, path, problems)
+        verify = entry.get("verify", False)
+        if not isinstance(verify, bool):
+            problems.add(path, entry.at("verify"), f"{what}: verify must be true or false")
+            continue
+        if outcomes is None or consecutive is None:
+            continue
+        repairs[str(name)] = RepairRule(
+            str(name), audit, outcomes, run, consecutive, cooldown or 0,
+            max_concurrent, max_attempts, verify, Location(path, *at),
+        )  # fmt: skip
+    return repairs
+
+
+def _outcomes(
+    when: MarkedMap, what: str, path: str, problems: Problems
+) -> frozenset[Outcome] | None:
+    """`outcome: critical` or `outcome: [warning, critical]`; critical when absent."""
+    value = when.get("outcome", [Outcome.CRITICAL.value])
+    names = value if isinstance(value, list) else [value]
+    allowed = {o.value for o in Outcome} - {Outcome.OK.value}
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        problems.add(
+            path,
+            when.at("outcome"),
+            f"{what} must be one or more of {', '.join(sorted(allowed))}, got {value!r}",
+        )
+        return None
+    return frozenset(Outcome(n) for n in names)
+
+
+def _count(
+    entry: MarkedMap,
+    key: str,
+    default: int | None,
+    what: str,
+    path: str,
+    problems: Problems,
+    prefix: str = "",
+) -> int | None:
+    value = entry.get(key, default)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    message = f"{what}: {prefix}{key} must be a whole number >= 1, got {value!r}"
+    problems.add(path, entry.at(key), message)
+    return None
+
+
 def build_catalog(
     hosts: dict[str, Host],
     scripts: dict[str, Script],
     schedules: list[Schedule],
     sources: list[str],
     problems: Problems,
+    repairs: dict[str, RepairRule] | None = None,
 ) -> Catalog:
     """Check the parts against each other and expand them into pairs.
 
     Raises ValidationError with every problem found, parsing ones included.
     """
-    catalog = Catalog(hosts, scripts, schedules, sources)
+    catalog = Catalog(hosts, scripts, schedules, sources, repairs=repairs or {})
     # With a file unreadable, cross-checks would only echo it ("unknown target" everywhere).
     if not problems.unreadable:
         catalog.pairs = expand(catalog, problems)
+        _check_repairs(catalog, problems)
     problems.raise_if_any()
     return catalog
+
+
+def _check_repairs(catalog: Catalog, problems: Problems) -> None:
+    """A rule must run a known script and watch at least one known audit."""
+    for rule in catalog.repairs.values():
+        if rule.run not in catalog.scripts:
+            problems.report(rule.where, f"repair {rule.name!r}: run: no script {rule.run!r}")
+        if not any(rule.matches(name) for name in catalog.scripts):
+            kind = "pattern" if _GLOB_CHARS & set(rule.audit) else "audit"
+            problems.report(
+                rule.where,
+                f"repair {rule.name!r}: when.audit: {kind} {rule.audit!r} matches no script",
+            )
 
 
 def expand(catalog: Catalog, problems: Problems) -> list[Pair]:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import EntropyError
-from .model import Catalog, Schedule
+from .model import Catalog, Outcome, RepairRule, Schedule
 from .timing import Cron, Every, format_duration
 
 # Keys a script entry has besides its kind's own (definitions._SCRIPT_COMMON).
@@ -143,13 +143,40 @@ def schedule_docs(catalog: Catalog) -> dict[str, dict[str, Any]]:
     return docs
 
 
+def repair_entry(rule: RepairRule) -> dict[str, Any]:
+    """One repair rule, with only the keys that are not defaults."""
+    when: dict[str, Any] = {"audit": rule.audit}
+    if rule.outcomes != {Outcome.CRITICAL}:
+        when["outcome"] = sorted(o.value for o in rule.outcomes)
+    if rule.consecutive != 1:
+        when["consecutive"] = rule.consecutive
+    entry: dict[str, Any] = {"when": when, "run": rule.run}
+    if rule.cooldown:
+        entry["cooldown"] = format_duration(rule.cooldown)
+    if rule.max_concurrent is not None:
+        entry["max_concurrent"] = rule.max_concurrent
+    if rule.max_attempts is not None:
+        entry["max_attempts"] = rule.max_attempts
+    if rule.verify:
+        entry["verify"] = True
+    return entry
+
+
+def repairs_doc(catalog: Catalog) -> dict[str, Any]:
+    """repairs.yaml: `name: {when: {...}, run, cooldown?, ...}`."""
+    return {name: repair_entry(rule) for name, rule in catalog.repairs.items()}
+
+
 def file_doc(catalog: Catalog) -> dict[str, Any]:
-    """The file backend's one document: `hosts:`, `scripts:` and `schedules:` sections."""
-    return {
+    """The file backend's one document: hosts:, scripts:, schedules: (and repairs:) sections."""
+    doc = {
         "hosts": hosts_doc(catalog),
         "scripts": scripts_doc(catalog),
         "schedules": targets_doc(catalog.schedules),
     }
+    if catalog.repairs:
+        doc["repairs"] = repairs_doc(catalog)
+    return doc
 
 
 def to_yaml(doc: Any) -> str:
@@ -184,7 +211,8 @@ def write_dir(
         raise DumpError(f"{audits} exists and is not a directory")
     old_schedules = _schedule_files(audits)
     if not overwrite:
-        present = [p for p in (root / "hosts.yaml", root / "scripts.yaml") if p.exists()]
+        own = (root / "hosts.yaml", root / "scripts.yaml", root / "repairs.yaml")
+        present = [p for p in own if p.exists()]
         present += old_schedules
         if present:
             shown = ", ".join(str(p) for p in present[:3])
@@ -197,10 +225,12 @@ def write_dir(
         root / "hosts.yaml": to_yaml(hosts_doc(catalog)),
         root / "scripts.yaml": to_yaml(scripts_doc(catalog)),
     }
+    if catalog.repairs:
+        files[root / "repairs.yaml"] = to_yaml(repairs_doc(catalog))
     files.update({audits / name: to_yaml(doc) for name, doc in schedule_docs(catalog).items()})
     audits.mkdir(parents=True, exist_ok=True)
     _replace_all(files)
-    for stale in old_schedules:
+    for stale in [*old_schedules, root / "repairs.yaml"]:
         if stale not in files:
             stale.unlink(missing_ok=True)
     return list(files)

@@ -6,6 +6,9 @@ max_workers, and hands each result to a recorder thread that writes them in
 batches (processing -> processed, next_run advanced, one history row each).
 It claims no more than it can start soon; the rest wait as `new`.
 
+Recorded results are published as events and handed to the repairer,
+which runs the repairs their rules call for on a pool of its own.
+
 Stopping is graceful: no new claims, running audits get a grace period,
 then their process groups are killed and their claims go back to `new`.
 """
@@ -28,7 +31,9 @@ from . import runners
 from .backends import Backend
 from .clock import Clock
 from .errors import BackendError
+from .events import Events
 from .model import Outcome, Result
+from .repairs import Repairer
 from .runners.base import Job
 from .scheduler import Due, Scheduler
 
@@ -61,12 +66,16 @@ class Engine:
         clock: Clock,
         settings: EngineSettings,
         on_result: ResultCallback | None = None,
+        repairer: Repairer | None = None,
+        events: Events | None = None,
     ) -> None:
         self.backend = backend
         self.scheduler = scheduler
         self.clock = clock
         self.settings = settings
         self.on_result = on_result
+        self.repairer = repairer
+        self.events = events
         self._pending: OrderedDict[int, Due] = OrderedDict()  # due, not yet claimed
         self._running: dict[int, Due] = {}
         self._running_lock = threading.Lock()
@@ -302,11 +311,18 @@ class Engine:
                     self.on_result(result)
                 except Exception:  # a broken printer must not stop recording
                     LOG.exception("result callback failed")
+        if self.events:
+            for _, result, _ in batch:
+                self.events.audit(result)
+        if self.repairer:
+            recorded = [(due.row_id, result) for due, result, _ in batch]
+            self.repairer.consider(self.scheduler.catalog, recorded)
 
     def _prune(self) -> None:
         before = self.clock.now() - timedelta(seconds=self.settings.result_retention)
         try:
             pruned = self.backend.state.prune_results(before)
+            pruned += self.backend.state.repairs.prune(before)
         except BackendError as exc:
             LOG.warning("cannot prune history: %s", exc)
             return
@@ -331,6 +347,10 @@ class Engine:
             executor.shutdown(wait=False)
         self._results.put(None)
         recorder.join()
+        if self.repairer:  # after the recorder: it may still hand over repairs
+            self.repairer.shutdown()
+        if self.events:
+            self.events.close()
         released = self.backend.state.release(self.settings.engine_id, self.clock.now())
         if released:
             LOG.warning("gave %d unfinished audits back (status new)", released)

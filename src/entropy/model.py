@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Any
 
 from .errors import Location
@@ -89,6 +90,25 @@ class Pair:
         return (self.audit_name, self.host)
 
 
+@dataclass(frozen=True, slots=True)
+class RepairRule:
+    """When an audit keeps failing on a host, run a script there, within limits."""
+
+    name: str
+    audit: str  # an audit name or a glob (fnmatch, case-sensitive)
+    outcomes: frozenset[Outcome]
+    run: str  # the script to run against the failing host
+    consecutive: int = 1  # failures in a row of that (audit, host) before it fires
+    cooldown: int = 0  # seconds between two runs for one host
+    max_concurrent: int | None = None  # runs at once across the fleet
+    max_attempts: int | None = None  # runs without a fix before the host is flagged
+    verify: bool = False  # re-run the audit right after, record fixed / not fixed
+    where: Location = field(default=Location("<definitions>"), compare=False)
+
+    def matches(self, audit_name: str) -> bool:
+        return fnmatchcase(audit_name, self.audit)
+
+
 @dataclass(slots=True)
 class Catalog:
     """Everything a backend's definitions say, validated, with the pairs they give."""
@@ -98,11 +118,13 @@ class Catalog:
     schedules: list[Schedule]
     sources: list[str] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
+    repairs: dict[str, RepairRule] = field(default_factory=dict)
 
     def summary(self) -> str:
+        repairs = f", {len(self.repairs)} repairs" if self.repairs else ""
         return (
             f"{len(self.hosts)} hosts, {len(self.scripts)} scripts, "
-            f"{len(self.sources)} schedule files -> {len(self.pairs)} audits"
+            f"{len(self.sources)} schedule files -> {len(self.pairs)} audits{repairs}"
         )
 
 
@@ -179,6 +201,55 @@ class Result:
             "slot": self.slot,
             "engine_id": self.engine_id,
         }
+
+
+@dataclass(slots=True)
+class RepairState:
+    """What the guardrails remember of one (repair, host)."""
+
+    repair_name: str
+    host: str
+    attempts: int = 0  # runs since the audit was last seen healthy
+    last_started_at: datetime | None = None
+    running_by: str | None = None  # the engine running it now, under a lease
+    running_until: datetime | None = None
+    flagged: bool = False  # max_attempts ran out: a human must look
+    flagged_reason: str | None = None
+    recovered: bool = False  # the audit was healthy since the last run (not stored)
+
+    def running(self, now: datetime) -> bool:
+        return self.running_by is not None and (
+            self.running_until is None or self.running_until >= now
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RepairDecision:
+    """Whether a repair runs now for one host, and if not, why."""
+
+    fire: bool
+    reason: str
+    attempt: int = 0  # which attempt this run is, when it fires
+    flag: str | None = None  # flag the host for a human, with this reason
+
+
+class Verify(StrEnum):
+    FIXED = "fixed"
+    NOT_FIXED = "not_fixed"
+
+
+@dataclass(slots=True)
+class RepairRun:
+    """One run of a repair: its result, what verified it, and what triggered it."""
+
+    repair_name: str
+    audit_name: str  # the audit that triggered it
+    script: str
+    attempt: int
+    result: Result  # the repair script's own result (host, times, engine)
+    trigger: Result  # the audit result that fired it
+    verify: Verify | None = None
+    verify_result: Result | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,12 +63,16 @@ def _place(backend: Backend) -> str:
 def catalog_differences(a: Catalog, b: Catalog) -> list[str]:
     """What makes two catalogs give a different fleet; empty when they are equivalent.
 
-    Equivalent means the same hosts and scripts, the same schedules (target,
+    Equivalent means the same hosts, scripts and repairs, the same schedules (target,
     audit and settings, whichever file they were in), and the same pairs with
     the same settings. Where things were written (file:line) does not count.
     """
     problems: list[str] = []
-    for what, left, right in (("host", a.hosts, b.hosts), ("script", a.scripts, b.scripts)):
+    for what, left, right in (
+        ("host", a.hosts, b.hosts),
+        ("script", a.scripts, b.scripts),
+        ("repair", a.repairs, b.repairs),
+    ):
         for name in sorted(left.keys() | right.keys()):
             if name not in right:
                 problems.append(f"{what} {name!r} is missing from the second")

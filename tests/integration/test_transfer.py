@@ -25,7 +25,14 @@ from entropy.config import load_conf
 from entropy.model import Catalog, Outcome
 from entropy.model import Result as AuditResult
 from entropy.transfer import catalog_differences
-from fleets import RICH_HOSTS, RICH_SCHEDULES, RICH_SCRIPTS, SEED_PAIRS, write_fleet
+from fleets import (
+    RICH_HOSTS,
+    RICH_REPAIRS,
+    RICH_SCHEDULES,
+    RICH_SCRIPTS,
+    SEED_PAIRS,
+    write_fleet,
+)
 
 
 def _cli() -> click.Group:
@@ -166,7 +173,7 @@ def _without_the_repeated_group_entry() -> dict[str, Any]:
 def test_everything_the_seed_can_say_survives_dir_to_sqlalchemy_to_dir(
     schedules: dict[str, Any], tmp_path: Path, backends: Any
 ) -> None:
-    fleet = write_fleet("dir", tmp_path / "rich", RICH_HOSTS, RICH_SCRIPTS, schedules)
+    fleet = write_fleet("dir", tmp_path / "rich", RICH_HOSTS, RICH_SCRIPTS, schedules, RICH_REPAIRS)
     db = f"sqlite:///{tmp_path}/fleet.db"
     run("import", f"dir:{fleet}", db)
     run("export", db, "--to", f"dir:{tmp_path}/back")

@@ -26,6 +26,7 @@ from entropy.model import Catalog, Host, Schedule, Script
 from entropy.timing import Cron, Every
 from entropy.transfer import catalog_differences
 from fleets import RICH_HOSTS as HOSTS
+from fleets import RICH_REPAIRS as REPAIRS
 from fleets import RICH_SCHEDULES as SCHEDULES
 from fleets import RICH_SCRIPTS as SCRIPTS
 from fleets import write_fleet
@@ -41,7 +42,7 @@ def load(kind: str, location: Path) -> Catalog:
 
 @pytest.fixture
 def source(tmp_path: Path) -> Catalog:
-    return load("dir", write_fleet("dir", tmp_path / "src", HOSTS, SCRIPTS, SCHEDULES))
+    return load("dir", write_fleet("dir", tmp_path / "src", HOSTS, SCRIPTS, SCHEDULES, REPAIRS))
 
 
 def test_write_dir_loads_back_to_the_same_fleet(source: Catalog, tmp_path: Path) -> None:
@@ -252,11 +253,14 @@ def test_the_backends_write_definitions(source: Catalog, tmp_path: Path) -> None
 def test_catalog_differences_sees_what_matters(source: Catalog, tmp_path: Path) -> None:
     changed = yaml.safe_load(yaml.safe_dump(SCHEDULES))
     changed["hosts.yaml"]["nova-api.mydomain.com"]["audits"]["api"]["run_every"] = "31m"
-    other = load("dir", write_fleet("dir", tmp_path / "other", HOSTS, SCRIPTS, changed))
+    other = load("dir", write_fleet("dir", tmp_path / "other", HOSTS, SCRIPTS, changed, REPAIRS))
     assert catalog_differences(source, other) == [
         "schedule 'api' on 'nova-api.mydomain.com' differs",
         "audit 'api' on host 'nova-api.mydomain.com' differs",
     ]
     hosts = {**HOSTS, "hv-01.example.com": {"ip_address": "fd00::2", "host_type": "hypervisor"}}
-    other = load("dir", write_fleet("dir", tmp_path / "other", hosts, SCRIPTS, SCHEDULES))
+    other = load("dir", write_fleet("dir", tmp_path / "other", hosts, SCRIPTS, SCHEDULES, REPAIRS))
     assert catalog_differences(source, other)[0].startswith("host 'hv-01.example.com' differs")
+    repairs = {**REPAIRS, "any_check": {**REPAIRS["any_check"], "cooldown": "1h"}}
+    other = load("dir", write_fleet("dir", tmp_path / "other", HOSTS, SCRIPTS, SCHEDULES, repairs))
+    assert catalog_differences(source, other)[0].startswith("repair 'any_check' differs")

@@ -52,6 +52,15 @@ class Backend(abc.ABC):
     def definitions_hint(self) -> str:
         """Where an operator changes the definitions, for messages."""
 
+    def require_editable(self, command: str) -> Backend:
+        """This backend, if `entropy COMMAND` can change its definitions; else a clear error."""
+        if not self.editable:
+            raise BackendError(
+                f"`entropy {command}` changes definitions kept in a database; the {self.name} "
+                f"backend's live in YAML: edit {self.definitions_hint()}"
+            )
+        return self
+
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace this backend's definitions with the catalog's (import, export)."""
         raise BackendError(f"the {self.name} backend cannot store definitions")

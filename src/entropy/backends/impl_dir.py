@@ -1,11 +1,18 @@
-"""Definitions from a directory: hosts.yaml, scripts.yaml and audits/*.yaml."""
+"""Definitions from a directory: hosts.yaml, scripts.yaml, audits/*.yaml, repairs.yaml."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import option
-from ..definitions import Problems, build_catalog, parse_hosts, parse_schedules, parse_scripts
+from ..definitions import (
+    Problems,
+    build_catalog,
+    parse_hosts,
+    parse_repairs,
+    parse_schedules,
+    parse_scripts,
+)
 from ..dump import write_dir
 from ..errors import BackendError, Location
 from ..model import Catalog
@@ -24,7 +31,11 @@ class DirBackend(Backend):
         return str(configured) if configured else default_state_url(self.conf, "dir", self.path)
 
     def definitions_hint(self) -> str:
-        return f"{self.path}/hosts.yaml, {self.path}/scripts.yaml and {self.path}/audits/*.yaml"
+        root = self.path
+        return (
+            f"{root}/hosts.yaml, {root}/scripts.yaml, {root}/audits/*.yaml "
+            f"and {root}/repairs.yaml"
+        )
 
     def schedule_files(self) -> list[Path]:
         audits = self.path / "audits"
@@ -32,7 +43,13 @@ class DirBackend(Backend):
 
     def watched_paths(self) -> list[Path]:
         root = self.path
-        return [root / "hosts.yaml", root / "scripts.yaml", root / "audits", *self.schedule_files()]
+        return [
+            root / "hosts.yaml",
+            root / "scripts.yaml",
+            root / "repairs.yaml",
+            root / "audits",
+            *self.schedule_files(),
+        ]
 
     def _load(self) -> Catalog:
         root = self.path
@@ -54,7 +71,13 @@ class DirBackend(Backend):
             for path in files
             for schedule in parse_schedules(problems.read(path), str(path), problems, timezone)
         ]
-        return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems)
+        repairs_path = root / "repairs.yaml"  # optional: a fleet may only audit
+        repairs = (
+            parse_repairs(problems.read(repairs_path), str(repairs_path), problems)
+            if repairs_path.exists()
+            else {}
+        )
+        return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems, repairs)
 
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace the directory's definitions with the catalog's (seed format, atomic per file)."""

@@ -1,17 +1,24 @@
-"""Definitions from one YAML file with hosts:, scripts: and schedules: sections."""
+"""Definitions from one YAML file: hosts:, scripts:, schedules: and repairs: sections."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import option
-from ..definitions import Problems, build_catalog, parse_hosts, parse_schedules, parse_scripts
+from ..definitions import (
+    Problems,
+    build_catalog,
+    parse_hosts,
+    parse_repairs,
+    parse_schedules,
+    parse_scripts,
+)
 from ..dump import write_file
 from ..errors import BackendError
 from ..model import Catalog
 from .base import Backend, default_state_url
 
-SECTIONS = frozenset({"hosts", "scripts", "schedules"})
+SECTIONS = frozenset({"hosts", "scripts", "schedules", "repairs"})
 
 
 class FileBackend(Backend):
@@ -26,7 +33,7 @@ class FileBackend(Backend):
         return str(configured) if configured else default_state_url(self.conf, "file", self.path)
 
     def definitions_hint(self) -> str:
-        return f"{self.path} (sections hosts:, scripts:, schedules:)"
+        return f"{self.path} (sections hosts:, scripts:, schedules:, repairs:)"
 
     def watched_paths(self) -> list[Path]:
         return [self.path]
@@ -58,7 +65,8 @@ class FileBackend(Backend):
         hosts = parse_hosts(doc.get("hosts"), where, problems)
         scripts = parse_scripts(doc.get("scripts"), where, problems)
         schedules = parse_schedules(doc.get("schedules"), where, problems, timezone)
-        return build_catalog(hosts, scripts, schedules, [where], problems)
+        repairs = parse_repairs(doc.get("repairs"), where, problems)
+        return build_catalog(hosts, scripts, schedules, [where], problems, repairs)
 
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace the file's definitions with the catalog's (written atomically)."""

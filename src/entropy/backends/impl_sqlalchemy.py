@@ -1,6 +1,6 @@
 """Definitions and state in one SQL database: SQLite, PostgreSQL or MySQL/MariaDB.
 
-The hosts, scripts and schedules tables hold what the YAML files hold for
+The hosts, scripts, schedules and repairs tables hold what the YAML files hold for
 the dir backend, and are read through the same parsers, so a database
 entry is validated exactly like a YAML one; problems are reported as
 `URL#table:row-id`. Changes (`entropy host add` ...) are written and the
@@ -22,15 +22,17 @@ from ..definitions import (
     build_catalog,
     marked,
     parse_hosts,
+    parse_repairs,
     parse_schedules,
     parse_scripts,
 )
+from ..dump import repair_entry
 from ..errors import NotFound
-from ..model import Catalog, Host, Schedule, Script
+from ..model import Catalog, Host, RepairRule, Schedule, Script
 from ..timing import Every, format_duration
 from .base import Backend
 from .sqlalchemy.state import safe_url
-from .sqlalchemy.tables import hosts, schedules, scripts
+from .sqlalchemy.tables import hosts, repairs, schedules, scripts
 
 
 class SqlalchemyBackend(Backend):
@@ -45,7 +47,7 @@ class SqlalchemyBackend(Backend):
         return f"sqlalchemy:{safe_url(self.state_url())}"
 
     def definitions_hint(self) -> str:
-        return f"the hosts, scripts and schedules tables of {safe_url(self.state_url())}"
+        return f"the hosts, scripts, schedules and repairs tables of {safe_url(self.state_url())}"
 
     # -- reading ----------------------------------------------------------------
 
@@ -73,12 +75,17 @@ class SqlalchemyBackend(Backend):
             (target, {"audits": marked(entries)}, entries[0][2])
             for target, entries in by_target.items()
         )
+        repair_doc = marked(
+            (r.name, r.rule, (r.id, 1))
+            for r in conn.execute(select(repairs).order_by(repairs.c.id))
+        )
         return build_catalog(
             parse_hosts(host_doc, f"{where}#hosts", problems),
             parse_scripts(script_doc, f"{where}#scripts", problems),
             parse_schedules(schedule_doc, f"{where}#schedules", problems, timezone),
             [f"{where}#schedules"],
             problems,
+            parse_repairs(repair_doc, f"{where}#repairs", problems),
         )
 
     # -- writing ----------------------------------------------------------------
@@ -94,7 +101,7 @@ class SqlalchemyBackend(Backend):
         """Replace every definition with the catalog's."""
 
         def replace(conn: Connection, now: datetime) -> None:
-            for table in (schedules, scripts, hosts):
+            for table in (repairs, schedules, scripts, hosts):
                 conn.execute(delete(table))
             if catalog.hosts:
                 conn.execute(insert(hosts), [_host_row(h, now) for h in catalog.hosts.values()])
@@ -107,6 +114,10 @@ class SqlalchemyBackend(Backend):
             unique = {(s.target, s.audit_name): s for s in reversed(catalog.schedules)}
             if unique:
                 conn.execute(insert(schedules), [_schedule_row(s, now) for s in unique.values()])
+            if catalog.repairs:
+                conn.execute(
+                    insert(repairs), [_repair_row(r, now) for r in catalog.repairs.values()]
+                )
 
         self._change(replace)
 
@@ -124,6 +135,9 @@ class SqlalchemyBackend(Backend):
             schedules.c.audit_name == schedule.audit_name
         )
         return self._put(schedules, match, _schedule_row(schedule, datetime.now(UTC)))
+
+    def put_repair(self, rule: RepairRule) -> bool:
+        return self._put(repairs, repairs.c.name == rule.name, _repair_row(rule, datetime.now(UTC)))
 
     def _put(self, table: Any, match: Any, row: dict[str, Any]) -> bool:
         def put(conn: Connection, now: datetime) -> bool:
@@ -146,6 +160,9 @@ class SqlalchemyBackend(Backend):
     def remove_schedule(self, target: str, audit_name: str) -> None:
         match = (schedules.c.target == target) & (schedules.c.audit_name == audit_name)
         self._remove(schedules, match, f"no schedule of {audit_name!r} on {target!r}")
+
+    def remove_repair(self, name: str) -> None:
+        self._remove(repairs, repairs.c.name == name, f"no repair {name!r}")
 
     def _remove(self, table: Any, match: Any, missing: str) -> None:
         def remove(conn: Connection, _now: datetime) -> None:
@@ -191,3 +208,7 @@ def _schedule_row(schedule: Schedule, now: datetime) -> dict[str, Any]:
         "timeout": schedule.timeout, "params": schedule.params,
         "created_at": now, "updated_at": now,
     }  # fmt: skip
+
+
+def _repair_row(rule: RepairRule, now: datetime) -> dict[str, Any]:
+    return {"name": rule.name, "rule": repair_entry(rule), "created_at": now, "updated_at": now}

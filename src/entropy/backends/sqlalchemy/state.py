@@ -32,6 +32,7 @@ from ...errors import BackendError
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
 from . import schema
+from .repair_store import RepairStore
 from .tables import audits, results
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
@@ -108,6 +109,7 @@ class SqlStateStore:
         self.engine = create_sql_engine(url)
         if check_schema:
             self._ensure_schema()
+        self.repairs = RepairStore(self.transaction)
 
     def _ensure_schema(self) -> None:
         """Upgrade a SQLite file in place; refuse a shared database that is behind."""

@@ -139,3 +139,57 @@ schedules = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("target", "audit_name", name="uq_schedules_target_audit"),
 )
+
+# A repair rule as its YAML entry (`when`, `run`, `cooldown`, ...), read back
+# through the same parser as repairs.yaml.
+repairs = Table(
+    "repairs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(NAME), nullable=False, unique=True),
+    Column("rule", JSON(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# -- repair state and history, kept by every backend beside the audit rows --
+
+# One row per (repair, host) that has ever fired: its guardrails' memory.
+repair_state = Table(
+    "repair_state",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("repair_name", String(NAME), nullable=False),
+    Column("host", String(NAME), nullable=False),
+    Column("attempts", Integer(), nullable=False, default=0),  # runs since it last worked
+    Column("last_started_at", UTCDateTime()),
+    Column("running_by", String(NAME)),  # the engine running it now
+    Column("running_until", UTCDateTime()),  # that engine's lease on it
+    Column("flagged", Boolean(), nullable=False, default=False),
+    Column("flagged_reason", Text()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("repair_name", "host", name="uq_repair_state_repair_host"),
+)
+
+repair_runs = Table(
+    "repair_runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("repair_name", String(NAME), nullable=False),
+    Column("host", String(NAME), nullable=False),
+    Column("audit_name", String(NAME), nullable=False),  # the audit that triggered it
+    Column("script", String(NAME), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("summary", Text()),
+    Column("output", Text()),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=False),
+    Column("engine_id", String(NAME)),
+    Column("verify", String(16)),  # fixed | not_fixed; NULL without verify
+    Column("verify_outcome", String(16)),
+    Column("verify_summary", Text()),
+    Column("trigger_result", JSON()),  # the audit result that fired it
+    Index("ix_repair_runs_host", "host", "finished_at"),
+    Index("ix_repair_runs_finished_at", "finished_at"),
+)

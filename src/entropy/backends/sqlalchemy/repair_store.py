@@ -1,0 +1,265 @@
+"""Repair state and history in SQL, beside the audit rows.
+
+Starting a repair is the one step that must be atomic across engines: the
+guardrails (one run per host, max_concurrent, cooldown, max_attempts) are
+checked and the run is claimed in one transaction, serialised per repair by
+a lock row (host ''), so two engines never both see a free slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ...model import Outcome, RepairDecision, RepairRun, RepairState, Result, Verify
+from .tables import repair_runs, repair_state, results
+
+Judge = Callable[[RepairState, list[RepairState]], RepairDecision]
+_LOCK_HOST = ""  # the per-repair lock row; no host has an empty name
+
+
+class RepairStore:
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
+
+    def latest_outcomes(self, audit_name: str, host: str, limit: int) -> list[Outcome]:
+        """The outcomes of the pair's latest results, newest first."""
+        r = results.c
+        query = (
+            select(r.outcome)
+            .where(r.host == host, r.audit_name == audit_name)
+            .order_by(r.finished_at.desc(), r.id.desc())
+            .limit(limit)
+        )
+        with self._transaction() as conn:
+            return [Outcome(row.outcome) for row in conn.execute(query)]
+
+    def start(
+        self,
+        repair_name: str,
+        host: str,
+        audit_name: str,
+        failing: frozenset[Outcome],
+        judge: Judge,
+        engine_id: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> RepairDecision:
+        """Ask `judge` whether the repair may run on host now; if so, claim it.
+
+        judge(own, others) sees the host's state (with `recovered` set when the
+        audit was healthy since the last run) and every other host's.
+        """
+        s = repair_state.c
+        with self._transaction() as conn:
+            _insert_ignore(conn, repair_state, _fresh(repair_name, _LOCK_HOST, now))
+            # Everyone starting this repair queues here until we commit.
+            conn.execute(
+                update(repair_state)
+                .where(s.repair_name == repair_name, s.host == _LOCK_HOST)
+                .values(updated_at=now)
+            )
+            _insert_ignore(conn, repair_state, _fresh(repair_name, host, now))
+            rows = conn.execute(
+                select(repair_state)
+                .where(s.repair_name == repair_name, s.host != _LOCK_HOST)
+                .with_for_update()  # MariaDB: read the latest rows, not the snapshot
+            ).all()
+            states = [_state(row._mapping) for row in rows]
+            own = next(state for state in states if state.host == host)
+            own.recovered = own.last_started_at is not None and _healthy_since(
+                conn, audit_name, host, failing, own.last_started_at
+            )
+            decision = judge(own, [state for state in states if state.host != host])
+            values: dict[str, Any] = {"updated_at": now}
+            if decision.flag:
+                values.update(flagged=True, flagged_reason=decision.flag)
+            if decision.fire:
+                values.update(
+                    running_by=engine_id,
+                    running_until=lease_until,
+                    attempts=decision.attempt,
+                    last_started_at=now,
+                )
+            elif own.recovered and own.attempts:
+                values.update(attempts=0)
+            conn.execute(
+                update(repair_state)
+                .where(s.repair_name == repair_name, s.host == host)
+                .values(values)
+            )
+        return decision
+
+    def healthy_since(
+        self, audit_name: str, host: str, failing: frozenset[Outcome], since: datetime
+    ) -> bool:
+        """Whether the pair had a result outside `failing` after `since`."""
+        with self._transaction() as conn:
+            return _healthy_since(conn, audit_name, host, failing, since)
+
+    def finish(self, run: RepairRun, engine_id: str, flag: str | None = None) -> None:
+        """Record the run and free the (repair, host) for the next one."""
+        result, s = run.result, repair_state.c
+        values: dict[str, Any] = {
+            "running_by": None,
+            "running_until": None,
+            "updated_at": result.finished_at,
+        }
+        if run.verify is Verify.FIXED:
+            values["attempts"] = 0
+        if flag:
+            values.update(flagged=True, flagged_reason=flag)
+        with self._transaction() as conn:
+            conn.execute(repair_runs.insert().values(_run_row(run)))
+            conn.execute(
+                update(repair_state)
+                .where(
+                    s.repair_name == run.repair_name,
+                    s.host == result.host,
+                    s.running_by == engine_id,  # a lease someone else took over stays theirs
+                )
+                .values(values)
+            )
+
+    def release(self, engine_id: str, now: datetime) -> int:
+        """Free the repairs this engine was running (it is stopping)."""
+        s = repair_state.c
+        with self._transaction() as conn:
+            return conn.execute(
+                update(repair_state)
+                .where(s.running_by == engine_id)
+                .values(running_by=None, running_until=None, updated_at=now)
+            ).rowcount
+
+    def states(self, host: str | None = None, repair_name: str | None = None) -> list[RepairState]:
+        s = repair_state.c
+        query = select(repair_state).where(s.host != _LOCK_HOST).order_by(s.host, s.repair_name)
+        if host is not None:
+            query = query.where(s.host == host)
+        if repair_name is not None:
+            query = query.where(s.repair_name == repair_name)
+        with self._transaction() as conn:
+            return [_state(row._mapping) for row in conn.execute(query)]
+
+    def reset(self, host: str, repair_name: str | None, now: datetime) -> int:
+        """Clear the flag and the attempts of host's repairs (or of one); how many changed."""
+        s = repair_state.c
+        query = update(repair_state).where(
+            s.host == host,
+            (s.flagged == True) | (s.attempts > 0),  # noqa: E712
+        )
+        if repair_name is not None:
+            query = query.where(s.repair_name == repair_name)
+        with self._transaction() as conn:
+            return conn.execute(
+                query.values(flagged=False, flagged_reason=None, attempts=0, updated_at=now)
+            ).rowcount
+
+    def runs(
+        self,
+        host: str | None = None,
+        repair_name: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Repair history, newest first."""
+        r = repair_runs.c
+        query = select(repair_runs).order_by(r.finished_at.desc(), r.id.desc()).limit(limit)
+        for column, value in ((r.host, host), (r.repair_name, repair_name), (r.outcome, outcome)):
+            if value is not None:
+                query = query.where(column == value)
+        with self._transaction() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def prune(self, before: datetime) -> int:
+        with self._transaction() as conn:
+            return conn.execute(
+                delete(repair_runs).where(repair_runs.c.finished_at < before)
+            ).rowcount
+
+
+def _healthy_since(
+    conn: Connection, audit_name: str, host: str, failing: frozenset[Outcome], since: datetime
+) -> bool:
+    r = results.c
+    query = (
+        select(r.id)
+        .where(
+            r.host == host,
+            r.audit_name == audit_name,
+            r.finished_at >= since,
+            r.outcome.not_in([o.value for o in failing]),
+        )
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def _insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> None:
+    """Insert unless a row with the same unique key exists (then wait for its writer)."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        statement: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif name == "sqlite":
+        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:  # MySQL/MariaDB
+        statement = table.insert().values(values).prefix_with("IGNORE")
+    conn.execute(statement)
+
+
+def _fresh(repair_name: str, host: str, now: datetime) -> dict[str, Any]:
+    return {"repair_name": repair_name, "host": host, "attempts": 0, "flagged": False,
+            "updated_at": now}  # fmt: skip
+
+
+def _state(m: Any) -> RepairState:
+    return RepairState(
+        repair_name=m["repair_name"],
+        host=m["host"],
+        attempts=m["attempts"],
+        last_started_at=m["last_started_at"],
+        running_by=m["running_by"],
+        running_until=m["running_until"],
+        flagged=bool(m["flagged"]),
+        flagged_reason=m["flagged_reason"],
+    )
+
+
+def _brief(result: Result) -> dict[str, Any]:
+    return {
+        "outcome": result.outcome.value,
+        "summary": result.summary,
+        "slot": _iso(result.slot),
+        "finished_at": _iso(result.finished_at),
+        "engine_id": result.engine_id,
+    }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _run_row(run: RepairRun) -> dict[str, Any]:
+    result, verify = run.result, run.verify_result
+    return {
+        "repair_name": run.repair_name,
+        "host": result.host,
+        "audit_name": run.audit_name,
+        "script": run.script,
+        "attempt": run.attempt,
+        "outcome": result.outcome.value,
+        "summary": result.summary,
+        "output": result.output,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "engine_id": result.engine_id,
+        "verify": None if run.verify is None else run.verify.value,
+        "verify_outcome": None if verify is None else verify.outcome.value,
+        "verify_summary": None if verify is None else verify.summary,
+        "trigger_result": _brief(run.trigger),
+    }

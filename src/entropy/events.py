@@ -1,0 +1,232 @@
+"""Events: every audit result and repair run, published on a message bus.
+
+Through kombu, to the topic exchange `entropy`, as JSON, with routing keys
+`audit.<audit>.<outcome>` and `repair.<repair>.<outcome>`; any kombu
+transport works (`memory://` for tests, `amqp://` for RabbitMQ, `redis://`).
+
+Publishing never blocks nor breaks the engine: events go into a bounded
+buffer that one background thread drains. While the broker is down the
+buffer keeps the newest `buffer_size` events; older ones are dropped and
+counted, with a warning. When the broker is back the buffer is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import kombu
+
+from .jsonout import to_json
+from .model import RepairRun, Result
+
+LOG = logging.getLogger(__name__)
+
+EXCHANGE = "entropy"
+_RETRY = (0.5, 5.0)  # first and longest pause between tries to reach the broker
+_DROP_WARNING_EVERY = 1000  # one warning per this many dropped events
+
+
+def exchange(name: str = EXCHANGE) -> kombu.Exchange:
+    # Durable, so it survives a broker restart; the events themselves are transient.
+    return kombu.Exchange(name, type="topic", durable=True, delivery_mode="transient")
+
+
+def _segment(name: str) -> str:
+    """A name as one routing-key word: dots would split it."""
+    return name.replace(".", "_")
+
+
+def audit_event(result: Result) -> tuple[str, dict[str, Any]]:
+    key = f"audit.{_segment(result.audit_name)}.{result.outcome.value}"
+    body = {"kind": "audit", **_plain(result.to_dict())}
+    return key, body
+
+
+def repair_event(run: RepairRun) -> tuple[str, dict[str, Any]]:
+    result = run.result
+    key = f"repair.{_segment(run.repair_name)}.{result.outcome.value}"
+    body = {
+        "kind": "repair",
+        "repair_name": run.repair_name,
+        "audit_name": run.audit_name,
+        "script": run.script,
+        "attempt": run.attempt,
+        "host": result.host,
+        "outcome": result.outcome.value,
+        "summary": result.summary,
+        "output": result.output,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "engine_id": result.engine_id,
+        "verify": None if run.verify is None else run.verify.value,
+        "verify_outcome": None if run.verify_result is None else run.verify_result.outcome.value,
+        "trigger": {
+            "outcome": run.trigger.outcome.value,
+            "summary": run.trigger.summary,
+            "slot": run.trigger.slot,
+        },
+    }
+    return key, _plain(body)
+
+
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe values (datetimes as ISO 8601), the way --json prints them."""
+    return json.loads(to_json(value, indent=None))
+
+
+class Events:
+    """A non-blocking publisher with a bounded buffer and its own thread."""
+
+    def __init__(self, url: str, buffer_size: int = 10_000, exchange_name: str = EXCHANGE) -> None:
+        self.url = url
+        self.buffer_size = buffer_size
+        self.published = 0
+        self.dropped = 0
+        self._exchange = exchange(exchange_name)
+        self._buffer: deque[tuple[str, dict[str, Any]]] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="entropy-events", daemon=True)
+        self._thread.start()
+
+    def describe(self) -> str:
+        """The broker's URL, password hidden, for messages."""
+        return kombu.Connection(self.url).as_uri()
+
+    def audit(self, result: Result) -> None:
+        self._put(*audit_event(result))
+
+    def repair(self, run: RepairRun) -> None:
+        self._put(*repair_event(run))
+
+    def _put(self, key: str, body: dict[str, Any]) -> None:
+        with self._cond:
+            if len(self._buffer) >= self.buffer_size:
+                self._buffer.popleft()
+                self.dropped += 1
+                if self.dropped % _DROP_WARNING_EVERY == 1:
+                    LOG.warning(
+                        "event buffer full (%d): dropped %d events so far; is %s up?",
+                        self.buffer_size, self.dropped, self.describe(),
+                    )  # fmt: skip
+            self._buffer.append((key, body))
+            self._cond.notify()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is buffered, for up to timeout seconds, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._buffer:
+            LOG.warning("dropped %d events not sent before stopping", len(self._buffer))
+
+    # -- the publishing thread ----------------------------------------------------
+
+    def _loop(self) -> None:
+        connection: kombu.Connection | None = None
+        pause, down_since = _RETRY[0], None
+        while True:
+            with self._cond:
+                while not self._buffer and not self._closing:
+                    self._cond.wait()
+                if not self._buffer:
+                    break
+            try:
+                if connection is None:
+                    connection = kombu.Connection(self.url, connect_timeout=2)
+                    connection.ensure_connection(max_retries=1)
+                self._drain(connection.Producer(serializer="json"))
+            except Exception as exc:  # the broker's or the network's: keep the events, retry
+                if connection is not None:
+                    connection.release()
+                    connection = None
+                if down_since is None:
+                    down_since = time.monotonic()
+                    LOG.warning(
+                        "cannot publish events to %s (%s); buffering up to %d",
+                        self.describe(), exc, self.buffer_size,
+                    )  # fmt: skip
+                if self._closing:
+                    break
+                with self._cond:
+                    self._cond.wait(pause)
+                pause = min(pause * 2, _RETRY[1])
+                continue
+            if down_since is not None:
+                LOG.warning("publishing events again after %.0fs", time.monotonic() - down_since)
+                down_since, pause = None, _RETRY[0]
+        if connection is not None:
+            connection.release()
+
+    def _drain(self, producer: kombu.Producer) -> None:
+        while True:
+            with self._cond:
+                if not self._buffer:
+                    return
+                key, body = self._buffer[0]
+            producer.publish(
+                body, exchange=self._exchange, routing_key=key, declare=[self._exchange],
+                retry=False,
+            )  # fmt: skip
+            with self._cond:
+                # Unless the buffer overflowed meanwhile, the event sent is still first.
+                if self._buffer and self._buffer[0][1] is body:
+                    self._buffer.popleft()
+                self.published += 1
+
+
+def tail(
+    url: str,
+    on_event: Callable[[str, dict[str, Any]], None],
+    pattern: str = "#",
+    count: int | None = None,
+    seconds: float | None = None,
+    on_problem: Callable[[str], None] = LOG.warning,
+    exchange_name: str = EXCHANGE,
+) -> int:
+    """Print events as they come, riding out broker restarts; return how many were seen.
+
+    Stops after `count` events or `seconds`, else runs until interrupted.
+    """
+    deadline = None if seconds is None else time.monotonic() + seconds
+    seen = 0
+    queue_name = f"entropy-tail-{uuid.uuid4().hex[:12]}"
+    pause = _RETRY[0]
+
+    def remaining() -> float | None:
+        return None if deadline is None else deadline - time.monotonic()
+
+    def receive(body: Any, message: kombu.Message) -> None:
+        nonlocal seen
+        seen += 1
+        on_event(message.delivery_info.get("routing_key", ""), body)
+        message.ack()
+
+    while (count is None or seen < count) and (deadline is None or remaining() > 0):
+        queue = kombu.Queue(
+            queue_name, exchange(exchange_name), routing_key=pattern, auto_delete=True,
+            durable=False,
+        )  # fmt: skip
+        try:
+            with kombu.Connection(url, connect_timeout=2) as connection:
+                connection.ensure_connection(max_retries=1)
+                with connection.Consumer(queue, callbacks=[receive], accept=["json"]):
+                    pause = _RETRY[0]
+                    while (count is None or seen < count) and (deadline is None or remaining() > 0):
+                        try:
+                            connection.drain_events(timeout=min(1.0, max(remaining() or 1.0, 0.01)))
+                        except TimeoutError:
+                            continue
+        except Exception as exc:  # the broker went away: say so, and come back
+            on_problem(f"cannot read events from {kombu.Connection(url).as_uri()}: {exc}; retrying")
+            time.sleep(min(pause, max(remaining() or pause, 0)))
+            pause = min(pause * 2, _RETRY[1])
+    return seen

@@ -1,0 +1,294 @@
+"""Repairs: when an audit keeps failing on a host, run a repair script there.
+
+A rule fires on the `consecutive`-th failing result in a row of one
+(audit, host) pair, counted from the stored history, so the count survives
+restarts. Its guardrails are checked and the run claimed in one transaction
+(see RepairStore.start): one run per (repair, host) at a time, a cooldown
+per host, at most `max_concurrent` across the fleet, and after
+`max_attempts` runs that did not fix the audit the host is flagged for a
+human and left alone until `entropy repair reset`.
+
+With `verify`, the audit runs again right after the repair; its result is
+stored like any audit result and the run is recorded as fixed (outcome ok)
+or not fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import futurist
+
+from . import runners
+from .backends import Backend
+from .backends.sqlalchemy.repair_store import Judge
+from .clock import Clock
+from .errors import BackendError
+from .events import Events
+from .model import (
+    Catalog,
+    Outcome,
+    Pair,
+    RepairDecision,
+    RepairRule,
+    RepairRun,
+    RepairState,
+    Result,
+    Verify,
+)
+from .runners.base import Job
+
+LOG = logging.getLogger(__name__)
+
+RepairCallback = Callable[[RepairRun], None]
+LEASE_MARGIN = 30.0  # seconds added to a repair's (and its verify's) timeout for its lease
+
+
+def judge(rule: RepairRule, audit_name: str, now: datetime) -> Judge:
+    """The guardrails, in the order an operator reads them in `repair plan`."""
+
+    def decide(own: RepairState, others: list[RepairState]) -> RepairDecision:
+        if own.flagged:
+            return RepairDecision(
+                False,
+                f"host flagged: {own.flagged_reason}; "
+                f"clear with: entropy repair reset {own.host} {rule.name}",
+            )
+        if own.running(now):
+            return RepairDecision(False, f"already running on this host ({own.running_by})")
+        attempts = 0 if own.recovered else own.attempts
+        if rule.max_attempts is not None and attempts >= rule.max_attempts:
+            return RepairDecision(
+                False,
+                f"max_attempts ({rule.max_attempts}) used up; host flagged for a human",
+                flag=f"{attempts} runs of {rule.name} did not fix {audit_name}",
+            )
+        if rule.cooldown and own.last_started_at is not None:
+            until = own.last_started_at + timedelta(seconds=rule.cooldown)
+            if now < until:
+                return RepairDecision(
+                    False, f"cooldown until {until.strftime('%Y-%m-%d %H:%M:%SZ')}"
+                )
+        if rule.max_concurrent is not None:
+            running = sorted(state.host for state in others if state.running(now))
+            if len(running) >= rule.max_concurrent:
+                return RepairDecision(
+                    False,
+                    f"max_concurrent ({rule.max_concurrent}) reached: "
+                    f"running on {', '.join(running)}",
+                )
+        of = f" of {rule.max_attempts}" if rule.max_attempts is not None else ""
+        return RepairDecision(True, f"attempt {attempts + 1}{of}", attempt=attempts + 1)
+
+    return decide
+
+
+def streak_reached(rule: RepairRule, latest: list[Outcome]) -> bool:
+    """Whether the pair's latest outcomes (newest first) are `consecutive` failures."""
+    return len(latest) >= rule.consecutive and all(
+        outcome in rule.outcomes for outcome in latest[: rule.consecutive]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """What `entropy repair plan` says of one (repair, host)."""
+
+    repair_name: str
+    host: str
+    audit_name: str
+    outcome: str  # the pair's latest outcome
+    verdict: str  # fire | held | waiting
+    reason: str
+
+
+class Repairer:
+    """Runs the repairs the engine's recorded results call for, on a small pool.
+
+    `consider()` is called by the engine's recorder thread and only filters
+    in memory; the history reads, the claim, the run and the verify happen
+    on the repair pool, so a slow repair never holds up recording.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        engine_id: str,
+        default_timeout: float,
+        events: Events | None = None,
+        on_repair: RepairCallback | None = None,
+        workers: int = 4,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.engine_id = engine_id
+        self.default_timeout = default_timeout
+        self.events = events
+        self.on_repair = on_repair
+        self.workers = workers
+        self._executor: futurist.ThreadPoolExecutor | None = None
+        self._rules_of: dict[str, list[RepairRule]] = {}
+        self._pairs: dict[tuple[str, str], Pair] = {}
+        self._catalog_id = 0
+
+    # -- called by the engine ---------------------------------------------------
+
+    def consider(self, catalog: Catalog, recorded: list[tuple[int | None, Result]]) -> None:
+        """Queue the results some rule may act on; cheap for all the others."""
+        if not catalog.repairs:
+            return
+        self._index(catalog)
+        for row_id, result in recorded:
+            for rule in self._rules_of.get(result.audit_name, ()):
+                if result.outcome in rule.outcomes:
+                    if self._executor is None:
+                        self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
+                    self._executor.submit(self._guarded, catalog, rule, row_id, result)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait)
+        try:
+            released = self.backend.state.repairs.release(self.engine_id, self.clock.now())
+        except BackendError as exc:
+            LOG.warning("cannot release running repairs: %s", exc)
+            return
+        if released:
+            LOG.warning("released %d repairs that were still running", released)
+
+    def _guarded(
+        self, catalog: Catalog, rule: RepairRule, row_id: int | None, result: Result
+    ) -> None:
+        try:
+            self.handle(catalog, rule, row_id, result)
+        except BackendError as exc:
+            LOG.error("repair %s on %s: %s", rule.name, result.host, exc)
+        except Exception:  # a bug must not take the pool down with it
+            LOG.exception("repair %s on %s failed", rule.name, result.host)
+
+    # -- one result, one rule ---------------------------------------------------------
+
+    def handle(
+        self, catalog: Catalog, rule: RepairRule, row_id: int | None, trigger: Result
+    ) -> RepairDecision | RepairRun | None:
+        """Run rule's repair for this failing result if its streak and guardrails allow.
+
+        Returns None when the streak is too short, the decision when held,
+        the run when it ran. Synchronous: the engine calls it on its pool.
+        """
+        store = self.backend.state.repairs
+        latest = store.latest_outcomes(trigger.audit_name, trigger.host, rule.consecutive)
+        if not streak_reached(rule, latest):
+            return None
+        self._index(catalog)
+        host, script = catalog.hosts.get(trigger.host), catalog.scripts.get(rule.run)
+        if host is None or script is None:  # a refresh removed it since
+            return None
+        job = Job(rule.run, host, script, {}, float(script.timeout or self.default_timeout))
+        pair = self._pairs.get((trigger.audit_name, trigger.host))
+        verify_job = (
+            Job.for_pair(catalog, pair, self.default_timeout) if rule.verify and pair else None
+        )
+        now = self.clock.now()
+        lease = job.timeout + (verify_job.timeout if verify_job else 0.0) + LEASE_MARGIN
+        decision = store.start(
+            rule.name, host.name, trigger.audit_name, rule.outcomes,
+            judge(rule, trigger.audit_name, now), self.engine_id, now,
+            now + timedelta(seconds=lease),
+        )  # fmt: skip
+        if not decision.fire:
+            LOG.info("repair %s on %s held: %s", rule.name, host.name, decision.reason)
+            if decision.flag:
+                LOG.warning("host %s flagged: %s", host.name, decision.flag)
+            return decision
+        LOG.info("repair %s on %s: %s", rule.name, host.name, decision.reason)
+        result = self._run(job, rule.run)
+        run = RepairRun(rule.name, trigger.audit_name, rule.run, decision.attempt, result, trigger)
+        if verify_job is not None:
+            checked = run.verify_result = self._run(verify_job, trigger.audit_name, slot=True)
+            self.backend.state.record_adhoc(row_id, checked)
+            run.verify = Verify.FIXED if checked.outcome is Outcome.OK else Verify.NOT_FIXED
+            if self.events:
+                self.events.audit(checked)
+        flag = None
+        if (
+            run.verify is Verify.NOT_FIXED
+            and rule.max_attempts is not None
+            and decision.attempt >= rule.max_attempts
+        ):
+            flag = f"{decision.attempt} runs of {rule.name} did not fix {trigger.audit_name}"
+        store.finish(run, self.engine_id, flag)
+        if flag:
+            LOG.warning("host %s flagged: %s", host.name, flag)
+        if self.events:
+            self.events.repair(run)
+        if self.on_repair:
+            try:
+                self.on_repair(run)
+            except Exception:  # a broken printer must not stop repairs
+                LOG.exception("repair callback failed")
+        return run
+
+    def _run(self, job: Job, name: str, slot: bool = False) -> Result:
+        result = runners.run_job(job, self.clock)
+        result.audit_name, result.host, result.engine_id = name, job.host.name, self.engine_id
+        if slot:  # a verify run is an audit result outside the schedule
+            result.slot = result.started_at
+        return result
+
+    def _index(self, catalog: Catalog) -> None:
+        """Which rules watch each audit, and the pairs they may verify, once per catalog."""
+        if id(catalog) == self._catalog_id:
+            return
+        rules_of: dict[str, list[RepairRule]] = {}
+        for name in catalog.scripts:
+            matching = [rule for rule in catalog.repairs.values() if rule.matches(name)]
+            if matching:
+                rules_of[name] = matching
+        self._pairs = {pair.key: pair for pair in catalog.pairs if pair.audit_name in rules_of}
+        self._rules_of, self._catalog_id = rules_of, id(catalog)
+
+
+def plan(backend: Backend, catalog: Catalog, now: datetime) -> list[PlanItem]:
+    """What each rule would do now for the current results, without doing it.
+
+    Hosts are taken in order and a run that would fire counts against
+    max_concurrent for the next ones, as it would in the engine.
+    """
+    store = backend.state.repairs
+    items: list[PlanItem] = []
+    rows = backend.audits()
+    for rule in catalog.repairs.values():
+        states = {state.host: state for state in store.states(repair_name=rule.name)}
+        for row in rows:
+            outcome = (row.result or {}).get("outcome")
+            if not rule.matches(row.audit_name) or outcome not in rule.outcomes:
+                continue
+            latest = store.latest_outcomes(row.audit_name, row.host, rule.consecutive)
+            item = (rule.name, row.host, row.audit_name, outcome)
+            if row.disabled:
+                items.append(PlanItem(*item, "waiting", "audit disabled"))
+                continue
+            if not streak_reached(rule, latest):
+                count = next(
+                    (i for i, o in enumerate(latest) if o not in rule.outcomes), len(latest)
+                )
+                reason = f"{count} of {rule.consecutive} failures in a row"
+                items.append(PlanItem(*item, "waiting", reason))
+                continue
+            own = states.setdefault(row.host, RepairState(rule.name, row.host))
+            if own.last_started_at is not None:
+                own.recovered = store.healthy_since(
+                    row.audit_name, row.host, rule.outcomes, own.last_started_at
+                )
+            others = [state for host, state in states.items() if host != row.host]
+            decision = judge(rule, row.audit_name, now)(own, others)
+            if decision.fire:  # it would be running for the hosts after it
+                own.running_by, own.running_until = "(this plan)", None
+            verdict = "fire" if decision.fire else "held"
+            items.append(PlanItem(*item, verdict, decision.reason))
+    return items
