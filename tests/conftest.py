@@ -1,8 +1,9 @@
 """Fixtures shared by every test: isolated state, a fake clock, real databases.
 
 Tests that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306) get a
-private schema/database of their own, dropped afterwards. Where the server
-is unreachable they skip and say why; under CI=true they fail instead.
+private schema/database of their own, dropped afterwards. Tests of events use
+RabbitMQ (127.0.0.1:5672) and Redis (127.0.0.1:6379). Where a server is
+unreachable they skip and say why; under CI=true they fail instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ POSTGRES_ADMIN = os.environ.get(
     "ENTROPY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 MYSQL_ADMIN = os.environ.get("ENTROPY_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+RABBITMQ = os.environ.get("ENTROPY_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS = os.environ.get("ENTROPY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +55,27 @@ def _upgraded(url: str) -> str:
     store.upgrade_schema()
     store.close()
     return url
+
+
+def _broker(server: str, url: str) -> str:
+    import kombu
+
+    try:
+        with kombu.Connection(url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        _unreachable(server, url, exc)
+    return url
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    return _broker("RabbitMQ", RABBITMQ)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return _broker("Redis", REDIS)
 
 
 @pytest.fixture

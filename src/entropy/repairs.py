@@ -134,6 +134,7 @@ class Repairer:
         self._rules_of: dict[str, list[RepairRule]] = {}
         self._pairs: dict[tuple[str, str], Pair] = {}
         self._catalog_id = 0
+        self._held: dict[tuple[str, str], str] = {}  # last reason logged, to log changes only
 
     # -- called by the engine ---------------------------------------------------
 
@@ -201,11 +202,14 @@ class Repairer:
             now + timedelta(seconds=lease),
         )  # fmt: skip
         if not decision.fire:
-            LOG.info("repair %s on %s held: %s", rule.name, host.name, decision.reason)
+            if self._held.get((rule.name, host.name)) != decision.reason:
+                self._held[rule.name, host.name] = decision.reason
+                LOG.info("repair %s on %s held: %s", rule.name, host.name, decision.reason)
             if decision.flag:
                 LOG.warning("host %s flagged: %s", host.name, decision.flag)
             return decision
-        LOG.info("repair %s on %s: %s", rule.name, host.name, decision.reason)
+        self._held.pop((rule.name, host.name), None)
+        LOG.debug("repair %s on %s: %s", rule.name, host.name, decision.reason)
         result = self._run(job, rule.run)
         run = RepairRun(rule.name, trigger.audit_name, rule.run, decision.attempt, result, trigger)
         if verify_job is not None:

@@ -6,7 +6,9 @@ backend (and state store) we ship. A backend-specific test only adds to it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from entropy.backends.sqlalchemy.tables import schedules
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import ValidationError
-from entropy.model import AuditRow, Outcome, Result, Status
+from entropy.model import AuditRow, Outcome, RepairRule, RepairRun, Result, Status, Verify
+from entropy.repairs import judge
 from entropy.timing import Every
 from fleets import ROW_FIELDS, SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
 
@@ -398,3 +401,89 @@ def test_odd_metric_values_are_stored_as_text(harness: Harness, clock: FakeClock
     assert backend.state.record([(rows[0].id, odd, now)], "e") == 1
     (stored,) = backend.state.results()
     assert stored["metrics"] == {"checked": {"value": str(now)}}
+
+
+# -- repairs: rules from the definitions, guardrails in the state store -----------
+
+REPAIRS = {
+    "restart_it": {
+        "when": {"audit": "check_*", "outcome": ["critical", "unknown"], "consecutive": 3},
+        "run": "vmbooter",
+        "cooldown": "30mins",
+        "max_concurrent": 2,
+        "max_attempts": 3,
+        "verify": True,
+    }
+}
+
+
+def test_repair_rules_load_from_the_definitions(harness: Harness) -> None:
+    harness.write(repairs=REPAIRS)
+    (rule,) = harness.backend().load().repairs.values()
+    assert (rule.name, rule.audit, rule.run, rule.consecutive) == (
+        "restart_it", "check_*", "vmbooter", 3)  # fmt: skip
+    assert rule.outcomes == {Outcome.CRITICAL, Outcome.UNKNOWN}
+    assert (rule.cooldown, rule.max_concurrent, rule.max_attempts, rule.verify) == (
+        1800, 2, 3, True)  # fmt: skip
+
+
+def test_engines_racing_to_start_repairs_never_exceed_the_guardrails(
+    harness: Harness, clock: FakeClock
+) -> None:
+    """Eight engines at once: one run per host, and max_concurrent across hosts."""
+    harness.write(repairs=REPAIRS)
+    rule = harness.backend().load().repairs["restart_it"]
+    now = clock.now()
+    hosts = ["h1", "h1", "h1", "h1", "h2", "h3", "h4", "h5"]
+    start = threading.Barrier(len(hosts))
+
+    def race(n: int) -> tuple[str, bool]:
+        store = harness.backend().state.repairs  # its own connections, like another engine
+        start.wait()
+        decision = store.start(
+            rule.name, hosts[n], "check_a", rule.outcomes, judge(rule, "check_a", now),
+            f"engine-{n}", now, now + timedelta(minutes=5),
+        )  # fmt: skip
+        return hosts[n], decision.fire
+
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        outcomes = list(pool.map(race, range(len(hosts))))
+    fired = [host for host, fire in outcomes if fire]
+    assert len(fired) == 2 and len(set(fired)) == 2
+    states = harness.backend().state.repairs.states(repair_name=rule.name)
+    running = sorted(s.host for s in states if s.running(now))
+    assert running == sorted(fired)
+    assert {s.host for s in states} == set(hosts)
+
+
+def test_repair_runs_are_recorded_and_a_flag_is_reset(harness: Harness, clock: FakeClock):
+    store = harness.backend().state.repairs
+    now = clock.now()
+    fire = judge(_a_rule(), "check_a", now)
+    assert store.start("fix", "h1", "check_a", frozenset({Outcome.CRITICAL}), fire, "e1", now,
+                       now + timedelta(minutes=5)).fire  # fmt: skip
+    trigger = Result(Outcome.CRITICAL, "bad", started_at=now, finished_at=now, slot=now,
+                     audit_name="check_a", host="h1")  # fmt: skip
+    result = Result(Outcome.OK, "fixed it", "out", started_at=now, finished_at=now,
+                    engine_id="e1", audit_name="fix_script", host="h1")  # fmt: skip
+    run = RepairRun("fix", "check_a", "fix_script", 1, result, trigger, Verify.NOT_FIXED,
+                    Result(Outcome.CRITICAL, "still bad", started_at=now, finished_at=now))
+    store.finish(run, "e1", flag="1 runs of fix did not fix check_a")
+    (stored,) = store.runs(host="h1")
+    assert {k: stored[k] for k in ("repair_name", "audit_name", "script", "attempt", "outcome",
+                                   "summary", "verify", "verify_outcome", "verify_summary")} == {
+        "repair_name": "fix", "audit_name": "check_a", "script": "fix_script", "attempt": 1,
+        "outcome": "ok", "summary": "fixed it", "verify": "not_fixed",
+        "verify_outcome": "critical", "verify_summary": "still bad",
+    }  # fmt: skip
+    assert stored["trigger_result"]["outcome"] == "critical"
+    (state,) = store.states()
+    assert (state.flagged, state.running_by, state.attempts) == (True, None, 1)
+    assert store.reset("h1", "fix", now) == 1
+    (state,) = store.states()
+    assert (state.flagged, state.flagged_reason, state.attempts) == (False, None, 0)
+    assert store.prune(now + timedelta(seconds=1)) == 1
+
+
+def _a_rule() -> RepairRule:
+    return RepairRule("fix", "check_a", frozenset({Outcome.CRITICAL}), "fix_script")

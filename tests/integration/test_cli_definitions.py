@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from entropy.backends import fetch
 from entropy.cli import main
+from entropy.config import load_conf
+from entropy.model import Catalog
 from fleets import write_fleet
 
 
@@ -95,3 +98,42 @@ def test_yaml_backends_say_where_to_edit(tmp_path: Path) -> None:
                  "--type", "compute", ok=False)  # fmt: skip
     assert result.exit_code == 1
     assert f"live in YAML: edit {fleet}/hosts.yaml" in result.stderr
+
+
+def test_repairs_are_added_checked_and_removed_from_the_cli(db: str, tmp_path: Path) -> None:
+    build_fleet(db, tmp_path)
+    out = run("--backend", db, "repair", "add", "reboot_vm", "--audit", "vm_*", "--outcome",
+              "critical", "--outcome", "unknown", "--consecutive", "3", "--run", "vmbooter",
+              "--cooldown", "30mins", "--max-concurrent", "2", "--max-attempts", "3",
+              "--verify").stdout  # fmt: skip
+    assert out == "added repair reboot_vm: vmbooter when vm_* fails\n"
+    (rule,) = fetch_catalog(db).repairs.values()
+    assert (rule.audit, rule.consecutive, rule.cooldown, rule.max_attempts, rule.verify) == (
+        "vm_*", 3, 1800, 3, True)  # fmt: skip
+    refused = run("--backend", db, "repair", "add", "bad", "--audit", "nothing_*", "--run",
+                  "nope", ok=False)  # fmt: skip
+    assert refused.exit_code == 2
+    # Checked against the rest of the fleet before it commits: the new row is named.
+    assert "#repairs:2:1: repair 'bad': run: no script 'nope'\n" in refused.stderr
+    assert "#repairs:2:1: repair 'bad': when.audit: pattern 'nothing_*' matches no script\n" in (
+        refused.stderr)  # fmt: skip
+    assert len(fetch_catalog(db).repairs) == 1
+    run("--backend", db, "repair", "remove", "reboot_vm")
+    assert fetch_catalog(db).repairs == {}
+
+
+def test_repair_add_on_yaml_backends_names_the_file_to_edit(tmp_path: Path) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet")
+    refused = run("--backend", f"dir:{fleet}", "repair", "add", "x", "--audit", "a", "--run",
+                  "b", ok=False)  # fmt: skip
+    assert refused.exit_code == 1
+    assert f"edit {fleet}/hosts.yaml" in refused.stderr
+    assert f"{fleet}/repairs.yaml" in refused.stderr
+
+
+def fetch_catalog(db: str) -> Catalog:
+    backend = fetch(load_conf(), db)
+    try:
+        return backend.load()
+    finally:
+        backend.close()

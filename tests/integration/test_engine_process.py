@@ -10,9 +10,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,38 +18,14 @@ from typing import Any
 import pytest
 
 from fleets import write_fleet
+from processes import entropy, start_engine, wait_for
 
 pytestmark = pytest.mark.slow
 
-ENTROPY = [sys.executable, "-m", "entropy"]
 HOSTS = {
     "web-1.test": {"ip_address": "127.0.0.1", "host_type": "web"},
     "web-2.test": {"ip_address": "127.0.0.1", "host_type": "web"},
 }
-
-
-def entropy(fleet: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    done = subprocess.run([*ENTROPY, "--backend", f"dir:{fleet}", *args],
-                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def start_engine(fleet: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*ENTROPY, "--backend", f"dir:{fleet}", "engine", "run", "--json", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-
-
-def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

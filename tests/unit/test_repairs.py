@@ -28,12 +28,9 @@ SCHEDULES = {"compute.yaml": {"compute": {"audits": {"marker": {"run_every": "1m
 
 def scripts(marker_dir: Path) -> dict[str, Any]:
     """`marker` is critical until the file DIR/HOST exists; `make_marker` creates it."""
+    check = f'test -f {marker_dir}/{{host}} && echo "OK - there" || {{ echo "CRITICAL"; exit 2; }}'
     return {
-        "marker": {
-            "kind": "command",
-            "command": ["sh", "-c", f'test -f {marker_dir}/{{host}} && echo "OK - there" '
-                        f'|| {{ echo "CRITICAL - missing"; exit 2; }}'],
-        },  # fmt: skip
+        "marker": {"kind": "command", "command": ["sh", "-c", check]},
         "make_marker": {"kind": "command", "command": ["touch", f"{marker_dir}/{{host}}"]},
         "do_nothing": {"kind": "command", "command": ["true"]},
     }

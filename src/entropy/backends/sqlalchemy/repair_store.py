@@ -8,6 +8,8 @@ a lock row (host ''), so two engines never both see a free slot.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -16,11 +18,15 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ...errors import BackendError
 from ...model import Outcome, RepairDecision, RepairRun, RepairState, Result, Verify
 from .tables import repair_runs, repair_state, results
 
 Judge = Callable[[RepairState, list[RepairState]], RepairDecision]
 _LOCK_HOST = ""  # the per-repair lock row; no host has an empty name
+_DEADLOCK_RETRIES = 5
+# MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock, serialization failure.
+_MYSQL_RETRY, _PG_RETRY = frozenset({1213, 1205}), frozenset({"40P01", "40001"})
 
 
 class RepairStore:
@@ -55,15 +61,36 @@ class RepairStore:
         judge(own, others) sees the host's state (with `recovered` set when the
         audit was healthy since the last run) and every other host's.
         """
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return self._start(repair_name, host, audit_name, failing, judge, engine_id,
+                                   now, lease_until)  # fmt: skip
+            except BackendError as exc:
+                if attempt + 1 == _DEADLOCK_RETRIES or not _deadlock(exc):
+                    raise
+                time.sleep(random.uniform(0.01, 0.05))  # then the lock row exists: no race
+        raise AssertionError("unreachable")
+
+    def _start(
+        self,
+        repair_name: str,
+        host: str,
+        audit_name: str,
+        failing: frozenset[Outcome],
+        judge: Judge,
+        engine_id: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> RepairDecision:
         s = repair_state.c
+        lock = update(repair_state).where(s.repair_name == repair_name, s.host == _LOCK_HOST)
         with self._transaction() as conn:
-            _insert_ignore(conn, repair_state, _fresh(repair_name, _LOCK_HOST, now))
-            # Everyone starting this repair queues here until we commit.
-            conn.execute(
-                update(repair_state)
-                .where(s.repair_name == repair_name, s.host == _LOCK_HOST)
-                .values(updated_at=now)
-            )
+            # Everyone starting this repair queues here until we commit. Update
+            # first: InnoDB's INSERT IGNORE of an existing row takes a shared
+            # lock, and two shared holders both wanting it exclusive deadlock.
+            if not conn.execute(lock.values(updated_at=now)).rowcount:
+                _insert_ignore(conn, repair_state, _fresh(repair_name, _LOCK_HOST, now))
+                conn.execute(lock.values(updated_at=now))
             _insert_ignore(conn, repair_state, _fresh(repair_name, host, now))
             rows = conn.execute(
                 select(repair_state)
@@ -263,3 +290,12 @@ def _run_row(run: RepairRun) -> dict[str, Any]:
         "verify_summary": None if verify is None else verify.summary,
         "trigger_result": _brief(run.trigger),
     }
+
+
+def _deadlock(exc: BackendError) -> bool:
+    """Whether the database gave up the transaction to break a deadlock: worth a retry."""
+    orig = getattr(exc.__cause__, "orig", None)
+    if getattr(orig, "sqlstate", None) in _PG_RETRY:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] in _MYSQL_RETRY
