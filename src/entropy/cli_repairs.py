@@ -251,29 +251,7 @@ def print_repair_line(run: RepairRun) -> None:
 
 
 def print_repair_json(run: RepairRun) -> None:
-    click.echo(to_json(run_dict(run), indent=None))
-
-
-def run_dict(run: RepairRun) -> dict[str, Any]:
-    """A run as `results --kind repair --json` shows it from the history."""
-    result, checked = run.result, run.verify_result
-    return {
-        "kind": "repair",
-        "repair_name": run.repair_name,
-        "host": result.host,
-        "audit_name": run.audit_name,
-        "script": run.script,
-        "attempt": run.attempt,
-        "outcome": result.outcome.value,
-        "summary": result.summary,
-        "output": result.output,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "engine_id": result.engine_id,
-        "verify": None if run.verify is None else run.verify.value,
-        "verify_outcome": None if checked is None else checked.outcome.value,
-        "verify_summary": None if checked is None else checked.summary,
-    }
+    click.echo(to_json({"kind": "repair", **run.to_dict()}, indent=None))
 
 
 def print_repair_summary(store: Any, host: str | None, latest: int = 5) -> None:

@@ -50,30 +50,8 @@ def audit_event(result: Result) -> tuple[str, dict[str, Any]]:
 
 
 def repair_event(run: RepairRun) -> tuple[str, dict[str, Any]]:
-    result = run.result
-    key = f"repair.{_segment(run.repair_name)}.{result.outcome.value}"
-    body = {
-        "kind": "repair",
-        "repair_name": run.repair_name,
-        "audit_name": run.audit_name,
-        "script": run.script,
-        "attempt": run.attempt,
-        "host": result.host,
-        "outcome": result.outcome.value,
-        "summary": result.summary,
-        "output": result.output,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "engine_id": result.engine_id,
-        "verify": None if run.verify is None else run.verify.value,
-        "verify_outcome": None if run.verify_result is None else run.verify_result.outcome.value,
-        "trigger": {
-            "outcome": run.trigger.outcome.value,
-            "summary": run.trigger.summary,
-            "slot": run.trigger.slot,
-        },
-    }
-    return key, _plain(body)
+    key = f"repair.{_segment(run.repair_name)}.{run.result.outcome.value}"
+    return key, {"kind": "repair", **_plain(run.to_dict())}
 
 
 def _plain(value: dict[str, Any]) -> dict[str, Any]:

@@ -251,6 +251,39 @@ class RepairRun:
     verify: Verify | None = None
     verify_result: Result | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The run as stored, printed and published (the trigger's times as ISO text)."""
+        result, checked, trigger = self.result, self.verify_result, self.trigger
+        return {
+            "repair_name": self.repair_name,
+            "host": result.host,
+            "audit_name": self.audit_name,
+            "script": self.script,
+            "attempt": self.attempt,
+            "outcome": result.outcome.value,
+            "summary": result.summary,
+            "output": result.output,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "engine_id": result.engine_id,
+            "verify": None if self.verify is None else self.verify.value,
+            "verify_outcome": None if checked is None else checked.outcome.value,
+            "verify_summary": None if checked is None else checked.summary,
+            "trigger_result": {
+                "outcome": trigger.outcome.value,
+                "summary": trigger.summary,
+                "slot": None if trigger.slot is None else trigger.slot.isoformat(),
+                "finished_at": None
+                if trigger.finished_at is None
+                else trigger.finished_at.isoformat(),
+                "engine_id": trigger.engine_id,
+            },
+        }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:

@@ -62,7 +62,7 @@ def test_audit_and_repair_events_carry_their_routing_keys_and_json() -> None:
     }  # fmt: skip
     assert repair_key == "repair.free_disk.ok"
     assert (repair["repair_name"], repair["attempt"], repair["verify"]) == ("free_disk", 2, "fixed")
-    assert repair["trigger"]["outcome"] == "critical"
+    assert repair["trigger_result"]["outcome"] == "critical"
     assert events.published == 2 and events.dropped == 0
     queue.close()
     connection.release()

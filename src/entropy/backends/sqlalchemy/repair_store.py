@@ -8,6 +8,7 @@ a lock row (host ''), so two engines never both see a free slot.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...errors import BackendError
-from ...model import Outcome, RepairDecision, RepairRun, RepairState, Result, Verify
+from ...model import Outcome, RepairDecision, RepairRun, RepairState, Verify
 from .tables import repair_runs, repair_state, results
 
 Judge = Callable[[RepairState, list[RepairState]], RepairDecision]
@@ -27,6 +28,23 @@ _LOCK_HOST = ""  # the per-repair lock row; no host has an empty name
 _DEADLOCK_RETRIES = 5
 # MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock, serialization failure.
 _MYSQL_RETRY, _PG_RETRY = frozenset({1213, 1205}), frozenset({"40P01", "40001"})
+
+
+def _retried_on_deadlock(method: Callable[..., RepairDecision]) -> Callable[..., RepairDecision]:
+    """Run the transaction again when the database broke a deadlock by aborting it."""
+
+    @functools.wraps(method)
+    def retried(*args: Any, **kwargs: Any) -> RepairDecision:
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return method(*args, **kwargs)
+            except BackendError as exc:
+                if attempt + 1 == _DEADLOCK_RETRIES or not _deadlock(exc):
+                    raise
+                time.sleep(random.uniform(0.01, 0.05))  # then the lock row exists: no race
+        raise AssertionError("unreachable")
+
+    return retried
 
 
 class RepairStore:
@@ -45,6 +63,7 @@ class RepairStore:
         with self._transaction() as conn:
             return [Outcome(row.outcome) for row in conn.execute(query)]
 
+    @_retried_on_deadlock
     def start(
         self,
         repair_name: str,
@@ -61,27 +80,6 @@ class RepairStore:
         judge(own, others) sees the host's state (with `recovered` set when the
         audit was healthy since the last run) and every other host's.
         """
-        for attempt in range(_DEADLOCK_RETRIES):
-            try:
-                return self._start(repair_name, host, audit_name, failing, judge, engine_id,
-                                   now, lease_until)  # fmt: skip
-            except BackendError as exc:
-                if attempt + 1 == _DEADLOCK_RETRIES or not _deadlock(exc):
-                    raise
-                time.sleep(random.uniform(0.01, 0.05))  # then the lock row exists: no race
-        raise AssertionError("unreachable")
-
-    def _start(
-        self,
-        repair_name: str,
-        host: str,
-        audit_name: str,
-        failing: frozenset[Outcome],
-        judge: Judge,
-        engine_id: str,
-        now: datetime,
-        lease_until: datetime,
-    ) -> RepairDecision:
         s = repair_state.c
         lock = update(repair_state).where(s.repair_name == repair_name, s.host == _LOCK_HOST)
         with self._transaction() as conn:
@@ -142,7 +140,7 @@ class RepairStore:
         if flag:
             values.update(flagged=True, flagged_reason=flag)
         with self._transaction() as conn:
-            conn.execute(repair_runs.insert().values(_run_row(run)))
+            conn.execute(repair_runs.insert().values(run.to_dict()))
             conn.execute(
                 update(repair_state)
                 .where(
@@ -255,41 +253,6 @@ def _state(m: Any) -> RepairState:
         flagged=bool(m["flagged"]),
         flagged_reason=m["flagged_reason"],
     )
-
-
-def _brief(result: Result) -> dict[str, Any]:
-    return {
-        "outcome": result.outcome.value,
-        "summary": result.summary,
-        "slot": _iso(result.slot),
-        "finished_at": _iso(result.finished_at),
-        "engine_id": result.engine_id,
-    }
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
-
-
-def _run_row(run: RepairRun) -> dict[str, Any]:
-    result, verify = run.result, run.verify_result
-    return {
-        "repair_name": run.repair_name,
-        "host": result.host,
-        "audit_name": run.audit_name,
-        "script": run.script,
-        "attempt": run.attempt,
-        "outcome": result.outcome.value,
-        "summary": result.summary,
-        "output": result.output,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "engine_id": result.engine_id,
-        "verify": None if run.verify is None else run.verify.value,
-        "verify_outcome": None if verify is None else verify.outcome.value,
-        "verify_summary": None if verify is None else verify.summary,
-        "trigger_result": _brief(run.trigger),
-    }
 
 
 def _deadlock(exc: BackendError) -> bool:
