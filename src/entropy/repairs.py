@@ -64,7 +64,7 @@ def judge(rule: RepairRule, audit_name: str, now: datetime) -> Judge:
             return RepairDecision(
                 False,
                 f"max_attempts ({rule.max_attempts}) used up; host flagged for a human",
-                flag=f"{attempts} runs of {rule.name} did not fix {audit_name}",
+                flag=_unfixed(rule, attempts, audit_name),
             )
         if rule.cooldown and own.last_started_at is not None:
             until = own.last_started_at + timedelta(seconds=rule.cooldown)
@@ -84,6 +84,11 @@ def judge(rule: RepairRule, audit_name: str, now: datetime) -> Judge:
         return RepairDecision(True, f"attempt {attempts + 1}{of}", attempt=attempts + 1)
 
     return decide
+
+
+def _unfixed(rule: RepairRule, attempts: int, audit_name: str) -> str:
+    """Why a host is flagged."""
+    return f"{attempts} runs of {rule.name} did not fix {audit_name}"
 
 
 def streak_reached(rule: RepairRule, latest: list[Outcome]) -> bool:
@@ -224,7 +229,7 @@ class Repairer:
             and rule.max_attempts is not None
             and decision.attempt >= rule.max_attempts
         ):
-            flag = f"{decision.attempt} runs of {rule.name} did not fix {trigger.audit_name}"
+            flag = _unfixed(rule, decision.attempt, trigger.audit_name)
         store.finish(run, self.engine_id, flag)
         if flag:
             LOG.warning("host %s flagged: %s", host.name, flag)
