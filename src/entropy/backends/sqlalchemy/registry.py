@@ -155,7 +155,8 @@ class EngineRegistry:
 
     def list(self) -> list[EngineRecord]:
         with self.store.transaction() as conn:
-            rows = conn.execute(select(engines).order_by(engines.c.started_at, engines.c.engine_id)).all()
+            order = (engines.c.started_at, engines.c.engine_id)
+            rows = conn.execute(select(engines).order_by(*order)).all()
         return [EngineRecord(**row._mapping) for row in rows]
 
     def forget_before(self, before: datetime) -> int:
