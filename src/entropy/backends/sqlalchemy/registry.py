@@ -109,8 +109,8 @@ class EngineRegistry:
                 .values(heartbeat_at=now, stopped_at=None)
             ).rowcount
             if not touched:  # removed by hand meanwhile: come back
-                conn.execute(insert(engines).values(**_values(me), heartbeat_at=now,
-                                                    stop_requested=False))  # fmt: skip
+                again = {**_values(me), "heartbeat_at": now, "stop_requested": False}
+                conn.execute(insert(engines).values(**again))
                 return False
             return bool(
                 conn.execute(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -38,7 +39,7 @@ from ...errors import BackendError
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
 from . import schema
-from .tables import audits, results
+from .tables import UTCDateTime, audits, results
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
@@ -226,12 +227,18 @@ class SqlStateStore:
                     audits.insert(), [_new_row(p, now, max_splay) for p in desired.values()]
                 )
             if changes:
+                when = UTCDateTime()
+                # Another engine may have recorded a result since the read above: its
+                # next_run stands (writing ours back would run its slot again).
+                unmoved = c.next_run == bindparam("old_next_run", type_=when)
                 conn.execute(
                     update(audits)
                     .where(c.id == bindparam("row_id"))
                     .values(
                         ip_address=bindparam("ip_address"),
-                        next_run=bindparam("next_run"),
+                        next_run=case(
+                            (unmoved, bindparam("next_run", type_=when)), else_=c.next_run
+                        ),
                         disabled=bindparam("disabled"),
                         disabled_reason=bindparam("disabled_reason"),
                         disabled_by=bindparam("disabled_by"),
@@ -329,7 +336,13 @@ class SqlStateStore:
             sql = _RawSql(conn.dialect)
             at, until, read = sql.time(now), sql.time(lease_until), sql.read_time
             for chunk in _chunks(list(waiting)):
-                conn.exec_driver_sql(sql.mark_new(len(chunk)), (*chunk, at))
+                if sql.returning:
+                    conn.exec_driver_sql(sql.mark_new(len(chunk)), (*chunk, at))
+                    continue
+                # MySQL/MariaDB: lock what is free first, then label it (see mark_new).
+                free = conn.exec_driver_sql(sql.mark_new_select(len(chunk)), (*chunk, at)).all()
+                if free:
+                    conn.exec_driver_sql(sql.mark_new(len(free)), (*[r[0] for r in free], at))
             for chunk in _chunks(ids):
                 claimable = (*chunk, at)
                 if sql.returning:
@@ -367,7 +380,7 @@ class SqlStateStore:
         with self._connect() as conn:
             sql = _RawSql(conn.dialect)
             until = sql.time(lease_until)
-            for chunk in _chunks(ids):
+            for chunk in _chunks(sorted(ids)):
                 renewed += conn.exec_driver_sql(
                     sql.renew(len(chunk)), (until, engine_id, *chunk)
                 ).rowcount
@@ -390,7 +403,9 @@ class SqlStateStore:
             sql = _RawSql(conn.dialect)
             when, as_json = sql.time, _to_json
             history, rows = [], []
-            for row_id, r, next_run in records:
+            # In id order, as renew_leases() locks them: the heartbeat and the
+            # recorder of one engine touch the same rows and must not deadlock.
+            for row_id, r, next_run in sorted(records, key=lambda record: record[0]):
                 finished = when(r.finished_at)
                 metrics = as_json(r.metrics) if r.metrics else None  # NULL, read back as {}
                 history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
@@ -550,11 +565,20 @@ class _RawSql:
     def _in(self, count: int) -> str:
         return f"id IN ({', '.join([self.mark] * count)})"
 
+    def _waiting(self, count: int) -> str:
+        return f"{self._in(count)} AND status = 'processed' AND next_run <= {self.mark}"
+
     def mark_new(self, count: int) -> str:
-        return (
-            f"UPDATE audits SET status = 'new' WHERE {self._in(count)} "
-            f"AND status = 'processed' AND next_run <= {self.mark}"
-        )
+        due = self._waiting(count)
+        if self.dialect == "postgresql":
+            # Only a label for `entropy status`: never wait for (or deadlock with) rows
+            # another engine is claiming or recording.
+            due = f"id IN (SELECT id FROM audits WHERE {due} FOR UPDATE SKIP LOCKED)"
+        return f"UPDATE audits SET status = 'new' WHERE {due}"
+
+    def mark_new_select(self, count: int) -> str:
+        """MySQL cannot UPDATE from a subquery on the same table: the rows, locked, first."""
+        return f"SELECT id FROM audits WHERE {self._waiting(count)} FOR UPDATE SKIP LOCKED"
 
     def _claimable(self, count: int) -> str:
         return (
@@ -709,6 +733,7 @@ def _changes(
     return {
         "row_id": row.id,
         "ip_address": pair.ip_address,
+        "old_next_run": row.next_run,
         "next_run": next_run,
         "disabled": disabled,
         "disabled_reason": reason,
