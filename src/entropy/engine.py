@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,13 +144,25 @@ class Engine:
                 if self._pending:  # e.g. a claim failed: try again soon, later if it fails again
                     retry = min(_RETRY * 2 ** min(self._claim_failures, 8), _MAX_RETRY)
                     timeout = min(timeout or retry, retry)
-                batch = self.scheduler.next_batch(timeout)
+                batch = self._spread(self.scheduler.next_batch(timeout))
                 for due in batch:
                     if due.row_id not in self._running:
                         self._pending[due.row_id] = due
                 self._dispatch(fresh=[due.row_id for due in batch])
         finally:
             self._shutdown(recorder)
+
+    def _spread(self, batch: list[Due]) -> list[Due]:
+        """A backlog, started at a point of its own for each engine.
+
+        Engines sharing a store pop the same due rows in the same order; taken
+        from the same end, their claims would collide on the same rows (one
+        wins, the others skip them) instead of taking different ones.
+        """
+        if len(batch) <= self.settings.max_workers:
+            return batch
+        start = zlib.crc32(self.settings.engine_id.encode()) % len(batch)
+        return batch[start:] + batch[:start]
 
     def stop(self) -> None:
         """Ask the engine to stop; safe from a signal handler or another thread."""
