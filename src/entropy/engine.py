@@ -320,7 +320,7 @@ class Engine:
             self._expire_overdue(batch)
             if batch:
                 try:
-                    self.backend.state.record(
+                    stored = self.backend.state.record(
                         [(due.row_id, result, next_run) for due, result, next_run in batch],
                         self.settings.engine_id,
                     )
@@ -340,6 +340,9 @@ class Engine:
                     batch = []
                     continue
                 backoff = 0.5
+                if stored < len(batch):  # fenced out: our lease ran out, another engine ran them
+                    LOG.warning("%d results not stored: their rows were taken back after "
+                                "this engine's lease ran out", len(batch) - stored)  # fmt: skip
                 self._disown(batch)
                 self._finish(batch)
                 batch = []
