@@ -477,7 +477,10 @@ class Heartbeat:
     def _loop(self) -> None:
         # Real time, not the engine's clock: a beat is about liveness, not schedule.
         while not self._stop.wait(self.engine.settings.heartbeat_interval):
-            self.beat()
+            try:
+                self.beat()
+            except Exception:  # a bug, not the database: the beats must go on
+                LOG.exception("heartbeat failed")
 
     def beat(self) -> None:
         """One heartbeat; tests on a fake clock call this directly."""

@@ -6,6 +6,7 @@ here is the one the engines run; no test sleeps.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 
 from entropy.backends import Backend, fetch
 from entropy.backends.sqlalchemy.registry import EngineRecord, EngineRegistry
+from entropy.backends.sqlalchemy.state import SqlStateStore
+from entropy.backends.sqlalchemy.tables import audits
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import BackendError
@@ -260,3 +263,42 @@ def test_a_second_engine_on_one_sqlite_file_is_refused(tmp_path: Path, clock: Fa
     two.stopped("two", clock.now())
     first.close()
     second.close()
+
+
+def claim_together(stores: list[SqlStateStore], ids: list[int], now: datetime) -> dict[int, set]:
+    """Every store claims every row at the same moment, half of them in the opposite order."""
+    start = threading.Barrier(len(stores))
+    got: dict[int, set[int]] = {}
+
+    def claim(n: int) -> None:
+        order = ids if n % 2 else list(reversed(ids))
+        start.wait()
+        got[n] = set(stores[n].claim(order, f"e{n}", now, now + LEASE, waiting=order))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
+def test_engines_claiming_the_same_rows_at_once_never_share_one(
+    shared: Backend, clock: FakeClock
+) -> None:
+    """Four engines, each with its own connections, race for every row, 40 times."""
+    ids = [r.id for r in due_rows(shared, clock)]
+    stores = [SqlStateStore(shared.state.url) for _ in range(4)]
+    try:
+        for round_ in range(40):
+            with shared.state.transaction() as conn:  # all due and free again
+                conn.execute(audits.update().values(status="processed", claimed_by=None,
+                                                    lease_until=None))  # fmt: skip
+            got = claim_together(stores, ids, clock.now())
+            taken = [row_id for claimed in got.values() for row_id in claimed]
+            assert sorted(taken) == sorted(ids), (round_, got)  # each row once, none left
+            by_row = {r.id: r.claimed_by for r in shared.audits()}
+            assert all(by_row[row_id] == f"e{n}" for n, c in got.items() for row_id in c)
+    finally:
+        for store in stores:
+            store.close()
