@@ -17,6 +17,7 @@ from pathlib import Path
 
 import futurist
 import pytest
+from sqlalchemy import text
 
 from entropy.backends import Backend, fetch
 from entropy.backends.sqlalchemy.registry import EngineRegistry
@@ -44,15 +45,16 @@ def make_engine(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
     url = request.getfixturevalue(f"{request.param}_url")
     opened: list[Backend] = []
 
-    def make(engine_id: str, **settings: float) -> Engine:
+    def make(engine_id: str, own_clock: FakeClock | None = None, **settings: float) -> Engine:
+        engine_clock = own_clock or clock
         conf = load_conf()
         conf.set_override("state_connection", url, group="dir")
         conf.set_override("max_splay", 0)
         backend = fetch(conf, f"dir:{fleet}")
         opened.append(backend)
-        scheduler = Scheduler(backend, clock, refresh_in_background=False)
+        scheduler = Scheduler(backend, engine_clock, refresh_in_background=False)
         scheduler.refresh()
-        engine = Engine(backend, scheduler, clock, EngineSettings(engine_id, **settings))
+        engine = Engine(backend, scheduler, engine_clock, EngineSettings(engine_id, **settings))
         engine._executor = futurist.SynchronousExecutor()  # runs inline, in the test's order
         return engine
 
@@ -154,3 +156,53 @@ def test_a_stop_asked_through_the_store_stops_the_engine_at_its_next_heartbeat(
     clock.advance(5)
     engine.heartbeat.beat()
     assert engine._stopping.is_set()
+
+
+def test_clocks_skewed_within_the_bound_run_no_slot_twice_and_take_no_live_lease(
+    make_engine, clock: FakeClock
+) -> None:
+    """Engine `fast` reads 1.9 s later than `slow` (max_clock_skew 2 s)."""
+    fast_clock = FakeClock(clock.now() + timedelta(seconds=1.9))
+    settings = {"lease": 6, "heartbeat_interval": 2, "max_clock_skew": 2}
+    slow = make_engine("slow", **settings)
+    fast = make_engine("fast", own_clock=fast_clock, **settings)
+
+    def advance(seconds: float) -> None:
+        clock.advance(seconds)
+        fast_clock.advance(seconds)
+
+    # 1. Schedules: the fast clock runs slots up to 1.9 s early, never one twice.
+    start = max(r.next_run for r in slow.backend.audits())
+    fast_clock.set(start)  # the first slot just came, on the fast clock
+    clock.set(start - timedelta(seconds=1.9))
+    shuffle = random.Random(11)
+    for _ in range(40):
+        advance(shuffle.uniform(0.2, 1.5))
+        for engine in shuffle.sample([slow, fast], 2):
+            step(engine)
+    found = Counter((r["host"], r["slot"]) for r in history(slow))
+    assert max(found.values()) == 1
+    for host in HOSTS:
+        slots = sorted(slot for h, slot in found if h == host)
+        assert {(y - x).total_seconds() for x, y in itertools.pairwise(slots)} == {2.0}
+
+    # 2. Leases: slow holds a long audit; fast's heartbeats must not take it while slow beats.
+    held = slow.backend.audits()[0].id
+    state = slow.backend.state
+    with state.transaction() as conn:  # due and free, as if its slot had come
+        conn.execute(text("UPDATE audits SET status = 'new', next_run = :t WHERE id = :i"),
+                     {"t": clock.now().replace(tzinfo=None), "i": held})  # fmt: skip
+    assert list(state.claim([held], "slow", clock.now(), clock.now() + timedelta(seconds=6)))
+    slow._owned.add(held)
+    for _ in range(10):  # 20 s of a long audit
+        advance(2)
+        slow.heartbeat.beat()
+        fast.heartbeat.beat()
+    assert fast.heartbeat.recovered == 0
+    # slow dies: its lease ends 6 s after its last beat, by slow's clock.
+    advance(5.9)
+    fast.heartbeat.beat()  # fast's clock: 7.8 s after the beat, yet only 5.9 s really
+    assert fast.heartbeat.recovered == 0
+    advance(2.2)  # 8.1 s really: expired by any clock within the bound
+    fast.heartbeat.beat()
+    assert fast.heartbeat.recovered == 1
