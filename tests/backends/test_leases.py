@@ -302,3 +302,32 @@ def test_engines_claiming_the_same_rows_at_once_never_share_one(
     finally:
         for store in stores:
             store.close()
+
+
+def test_engines_starting_together_all_sync_the_same_rows(
+    shared: Backend, clock: FakeClock
+) -> None:
+    """Their first syncs race to insert the same new pairs: none fails, no row is doubled."""
+    catalog = shared.load()
+    stores = [SqlStateStore(shared.state.url) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    errors: list[Exception] = []
+
+    def sync(store: SqlStateStore) -> None:
+        start.wait()
+        try:
+            store.sync(catalog.pairs, clock.now(), max_splay=2)
+        except Exception as exc:  # recorded, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync, args=(store,)) for store in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert errors == []
+    assert sorted((r.audit_name, r.host) for r in shared.audits()) == sorted(
+        pair.key for pair in catalog.pairs
+    )
