@@ -33,6 +33,9 @@ examples:
   python -m bench steady --pairs 20000 --rate 2000 --seconds 10
   python -m bench memory --runs 1              RSS per pair at 1000000 pairs
   python -m bench refresh                      refresh times at 100000 pairs
+  python -m bench engines                      1, 2 and 4 engine processes on one PostgreSQL
+                                               store, 100000 pairs due at once
+  python -m bench engines --engines 4 --splay 20   the same at a steady 5000 audits/s
 
 Each scenario prints a table (median and min..max over the runs) and, with
 --json FILE, writes the same data with the raw runs and the environment;
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every scenario in turn, each with its defaults or, with --quick, "
         "with small sizes for a smoke run; then print one table of the headline figures, "
         "APScheduler's beside Entropy's with the ratios, and the targets. At full size this "
-        "takes about 13 minutes on 2 cores.",
+        "takes about 17 minutes on 2 cores.",
     )
     every.add_argument(
         "--quick", action="store_true", help="small sizes, one run each: under 2 minutes"

@@ -109,6 +109,7 @@ def build(results: list[dict[str, Any]]) -> dict[str, Any]:
     _refresh(t, by_name.get("refresh"))
     _sync(t, by_name.get("sync"))
     _memory(t, by_name.get("memory"))
+    _engines(t, by_name.get("engines"))
     _own_targets(t, results)
     if aps:
         versions = by_name["apscheduler"]["params"]["versions"]
@@ -312,6 +313,21 @@ def _memory(t: _Table, result: dict[str, Any] | None) -> None:
     t.row(name, "refresh time (rows exist)", "s", s["refresh_s"], p["runs"])
 
 
+def _engines(t: _Table, result: dict[str, Any] | None) -> None:
+    if not result:
+        return
+    pairs = result["params"]["pairs"]
+    for r in result["runs"]:
+        name = f"engines {pairs:,} pairs, {r['engines']} on PostgreSQL"
+        for key, measure, unit in (
+            ("audits_per_s", "audits/s", "/s"),
+            ("duplicates", "duplicate results", ""),
+            ("lateness_p99_ms", "lateness p99 (all due at once)", "ms"),
+        ):
+            value = float(r[key])
+            t.row(name, measure, unit, {"median": value, "min": value, "max": value}, 1)
+
+
 # Each scenario's own targets: (scenario, key) -> (what, unit as in FORMATS).
 OWN_TARGETS = {
     ("dispatch", "audits_per_s"): ("dispatch 20,000, SQLite: audits/s", "/s"),
@@ -320,6 +336,7 @@ OWN_TARGETS = {
     ("sync", "first_total"): ("sync 100,000: first sync, load + sync", "s"),
     ("sync", "resync_total"): ("sync 100,000: re-sync, nothing changed", "s"),
     ("memory", "bytes_per_pair"): ("memory 1,000,000, restart: bytes per pair", "B"),
+    ("engines", "audits_per_s_4_engines"): ("engines 100,000, 4 on PostgreSQL: audits/s", "/s"),
 }
 
 

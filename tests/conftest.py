@@ -94,7 +94,8 @@ def mysql_url(empty_mysql_url: str) -> str:
 def empty_postgresql_url() -> Iterator[str]:
     """A URL whose connections use a fresh, empty PostgreSQL schema, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    # pre_ping: the drop below still works after a test restarted the server.
+    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))

@@ -29,6 +29,7 @@ SCENARIOS: dict[str, str] = {
     "refresh": "bench.scenarios.refresh",
     "sync": "bench.scenarios.sync",
     "memory": "bench.scenarios.memory",
+    "engines": "bench.scenarios.engines",
 }
 
 

@@ -8,7 +8,9 @@ import heapq
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from datetime import datetime, timedelta
@@ -22,6 +24,7 @@ from oslo_config import cfg
 from . import __version__
 from .backends import Backend, fetch
 from .backends.sqlalchemy import schema
+from .backends.sqlalchemy.registry import EngineRegistry
 from .backends.sqlalchemy.state import SqlStateStore, safe_url
 from .cli_repairs import (
     events,
@@ -33,7 +36,7 @@ from .cli_repairs import (
 )
 from .cli_transfer import export_command, import_command
 from .clock import SystemClock
-from .config import engine_id, load_conf, option
+from .config import engine_id, lease_settings, load_conf, option
 from .definitions import Problems, parse_entry, parse_hosts, parse_schedules, parse_scripts
 from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
@@ -706,8 +709,14 @@ def engine_run(
     Every result is stored (the row's latest result and the history). The
     definitions are reloaded every refresh_interval and when the YAML files
     change; invalid changes are logged and the previous schedule keeps
-    running. SIGTERM or Ctrl-C stops gracefully: no new claims, running
-    audits get shutdown_grace seconds, then unfinished ones go back to new.
+    running. SIGTERM, Ctrl-C or `entropy engine stop` stops gracefully: no
+    new claims, running audits get shutdown_grace seconds, then unfinished
+    ones go back to new.
+
+    Several engines may share a PostgreSQL or MariaDB/MySQL state store: each
+    registers (`entropy engines`), claims due audits under a lease its
+    heartbeat renews, and takes over the audits of an engine that died. A
+    SQLite state store serves one engine at a time.
     """
     logging.getLogger("entropy").setLevel(min(logging.INFO, logging.root.level))
     until = None
@@ -717,12 +726,18 @@ def engine_run(
         except DurationError as exc:
             raise click.BadParameter(str(exc), param_hint="--for") from None
     backend = session.backend
+    lease, beat, skew = lease_settings(session.conf)
     settings = EngineSettings(
         engine_id=engine_id(session.conf),
         max_workers=max_workers or session.option("max_workers"),
         default_timeout=session.option("default_timeout"),
         shutdown_grace=session.option("shutdown_grace"),
         result_retention=session.option("result_retention"),
+        lease=lease,
+        heartbeat_interval=beat,
+        max_clock_skew=skew,
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
     )
     scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
     printer = _print_result_json if as_json else _print_result_line
@@ -754,6 +769,92 @@ def engine_run(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _registry(session: Session) -> tuple[EngineRegistry, float]:
+    """The state store's engines registry, and after how long a silent engine is dead."""
+    lease, _, skew = lease_settings(session.conf)
+    return EngineRegistry(session.backend.state), lease + skew
+
+
+@engine.command("stop")
+@click.option(
+    "--engine-id", "target", metavar="ID", help="The engine to stop (see `entropy engines`)."
+)
+@click.option("--all", "every", is_flag=True, help="Every live engine on this state store.")
+@click.option(
+    "--wait",
+    "wait_for",
+    metavar="DURATION",
+    help="Wait up to this long until they have stopped, e.g. 30s (exit 1 if some have not).",
+)
+@json_option
+@pass_session
+def engine_stop(
+    session: Session, target: str | None, every: bool, wait_for: str | None, as_json: bool
+) -> None:
+    """Ask engines to stop gracefully, from any machine that reaches the state store.
+
+    Each engine reads the request at its next heartbeat (heartbeat_interval)
+    and stops as on SIGTERM: no new claims, running audits get
+    shutdown_grace seconds, unfinished ones go back to new.
+    """
+    if bool(target) == every:
+        raise click.UsageError("give --engine-id ID or --all")
+    deadline = None
+    if wait_for:
+        try:
+            deadline = time.monotonic() + parse_duration(wait_for)
+        except DurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--wait") from None
+    registry, dead_after = _registry(session)
+    asked = registry.request_stop(target, session.clock.now(), dead_after)
+    pending = set(asked)
+    while pending and deadline is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = session.clock.now()
+        states = {e.engine_id: e.state(now, dead_after) for e in registry.list()}
+        pending = {e for e in pending if states.get(e) in ("running", "stopping")}
+    if as_json:
+        print_json({"asked": asked, "still_running": sorted(pending) if deadline else None})
+    else:
+        if not asked:
+            click.echo("no live engine to stop", err=True)
+        for engine_name in asked:
+            if deadline is None:
+                click.echo(f"asked {engine_name} to stop")
+            else:
+                click.echo(
+                    f"{engine_name}: {'still running' if engine_name in pending else 'stopped'}"
+                )
+    if deadline is not None and pending:
+        sys.exit(1)
+
+
+@main.command("engines")
+@json_option
+@pass_session
+def engines_list(session: Session, as_json: bool) -> None:
+    """List the engines registered in the state store: running, stopping, stopped or dead.
+
+    An engine is dead when its heartbeat is older than claim_lease +
+    max_clock_skew (its claims have expired and other engines take them).
+    """
+    registry, dead_after = _registry(session)
+    now = session.clock.now()
+    found = registry.list()
+    if as_json:
+        print_json([e.to_dict(now, dead_after) for e in found])
+        return
+    if not found:
+        click.echo("no engine has run on this state store", err=True)
+        return
+    table = [("ENGINE", "STATE", "HOST", "PID", "VERSION", "STARTED", "HEARTBEAT")]
+    for e in found:
+        age = format_duration(max((now - e.heartbeat_at).total_seconds(), 0.0))
+        table.append((e.engine_id, e.state(now, dead_after), e.hostname, str(e.pid), e.version,
+                      stamp(e.started_at), f"{age} ago"))  # fmt: skip
+    print_table(table)
 
 
 @main.group()

@@ -55,6 +55,30 @@ DEFAULT_OPTS = [
         min=60,
         help="Seconds of result history to keep; older results are pruned.",
     ),
+    cfg.FloatOpt(
+        "heartbeat_interval",
+        default=5.0,
+        min=0.1,
+        help="Seconds between an engine's heartbeats in the state store: each one says it "
+        "lives, renews its claims' leases, takes back claims whose lease ran out and reads "
+        "stop requests (`entropy engine stop`).",
+    ),
+    cfg.FloatOpt(
+        "claim_lease",
+        default=30.0,
+        min=0.3,
+        help="Seconds a claim lasts unless its engine's heartbeat renews it; at least 3 "
+        "heartbeats. An engine that dies leaves its audits to the others this long (plus "
+        "max_clock_skew) after its last heartbeat.",
+    ),
+    cfg.FloatOpt(
+        "max_clock_skew",
+        default=2.0,
+        min=0.0,
+        help="Seconds by which the clocks of engines sharing a state store may differ. A "
+        "lease counts as expired only this long after its end by the reader's clock, so a "
+        "fast clock never takes the claim of a live engine.",
+    ),
     cfg.IntOpt(
         "repair_workers",
         default=4,
@@ -165,6 +189,19 @@ def state_dir(conf: cfg.ConfigOpts) -> Path:
         return Path(str(configured)).expanduser()
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "entropy"
+
+
+def lease_settings(conf: cfg.ConfigOpts) -> tuple[float, float, float]:
+    """(claim_lease, heartbeat_interval, max_clock_skew), checked against each other."""
+    lease = float(option(conf, "claim_lease"))  # type: ignore[arg-type]
+    beat = float(option(conf, "heartbeat_interval"))  # type: ignore[arg-type]
+    skew = float(option(conf, "max_clock_skew"))  # type: ignore[arg-type]
+    if lease < 3 * beat:
+        raise EntropyError(
+            f"config [DEFAULT] claim_lease = {lease:g} must be at least 3 x heartbeat_interval "
+            f"({beat:g}): a lease has to outlast a missed heartbeat or two"
+        )
+    return lease, beat, skew
 
 
 def engine_id(conf: cfg.ConfigOpts) -> str:

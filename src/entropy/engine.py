@@ -11,6 +11,13 @@ which runs the repairs their rules call for on a pool of its own.
 
 Stopping is graceful: no new claims, running audits get a grace period,
 then their process groups are killed and their claims go back to `new`.
+
+Several engines may share one state store. Each registers in it and beats
+a heartbeat (see Heartbeat): its leases are renewed while it lives, expired
+ones (of an engine that died) are taken back, and a stop asked through the
+store (`entropy engine stop`) stops it as SIGTERM would. A claim hands back
+the slot the database holds, so an engine whose time table lags behind
+another's runs the slot that is really due, never one already run.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +35,9 @@ from datetime import datetime, timedelta
 
 import futurist
 
-from . import runners
+from . import __version__, runners
 from .backends import Backend
+from .backends.sqlalchemy.registry import EngineRecord, EngineRegistry
 from .clock import Clock
 from .errors import BackendError
 from .events import Events
@@ -41,6 +50,7 @@ LOG = logging.getLogger(__name__)
 
 ResultCallback = Callable[[Result], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
+_MAX_RETRY = 5.0  # the longest wait between claims while the database fails
 _TRIES_AT_STOP = 3  # database errors tolerated while flushing the last results
 CLAIM_AHEAD = 0.1  # seconds of the pool's recent throughput claimed ahead
 WATCHDOG_MARGIN = 2.0  # seconds past an audit's timeout before the engine gives up on it
@@ -53,7 +63,11 @@ class EngineSettings:
     default_timeout: float = 60.0
     shutdown_grace: float = 10.0
     result_retention: float = 7 * 86400.0
-    lease_margin: float = 30.0  # added to an audit's timeout to make its lease
+    lease: float = 30.0  # seconds a claim lasts unless a heartbeat renews it
+    heartbeat_interval: float = 5.0
+    max_clock_skew: float = 2.0  # how far engines' clocks may differ
+    hostname: str = ""
+    pid: int = 0
     flush_interval: float = 0.05  # how long results may wait to be written together
     flush_size: int = 1000
 
@@ -90,6 +104,20 @@ class Engine:
         self._rate_since = time.monotonic()
         self.recorded = 0
         self.stuck = 0  # workers still inside an audit the watchdog gave up on
+        # Claimed rows not yet recorded or given back: the leases the heartbeat renews.
+        self._owned: set[int] = set()
+        self._claim_failures = 0
+        self.registry = EngineRegistry(backend.state)
+        self.heartbeat = Heartbeat(self)
+
+    @property
+    def dead_after(self) -> float:
+        """Seconds without a heartbeat after which this engine's peers think it dead."""
+        return self.settings.lease + self.settings.max_clock_skew
+
+    def record_of_me(self, now: datetime) -> EngineRecord:
+        s = self.settings
+        return EngineRecord(s.engine_id, s.hostname, s.pid, __version__, now, now)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -97,31 +125,53 @@ class Engine:
         """Run until stop() is called (or `until`), then shut down gracefully."""
         state = self.backend.state
         now = self.clock.now()
-        recovered = state.recover_expired(now) + state.release(self.settings.engine_id, now)
-        if recovered:
-            LOG.warning("put %d rows left in processing back to new", recovered)
-        self.scheduler.refresh()  # invalid definitions at start-up are an error
+        # Refused (and nothing else done) when a live engine has our id, or on a
+        # SQLite file another engine uses.
+        self.registry.register(self.record_of_me(now), now, self.dead_after)
+        try:
+            recovered = state.recover_expired(now, self.settings.max_clock_skew)
+            recovered += state.release(self.settings.engine_id, now)
+            if recovered:
+                LOG.warning("put %d rows left in processing back to new", recovered)
+            self.scheduler.refresh()  # invalid definitions at start-up are an error
+        except BaseException:
+            self._unregister()
+            raise
         # Each audit allocates a few dozen short-lived objects; the default
         # threshold (700) ran a collection every ~20 audits (bench dispatch).
         gc.set_threshold(50_000, 20, 20)
         self._executor = futurist.ThreadPoolExecutor(max_workers=self.settings.max_workers)
         recorder = threading.Thread(target=self._record_loop, name="entropy-recorder", daemon=True)
         recorder.start()
+        self.heartbeat.start()
         try:
             while not self._stopping.is_set():
                 now = self.clock.now()
                 if until is not None and now >= until:
                     break
                 timeout = None if until is None else (until - now).total_seconds()
-                if self._pending:  # e.g. a claim failed: try again soon
-                    timeout = min(timeout or _RETRY, _RETRY)
-                batch = self.scheduler.next_batch(timeout)
+                if self._pending:  # e.g. a claim failed: try again soon, later if it fails again
+                    retry = min(_RETRY * 2 ** min(self._claim_failures, 8), _MAX_RETRY)
+                    timeout = min(timeout or retry, retry)
+                batch = self._spread(self.scheduler.next_batch(timeout))
                 for due in batch:
                     if due.row_id not in self._running:
                         self._pending[due.row_id] = due
                 self._dispatch(fresh=[due.row_id for due in batch])
         finally:
             self._shutdown(recorder)
+
+    def _spread(self, batch: list[Due]) -> list[Due]:
+        """A backlog, started at a point of its own for each engine.
+
+        Engines sharing a store pop the same due rows in the same order; taken
+        from the same end, their claims would collide on the same rows (one
+        wins, the others skip them) instead of taking different ones.
+        """
+        if len(batch) <= self.settings.max_workers:
+            return batch
+        start = zlib.crc32(self.settings.engine_id.encode()) % len(batch)
+        return batch[start:] + batch[:start]
 
     def stop(self) -> None:
         """Ask the engine to stop; safe from a signal handler or another thread."""
@@ -150,27 +200,50 @@ class Engine:
             except KeyError:  # a refresh just removed its host or script
                 self.scheduler.done(due, now)
         take = [due for due in take if due.row_id in jobs]
-        longest = max((job.timeout for job in jobs.values()), default=0.0)
-        lease_until = now + timedelta(seconds=longest + self.settings.lease_margin)
+        lease_until = now + timedelta(seconds=self.settings.lease)
         waiting = [row_id for row_id in fresh if row_id in self._pending]
+        state = self.backend.state
         try:
-            claimed = self.backend.state.claim(
-                list(jobs), self.settings.engine_id, now, lease_until, waiting
-            )
+            claimed = state.claim(list(jobs), self.settings.engine_id, now, lease_until, waiting)
+            lost = [due.row_id for due in take if due.row_id not in claimed]
+            stored = state.next_runs(lost) if lost else {}
         except BackendError as exc:
-            LOG.error("cannot claim audits, will retry: %s", exc)
+            # A claim whose commit was lost with the connection is not ours to
+            # renew: its lease runs out and it comes back (recover_expired).
+            if not self._claim_failures:
+                LOG.error("cannot claim audits, will retry: %s", exc)
+            self._claim_failures += 1
             for due in reversed(take):
                 self._pending[due.row_id] = due
                 self._pending.move_to_end(due.row_id, last=False)
             return
+        if self._claim_failures:
+            LOG.warning("claiming again after %d failed tries", self._claim_failures)
+            self._claim_failures = 0
+        with self._running_lock:
+            self._owned.update(claimed)
         for due in take:
-            if due.row_id not in claimed:
-                # Disabled, no longer due, or another engine has it: next slot.
-                self.scheduler.done(due, now)
+            slot = claimed.get(due.row_id)
+            if slot is None:
+                self._lost_claim(due, stored.get(due.row_id), now)
                 continue
+            if slot != due.slot:  # the database knows better what is due (see claim())
+                due = Due(due.row_id, due.pair, slot)
             with self._running_lock:
                 self._running[due.row_id] = due
             self._executor.submit(self._run_one, due, jobs[due.row_id])
+
+    def _lost_claim(self, due: Due, stored: datetime | None, now: datetime) -> None:
+        """Put a row we could not claim back on the table, where the database says it is due.
+
+        Disabled, or being run by another engine: its next slot. Already run by
+        another engine (its next_run moved past now): exactly that next_run,
+        so this engine neither repeats the slot nor skips the next one.
+        """
+        if stored is not None and stored > now:
+            self.scheduler.done(due, now, next_run=stored)
+        else:
+            self.scheduler.done(due, now)
 
     def _claim_window(self) -> int:
         """How many claimed audits may be unfinished: what the pool starts soon.
@@ -256,7 +329,7 @@ class Engine:
             self._expire_overdue(batch)
             if batch:
                 try:
-                    self.backend.state.record(
+                    stored = self.backend.state.record(
                         [(due.row_id, result, next_run) for due, result, next_run in batch],
                         self.settings.engine_id,
                     )
@@ -272,9 +345,14 @@ class Engine:
                     continue
                 except Exception:  # a bug, not the database: don't retry it forever
                     LOG.exception("dropping %d results that could not be recorded", len(batch))
+                    self._disown(batch)
                     batch = []
                     continue
                 backoff = 0.5
+                if stored < len(batch):  # fenced out: our lease ran out, another engine ran them
+                    LOG.warning("%d results not stored: their rows were taken back after "
+                                "this engine's lease ran out", len(batch) - stored)  # fmt: skip
+                self._disown(batch)
                 self._finish(batch)
                 batch = []
             if stop:
@@ -303,6 +381,16 @@ class Engine:
             batch.append(item)
         return False
 
+    def _disown(self, batch: list[tuple[Due, Result, datetime]]) -> None:
+        with self._running_lock:
+            for due, _, _ in batch:
+                self._owned.discard(due.row_id)
+
+    def owned(self) -> list[int]:
+        """Rows this engine holds: claimed, not yet recorded or given back."""
+        with self._running_lock:
+            return list(self._owned)
+
     def _finish(self, batch: list[tuple[Due, Result, datetime]]) -> None:
         self.recorded += len(batch)
         if self.on_result:
@@ -328,6 +416,10 @@ class Engine:
             return
         if pruned:
             LOG.info("pruned %d results older than %s", pruned, before.isoformat())
+        try:
+            self.registry.forget_before(before)
+        except BackendError as exc:
+            LOG.warning("cannot prune the engines registry: %s", exc)
 
     # -- stopping -------------------------------------------------------------------
 
@@ -351,6 +443,88 @@ class Engine:
             self.repairer.shutdown()
         if self.events:
             self.events.close()
-        released = self.backend.state.release(self.settings.engine_id, self.clock.now())
-        if released:
-            LOG.warning("gave %d unfinished audits back (status new)", released)
+        self.heartbeat.stop()
+        try:
+            released = self.backend.state.release(self.settings.engine_id, self.clock.now())
+        except BackendError as exc:  # their leases run out; a peer or our restart takes them
+            LOG.error("cannot give unfinished audits back: %s", exc)
+        else:
+            if released:
+                LOG.warning("gave %d unfinished audits back (status new)", released)
+            with self._running_lock:
+                self._owned.clear()
+        self._unregister()
+
+    def _unregister(self) -> None:
+        try:
+            self.registry.stopped(self.settings.engine_id, self.clock.now())
+        except BackendError as exc:
+            LOG.error("cannot mark this engine stopped in the registry: %s", exc)
+
+
+class Heartbeat:
+    """Every heartbeat_interval: say we live, renew our leases, take back expired ones.
+
+    - The engine's row in the registry gets heartbeat_at = now; a stop asked
+      through the store (`entropy engine stop`) stops the engine here.
+    - The leases of what this engine holds are set to now + lease, so an
+      audit that runs longer than a lease keeps its claim while we live.
+    - Rows whose lease ran out (plus max_clock_skew: leases are set on
+      another engine's clock) go back to `new` with attempts + 1, and the
+      scheduler re-reads the rows so they run within this heartbeat, not at
+      whatever later slot its table held for them.
+
+    A database error is logged once and retried at the next beat: the
+    engine carries on, and its leases are long enough to outlast a restart.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failures = 0
+        self.recovered = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="entropy-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        # Real time, not the engine's clock: a beat is about liveness, not schedule.
+        while not self._stop.wait(self.engine.settings.heartbeat_interval):
+            try:
+                self.beat()
+            except Exception:  # a bug, not the database: the beats must go on
+                LOG.exception("heartbeat failed")
+
+    def beat(self) -> None:
+        """One heartbeat; tests on a fake clock call this directly."""
+        engine = self.engine
+        settings, state = engine.settings, engine.backend.state
+        now = engine.clock.now()
+        try:
+            stop_asked = engine.registry.heartbeat(engine.record_of_me(now), now)
+            state.renew_leases(
+                settings.engine_id, engine.owned(), now + timedelta(seconds=settings.lease)
+            )
+            recovered = state.recover_expired(now, settings.max_clock_skew)
+        except BackendError as exc:
+            if not self.failures:
+                LOG.error("heartbeat failed, will retry: %s", exc)
+            self.failures += 1
+            return
+        if self.failures:
+            LOG.warning("heartbeat back after %d failed tries", self.failures)
+            self.failures = 0
+        if recovered:
+            self.recovered += recovered
+            LOG.warning("took back %d audits whose engine's lease ran out", recovered)
+            engine.scheduler.request_refresh()
+        if stop_asked and not engine._stopping.is_set():
+            LOG.warning("asked to stop through the state store; stopping")
+            engine.stop()

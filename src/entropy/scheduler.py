@@ -231,13 +231,15 @@ class Scheduler:
             batch.append(Due(ids[i], pair, from_ms(entry >> _INDEX_BITS)))
         return batch
 
-    def done(self, due: Due, finished_at: datetime) -> datetime:
+    def done(self, due: Due, finished_at: datetime, next_run: datetime | None = None) -> datetime:
         """Put the pair's next slot on the table; return it, for the state store.
 
         Fixed-rate: the next slot on the pair's grid after the one that ran
         and after `finished_at`, so missed slots coalesce into one run.
+        `next_run` overrides that, e.g. with the time another engine stored.
         """
-        next_run = due.pair.schedule.timing.next_slot(due.slot, finished_at)
+        if next_run is None:
+            next_run = due.pair.schedule.timing.next_slot(due.slot, finished_at)
         entry_ms = to_ms(next_run)
         with self._lock:
             i = self._out.pop(due.pair.key, _GONE)

@@ -323,8 +323,9 @@ def test_claim_is_exclusive_and_record_is_fenced(harness: Harness, clock: FakeCl
     ids = [row.id for row in rows]
     now = clock.now()
     lease = now + timedelta(minutes=1)
-    assert backend.state.claim(ids, "engine-a", now, lease) == set(ids)
-    assert backend.state.claim(ids, "engine-b", now, lease) == set()  # live lease: not theirs
+    # Each claimed row comes with its slot: its next_run as stored.
+    assert backend.state.claim(ids, "engine-a", now, lease) == {r.id: r.next_run for r in rows}
+    assert backend.state.claim(ids, "engine-b", now, lease) == {}  # live lease: not theirs
     claimed = {row.id: row for row in backend.audits()}
     assert {(r.status, r.claimed_by, r.lease_until) for r in claimed.values()} == {
         (Status.PROCESSING, "engine-a", lease)
@@ -372,7 +373,10 @@ def test_expired_leases_and_released_claims_go_back_to_new(harness: Harness, clo
     assert (after[second].status, after[second].attempts) == (Status.NEW, 0)
     assert after[first].claimed_by is None and after[second].lease_until is None
     # Once back, another engine can take them.
-    assert backend.state.claim([first, second], "b", clock.now(), clock.now()) == {first, second}
+    assert set(backend.state.claim([first, second], "b", clock.now(), clock.now())) == {
+        first,
+        second,
+    }
 
 
 def test_history_is_pruned_by_age(harness: Harness, clock: FakeClock) -> None:

@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from fleets import write_fleet
-from processes import entropy, start_engine, wait_for
+from processes import ENTROPY, entropy, start_engine, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +174,33 @@ def test_a_stuck_python_audit_is_recorded_as_timeout_and_the_rest_go_on(
     assert len([r for r in results if r["audit_name"] == "ok"]) >= 2
     rows = entropy(fleet, "status", "--json", env=env)
     assert all(r["status"] != "processing" for r in rows)
+
+
+def test_a_second_engine_on_the_same_sqlite_file_is_refused_and_stop_works(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS,
+        scripts={"ok": {"kind": "command", "command": ["true"]}},
+        schedules={"a.yaml": {"web": {"audits": {"ok": {"run_every": "2s"}}}}},
+    )  # fmt: skip
+    env = {**env, "OS_DEFAULT__HEARTBEAT_INTERVAL": "0.5", "OS_DEFAULT__CLAIM_LEASE": "3"}
+    first = start_engine(fleet, env={**env, "OS_DEFAULT__ENGINE_ID": "first"})
+    try:
+        wait_for(lambda: [e for e in entropy(fleet, "engines", "--json", env=env)
+                          if e["state"] == "running"], 20, "the first engine")  # fmt: skip
+        second = subprocess.run(
+            [*ENTROPY, "--backend", f"dir:{fleet}", "engine", "run", "--for", "5s"],
+            capture_output=True, text=True, env={**env, "OS_DEFAULT__ENGINE_ID": "second"},
+            timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "is in use by engine first (pid" in second.stderr
+        assert "a SQLite state store serves one engine at a time" in second.stderr
+        stop = entropy(fleet, "engine", "stop", "--all", "--wait", "20s", "--json", env=env)
+        assert stop == {"asked": ["first"], "still_running": []}
+        first.wait(timeout=20)
+    finally:
+        first.kill()
+    assert first.returncode == 0
+    listed = {e["engine_id"]: e["state"] for e in entropy(fleet, "engines", "--json", env=env)}
+    assert listed == {"first": "stopped"}  # the refused one never registered

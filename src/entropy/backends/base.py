@@ -91,7 +91,12 @@ class Backend(abc.ABC):
         return self._state
 
     def sync(self, catalog: Catalog, now: datetime) -> SyncReport:
-        return self.state.sync(catalog.pairs, now, float(option(self.conf, "max_splay")))
+        return self.state.sync(
+            catalog.pairs,
+            now,
+            float(option(self.conf, "max_splay")),
+            float(option(self.conf, "max_clock_skew")),
+        )
 
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
         return self.state.audits(host=host, audit_name=audit_name)

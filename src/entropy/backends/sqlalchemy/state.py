@@ -11,7 +11,7 @@ import fcntl
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -26,17 +27,24 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
 
 from ...errors import BackendError
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
 from . import schema
 from .repair_store import RepairStore
-from .tables import audits, results
+from .tables import UTCDateTime, audits, results
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
+_SYNC_TRIES = 5  # syncs of engines started together may collide; each retry sees more rows
 
 
 def create_sql_engine(url: str) -> Engine:
@@ -51,6 +59,10 @@ def create_sql_engine(url: str) -> Engine:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     else:
         options["pool_pre_ping"] = True
+        if parsed.get_backend_name() in ("mysql", "mariadb"):
+            # Engines share rows: in READ COMMITTED an UPDATE locks only the rows it
+            # changes, not every row it scans (InnoDB's REPEATABLE READ default).
+            options["isolation_level"] = "READ COMMITTED"
     try:
         engine = create_engine(parsed, **options)
     except NoSuchModuleError:
@@ -157,14 +169,31 @@ class SqlStateStore:
         except SQLAlchemyError as exc:
             raise BackendError(f"state store {safe_url(self.url)}: {exc}") from exc
 
-    def sync(self, pairs: Iterable[Pair], now: datetime, max_splay: float) -> SyncReport:
+    def sync(
+        self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
+    ) -> SyncReport:
         """Make the rows match the pairs: add new ones, remove gone ones, keep the rest.
 
         Kept rows keep their state. They follow changes to the host's address
         and to the definitions' disabled flag (an operator's disable stays),
-        and a next_run left far out by a shortened interval is pulled in.
+        and a next_run left far out by a shortened interval is pulled in
+        (`skew` seconds of slack, for a next_run another engine's clock set).
+        Engines sharing the store sync at the same moments (start-up, a
+        changed file): when another one's sync got in first (a duplicate
+        insert, a deadlock), this one starts over from what it wrote.
         """
+        pairs = list(pairs)
+        for attempt in range(_SYNC_TRIES):
+            try:
+                return self._sync(pairs, now, max_splay, skew)
+            except BackendError as exc:
+                if attempt + 1 == _SYNC_TRIES or not _lost_a_race(exc.__cause__):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _sync(self, pairs: list[Pair], now: datetime, max_splay: float, skew: float) -> SyncReport:
         desired = {pair.key: pair for pair in pairs}
+        slack = timedelta(seconds=skew)
         c = audits.c
         with gc_paused(), self._connect() as conn:
             existing = conn.execute(
@@ -189,7 +218,7 @@ class SqlStateStore:
                     continue
                 timing = pair.schedule.timing
                 if timing not in latest:
-                    latest[timing] = timing.latest_next_run(now)
+                    latest[timing] = timing.latest_next_run(now + slack)
                 change = _changes(row, pair, now, max_splay, latest[timing])
                 if change is not None:
                     changes.append(change)
@@ -200,12 +229,18 @@ class SqlStateStore:
                     audits.insert(), [_new_row(p, now, max_splay) for p in desired.values()]
                 )
             if changes:
+                when = UTCDateTime()
+                # Another engine may have recorded a result since the read above: its
+                # next_run stands (writing ours back would run its slot again).
+                unmoved = c.next_run == bindparam("old_next_run", type_=when)
                 conn.execute(
                     update(audits)
                     .where(c.id == bindparam("row_id"))
                     .values(
                         ip_address=bindparam("ip_address"),
-                        next_run=bindparam("next_run"),
+                        next_run=case(
+                            (unmoved, bindparam("next_run", type_=when)), else_=c.next_run
+                        ),
                         disabled=bindparam("disabled"),
                         disabled_reason=bindparam("disabled_reason"),
                         disabled_by=bindparam("disabled_by"),
@@ -281,39 +316,77 @@ class SqlStateStore:
         now: datetime,
         lease_until: datetime,
         waiting: list[int] = (),  # type: ignore[assignment]
-    ) -> set[int]:
-        """Atomically take the due, enabled, unclaimed rows among `ids`; return those taken.
+    ) -> dict[int, datetime]:
+        """Atomically take the due, enabled, unclaimed rows among `ids`: {row id: slot}.
 
-        A row still `processing` under a live lease belongs to someone else.
+        The slot is the row's next_run as the database has it, not as the
+        caller's time table thought: when another engine has already run the
+        slot the caller expected, the row's next_run has moved on, and the
+        caller runs that one instead of repeating the old one. A row still
+        `processing` is never taken here, even with its lease run out: it
+        comes back through recover_expired(), which counts the attempt.
+        PostgreSQL and MariaDB/MySQL skip rows another engine has locked
+        (FOR UPDATE SKIP LOCKED) instead of waiting for them.
+
         `waiting` are due rows this engine cannot start yet: they are marked
         `new` in the same transaction. Like record(), this is on the hot path
         and talks to the driver directly (building the statement through
         SQLAlchemy cost more than running it).
         """
-        claimed: set[int] = set()
+        claimed: dict[int, datetime] = {}
         with self._connect() as conn:
             sql = _RawSql(conn.dialect)
-            at, until = sql.time(now), sql.time(lease_until)
+            at, until, read = sql.time(now), sql.time(lease_until), sql.read_time
             for chunk in _chunks(list(waiting)):
-                conn.exec_driver_sql(sql.mark_new(len(chunk)), (*chunk, at))
-            for chunk in _chunks(ids):
-                claimable = (*chunk, at, at)
                 if sql.returning:
-                    taken = [
-                        row[0]
-                        for row in conn.exec_driver_sql(
-                            sql.claim_returning(len(chunk)), (engine_id, until, at, *claimable)
-                        )
-                    ]
+                    conn.exec_driver_sql(sql.mark_new(len(chunk)), (*chunk, at))
+                    continue
+                # MySQL/MariaDB: lock what is free first, then label it (see mark_new).
+                free = conn.exec_driver_sql(sql.mark_new_select(len(chunk)), (*chunk, at)).all()
+                if free:
+                    conn.exec_driver_sql(sql.mark_new(len(free)), (*[r[0] for r in free], at))
+            for chunk in _chunks(ids):
+                claimable = (*chunk, at)
+                if sql.returning:
+                    taken = conn.exec_driver_sql(
+                        sql.claim_returning(len(chunk)), (engine_id, until, at, *claimable)
+                    ).all()
                 else:  # MySQL/MariaDB: no UPDATE ... RETURNING
-                    taken = [row[0] for row in conn.exec_driver_sql(
-                        sql.claim_select(len(chunk)), claimable)]  # fmt: skip
+                    taken = conn.exec_driver_sql(sql.claim_select(len(chunk)), claimable).all()
                     if taken:
                         conn.exec_driver_sql(
-                            sql.claim_update(len(taken)), (engine_id, until, at, *taken)
+                            sql.claim_update(len(taken)),
+                            (engine_id, until, at, *[row[0] for row in taken]),
                         )
-                claimed.update(taken)
+                claimed.update((row[0], read(row[1])) for row in taken)
         return claimed
+
+    def next_runs(self, ids: list[int]) -> dict[int, datetime]:
+        """The rows' next_run as stored, for an engine whose claim on them failed."""
+        found: dict[int, datetime] = {}
+        with self._connect() as conn:
+            sql = _RawSql(conn.dialect)
+            for chunk in _chunks(ids):
+                rows = conn.exec_driver_sql(sql.select_next_run(len(chunk)), tuple(chunk))
+                found.update((row[0], sql.read_time(row[1])) for row in rows)
+        return found
+
+    def renew_leases(self, engine_id: str, ids: list[int], lease_until: datetime) -> int:
+        """Extend this engine's leases on these rows (still claimed by it); how many it holds.
+
+        The engine renews only what it knows it holds (running, or finished and
+        waiting to be written): a claim whose commit was lost with a dropped
+        connection is not in that list, so its lease runs out and it comes back.
+        """
+        renewed = 0
+        with self._connect() as conn:
+            sql = _RawSql(conn.dialect)
+            until = sql.time(lease_until)
+            for chunk in _chunks(sorted(ids)):
+                renewed += conn.exec_driver_sql(
+                    sql.renew(len(chunk)), (until, engine_id, *chunk)
+                ).rowcount
+        return renewed
 
     def record(self, records: list[tuple[int, Result, datetime]], engine_id: str) -> int:
         """Store results: each row's latest result and next_run, plus one history row each.
@@ -332,7 +405,9 @@ class SqlStateStore:
             sql = _RawSql(conn.dialect)
             when, as_json = sql.time, _to_json
             history, rows = [], []
-            for row_id, r, next_run in records:
+            # In id order, as renew_leases() locks them: the heartbeat and the
+            # recorder of one engine touch the same rows and must not deadlock.
+            for row_id, r, next_run in sorted(records, key=lambda record: record[0]):
                 finished = when(r.finished_at)
                 metrics = as_json(r.metrics) if r.metrics else None  # NULL, read back as {}
                 history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
@@ -365,13 +440,20 @@ class SqlStateStore:
                 .values(status=Status.NEW.value, claimed_by=None, lease_until=None, updated_at=now)
             ).rowcount
 
-    def recover_expired(self, now: datetime) -> int:
-        """Rows whose lease ran out (their engine died) go back to `new`, attempts + 1."""
+    def recover_expired(self, now: datetime, skew: float = 0.0) -> int:
+        """Rows whose lease ran out (their engine died) go back to `new`, attempts + 1.
+
+        `skew`: how far the clocks of engines may differ. A lease is set on
+        its holder's clock and checked here on ours, so it counts as expired
+        only `skew` seconds after it ran out: a fast clock never takes a
+        live engine's claim.
+        """
         c = audits.c
+        expired = now - timedelta(seconds=skew)
         with self._connect() as conn:
             return conn.execute(
                 update(audits)
-                .where(c.status == Status.PROCESSING.value, c.lease_until < now)
+                .where(c.lease_until < expired, c.status == Status.PROCESSING.value)
                 .values(
                     status=Status.NEW.value,
                     claimed_by=None,
@@ -475,6 +557,8 @@ class _RawSql:
             )
             # What UTCDateTime + the dialect would bind: naive UTC; SQLite stores text.
             self.time = _sqlite_time if dialect.name == "sqlite" else _naive_utc
+            self.read_time = _from_sqlite if dialect.name == "sqlite" else _aware_utc
+            self.dialect = dialect.name
             self.mark = mark
             self.returning = dialect.update_returning
             cls._cache[key] = self
@@ -483,17 +567,25 @@ class _RawSql:
     def _in(self, count: int) -> str:
         return f"id IN ({', '.join([self.mark] * count)})"
 
+    def _waiting(self, count: int) -> str:
+        return f"{self._in(count)} AND status = 'processed' AND next_run <= {self.mark}"
+
     def mark_new(self, count: int) -> str:
-        return (
-            f"UPDATE audits SET status = 'new' WHERE {self._in(count)} "
-            f"AND status = 'processed' AND next_run <= {self.mark}"
-        )
+        due = self._waiting(count)
+        if self.dialect == "postgresql":
+            # Only a label for `entropy status`: never wait for (or deadlock with) rows
+            # another engine is claiming or recording.
+            due = f"id IN (SELECT id FROM audits WHERE {due} FOR UPDATE SKIP LOCKED)"
+        return f"UPDATE audits SET status = 'new' WHERE {due}"
+
+    def mark_new_select(self, count: int) -> str:
+        """MySQL cannot UPDATE from a subquery on the same table: the rows, locked, first."""
+        return f"SELECT id FROM audits WHERE {self._waiting(count)} FOR UPDATE SKIP LOCKED"
 
     def _claimable(self, count: int) -> str:
-        m = self.mark
         return (
-            f"{self._in(count)} AND disabled = false AND next_run <= {m} "
-            f"AND (status <> 'processing' OR lease_until < {m})"
+            f"{self._in(count)} AND disabled = false AND next_run <= {self.mark} "
+            "AND status <> 'processing'"
         )
 
     def _take(self) -> str:
@@ -504,13 +596,38 @@ class _RawSql:
         )
 
     def claim_returning(self, count: int) -> str:
-        return f"{self._take()}{self._claimable(count)} RETURNING id"
+        if self.dialect == "sqlite":  # one writer at a time: nothing to skip
+            return f"{self._take()}{self._claimable(count)} RETURNING id, next_run"
+        return (
+            f"{self._take()}id IN (SELECT id FROM audits WHERE {self._claimable(count)} "
+            "FOR UPDATE SKIP LOCKED) RETURNING id, next_run"
+        )
 
     def claim_select(self, count: int) -> str:
-        return f"SELECT id FROM audits WHERE {self._claimable(count)} FOR UPDATE SKIP LOCKED"
+        return (
+            f"SELECT id, next_run FROM audits WHERE {self._claimable(count)} FOR UPDATE SKIP LOCKED"
+        )
 
     def claim_update(self, count: int) -> str:
         return f"{self._take()}{self._in(count)}"
+
+    def select_next_run(self, count: int) -> str:
+        return f"SELECT id, next_run FROM audits WHERE {self._in(count)}"
+
+    def renew(self, count: int) -> str:
+        m = self.mark
+        return (
+            f"UPDATE audits SET lease_until = {m} WHERE claimed_by = {m} "
+            f"AND status = 'processing' AND {self._in(count)}"
+        )
+
+
+def _lost_a_race(exc: BaseException | None) -> bool:
+    """A duplicate key or a deadlock: another writer got there first; trying again helps."""
+    if isinstance(exc, IntegrityError):
+        return True
+    text = str(getattr(exc, "orig", exc)).lower()
+    return isinstance(exc, DBAPIError) and ("deadlock" in text or "serializ" in text)
 
 
 def _to_json(value: Any) -> str:
@@ -520,6 +637,14 @@ def _to_json(value: Any) -> str:
 
 def _naive_utc(t: datetime | None) -> datetime | None:
     return None if t is None else t.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware_utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC)
+
+
+def _from_sqlite(t: str) -> datetime:
+    return datetime.fromisoformat(t).replace(tzinfo=UTC)
 
 
 def _sqlite_time(t: datetime | None) -> str | None:
@@ -610,6 +735,7 @@ def _changes(
     return {
         "row_id": row.id,
         "ip_address": pair.ip_address,
+        "old_next_run": row.next_run,
         "next_run": next_run,
         "disabled": disabled,
         "disabled_reason": reason,

@@ -76,6 +76,10 @@ audits = Table(
     UniqueConstraint("audit_name", "host", name="uq_audits_audit_host"),
     Index("ix_audits_next_run", "next_run"),
     Index("ix_audits_host", "host"),
+    # Heartbeats renew one engine's leases and survivors look for expired ones:
+    # without these, InnoDB would lock every row those UPDATEs scan.
+    Index("ix_audits_claimed_by", "claimed_by"),
+    Index("ix_audits_lease_until", "lease_until"),
 )
 
 results = Table(
@@ -94,6 +98,19 @@ results = Table(
     Column("engine_id", String(NAME)),
     Index("ix_results_host_audit", "host", "audit_name", "finished_at"),
     Index("ix_results_finished_at", "finished_at"),
+)
+
+engines = Table(
+    "engines",
+    metadata,
+    Column("engine_id", String(NAME), primary_key=True),
+    Column("hostname", String(NAME), nullable=False),
+    Column("pid", Integer(), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False),
+    Column("stopped_at", UTCDateTime()),  # set by a clean stop; NULL while running (or dead)
+    Column("stop_requested", Boolean(), nullable=False, default=False),
 )
 
 # -- definitions, for the sqlalchemy backend (the dir and file backends keep them in YAML) --

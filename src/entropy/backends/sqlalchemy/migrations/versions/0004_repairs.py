@@ -1,7 +1,7 @@
 """Repairs: rules (sqlalchemy backend), their guardrails' state, and their runs.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-25
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from entropy.backends.sqlalchemy.tables import BigId, UTCDateTime
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
