@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,6 +76,11 @@ class Engine:
         self._stopping = threading.Event()
         self._abandoned = False  # past the grace period: late results are not recorded
         self._executor: futurist.ThreadPoolExecutor | None = None
+        # Claimed audits not started yet, taken in turn by at most max_workers drainers.
+        self._queue: deque[tuple[Due, Job]] = deque()
+        self._drainers = 0  # pool tasks taking from _queue (a stuck audit keeps its one)
+        self._drain_lock = threading.Lock()
+        self._wake_below = 0  # workers wake the loop once fewer than this are unfinished
         self._rate = 0.0  # audits finished per second, recently
         self._finished_since = 0
         self._rate_since = time.monotonic()
@@ -123,9 +128,14 @@ class Engine:
 
     def _dispatch(self, fresh: list[int]) -> None:
         """Claim what the pool can start soon; the rest of `fresh` is marked new."""
-        capacity = self._claim_window() - len(self._running)
-        # With a backlog, claim in batches of at least half a pool.
-        worth_a_claim = min(len(self._pending), max(1, self.settings.max_workers // 2))
+        window = self._claim_window()
+        capacity = window - len(self._running)
+        # With a backlog, claim in batches of at least half a pool, and at least an
+        # eighth of the window: at thousands of audits/s, a claim per few audits
+        # cost a transaction and a loop wake-up each (bench dispatch).
+        batch = max(1, self.settings.max_workers // 2, window // 8)
+        self._wake_below = window - batch + 1
+        worth_a_claim = min(len(self._pending), batch)
         if capacity < worth_a_claim and not fresh:
             return
         take = [
@@ -154,14 +164,17 @@ class Engine:
                 self._pending[due.row_id] = due
                 self._pending.move_to_end(due.row_id, last=False)
             return
+        work = []
         for due in take:
             if due.row_id not in claimed:
                 # Disabled, no longer due, or another engine has it: next slot.
                 self.scheduler.done(due, now)
                 continue
-            with self._running_lock:
+            work.append((due, jobs[due.row_id]))
+        with self._running_lock:
+            for due, _ in work:
                 self._running[due.row_id] = due
-            self._executor.submit(self._run_one, due, jobs[due.row_id])
+        self._start(work)
 
     def _claim_window(self) -> int:
         """How many claimed audits may be unfinished: what the pool starts soon.
@@ -177,6 +190,41 @@ class Engine:
             self._rate = rate if rate > self._rate else 0.5 * (self._rate + rate)
             self._finished_since, self._rate_since = 0, now
         return 2 * self.settings.max_workers + int(self._rate * CLAIM_AHEAD)
+
+    def _start(self, work: list[tuple[Due, Job]]) -> None:
+        """Queue claimed audits; start drainers for them, up to max_workers at once.
+
+        One pool task per free worker rather than one future per audit: a
+        future, its queue put and its callbacks cost more than a no-op audit.
+        """
+        if not work:
+            return
+        with self._drain_lock:
+            self._queue.extend(work)
+            spawn = min(len(self._queue), self.settings.max_workers - self._drainers)
+            self._drainers += max(spawn, 0)
+        for _ in range(spawn):
+            self._executor.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Run queued audits one after another until the queue is empty."""
+        queue, lock = self._queue, self._drain_lock
+        while True:
+            try:
+                due, job = queue.popleft()
+            except IndexError:
+                with lock:  # _start() counts on us to take what it queued meanwhile
+                    if not queue:
+                        self._drainers -= 1
+                        return
+                continue
+            try:
+                self._run_one(due, job)
+            except Exception:  # a bug: keep draining, or the queue would stall
+                LOG.exception("%s on %s could not be run", due.pair.audit_name, due.pair.host)
+                with self._running_lock:
+                    self._running.pop(due.row_id, None)
+                    self._deadlines.pop(due.row_id, None)
 
     def _run_one(self, due: Due, job: Job) -> None:
         if self._stopping.is_set():  # claimed but not started: goes back to `new`
@@ -200,8 +248,8 @@ class Engine:
             return  # killed at shutdown: its claim goes back to `new`
         next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
         self._results.put((due, result, next_run))
-        if self._pending:
-            self.scheduler.wake()  # a worker is free: claim more
+        if self._pending and len(self._running) < self._wake_below:
+            self.scheduler.wake()  # room for a claim worth making: claim more
 
     def _expire_overdue(self, batch: list[tuple[Due, Result, datetime]]) -> None:
         """Record as `timeout` the audits still running well past their timeout.
