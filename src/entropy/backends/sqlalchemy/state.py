@@ -30,8 +30,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from ...errors import BackendError
 from ...gcpause import gc_paused
-from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
-from . import schema
+from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from . import rowtext, schema
 from .tables import audits, results
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
@@ -328,15 +328,10 @@ class SqlStateStore:
             return 0
         with self._connect() as conn:
             sql = _RawSql(conn.dialect)
-            when, as_json = sql.time, _to_json
-            history, rows = [], []
-            for row_id, r, next_run in records:
-                finished = when(r.finished_at)
-                metrics = as_json(r.metrics) if r.metrics else None  # NULL, read back as {}
-                history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
-                                r.output, metrics, when(r.started_at), finished, r.engine_id,
-                                row_id, engine_id))  # fmt: skip
-                rows.append((as_json(_latest(r)), when(next_run), finished, row_id, engine_id))
+            if sql.time is _sqlite_time:
+                history, rows = _sqlite_records(records, engine_id)
+            else:
+                history, rows = _records(records, engine_id, sql.time)
             # History first, while the rows are still ours: a fenced-out result leaves none.
             conn.exec_driver_sql(sql.history_insert, history)
             updated = conn.exec_driver_sql(sql.record_update, rows).rowcount
@@ -514,6 +509,44 @@ class _RawSql:
 def _to_json(value: Any) -> str:
     # default=str: an audit's odd metric value (a datetime, a Decimal) still stores.
     return json.dumps(value, default=str)
+
+
+def _records(
+    records: list[tuple[int, Result, datetime]], engine_id: str, when: Any
+) -> tuple[list[tuple], list[tuple]]:
+    """record()'s history and row parameters, times bound as `when` converts them."""
+    as_json = _to_json
+    history, rows = [], []
+    for row_id, r, next_run in records:
+        finished = when(r.finished_at)
+        metrics = as_json(r.metrics) if r.metrics else None  # NULL, read back as {}
+        history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
+                        r.output, metrics, when(r.started_at), finished, r.engine_id,
+                        row_id, engine_id))  # fmt: skip
+        rows.append((as_json(_latest(r)), when(next_run), finished, row_id, engine_id))
+    return history, rows
+
+
+def _sqlite_records(
+    records: list[tuple[int, Result, datetime]], engine_id: str
+) -> tuple[list[tuple], list[tuple]]:
+    """The same as _records(..., _sqlite_time), each time converted once (see rowtext)."""
+    times, latest_json, outcomes = rowtext.times, rowtext.latest_json, _OUTCOME_TEXT
+    history, rows = [], []
+    for row_id, r, next_run in records:
+        slot, slot_iso = times(r.slot)
+        started, started_iso = times(r.started_at)
+        finished, finished_iso = times(r.finished_at)
+        metrics = _to_json(r.metrics) if r.metrics else None  # NULL, read back as {}
+        outcome = outcomes.get(r.outcome) or r.outcome.value
+        history.append((r.host, r.audit_name, slot, outcome, r.summary, r.output, metrics,
+                        started, finished, r.engine_id, row_id, engine_id))  # fmt: skip
+        latest = latest_json(r, slot_iso, started_iso, finished_iso)
+        rows.append((latest, times(next_run)[0], finished, row_id, engine_id))
+    return history, rows
+
+
+_OUTCOME_TEXT = {outcome: outcome.value for outcome in Outcome}
 
 
 def _naive_utc(t: datetime | None) -> datetime | None:
