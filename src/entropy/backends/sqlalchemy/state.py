@@ -11,7 +11,7 @@ import fcntl
 import json
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -107,13 +107,7 @@ class SqlStateStore:
     def __init__(self, url: str, check_schema: bool = True) -> None:
         self.url = url
         self.engine = create_sql_engine(url)
-        # SQLite has one writer at a time, and a writer that finds the file locked
-        # polls in growing sleeps (1, 2, 5 ... 100 ms). The engine's claims and
-        # records take turns on this lock instead, so each starts the moment the
-        # other commits. Other databases lock rows, not the file: no lock there.
-        self._hot_writes: AbstractContextManager[Any] = (
-            threading.Lock() if self.engine.url.get_backend_name() == "sqlite" else nullcontext()
-        )
+        self._writer = _HotWriter(self.engine)
         if check_schema:
             self._ensure_schema()
 
@@ -145,6 +139,7 @@ class SqlStateStore:
             return before, schema.current(conn) or ""
 
     def close(self) -> None:
+        self._writer.close()
         self.engine.dispose()
 
     def transaction(self) -> AbstractContextManager[Connection]:
@@ -152,10 +147,14 @@ class SqlStateStore:
         return self._connect()
 
     @contextmanager
-    def _connect(self) -> Iterator[Connection]:
-        """A transaction; database failures become a BackendError naming the store."""
+    def _connect(self, hot: bool = False) -> Iterator[Connection]:
+        """A transaction; database failures become a BackendError naming the store.
+
+        hot: the engine's claims and records, which take turns on one writer
+        connection with SQLite (see _HotWriter).
+        """
         try:
-            with self.engine.begin() as conn:
+            with self._writer.begin() if hot else self.engine.begin() as conn:
                 yield conn
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -297,7 +296,7 @@ class SqlStateStore:
         SQLAlchemy cost more than running it).
         """
         claimed: set[int] = set()
-        with self._hot_writes, self._connect() as conn:
+        with self._connect(hot=True) as conn:
             sql = _RawSql(conn.dialect)
             at, until = sql.time(now), sql.time(lease_until)
             for chunk in _chunks(list(waiting)):
@@ -339,7 +338,7 @@ class SqlStateStore:
             history, rows = _sqlite_records(records, engine_id)
         else:
             history, rows = _records(records, engine_id, sql.time)
-        with self._hot_writes, self._connect() as conn:
+        with self._connect(hot=True) as conn:
             # History first, while the rows are still ours: a fenced-out result leaves none.
             conn.exec_driver_sql(sql.history_insert, history)
             updated = conn.exec_driver_sql(sql.record_update, rows).rowcount
@@ -447,6 +446,50 @@ class SqlStateStore:
                     batch.append(values)
                 if batch:
                     conn.execute(table.insert(), batch)
+
+
+class _HotWriter:
+    """Claims and records on SQLite: one writer connection, taken in turns.
+
+    SQLite has one writer at a time. A second connection that finds the file
+    locked polls in growing sleeps (1, 2, 5 ... 100 ms), and each commit by
+    one connection empties the other's page cache. The engine's claims and
+    records share this connection under a lock instead: each starts the
+    moment the other commits, on warm pages. Other databases lock rows, not
+    the file: there, and for an in-memory SQLite, a pooled connection each.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        url = engine.url
+        database = url.database
+        self._engine = engine
+        self._shared = url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        if not self._shared:
+            with self._engine.begin() as conn:
+                yield conn
+            return
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            conn = self._conn
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                self._conn = None  # a failed connection is not kept
+                conn.close()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class _RawSql:
