@@ -28,13 +28,15 @@ INDEX_MASK = (1 << INDEX_BITS) - 1
 class TimeTable:
     """A priority queue of (ms, index): earliest ms first, then lowest index."""
 
-    __slots__ = ("_buckets", "_head_sorted", "_len", "_seconds")
+    __slots__ = ("_buckets", "_head_sorted", "_len", "_min", "_min_second", "_seconds")
 
     def __init__(self, entries: Iterable[tuple[int, int]] = ()) -> None:
         # Each entry is (ms within its second << INDEX_BITS) | index, in its second's array.
         self._buckets: dict[int, array] = {}
         self._seconds: list[int] = []  # a heap of the seconds that have a bucket
         self._head_sorted: int | None = None  # the second whose bucket is known sorted
+        self._min_second: int | None = None  # the second whose smallest entry is in _min
+        self._min = 0
         self._len = 0
         buckets = self._buckets
         for ms, index in entries:
@@ -61,9 +63,12 @@ class TimeTable:
             bucket.append(entry)
             if second == self._head_sorted:
                 self._head_sorted = None
+            if second == self._min_second and entry < self._min:
+                self._min = entry
         self._len += 1
 
     def _head(self) -> tuple[int, array]:
+        """The first second's bucket, sorted: only when it is being popped."""
         second = self._seconds[0]
         bucket = self._buckets[second]
         if self._head_sorted != second:
@@ -72,11 +77,20 @@ class TimeTable:
         return second, bucket
 
     def first_ms(self) -> int | None:
-        """The earliest ms on the table, or None when it is empty."""
+        """The earliest ms on the table, or None when it is empty.
+
+        The first bucket's smallest entry is kept up to date by push(), so
+        this is O(1) even while that bucket (e.g. tomorrow's, in a fleet that
+        runs daily) takes an append per finished audit.
+        """
         if not self._seconds:
             return None
-        second, bucket = self._head()
-        return second * 1000 + (bucket[0] >> INDEX_BITS)
+        second = self._seconds[0]
+        if self._min_second != second:
+            bucket = self._buckets[second]
+            self._min = bucket[0] if self._head_sorted == second else min(bucket)
+            self._min_second = second
+        return second * 1000 + (self._min >> INDEX_BITS)
 
     def pop_due(self, now_ms: int) -> list[tuple[int, int]]:
         """Take every (ms, index) with ms <= now_ms off the table, earliest first."""
@@ -100,6 +114,7 @@ class TimeTable:
                 self._head_sorted = None
             else:
                 del bucket[:taken]
+            self._min_second = None
         return due
 
     def __iter__(self) -> Iterator[tuple[int, int]]:

@@ -81,3 +81,15 @@ def test_pair_table_refuses_pairs_that_disagree_with_their_host() -> None:
 
 def test_datetime_sanity() -> None:  # the table keys on ms since the epoch, UTC
     assert datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000 == 1_767_225_600_000
+
+
+def test_first_ms_follows_pushes_into_the_first_second() -> None:
+    table = TimeTable([(86_400_500, 1)])  # tomorrow's bucket is the first one
+    assert table.first_ms() == 86_400_500
+    table.push(86_400_900, 2)
+    table.push(86_400_100, 3)  # earlier, in the same bucket
+    assert table.first_ms() == 86_400_100
+    table.push(5_000, 4)  # a new first second
+    assert table.first_ms() == 5_000
+    assert table.pop_due(86_400_499) == [(5_000, 4), (86_400_100, 3)]
+    assert table.first_ms() == 86_400_500
