@@ -184,6 +184,8 @@ class Scheduler:
         index = {pair.key: i for i, pair in enumerate(pairs)}
         ids = array("q", bytes(8 * len(pairs)))
         entries: list[tuple[int, int]] = []
+        # Keep the pairs as indexes, not a Pair object each (see timetable).
+        compact = PairTable.of(pairs, catalog.hosts, catalog.schedules)
         with self._catalog_lock, self._lock:  # always in this order
             out = dict.fromkeys(self._out, _GONE)
             for row_id, audit_name, host, next_run, disabled, _status in rows:
@@ -199,8 +201,6 @@ class Scheduler:
             del index
             table = TimeTable(entries)
             del entries
-            # Keep the pairs as indexes, not a Pair object each (see timetable).
-            compact = PairTable.of(pairs, catalog.hosts, catalog.schedules)
             if compact is not None:
                 catalog.pairs = compact  # type: ignore[assignment]
             self._catalog, self._pairs, self._ids, self._table, self._out = (
@@ -210,7 +210,7 @@ class Scheduler:
                 table,
                 out,
             )
-        del pairs, rows
+        del pairs, rows, compact
         # The catalog lives until the next refresh: keep the cyclic GC from walking
         # its million objects on every full collection while audits run.
         gc.freeze()
