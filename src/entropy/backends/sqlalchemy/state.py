@@ -305,13 +305,14 @@ class SqlStateStore:
                 conn.exec_driver_sql(sql.mark_new(len(chunk)), (*chunk, at))
             for chunk in _chunks(ids):
                 claimable = (*chunk, at, at)
-                if sql.returning:
-                    taken = [
-                        row[0]
-                        for row in conn.exec_driver_sql(
+                if sql.returning:  # fetched at once: row by row cost a driver call each
+                    taken = (
+                        conn.exec_driver_sql(
                             sql.claim_returning(len(chunk)), (engine_id, until, at, *claimable)
                         )
-                    ]
+                        .scalars()
+                        .all()
+                    )
                 else:  # MySQL/MariaDB: no UPDATE ... RETURNING
                     taken = [row[0] for row in conn.exec_driver_sql(
                         sql.claim_select(len(chunk)), claimable)]  # fmt: skip
