@@ -20,6 +20,7 @@ import gc
 import logging
 import pickle
 import threading
+import time
 from array import array
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
@@ -138,23 +139,29 @@ class Scheduler:
         catalog is pickled, dropped, and loaded again: the old arenas empty
         and go back to the OS, and the copy fills a few new ones. The copy
         must not be made while the old one lives, or it fills the holes
-        among the old hosts instead, so `catalog` readers wait meanwhile
-        (about 0.3 s at a million pairs). Small catalogs are left alone.
+        among the old hosts instead, so `catalog` readers and the table wait
+        while it is loaded (see docs/performance.md for how long). Small
+        catalogs are left alone.
         """
+        catalog = self.catalog
+        if catalog is None or len(catalog.pairs) < COMPACT_FROM:
+            return
+        try:  # no lock needed: nothing changes a catalog once it is built
+            blob = pickle.dumps(catalog, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # e.g. a backend's odd host vars: keep it as it is
+            LOG.debug("catalog not compacted: %s", exc)
+            return
+        started = time.monotonic()
         with self._catalog_lock:
-            catalog = self._catalog
-            if catalog is None or len(catalog.pairs) < COMPACT_FROM:
-                return
-            try:
-                blob = pickle.dumps(catalog, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # e.g. a backend's odd host vars: keep it as it is
-                LOG.debug("catalog not compacted: %s", exc)
-                return
+            if self._catalog is not catalog:
+                return  # replaced meanwhile
+            del catalog
             with self._lock:  # the pairs go too: due audits wait for the copy
-                self._catalog = self._pairs = catalog = None  # type: ignore[assignment]
+                self._catalog = self._pairs = None  # type: ignore[assignment]
                 copy = pickle.loads(blob)
                 del blob
                 self._catalog, self._pairs = copy, copy.pairs
+        LOG.debug("catalog re-made in %.3f s", time.monotonic() - started)
         del copy
         gc.freeze()  # see _rebuild
         give_back_free_memory()
