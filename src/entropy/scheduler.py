@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from .backends import Backend
 from .clock import Clock
 from .errors import BackendError, ValidationError
+from .gcpause import gc_paused
 from .memory import give_back_free_memory
 from .model import Catalog, Pair
 from .timetable import PairTable, TimeTable
@@ -101,20 +102,24 @@ class Scheduler:
         now = self.clock.now()
         self._next_refresh = now + self.refresh_interval
         self._signature = self.backend.definitions_signature()
-        try:
-            catalog = self.backend.load()
-            report = self.backend.sync(catalog, now)
-            rows = self.backend.state.schedule_rows()
-        except (ValidationError, BackendError) as exc:
-            if self.catalog is None:
-                raise
-            self.last_problem = exc
-            LOG.error("refresh refused, the previous schedule keeps running: %s", exc)
-            return False
-        self.last_problem = None
-        self._rebuild(catalog, rows)
-        del catalog, rows
-        self._compact()
+        # No cyclic GC during the refresh: a full collection over the new catalog's
+        # objects holds the GIL for a few hundred ms (audits due meanwhile wait), and
+        # _rebuild/_compact freeze them anyway. Nothing here makes cycles to collect.
+        with gc_paused():
+            try:
+                catalog = self.backend.load()
+                report = self.backend.sync(catalog, now)
+                rows = self.backend.state.schedule_rows()
+            except (ValidationError, BackendError) as exc:
+                if self.catalog is None:
+                    raise
+                self.last_problem = exc
+                LOG.error("refresh refused, the previous schedule keeps running: %s", exc)
+                return False
+            self.last_problem = None
+            self._rebuild(catalog, rows)
+            del catalog, rows
+            self._compact()
         LOG.info("refreshed: %s; %s", self.catalog.summary() if self.catalog else "", report)
         return True
 
