@@ -37,7 +37,7 @@ LOG = logging.getLogger(__name__)
 ResultCallback = Callable[[Result], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
 _TRIES_AT_STOP = 3  # database errors tolerated while flushing the last results
-CLAIM_AHEAD = 0.1  # seconds of the pool's recent throughput claimed ahead
+CLAIM_AHEAD = 0.25  # seconds of the pool's recent throughput claimed ahead
 WATCHDOG_MARGIN = 2.0  # seconds past an audit's timeout before the engine gives up on it
 
 
