@@ -175,22 +175,18 @@ def held_bytes(scheduler: Scheduler) -> dict[str, int]:
     """Bytes the scheduler holds, by owner; each object counted once, first owner wins."""
     catalog = scheduler.catalog
     assert catalog is not None
-    heap = scheduler._heap
     seen: set[int] = set()
     held = {
-        # The heap's ints are its own (one per pair): sum them without a walk.
-        "scheduler: heap list": _alloc(sys.getsizeof(heap)),
-        "scheduler: heap ints": sum(_alloc(sys.getsizeof(entry)) for entry in heap),
-        "scheduler: ids array": _alloc(sys.getsizeof(scheduler._ids)),
+        "scheduler: time table": _walk([scheduler._table], seen),
+        "scheduler: ids array": _walk([scheduler._ids], seen),
         "scheduler: in flight": _walk([scheduler._out], seen),
         "catalog: hosts": _walk([catalog.hosts], seen),
         "catalog: scripts, schedules": _walk(
             [catalog.scripts, catalog.schedules, catalog.sources], seen
         ),
-        "catalog: pairs list": _alloc(sys.getsizeof(catalog.pairs)),
+        # A PairTable (index arrays) once the scheduler has compacted them, else Pair objects.
+        "catalog: pairs": _walk([catalog.pairs], seen),
     }
-    seen.add(id(catalog.pairs))
-    held["catalog: Pair objects (+ own strings)"] = _walk(catalog.pairs, seen)
     return held
 
 

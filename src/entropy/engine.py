@@ -22,13 +22,14 @@ another's runs the slot that is really due, never one already run.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import queue
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,7 +53,7 @@ ResultCallback = Callable[[Result], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
 _MAX_RETRY = 5.0  # the longest wait between claims while the database fails
 _TRIES_AT_STOP = 3  # database errors tolerated while flushing the last results
-CLAIM_AHEAD = 0.1  # seconds of the pool's recent throughput claimed ahead
+CLAIM_AHEAD = 0.25  # seconds of the pool's recent throughput claimed ahead
 WATCHDOG_MARGIN = 2.0  # seconds past an audit's timeout before the engine gives up on it
 
 
@@ -99,6 +100,11 @@ class Engine:
         self._stopping = threading.Event()
         self._abandoned = False  # past the grace period: late results are not recorded
         self._executor: futurist.ThreadPoolExecutor | None = None
+        # Claimed audits not started yet, taken in turn by at most max_workers drainers.
+        self._queue: deque[tuple[Due, Job]] = deque()
+        self._drainers = 0  # pool tasks taking from _queue (a stuck audit keeps its one)
+        self._drain_lock = threading.Lock()
+        self._wake_below = 0  # workers wake the loop once fewer than this are unfinished
         self._rate = 0.0  # audits finished per second, recently
         self._finished_since = 0
         self._rate_since = time.monotonic()
@@ -107,8 +113,12 @@ class Engine:
         # Claimed rows not yet recorded or given back: the leases the heartbeat renews.
         self._owned: set[int] = set()
         self._claim_failures = 0
-        self.registry = EngineRegistry(backend.state)
         self.heartbeat = Heartbeat(self)
+
+    @functools.cached_property
+    def registry(self) -> EngineRegistry:
+        # On first use, not in __init__: making an Engine opens no database.
+        return EngineRegistry(self.backend.state)
 
     @property
     def dead_after(self) -> float:
@@ -182,9 +192,14 @@ class Engine:
 
     def _dispatch(self, fresh: list[int]) -> None:
         """Claim what the pool can start soon; the rest of `fresh` is marked new."""
-        capacity = self._claim_window() - len(self._running)
-        # With a backlog, claim in batches of at least half a pool.
-        worth_a_claim = min(len(self._pending), max(1, self.settings.max_workers // 2))
+        window = self._claim_window()
+        capacity = window - len(self._running)
+        # With a backlog, claim in batches of at least half a pool, and at least an
+        # eighth of the window: at thousands of audits/s, a claim per few audits
+        # cost a transaction and a loop wake-up each (bench dispatch).
+        batch = max(1, self.settings.max_workers // 2, window // 8)
+        self._wake_below = window - batch + 1
+        worth_a_claim = min(len(self._pending), batch)
         if capacity < worth_a_claim and not fresh:
             return
         take = [
@@ -222,6 +237,7 @@ class Engine:
             self._claim_failures = 0
         with self._running_lock:
             self._owned.update(claimed)
+        work = []
         for due in take:
             slot = claimed.get(due.row_id)
             if slot is None:
@@ -229,9 +245,11 @@ class Engine:
                 continue
             if slot != due.slot:  # the database knows better what is due (see claim())
                 due = Due(due.row_id, due.pair, slot)
-            with self._running_lock:
+            work.append((due, jobs[due.row_id]))
+        with self._running_lock:
+            for due, _ in work:
                 self._running[due.row_id] = due
-            self._executor.submit(self._run_one, due, jobs[due.row_id])
+        self._start(work)
 
     def _lost_claim(self, due: Due, stored: datetime | None, now: datetime) -> None:
         """Put a row we could not claim back on the table, where the database says it is due.
@@ -260,6 +278,41 @@ class Engine:
             self._finished_since, self._rate_since = 0, now
         return 2 * self.settings.max_workers + int(self._rate * CLAIM_AHEAD)
 
+    def _start(self, work: list[tuple[Due, Job]]) -> None:
+        """Queue claimed audits; start drainers for them, up to max_workers at once.
+
+        One pool task per free worker rather than one future per audit: a
+        future, its queue put and its callbacks cost more than a no-op audit.
+        """
+        if not work:
+            return
+        with self._drain_lock:
+            self._queue.extend(work)
+            spawn = min(len(self._queue), self.settings.max_workers - self._drainers)
+            self._drainers += max(spawn, 0)
+        for _ in range(spawn):
+            self._executor.submit(self._drain)
+
+    def _drain(self) -> None:
+        """Run queued audits one after another until the queue is empty."""
+        queue, lock = self._queue, self._drain_lock
+        while True:
+            try:
+                due, job = queue.popleft()
+            except IndexError:
+                with lock:  # _start() counts on us to take what it queued meanwhile
+                    if not queue:
+                        self._drainers -= 1
+                        return
+                continue
+            try:
+                self._run_one(due, job)
+            except Exception:  # a bug: keep draining, or the queue would stall
+                LOG.exception("%s on %s could not be run", due.pair.audit_name, due.pair.host)
+                with self._running_lock:
+                    self._running.pop(due.row_id, None)
+                    self._deadlines.pop(due.row_id, None)
+
     def _run_one(self, due: Due, job: Job) -> None:
         if self._stopping.is_set():  # claimed but not started: goes back to `new`
             with self._running_lock:
@@ -282,8 +335,8 @@ class Engine:
             return  # killed at shutdown: its claim goes back to `new`
         next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
         self._results.put((due, result, next_run))
-        if self._pending:
-            self.scheduler.wake()  # a worker is free: claim more
+        if self._pending and len(self._running) < self._wake_below:
+            self.scheduler.wake()  # room for a claim worth making: claim more
 
     def _expire_overdue(self, batch: list[tuple[Due, Result, datetime]]) -> None:
         """Record as `timeout` the audits still running well past their timeout.

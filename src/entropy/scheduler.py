@@ -7,33 +7,38 @@ previous table running. The engine takes batches from `wait_next()` and
 reports each one back with `done()`, which puts the pair's next slot on
 the table; the scheduler never runs anything itself.
 
-The table is a heap of plain ints, (millisecond << 24 | pair index), so a
-pair costs one int on the heap plus one id in an array: O(log n) per audit
-and no scan of all pairs per tick.
+The table (timetable.TimeTable) keeps (millisecond, pair index) entries as
+8-byte numbers in one array per second of due time, and the pairs are kept
+as indexes too (timetable.PairTable): a pair costs three array slots, about
+24 bytes, and no Python object until it falls due. O(1) to put a pair back,
+a sorted slice to take what is due, no scan of all pairs per tick.
 """
 
 from __future__ import annotations
 
 import gc
-import heapq
 import logging
+import pickle
 import threading
+import time
 from array import array
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .backends import Backend
 from .clock import Clock
 from .errors import BackendError, ValidationError
+from .gcpause import gc_paused
+from .memory import give_back_free_memory
 from .model import Catalog, Pair
+from .timetable import PairTable, TimeTable
 
 LOG = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_INDEX_BITS = 24  # up to 16.7 million pairs
-_INDEX_MASK = (1 << _INDEX_BITS) - 1
+COMPACT_FROM = 50_000  # pairs; below this the memory a refresh leaves is small
 _GONE = -1  # in flight, but its pair left the definitions
 
 
@@ -67,14 +72,15 @@ class Scheduler:
         self.clock = clock
         self.refresh_interval = timedelta(seconds=refresh_interval)
         self.watch_interval = timedelta(seconds=watch_interval)
-        self.catalog: Catalog | None = None
+        self._catalog_lock = threading.Lock()  # held while the catalog is re-made
+        self._catalog: Catalog | None = None
         self.last_problem: Exception | None = None  # why the latest refresh was refused
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
         self._refresh_requested = False
-        self._heap: list[int] = []
-        self._pairs: list[Pair] = []
+        self._table = TimeTable()
+        self._pairs: Sequence[Pair] = []
         self._ids = array("q")
         self._out: dict[tuple[str, str], int] = {}  # yielded, not yet done: key -> index
         self._next_refresh = clock.now()
@@ -96,20 +102,74 @@ class Scheduler:
         now = self.clock.now()
         self._next_refresh = now + self.refresh_interval
         self._signature = self.backend.definitions_signature()
-        try:
-            catalog = self.backend.load()
-            report = self.backend.sync(catalog, now)
-            rows = self.backend.state.schedule_rows()
-        except (ValidationError, BackendError) as exc:
-            if self.catalog is None:
-                raise
-            self.last_problem = exc
-            LOG.error("refresh refused, the previous schedule keeps running: %s", exc)
-            return False
-        self.last_problem = None
-        self._rebuild(catalog, rows)
-        LOG.info("refreshed: %s; %s", catalog.summary(), report)
+        # No cyclic GC during the refresh: a full collection over the new catalog's
+        # objects holds the GIL for a few hundred ms (audits due meanwhile wait), and
+        # _rebuild/_compact freeze them anyway. Nothing here makes cycles to collect.
+        with gc_paused():
+            try:
+                catalog = self.backend.load()
+                report = self.backend.sync(catalog, now)
+                rows = self.backend.state.schedule_rows()
+            except (ValidationError, BackendError) as exc:
+                if self.catalog is None:
+                    raise
+                self.last_problem = exc
+                LOG.error("refresh refused, the previous schedule keeps running: %s", exc)
+                return False
+            self.last_problem = None
+            self._rebuild(catalog, rows)
+            del catalog, rows
+            self._compact()
+        LOG.info("refreshed: %s; %s", self.catalog.summary() if self.catalog else "", report)
         return True
+
+    @property
+    def catalog(self) -> Catalog | None:
+        """The definitions the table was built from: hosts and scripts for the jobs."""
+        with self._catalog_lock:
+            return self._catalog
+
+    @catalog.setter
+    def catalog(self, catalog: Catalog | None) -> None:
+        with self._catalog_lock:
+            self._catalog = catalog
+
+    def _compact(self) -> None:
+        """Re-make the catalog in fresh memory, once the refresh's garbage is gone.
+
+        The hosts were made while loading, among millions of short-lived
+        objects, and each one left alive pins an arena (1 MiB) of Python's
+        allocator that is otherwise free: at a million pairs that was 600
+        bytes per pair of RSS for 80 bytes of hosts (bench memory). So the
+        catalog is pickled, dropped, and loaded again: the old arenas empty
+        and go back to the OS, and the copy fills a few new ones. The copy
+        must not be made while the old one lives, or it fills the holes
+        among the old hosts instead, so `catalog` readers and the table wait
+        while it is loaded (see docs/performance.md for how long). Small
+        catalogs are left alone.
+        """
+        catalog = self.catalog
+        if catalog is None or len(catalog.pairs) < COMPACT_FROM:
+            return
+        try:  # no lock needed: nothing changes a catalog once it is built
+            blob = pickle.dumps(catalog, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # e.g. a backend's odd host vars: keep it as it is
+            LOG.debug("catalog not compacted: %s", exc)
+            return
+        started = time.monotonic()
+        with self._catalog_lock:
+            if self._catalog is not catalog:
+                return  # replaced meanwhile
+            del catalog
+            with self._lock:  # the pairs go too: due audits wait for the copy
+                self._catalog = self._pairs = None  # type: ignore[assignment]
+                copy = pickle.loads(blob)
+                del blob
+                self._catalog, self._pairs = copy, copy.pairs
+        LOG.debug("catalog re-made in %.3f s", time.monotonic() - started)
+        del copy
+        gc.freeze()  # see _rebuild
+        give_back_free_memory()
 
     def _refresh_on_a_thread(self) -> None:
         if self._refresher is not None and self._refresher.is_alive():
@@ -135,8 +195,10 @@ class Scheduler:
         pairs = catalog.pairs
         index = {pair.key: i for i, pair in enumerate(pairs)}
         ids = array("q", bytes(8 * len(pairs)))
-        heap: list[int] = []
-        with self._lock:
+        entries: list[tuple[int, int]] = []
+        # Keep the pairs as indexes, not a Pair object each (see timetable).
+        compact = PairTable.of(pairs, catalog.hosts, catalog.schedules)
+        with self._catalog_lock, self._lock:  # always in this order
             out = dict.fromkeys(self._out, _GONE)
             for row_id, audit_name, host, next_run, disabled, _status in rows:
                 key = (audit_name, host)
@@ -147,15 +209,20 @@ class Scheduler:
                 if key in out:
                     out[key] = i  # its engine will hand it back through done()
                 elif not disabled:
-                    heap.append((to_ms(next_run) << _INDEX_BITS) | i)
-            heapq.heapify(heap)
-            self.catalog, self._pairs, self._ids, self._heap, self._out = (
+                    entries.append((to_ms(next_run), i))
+            del index
+            table = TimeTable(entries)
+            del entries
+            if compact is not None:
+                catalog.pairs = compact  # type: ignore[assignment]
+            self._catalog, self._pairs, self._ids, self._table, self._out = (
                 catalog,
-                pairs,
+                catalog.pairs,
                 ids,
-                heap,
+                table,
                 out,
             )
+        del pairs, rows, compact
         # The catalog lives until the next refresh: keep the cyclic GC from walking
         # its million objects on every full collection while audits run.
         gc.freeze()
@@ -190,10 +257,9 @@ class Scheduler:
                 self._refresh_on_a_thread()
             now_ms = to_ms(now)
             with self._lock:
-                heap = self._heap
-                if heap and heap[0] >> _INDEX_BITS <= now_ms:
+                next_ms = self._table.first_ms()
+                if next_ms is not None and next_ms <= now_ms:
                     return self._pop_due(now_ms)
-                next_ms = heap[0] >> _INDEX_BITS if heap else None
             wake_at = min(self._next_refresh, self._next_watch)
             if next_ms is not None:
                 wake_at = min(wake_at, from_ms(next_ms))
@@ -221,14 +287,12 @@ class Scheduler:
                 return
 
     def _pop_due(self, now_ms: int) -> list[Due]:
-        heap, pairs, ids, out = self._heap, self._pairs, self._ids, self._out
+        pairs, ids, out = self._pairs, self._ids, self._out
         batch = []
-        while heap and heap[0] >> _INDEX_BITS <= now_ms:
-            entry = heapq.heappop(heap)
-            i = entry & _INDEX_MASK
+        for ms, i in self._table.pop_due(now_ms):
             pair = pairs[i]
             out[pair.key] = i
-            batch.append(Due(ids[i], pair, from_ms(entry >> _INDEX_BITS)))
+            batch.append(Due(ids[i], pair, from_ms(ms)))
         return batch
 
     def done(self, due: Due, finished_at: datetime, next_run: datetime | None = None) -> datetime:
@@ -245,8 +309,9 @@ class Scheduler:
             i = self._out.pop(due.pair.key, _GONE)
             if i == _GONE:
                 return next_run
-            earliest = not self._heap or entry_ms < self._heap[0] >> _INDEX_BITS
-            heapq.heappush(self._heap, (entry_ms << _INDEX_BITS) | i)
+            first = self._table.first_ms()
+            earliest = first is None or entry_ms < first
+            self._table.push(entry_ms, i)
         if earliest:
             self._wake.set()
         return next_run
@@ -263,11 +328,12 @@ class Scheduler:
 
     def __len__(self) -> int:
         """Pairs on the table (not counting those in flight)."""
-        return len(self._heap)
+        return len(self._table)
 
     def in_flight(self) -> int:
         return len(self._out)
 
     def next_due(self) -> datetime | None:
         with self._lock:
-            return from_ms(self._heap[0] >> _INDEX_BITS) if self._heap else None
+            first = self._table.first_ms()
+            return None if first is None else from_ms(first)

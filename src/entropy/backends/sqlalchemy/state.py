@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -37,11 +39,12 @@ from sqlalchemy.exc import (
 
 from ...errors import BackendError
 from ...gcpause import gc_paused
-from ...model import AuditRow, DisabledBy, Pair, Result, Status, SyncReport
-from . import schema
+from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from . import rowtext, schema
 from .repair_store import RepairStore
 from .tables import UTCDateTime, audits, results
 
+LOG = logging.getLogger(__name__)
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
 _SYNC_TRIES = 5  # syncs of engines started together may collide; each retry sees more rows
@@ -119,6 +122,7 @@ class SqlStateStore:
     def __init__(self, url: str, check_schema: bool = True) -> None:
         self.url = url
         self.engine = create_sql_engine(url)
+        self._writer = _HotWriter(self.engine)
         if check_schema:
             self._ensure_schema()
         self.repairs = RepairStore(self.transaction)
@@ -151,6 +155,7 @@ class SqlStateStore:
             return before, schema.current(conn) or ""
 
     def close(self) -> None:
+        self._writer.close()
         self.engine.dispose()
 
     def transaction(self) -> AbstractContextManager[Connection]:
@@ -158,10 +163,14 @@ class SqlStateStore:
         return self._connect()
 
     @contextmanager
-    def _connect(self) -> Iterator[Connection]:
-        """A transaction; database failures become a BackendError naming the store."""
+    def _connect(self, hot: bool = False) -> Iterator[Connection]:
+        """A transaction; database failures become a BackendError naming the store.
+
+        hot: the engine's claims and records, which take turns on one writer
+        connection with SQLite (see _HotWriter).
+        """
         try:
-            with self.engine.begin() as conn:
+            with self._writer.begin() if hot else self.engine.begin() as conn:
                 yield conn
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -334,7 +343,7 @@ class SqlStateStore:
         SQLAlchemy cost more than running it).
         """
         claimed: dict[int, datetime] = {}
-        with self._connect() as conn:
+        with self._connect(hot=True) as conn:
             sql = _RawSql(conn.dialect)
             at, until, read = sql.time(now), sql.time(lease_until), sql.read_time
             for chunk in _chunks(list(waiting)):
@@ -401,19 +410,15 @@ class SqlStateStore:
         """
         if not records:
             return 0
-        with self._connect() as conn:
-            sql = _RawSql(conn.dialect)
-            when, as_json = sql.time, _to_json
-            history, rows = [], []
-            # In id order, as renew_leases() locks them: the heartbeat and the
-            # recorder of one engine touch the same rows and must not deadlock.
-            for row_id, r, next_run in sorted(records, key=lambda record: record[0]):
-                finished = when(r.finished_at)
-                metrics = as_json(r.metrics) if r.metrics else None  # NULL, read back as {}
-                history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
-                                r.output, metrics, when(r.started_at), finished, r.engine_id,
-                                row_id, engine_id))  # fmt: skip
-                rows.append((as_json(_latest(r)), when(next_run), finished, row_id, engine_id))
+        # In id order, as renew_leases() locks them: the heartbeat and the
+        # recorder of one engine touch the same rows and must not deadlock.
+        records = sorted(records, key=lambda record: record[0])
+        sql = _RawSql(self.engine.dialect)
+        if sql.time is _sqlite_time:  # converted before the transaction: it holds the lock
+            history, rows = _sqlite_records(records, engine_id)
+        else:
+            history, rows = _records(records, engine_id, sql.time)
+        with self._connect(hot=True) as conn:
             # History first, while the rows are still ours: a fenced-out result leaves none.
             conn.exec_driver_sql(sql.history_insert, history)
             updated = conn.exec_driver_sql(sql.record_update, rows).rowcount
@@ -530,6 +535,94 @@ class SqlStateStore:
                     conn.execute(table.insert(), batch)
 
 
+class _HotWriter:
+    """Claims and records on SQLite: one writer connection, taken in turns.
+
+    SQLite has one writer at a time. A second connection that finds the file
+    locked polls in growing sleeps (1, 2, 5 ... 100 ms), and each commit by
+    one connection empties the other's page cache. The engine's claims and
+    records share this connection under a lock instead: each starts the
+    moment the other commits, on warm pages. Other databases lock rows, not
+    the file: there, and for an in-memory SQLite, a pooled connection each.
+
+    Checkpoints (copying the WAL into the database file) made some commits
+    slow: by default the commit that takes the WAL past 1,000 pages runs one
+    while it holds the write lock. This connection leaves them to a thread of
+    its own, which runs a passive checkpoint (it never blocks a writer) every
+    CHECKPOINT_EVERY seconds after writes, mostly outside the GIL. The
+    connection still checkpoints past CHECKPOINT_PAGES, should that thread
+    fall behind.
+    """
+
+    CHECKPOINT_EVERY = 0.5  # seconds
+    CHECKPOINT_PAGES = 10_000  # 40 MB of WAL with 4 KiB pages
+
+    def __init__(self, engine: Engine) -> None:
+        url = engine.url
+        database = url.database
+        self._engine = engine
+        self._shared = url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._wrote = False
+        self._closed = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        if not self._shared:
+            with self._engine.begin() as conn:
+                yield conn
+            return
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._open()
+            conn = self._conn
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                self._conn = None  # a failed connection is not kept, nor pooled again
+                conn.invalidate()
+                conn.close()
+                raise
+            self._wrote = True
+
+    def _open(self) -> Connection:
+        conn = self._engine.connect()
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={self.CHECKPOINT_PAGES}").close()
+        conn.commit()  # ends the transaction SQLAlchemy began for the PRAGMA
+        if self._checkpointer is None and not self._closed.is_set():
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="entropy-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        return conn
+
+    def _checkpoint_loop(self) -> None:
+        while not self._closed.wait(self.CHECKPOINT_EVERY):
+            if not self._wrote:
+                continue
+            self._wrote = False
+            try:
+                with self._engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").close()
+            except Exception as exc:  # the writer's own checkpoints still bound the WAL
+                LOG.debug("background checkpoint failed: %s", exc)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.invalidate()  # not back into the pool with its own settings
+                self._conn.close()
+                self._conn = None
+        self._closed.clear()  # a store may be used again after close(), as before
+
+
 class _RawSql:
     """The recorder's statements in one dialect's paramstyle, and its datetime format."""
 
@@ -633,6 +726,44 @@ def _lost_a_race(exc: BaseException | None) -> bool:
 def _to_json(value: Any) -> str:
     # default=str: an audit's odd metric value (a datetime, a Decimal) still stores.
     return json.dumps(value, default=str)
+
+
+def _records(
+    records: list[tuple[int, Result, datetime]], engine_id: str, when: Any
+) -> tuple[list[tuple], list[tuple]]:
+    """record()'s history and row parameters, times bound as `when` converts them."""
+    as_json = _to_json
+    history, rows = [], []
+    for row_id, r, next_run in records:
+        finished = when(r.finished_at)
+        metrics = as_json(r.metrics) if r.metrics else None  # NULL, read back as {}
+        history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
+                        r.output, metrics, when(r.started_at), finished, r.engine_id,
+                        row_id, engine_id))  # fmt: skip
+        rows.append((as_json(_latest(r)), when(next_run), finished, row_id, engine_id))
+    return history, rows
+
+
+def _sqlite_records(
+    records: list[tuple[int, Result, datetime]], engine_id: str
+) -> tuple[list[tuple], list[tuple]]:
+    """The same as _records(..., _sqlite_time), each time converted once (see rowtext)."""
+    times, latest_json, outcomes = rowtext.times, rowtext.latest_json, _OUTCOME_TEXT
+    history, rows = [], []
+    for row_id, r, next_run in records:
+        slot, slot_iso = times(r.slot)
+        started, started_iso = times(r.started_at)
+        finished, finished_iso = times(r.finished_at)
+        metrics = _to_json(r.metrics) if r.metrics else None  # NULL, read back as {}
+        outcome = outcomes.get(r.outcome) or r.outcome.value
+        history.append((r.host, r.audit_name, slot, outcome, r.summary, r.output, metrics,
+                        started, finished, r.engine_id, row_id, engine_id))  # fmt: skip
+        latest = latest_json(r, slot_iso, started_iso, finished_iso)
+        rows.append((latest, times(next_run)[0], finished, row_id, engine_id))
+    return history, rows
+
+
+_OUTCOME_TEXT = {outcome: outcome.value for outcome in Outcome}
 
 
 def _naive_utc(t: datetime | None) -> datetime | None:
