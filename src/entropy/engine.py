@@ -456,7 +456,7 @@ class Engine:
             for _, result, _ in batch:
                 self.events.audit(result)
         if self.repairer:
-            recorded = [(due.row_id, result) for due, result, _ in batch]
+            recorded = [(due.row_id, due.pair, result) for due, result, _ in batch]
             self.repairer.consider(self.scheduler.catalog, recorded)
 
     def _prune(self) -> None:

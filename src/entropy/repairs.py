@@ -137,23 +137,25 @@ class Repairer:
         self.workers = workers
         self._executor: futurist.ThreadPoolExecutor | None = None
         self._rules_of: dict[str, list[RepairRule]] = {}
-        self._pairs: dict[tuple[str, str], Pair] = {}
-        self._catalog_id = 0
+        self._indexed: tuple = ()
         self._held: dict[tuple[str, str], str] = {}  # last reason logged, to log changes only
 
     # -- called by the engine ---------------------------------------------------
 
-    def consider(self, catalog: Catalog, recorded: list[tuple[int | None, Result]]) -> None:
-        """Queue the results some rule may act on; cheap for all the others."""
+    def consider(self, catalog: Catalog, recorded: list[tuple[int | None, Pair, Result]]) -> None:
+        """Queue the results some rule may act on; cheap for all the others.
+
+        `recorded` are (row id, pair, result): the pair is what a verify runs.
+        """
         if not catalog.repairs:
             return
         self._index(catalog)
-        for row_id, result in recorded:
+        for row_id, pair, result in recorded:
             for rule in self._rules_of.get(result.audit_name, ()):
                 if result.outcome in rule.outcomes:
                     if self._executor is None:
                         self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
-                    self._executor.submit(self._guarded, catalog, rule, row_id, result)
+                    self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
 
     def shutdown(self, wait: bool = True) -> None:
         if self._executor is not None:
@@ -167,10 +169,10 @@ class Repairer:
             LOG.warning("released %d repairs that were still running", released)
 
     def _guarded(
-        self, catalog: Catalog, rule: RepairRule, row_id: int | None, result: Result
+        self, catalog: Catalog, rule: RepairRule, row_id: int | None, pair: Pair, result: Result
     ) -> None:
         try:
-            self.handle(catalog, rule, row_id, result)
+            self.handle(catalog, rule, row_id, pair, result)
         except BackendError as exc:
             LOG.error("repair %s on %s: %s", rule.name, result.host, exc)
         except Exception:  # a bug must not take the pool down with it
@@ -179,7 +181,7 @@ class Repairer:
     # -- one result, one rule ---------------------------------------------------------
 
     def handle(
-        self, catalog: Catalog, rule: RepairRule, row_id: int | None, trigger: Result
+        self, catalog: Catalog, rule: RepairRule, row_id: int | None, pair: Pair, trigger: Result
     ) -> RepairDecision | RepairRun | None:
         """Run rule's repair for this failing result if its streak and guardrails allow.
 
@@ -190,15 +192,14 @@ class Repairer:
         latest = store.latest_outcomes(trigger.audit_name, trigger.host, rule.consecutive)
         if not streak_reached(rule, latest):
             return None
-        self._index(catalog)
         host, script = catalog.hosts.get(trigger.host), catalog.scripts.get(rule.run)
         if host is None or script is None:  # a refresh removed it since
             return None
         job = Job(rule.run, host, script, {}, float(script.timeout or self.default_timeout))
-        pair = self._pairs.get((trigger.audit_name, trigger.host))
-        verify_job = (
-            Job.for_pair(catalog, pair, self.default_timeout) if rule.verify and pair else None
-        )
+        try:
+            verify_job = Job.for_pair(catalog, pair, self.default_timeout) if rule.verify else None
+        except KeyError:  # its audit's script is gone since
+            verify_job = None
         now = self.clock.now()
         lease = job.timeout + (verify_job.timeout if verify_job else 0.0) + LEASE_MARGIN
         decision = store.start(
@@ -250,16 +251,18 @@ class Repairer:
         return result
 
     def _index(self, catalog: Catalog) -> None:
-        """Which rules watch each audit, and the pairs they may verify, once per catalog."""
-        if id(catalog) == self._catalog_id:
+        """Which rules watch each audit, once per catalog."""
+        # By value: a refresh (or the scheduler's compaction) makes a new catalog,
+        # and the id of a freed one may come back.
+        key = (tuple(catalog.repairs.values()), tuple(catalog.scripts))
+        if key == self._indexed:
             return
         rules_of: dict[str, list[RepairRule]] = {}
         for name in catalog.scripts:
             matching = [rule for rule in catalog.repairs.values() if rule.matches(name)]
             if matching:
                 rules_of[name] = matching
-        self._pairs = {pair.key: pair for pair in catalog.pairs if pair.audit_name in rules_of}
-        self._rules_of, self._catalog_id = rules_of, id(catalog)
+        self._rules_of, self._indexed = rules_of, key
 
 
 def plan(backend: Backend, catalog: Catalog, now: datetime) -> list[PlanItem]:

@@ -69,7 +69,8 @@ class Fleet:
         self.backend.state.record_adhoc(self.rows[host], result)
         self.clock.advance(60)
         (only,) = self.catalog.repairs.values()
-        return self.repairer.handle(self.catalog, only, self.rows[host], result)
+        (pair,) = [p for p in self.catalog.pairs if p.host == host]
+        return self.repairer.handle(self.catalog, only, self.rows[host], pair, result)
 
 
 @pytest.fixture
