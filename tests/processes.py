@@ -27,12 +27,12 @@ def start_engine(fleet: Path, *args: str, env: dict[str, str] | None = None) -> 
     )  # fmt: skip
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    """Poll condition until it gives something true; fail naming `what` after timeout."""
+def wait_for(condition: Any, timeout: float, what: str, every: float = 0.1) -> Any:
+    """Poll condition every `every` s until it gives something true; fail naming `what`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")

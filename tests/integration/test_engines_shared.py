@@ -15,8 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,13 +24,14 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+import processes
 from conftest import POSTGRES_ADMIN
 from entropy.backends.sqlalchemy.state import SqlStateStore
 from fleets import write_fleet
+from processes import ENTROPY
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
-ENTROPY = [sys.executable, "-m", "entropy"]
 # How long the exactly-once run lasts: 30 s is 15 slots of 30 pairs, 450 (pair, slot)s
 # claimed in a race of three engines; ENTROPY_TEST_SHARED_SECONDS=60 for the minute.
 SECONDS = float(os.environ.get("ENTROPY_TEST_SHARED_SECONDS", "30"))
@@ -160,13 +159,8 @@ def cluster_for(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    # Polled less often than the default: each look queries the shared database.
+    return processes.wait_for(condition, timeout, what, every=0.2)
 
 
 def per_slot(history: list[dict[str, Any]]) -> Counter:
