@@ -96,6 +96,7 @@ class Engine:
         self._running_lock = threading.Lock()
         # Started audits: row id -> (monotonic deadline, due, job, started_at).
         self._deadlines: dict[int, tuple[float, Due, Job, datetime]] = {}
+        self._burst = False  # the recorder's last batch was full (see _collect)
         self._results: queue.SimpleQueue[tuple[Due, Result, datetime] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._abandoned = False  # past the grace period: late results are not recorded
@@ -415,23 +416,34 @@ class Engine:
                 self._prune()
 
     def _collect(self, batch: list) -> bool:
-        """Add waiting results to batch, waiting up to flush_interval; True once told to stop."""
+        """Add waiting results to batch, waiting up to flush_interval; True once told to stop.
+
+        After a full batch (a burst of results), the burst's last results are
+        written as soon as no claimed audit is left unfinished, not
+        flush_interval later: nothing more can come until the next claim.
+        """
         deadline = time.monotonic() + self.settings.flush_interval
         results = self._results
         while len(batch) < self.settings.flush_size:
             try:
                 item = results.get_nowait()  # drain what is there without timers
             except queue.Empty:
+                if self._burst and not self._running:
+                    self._burst = False
+                    return False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._burst = False
                     return False
                 try:
                     item = results.get(timeout=remaining)
                 except queue.Empty:
+                    self._burst = False
                     return False
             if item is None:
                 return True
             batch.append(item)
+        self._burst = True
         return False
 
     def _disown(self, batch: list[tuple[Due, Result, datetime]]) -> None:

@@ -75,3 +75,35 @@ def test_a_crashing_audit_does_not_stop_the_queue(monkeypatch: pytest.MonkeyPatc
     assert ran == [0, 2]
     assert 1 not in engine._running  # not left counted as running
     engine._executor.shutdown()
+
+
+def _recorder(flush_size: int) -> Engine:
+    settings = EngineSettings("e", flush_size=flush_size, flush_interval=3600.0)
+    return Engine(None, None, FakeClock(), settings)  # type: ignore[arg-type]
+
+
+def test_after_a_full_batch_the_recorder_writes_the_rest_once_nothing_is_running() -> None:
+    engine = _recorder(flush_size=2)
+    for i in range(3):
+        engine._results.put((_Due(i), None, None))  # type: ignore[arg-type]
+    batch: list = []
+    assert engine._collect(batch) is False and len(batch) == 2  # full: a burst
+    rest: list = []
+    # Nothing claimed is left unfinished: no waiting the hour of flush_interval.
+    assert engine._collect(rest) is False and len(rest) == 1
+
+
+def test_the_recorder_waits_for_more_while_claimed_audits_are_unfinished() -> None:
+    engine = _recorder(flush_size=2)
+    engine._burst = True
+    engine._running[7] = _Due(7)  # type: ignore[assignment]
+    engine._results.put((_Due(1), None, None))  # type: ignore[arg-type]
+    batch: list = []
+    stopped: list[bool] = []
+    collector = threading.Thread(target=lambda: stopped.append(engine._collect(batch)))
+    collector.start()
+    collector.join(0.2)
+    assert collector.is_alive()  # still waiting: audit 7 may finish any moment
+    engine._results.put(None)
+    collector.join(10)
+    assert stopped == [True] and len(batch) == 1

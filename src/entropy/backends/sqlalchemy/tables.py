@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -54,6 +55,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 NAME = 255
 
 metadata = MetaData()
+_PROCESSING = "status = 'processing'"
 
 audits = Table(
     "audits",
@@ -77,9 +79,11 @@ audits = Table(
     Index("ix_audits_next_run", "next_run"),
     Index("ix_audits_host", "host"),
     # Heartbeats renew one engine's leases and survivors look for expired ones:
-    # without these, InnoDB would lock every row those UPDATEs scan.
-    Index("ix_audits_claimed_by", "claimed_by"),
-    Index("ix_audits_lease_until", "lease_until"),
+    # without these, InnoDB would lock every row those UPDATEs scan. On SQLite
+    # they cover only the rows in `processing` (migration 0005): each claim and
+    # record then adds or removes one entry, instead of moving every row's.
+    Index("ix_audits_claimed_by", "claimed_by", sqlite_where=text(_PROCESSING)),
+    Index("ix_audits_lease_until", "lease_until", sqlite_where=text(_PROCESSING)),
 )
 
 results = Table(
