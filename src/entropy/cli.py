@@ -944,9 +944,7 @@ def results(
     not_fixed or null), verify_outcome, verify_summary, trigger_result.
     """
     if kind == "repair":
-        runs = session.backend.state.repairs.runs(host, repair_name, outcome, limit)
-        if audit_name is not None:  # the trigger; filtered here, it is rarely asked for
-            runs = [r for r in runs if r["audit_name"] == audit_name]
+        runs = session.backend.state.repairs.runs(host, repair_name, outcome, limit, audit_name)
         print_repair_history(runs, as_json)
         return
     if repair_name is not None:

@@ -221,8 +221,6 @@ class Engine:
         state = self.backend.state
         try:
             claimed = state.claim(list(jobs), self.settings.engine_id, now, lease_until, waiting)
-            lost = [due.row_id for due in take if due.row_id not in claimed]
-            stored = state.next_runs(lost) if lost else {}
         except BackendError as exc:
             # A claim whose commit was lost with the connection is not ours to
             # renew: its lease runs out and it comes back (recover_expired).
@@ -238,6 +236,12 @@ class Engine:
             self._claim_failures = 0
         with self._running_lock:
             self._owned.update(claimed)
+        lost = [due.row_id for due in take if due.row_id not in claimed]
+        try:  # after the claim committed: a failure here must not disown what it took
+            stored = state.next_runs(lost) if lost else {}
+        except BackendError as exc:
+            LOG.warning("cannot read where lost claims are due; their next slots: %s", exc)
+            stored = {}
         work = []
         for due in take:
             slot = claimed.get(due.row_id)
@@ -313,6 +317,7 @@ class Engine:
                 with self._running_lock:
                     self._running.pop(due.row_id, None)
                     self._deadlines.pop(due.row_id, None)
+                    self._owned.discard(due.row_id)  # its lease runs out and it comes back
 
     def _run_one(self, due: Due, job: Job) -> None:
         if self._stopping.is_set():  # claimed but not started: goes back to `new`
@@ -464,12 +469,17 @@ class Engine:
                     self.on_result(result)
                 except Exception:  # a broken printer must not stop recording
                     LOG.exception("result callback failed")
-        if self.events:
-            for _, result, _ in batch:
-                self.events.audit(result)
-        if self.repairer:
-            recorded = [(due.row_id, due.pair, result) for due, result, _ in batch]
-            self.repairer.consider(self.scheduler.catalog, recorded)
+        # Neither may take the recorder down: it is what keeps results stored.
+        try:
+            if self.events:
+                for _, result, _ in batch:
+                    self.events.audit(result)
+            catalog = self.scheduler.catalog
+            if self.repairer and catalog is not None and catalog.repairs:
+                recorded = [(due.row_id, due.pair, result) for due, result, _ in batch]
+                self.repairer.consider(catalog, recorded)
+        except Exception:
+            LOG.exception("events or repairs failed for %d results", len(batch))
 
     def _prune(self) -> None:
         before = self.clock.now() - timedelta(seconds=self.settings.result_retention)

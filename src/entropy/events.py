@@ -56,7 +56,7 @@ def repair_event(run: RepairRun) -> tuple[str, dict[str, Any]]:
 
 def _plain(value: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe values (datetimes as ISO 8601), the way --json prints them."""
-    return json.loads(to_json(value, indent=None))
+    return json.loads(to_json(value, indent=None, lenient=True))
 
 
 class Events:
@@ -68,7 +68,9 @@ class Events:
         self.published = 0
         self.dropped = 0
         self._exchange = exchange(exchange_name)
-        self._buffer: deque[tuple[str, dict[str, Any]]] = deque()
+        # (how to make the event, what from): converted on the publishing
+        # thread, so the engine's recorder only appends.
+        self._buffer: deque[tuple[Callable[[Any], tuple[str, dict[str, Any]]], Any]] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="entropy-events", daemon=True)
@@ -79,12 +81,12 @@ class Events:
         return kombu.Connection(self.url).as_uri()
 
     def audit(self, result: Result) -> None:
-        self._put(*audit_event(result))
+        self._put(audit_event, result)
 
     def repair(self, run: RepairRun) -> None:
-        self._put(*repair_event(run))
+        self._put(repair_event, run)
 
-    def _put(self, key: str, body: dict[str, Any]) -> None:
+    def _put(self, make: Callable[[Any], tuple[str, dict[str, Any]]], source: Any) -> None:
         with self._cond:
             if len(self._buffer) >= self.buffer_size:
                 self._buffer.popleft()
@@ -94,7 +96,7 @@ class Events:
                         "event buffer full (%d): dropped %d events so far; is %s up?",
                         self.buffer_size, self.dropped, self.describe(),
                     )  # fmt: skip
-            self._buffer.append((key, body))
+            self._buffer.append((make, source))
             self._cond.notify()
 
     def close(self, timeout: float = 2.0) -> None:
@@ -149,16 +151,25 @@ class Events:
             with self._cond:
                 if not self._buffer:
                     return
-                key, body = self._buffer[0]
+                item = self._buffer[0]
+            try:
+                key, body = item[0](item[1])
+            except Exception:  # a bug in making this one event: drop it, keep the rest
+                LOG.exception("dropping an event that could not be made")
+                self._pop(item)
+                continue
             producer.publish(
                 body, exchange=self._exchange, routing_key=key, declare=[self._exchange],
                 retry=False,
             )  # fmt: skip
-            with self._cond:
-                # Unless the buffer overflowed meanwhile, the event sent is still first.
-                if self._buffer and self._buffer[0][1] is body:
-                    self._buffer.popleft()
-                self.published += 1
+            self._pop(item)
+            self.published += 1
+
+    def _pop(self, item: tuple[Any, Any]) -> None:
+        with self._cond:
+            # Unless the buffer overflowed meanwhile, the event sent is still first.
+            if self._buffer and self._buffer[0] is item:
+                self._buffer.popleft()
 
 
 def tail(

@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 
-def to_json(value: Any, indent: int | None = 2) -> str:
-    return json.dumps(value, default=_default, indent=indent)
+def to_json(value: Any, indent: int | None = 2, lenient: bool = False) -> str:
+    """lenient: any other value as its text (an audit's odd metric), not an error."""
+    return json.dumps(value, default=_lenient if lenient else _default, indent=indent)
 
 
 def print_json(value: Any) -> None:
@@ -27,3 +28,10 @@ def _default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _lenient(value: Any) -> Any:
+    try:
+        return _default(value)
+    except TypeError:
+        return str(value)

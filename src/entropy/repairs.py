@@ -16,6 +16,7 @@ or not fixed.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -139,6 +140,9 @@ class Repairer:
         self._rules_of: dict[str, list[RepairRule]] = {}
         self._indexed: tuple = ()
         self._held: dict[tuple[str, str], str] = {}  # last reason logged, to log changes only
+        self._queued: set[tuple[str, str]] = set()  # (rule, host) waiting or running here
+        self._queued_lock = threading.Lock()
+        self._stopping = False
 
     # -- called by the engine ---------------------------------------------------
 
@@ -152,12 +156,19 @@ class Repairer:
         self._index(catalog)
         for row_id, pair, result in recorded:
             for rule in self._rules_of.get(result.audit_name, ()):
-                if result.outcome in rule.outcomes:
-                    if self._executor is None:
-                        self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
-                    self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
+                if result.outcome not in rule.outcomes:
+                    continue
+                with self._queued_lock:  # one at a time per (rule, host): the rest would be held
+                    if (rule.name, result.host) in self._queued:
+                        continue
+                    self._queued.add((rule.name, result.host))
+                if self._executor is None:
+                    self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
+                self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
 
     def shutdown(self, wait: bool = True) -> None:
+        """Let running repairs finish; queued ones are dropped, not started."""
+        self._stopping = True
         if self._executor is not None:
             self._executor.shutdown(wait=wait)
         try:
@@ -172,11 +183,15 @@ class Repairer:
         self, catalog: Catalog, rule: RepairRule, row_id: int | None, pair: Pair, result: Result
     ) -> None:
         try:
-            self.handle(catalog, rule, row_id, pair, result)
+            if not self._stopping:
+                self.handle(catalog, rule, row_id, pair, result)
         except BackendError as exc:
             LOG.error("repair %s on %s: %s", rule.name, result.host, exc)
         except Exception:  # a bug must not take the pool down with it
             LOG.exception("repair %s on %s failed", rule.name, result.host)
+        finally:
+            with self._queued_lock:
+                self._queued.discard((rule.name, result.host))
 
     # -- one result, one rule ---------------------------------------------------------
 
@@ -220,7 +235,10 @@ class Repairer:
         run = RepairRun(rule.name, trigger.audit_name, rule.run, decision.attempt, result, trigger)
         if verify_job is not None:
             checked = run.verify_result = self._run(verify_job, trigger.audit_name, slot=True)
-            self.backend.state.record_adhoc(row_id, checked)
+            try:
+                self.backend.state.record_adhoc(row_id, checked)
+            except BackendError as exc:  # the run is still recorded below, verify included
+                LOG.error("cannot store the verify of %s on %s: %s", rule.name, host.name, exc)
             run.verify = Verify.FIXED if checked.outcome is Outcome.OK else Verify.NOT_FIXED
             if self.events:
                 self.events.audit(checked)

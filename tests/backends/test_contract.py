@@ -491,3 +491,16 @@ def test_repair_runs_are_recorded_and_a_flag_is_reset(harness: Harness, clock: F
 
 def _a_rule() -> RepairRule:
     return RepairRule("fix", "check_a", frozenset({Outcome.CRITICAL}), "fix_script")
+
+
+def test_an_odd_metric_value_is_stored_as_text(harness: Harness, clock: FakeClock) -> None:
+    from decimal import Decimal
+
+    backend = harness.backend()
+    now = clock.now()
+    metrics = {"load": {"value": Decimal("1.5")}}
+    result = Result(Outcome.OK, "fine", metrics=metrics, started_at=now, finished_at=now,
+                    slot=now, audit_name="a", host="h")  # fmt: skip
+    backend.state.record_adhoc(None, result)
+    (stored,) = backend.state.results(host="h")
+    assert stored["metrics"] == {"load": {"value": "1.5"}}

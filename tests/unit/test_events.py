@@ -118,3 +118,18 @@ def test_tail_prints_what_is_published() -> None:
     assert not reader.is_alive()
     assert [key for key, _ in seen] == ["audit.check_disk.critical"] * 2
     assert not ready.is_set()  # no connection problem on the way
+
+
+def test_an_odd_metric_value_is_published_as_text() -> None:
+    from decimal import Decimal
+
+    url = "memory://"
+    connection, queue = collect(url)
+    events = Events(url)
+    odd = a_result()
+    odd.metrics = {"load": {"value": Decimal("1.5")}}
+    events.audit(odd)
+    events.close()
+    ((_, body),) = take(queue, 1)
+    assert body["metrics"] == {"load": {"value": "1.5"}}
+    connection.release()

@@ -239,3 +239,18 @@ def test_a_glob_watches_every_audit_it_matches(make_fleet) -> None:
     (only,) = fleet.catalog.repairs.values()
     assert only.matches("marker") and not only.matches("make_marker2")
     assert isinstance(fleet.result("h1.example", Outcome.CRITICAL), RepairRun)
+
+
+def test_repairs_queued_when_the_engine_stops_are_not_started(make_fleet) -> None:
+    fleet = make_fleet(fix=rule())
+    now = fleet.clock.now()
+    failing = Result(Outcome.CRITICAL, "x", started_at=now, finished_at=now, slot=now,
+                     audit_name="marker", host="h1.example")  # fmt: skip
+    fleet.backend.state.record_adhoc(fleet.rows["h1.example"], failing)
+    (pair,) = [p for p in fleet.catalog.pairs if p.host == "h1.example"]
+    fleet.repairer.shutdown()  # the engine stops before the pool gets to it
+    fleet.repairer._executor = None
+    fleet.repairer.consider(fleet.catalog, [(fleet.rows["h1.example"], pair, failing)])
+    fleet.repairer.shutdown()
+    assert not (fleet.markers / "h1.example").exists()
+    assert fleet.backend.state.repairs.runs() == []

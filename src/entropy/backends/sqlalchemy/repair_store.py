@@ -191,11 +191,14 @@ class RepairStore:
         repair_name: str | None = None,
         outcome: str | None = None,
         limit: int = 100,
+        audit_name: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Repair history, newest first."""
+        """Repair history, newest first; audit_name is the audit that triggered them."""
         r = repair_runs.c
         query = select(repair_runs).order_by(r.finished_at.desc(), r.id.desc()).limit(limit)
-        for column, value in ((r.host, host), (r.repair_name, repair_name), (r.outcome, outcome)):
+        filters = ((r.host, host), (r.repair_name, repair_name), (r.outcome, outcome),
+                   (r.audit_name, audit_name))  # fmt: skip
+        for column, value in filters:
             if value is not None:
                 query = query.where(column == value)
         with self._transaction() as conn:

@@ -56,7 +56,8 @@ def create_sql_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise BackendError(f"invalid database URL {url!r}") from None
-    options: dict[str, Any] = {"future": True}
+    # An audit's odd metric value (a Decimal, a datetime) stores as text, never fails a write.
+    options: dict[str, Any] = {"future": True, "json_serializer": _to_json}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
