@@ -8,9 +8,6 @@ a lock row (host ''), so two engines never both see a free slot.
 
 from __future__ import annotations
 
-import functools
-import random
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -19,32 +16,12 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ...errors import BackendError
 from ...model import Outcome, RepairDecision, RepairRun, RepairState, Verify
+from .retry import retried_on_race
 from .tables import repair_runs, repair_state, results
 
 Judge = Callable[[RepairState, list[RepairState]], RepairDecision]
 _LOCK_HOST = ""  # the per-repair lock row; no host has an empty name
-_DEADLOCK_RETRIES = 5
-# MySQL/MariaDB deadlock and lock wait timeout; PostgreSQL deadlock, serialization failure.
-_MYSQL_RETRY, _PG_RETRY = frozenset({1213, 1205}), frozenset({"40P01", "40001"})
-
-
-def _retried_on_deadlock(method: Callable[..., RepairDecision]) -> Callable[..., RepairDecision]:
-    """Run the transaction again when the database broke a deadlock by aborting it."""
-
-    @functools.wraps(method)
-    def retried(*args: Any, **kwargs: Any) -> RepairDecision:
-        for attempt in range(_DEADLOCK_RETRIES):
-            try:
-                return method(*args, **kwargs)
-            except BackendError as exc:
-                if attempt + 1 == _DEADLOCK_RETRIES or not _deadlock(exc):
-                    raise
-                time.sleep(random.uniform(0.01, 0.05))  # then the lock row exists: no race
-        raise AssertionError("unreachable")
-
-    return retried
 
 
 class RepairStore:
@@ -63,7 +40,7 @@ class RepairStore:
         with self._transaction() as conn:
             return [Outcome(row.outcome) for row in conn.execute(query)]
 
-    @_retried_on_deadlock
+    @retried_on_race
     def start(
         self,
         repair_name: str,
@@ -257,11 +234,3 @@ def _state(m: Any) -> RepairState:
         flagged_reason=m["flagged_reason"],
     )
 
-
-def _deadlock(exc: BackendError) -> bool:
-    """Whether the database gave up the transaction to break a deadlock: worth a retry."""
-    orig = getattr(exc.__cause__, "orig", None)
-    if getattr(orig, "sqlstate", None) in _PG_RETRY:
-        return True
-    args = getattr(orig, "args", ())
-    return bool(args) and args[0] in _MYSQL_RETRY

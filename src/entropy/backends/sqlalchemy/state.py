@@ -32,7 +32,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
-    IntegrityError,
     NoSuchModuleError,
     SQLAlchemyError,
 )
@@ -42,12 +41,12 @@ from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
 from . import rowtext, schema
 from .repair_store import RepairStore
+from .retry import retried_on_race
 from .tables import UTCDateTime, audits, results
 
 LOG = logging.getLogger(__name__)
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
-_SYNC_TRIES = 5  # syncs of engines started together may collide; each retry sees more rows
 
 
 def create_sql_engine(url: str) -> Engine:
@@ -192,15 +191,9 @@ class SqlStateStore:
         changed file): when another one's sync got in first (a duplicate
         insert, a deadlock), this one starts over from what it wrote.
         """
-        pairs = list(pairs)
-        for attempt in range(_SYNC_TRIES):
-            try:
-                return self._sync(pairs, now, max_splay, skew)
-            except BackendError as exc:
-                if attempt + 1 == _SYNC_TRIES or not _lost_a_race(exc.__cause__):
-                    raise
-        raise AssertionError("unreachable")
+        return self._sync(list(pairs), now, max_splay, skew)
 
+    @retried_on_race
     def _sync(self, pairs: list[Pair], now: datetime, max_splay: float, skew: float) -> SyncReport:
         desired = {pair.key: pair for pair in pairs}
         slack = timedelta(seconds=skew)
@@ -720,14 +713,6 @@ class _RawSql:
             f"UPDATE audits SET lease_until = {m} WHERE claimed_by = {m} "
             f"AND status = 'processing' AND {self._in(count)}"
         )
-
-
-def _lost_a_race(exc: BaseException | None) -> bool:
-    """A duplicate key or a deadlock: another writer got there first; trying again helps."""
-    if isinstance(exc, IntegrityError):
-        return True
-    text = str(getattr(exc, "orig", exc)).lower()
-    return isinstance(exc, DBAPIError) and ("deadlock" in text or "serializ" in text)
 
 
 def _to_json(value: Any) -> str:
