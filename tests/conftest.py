@@ -26,6 +26,20 @@ POSTGRES_ADMIN = os.environ.get(
 MYSQL_ADMIN = os.environ.get("ENTROPY_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
 RABBITMQ = os.environ.get("ENTROPY_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS = os.environ.get("ENTROPY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+# Tests marked `disruptive` stop or restart a server other work on this machine
+# may be using; they run only when asked (.ci/run asks).
+DISRUPTIVE = os.environ.get("ENTROPY_TEST_DISRUPTIVE", "") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if DISRUPTIVE:
+        return
+    skip = pytest.mark.skip(
+        reason="stops or restarts a shared server; set ENTROPY_TEST_DISRUPTIVE=1 to run it"
+    )
+    for item in items:
+        if item.get_closest_marker("disruptive"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

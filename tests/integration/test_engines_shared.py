@@ -265,6 +265,7 @@ def test_a_killed_engines_audits_are_rerun_once_by_the_survivors(
 
 
 @pytest.mark.postgresql
+@pytest.mark.disruptive
 def test_engines_survive_a_postgresql_restart_and_lose_no_result(cluster_for: Any) -> None:
     cluster = cluster_for("postgresql", claim_lease="10", heartbeat_interval="1")
     cluster.write(**FAST)

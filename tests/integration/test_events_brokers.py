@@ -104,6 +104,7 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run([tool, *args], check=True, capture_output=True, timeout=120)
 
 
+@pytest.mark.disruptive
 def test_rabbitmq_going_away_does_not_stop_the_engine_and_events_resume(
     tmp_path: Path, rabbitmq_url: str
 ) -> None:
