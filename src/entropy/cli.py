@@ -46,6 +46,7 @@ from .model import AuditRow, Catalog, Outcome, Pair, Result
 from .repairs import Repairer
 from .runners import Job, run_job
 from .scheduler import Scheduler
+from .ssh import settings as ssh_settings
 from .textout import print_table, stamp
 from .timing import format_duration, parse_duration
 
@@ -75,7 +76,9 @@ class Session:
 
     @functools.cached_property
     def conf(self) -> cfg.ConfigOpts:
-        return load_conf(self.config_files, self.config_dirs)
+        conf = load_conf(self.config_files, self.config_dirs)
+        ssh_settings.use_conf(conf)  # [ssh] is read when the first ssh script runs
+        return conf
 
     def option(self, name: str) -> Any:
         return option(self.conf, name)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, DurationError, Location, ValidationError
-from .model import Catalog, Host, Outcome, Pair, RepairRule, Schedule, Script
+from .model import Catalog, Host, HostSsh, Outcome, Pair, RepairRule, Schedule, Script, parse_jump
 from .timing import Every, Timing, parse_cron, parse_duration
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -42,9 +42,12 @@ SCRIPT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "tcp": (frozenset({"port"}), frozenset({"host", "warning_ms", "critical_ms"})),
     "python": (frozenset({"function"}), frozenset()),
+    # ssh needs command or upload (checked in _kind_problem); args go with upload.
+    "ssh": (frozenset(), frozenset({"command", "shell", "env", "output_limit", "upload", "args"})),
 }
 _SCRIPT_COMMON = frozenset({"kind", "timeout", "description"})
-_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars"})
+_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars", "ssh"})
+_HOST_SSH_KEYS = frozenset({"address", "port", "user", "jump"})
 _SCHEDULE_KEYS = frozenset(
     {"run_every", "cron", "disabled", "disabled_reason", "timeout", "params"}
 )
@@ -252,10 +255,57 @@ def parse_hosts(doc: Any, path: str, problems: Problems) -> dict[str, Host]:
         host_vars = entry.get("vars") or {}
         if not _mapping(host_vars, f"host {name!r}: vars", path, entry.at("vars"), problems):
             continue
+        ssh = _host_ssh(entry, f"host {name!r}: ssh", path, at, problems)
+        if ssh is False:
+            continue
         hosts[name] = Host(
-            name, str(ip), host_type, tuple(groups), dict(host_vars), Location(path, *at)
+            name, str(ip), host_type, tuple(groups), dict(host_vars), Location(path, *at), ssh
         )
     return hosts
+
+
+def _host_ssh(
+    entry: MarkedMap, what: str, path: str, at: tuple[int, int], problems: Problems
+) -> HostSsh | bool | None:
+    """A host's `ssh: {address, port, user, jump}`; None if absent, False (recorded) if bad."""
+    if entry.get("ssh") is None:
+        return None
+    ssh = entry["ssh"]
+    if not _mapping(ssh, what, path, entry.at("ssh", at), problems):
+        return False
+    _unknown_keys(ssh, _HOST_SSH_KEYS, what, path, problems)
+    port = ssh.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 0 < port < 65536):  # fmt: skip
+        problems.add(path, ssh.at("port"), f"{what}: port must be a number from 1 to 65535")
+        return False
+    for key in ("address", "user"):
+        value = ssh.get(key)
+        if value is not None and (
+            not isinstance(value, str) or not value or value.startswith("-")
+            or any(c.isspace() or not c.isprintable() for c in value)
+        ):  # fmt: skip
+            problems.add(path, ssh.at(key), f"{what}: {key} must be one word, got {value!r}")
+            return False
+    jump = ssh.get("jump")
+    if jump is not None:
+        try:
+            parse_jump(jump if isinstance(jump, str) else "")
+        except ValueError as exc:
+            problems.add(path, ssh.at("jump"), f"{what}: jump: {exc}")
+            return False
+    return HostSsh(ssh.get("address"), port, ssh.get("user"), jump)
+
+
+def _kind_problem(kind: str, entry: MarkedMap) -> str | None:
+    """What a kind needs beyond its required keys (ssh: command or upload, not both)."""
+    if kind != "ssh":
+        return None
+    if ("command" in entry) == ("upload" in entry):
+        return "needs command (what to run) or upload (a local file to copy and run), one of them"
+    if "args" in entry and "upload" not in entry:
+        return "args go with upload (the uploaded file's arguments); with command, list them there"
+    return None
 
 
 def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
@@ -285,6 +335,10 @@ def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
         missing = sorted(required - entry.keys())
         if missing:
             problems.add(path, at, f"script {name!r} of kind {kind} needs {', '.join(missing)}")
+            continue
+        problem = _kind_problem(kind, entry)
+        if problem:
+            problems.add(path, at, f"script {name!r} of kind {kind}: {problem}")
             continue
         timeout = _optional_duration(entry, "timeout", f"script {name!r}", path, problems)
         params = {k: v for k, v in entry.items() if k not in _SCRIPT_COMMON}

@@ -53,7 +53,7 @@ class DumpError(EntropyError):
 
 
 def hosts_doc(catalog: Catalog) -> dict[str, Any]:
-    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
+    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?, ssh?}`."""
     doc: dict[str, Any] = {}
     for name, host in catalog.hosts.items():
         entry: dict[str, Any] = {"ip_address": host.ip_address, "host_type": host.host_type}
@@ -61,6 +61,8 @@ def hosts_doc(catalog: Catalog) -> dict[str, Any]:
             entry["groups"] = list(host.groups)
         if host.vars:
             entry["vars"] = _plain(host.vars)
+        if host.ssh is not None:
+            entry["ssh"] = host.ssh.to_dict()
         doc[name] = entry
     return doc
 

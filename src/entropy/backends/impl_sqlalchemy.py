@@ -61,7 +61,7 @@ class SqlalchemyBackend(Backend):
         problems = Problems()
         host_doc = marked(
             (r.name, {"ip_address": r.ip_address, "host_type": r.host_type,
-                      "groups": r.groups, "vars": r.vars}, (r.id, 1))
+                      "groups": r.groups, "vars": r.vars, "ssh": r.ssh}, (r.id, 1))
             for r in conn.execute(select(hosts).order_by(hosts.c.id))
         )  # fmt: skip
         script_doc = marked(
@@ -190,7 +190,7 @@ def _schedule_entry(row: Any) -> dict[str, Any]:
 def _host_row(host: Host, now: datetime) -> dict[str, Any]:
     return {"name": host.name, "ip_address": host.ip_address, "host_type": host.host_type,
             "groups": list(host.groups), "vars": host.vars, "created_at": now,
-            "updated_at": now}  # fmt: skip
+            "updated_at": now, "ssh": None if host.ssh is None else host.ssh.to_dict()}  # fmt: skip
 
 
 def _script_row(script: Script, now: datetime) -> dict[str, Any]:
