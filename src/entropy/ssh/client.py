@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .failures import TIMEOUT, SshFailure
+from .failures import ERROR, TIMEOUT, SshFailure
 from .loop import LoopThread
 from .settings import SshSettings, Target, configured
 from .upload import LocalFile
@@ -56,15 +56,17 @@ class SshClient:
     @property
     def pool(self) -> Any:
         """The pool, made on the loop's thread (asyncio objects belong to their loop)."""
-        if self._pool is None:
-            self._pool = self.thread.call(self._make_pool())
-        return self._pool
+        pool = self._pool
+        return pool if pool is not None else self.thread.call(self._make_pool())
 
     async def _make_pool(self) -> Any:
+        """On the loop's thread, which makes it once even when workers ask at the same time."""
         from .pool import Pool  # imports asyncssh: only once needed
 
-        logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
-        return self._pool or Pool(self.settings)
+        if self._pool is None:
+            logging.getLogger("asyncssh").setLevel(logging.WARNING)  # INFO: a line per channel
+            self._pool = Pool(self.settings)
+        return self._pool
 
     # -- from worker threads -------------------------------------------------------------
 
@@ -90,6 +92,9 @@ class SshClient:
             outcome = Outcome(failure=exc)
         except TimeoutError:
             outcome = Outcome(failure=SshFailure(TIMEOUT, f"{target}: the SSH loop did not answer"))
+        except Exception as exc:  # a bug here must not take a worker (or the engine) down
+            LOG.exception("ssh run on %s failed", target)
+            outcome = Outcome(failure=SshFailure(ERROR, f"{target}: {type(exc).__name__}: {exc}"))
         outcome.elapsed = time.monotonic() - started
         return outcome
 

@@ -12,6 +12,7 @@ Used on the SSH loop's thread only; the file is re-read when it changes.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,11 @@ class KnownHosts:
         if parsed is None:
             return _EMPTY
         port = None if target.port == 22 else target.port
-        return parsed.match(target.name or target.address, target.address, port)
+        if _is_ip(target.address):
+            return parsed.match(target.name or target.address, target.address, port)
+        # asyncssh matches addr as an IP only: look a DNS name up as a second host name.
+        found = [parsed.match(name, "", port) for name in {target.name, target.address} if name]
+        return tuple([item for result in found for item in result[i]] for i in range(7))
 
     def _load(self) -> Any:
         import asyncssh
@@ -122,6 +127,14 @@ class HostKeyCheck:
             f"{self.target}: unknown host key {shown}: not in {path}; refused (check it "
             "and add it to known_hosts, or set [ssh] accept_new_host_keys = true)",
         )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _pattern(target: Target) -> str:
