@@ -34,6 +34,7 @@ from .cli_repairs import (
     print_repair_summary,
     repair,
 )
+from .cli_ssh import ssh
 from .cli_transfer import export_command, import_command
 from .clock import SystemClock
 from .config import engine_id, lease_settings, load_conf, option
@@ -979,6 +980,7 @@ main.add_command(import_command)
 main.add_command(export_command)
 main.add_command(repair)
 main.add_command(events)
+main.add_command(ssh)
 
 _COLOURS = {
     Outcome.OK: "green",

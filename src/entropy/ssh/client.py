@@ -145,12 +145,20 @@ class SshClient:
         if not targets:
             return []
         pool = self.pool
-        return self.thread.call(self._check_all(pool, targets, timeout), timeout + MARGIN)
+        return self.thread.call(self._check_all(pool, targets, timeout))
 
     async def _check_all(self, pool: Any, targets: list[Target], timeout: float) -> list[Login]:
-        return list(await asyncio.gather(*(self._check(pool, t, timeout) for t in targets)))
+        # No more at once than the pool holds, so no login waits for room against its clock.
+        room = asyncio.Semaphore(self.settings.max_connections)
+        return list(await asyncio.gather(*(self._check(pool, t, timeout, room) for t in targets)))
 
-    async def _check(self, pool: Any, target: Target, timeout: float) -> Login:
+    async def _check(
+        self, pool: Any, target: Target, timeout: float, room: asyncio.Semaphore
+    ) -> Login:
+        async with room:
+            return await self._login(pool, target, timeout)
+
+    async def _login(self, pool: Any, target: Target, timeout: float) -> Login:
         started = time.monotonic()
         try:
             async with pool.lease(target, started + timeout) as lease:
