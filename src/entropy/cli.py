@@ -486,6 +486,13 @@ def host() -> None:
     metavar="KEY=VALUE",
     help="A variable scripts can use as {vars.KEY} (repeatable).",
 )
+@click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="How kind: ssh reaches it: address, port, user, jump (repeatable).",
+)
 @pass_session
 def host_add(
     session: Session,
@@ -494,13 +501,15 @@ def host_add(
     host_type: str,
     groups: tuple[str, ...],
     host_vars: tuple[str, ...],
+    ssh: tuple[str, ...],
 ) -> None:
     """Add host NAME, or replace the host of that name.
 
     \b
     Example:
       entropy --backend sqlite:///fleet.db host add compute-01.example.com \\
-          --ip 10.0.0.11 --type compute --group hypervisor --var rack=r1
+          --ip 10.0.0.11 --type compute --group hypervisor --var rack=r1 \\
+          --ssh user=admin --ssh jump=ops@bastion.example.com
     """
     backend = _editable(session, "host add")
     entry = {
@@ -509,6 +518,8 @@ def host_add(
         "groups": list(groups),
         "vars": _pairs(host_vars, "--var"),
     }
+    if ssh:
+        entry["ssh"] = _pairs(ssh, "--ssh")
     (parsed,) = _parsed(parse_hosts, "host add", name, entry).values()
     new = backend.put_host(parsed)
     click.echo(f"{'added' if new else 'replaced'} host {name}")
