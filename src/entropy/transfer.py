@@ -14,8 +14,9 @@ from typing import Any
 
 from .backends.base import Backend
 from .backends.sqlalchemy.state import safe_url
+from .definitions import Problems, build_catalog
 from .errors import BackendError
-from .model import Catalog, Schedule
+from .model import Catalog, Host, Schedule
 
 
 def copy_definitions(src: Backend, dst: Backend) -> Catalog:
@@ -26,6 +27,30 @@ def copy_definitions(src: Backend, dst: Backend) -> Catalog:
     catalog = src.load()
     dst.write_definitions(catalog)
     return catalog
+
+
+def replace_hosts(dst: Backend, hosts: dict[str, Host]) -> tuple[Catalog, Catalog]:
+    """Make these dst's hosts, keeping its scripts, schedules and repairs; (before, after).
+
+    The new catalog is validated first (a schedule whose host or group is
+    gone is a problem at its place): with a problem nothing is written.
+    """
+    before = current_definitions(dst)
+    after = build_catalog(
+        hosts, before.scripts, before.schedules, before.sources, Problems(), before.repairs
+    )
+    dst.write_definitions(after)
+    return before, after
+
+
+def current_definitions(backend: Backend) -> Catalog:
+    """backend's definitions; an empty catalog when it holds none yet (a new dir or file)."""
+    path = getattr(backend, "path", None)
+    if isinstance(path, Path):  # the YAML backends: nothing written there yet?
+        files = [path / "hosts.yaml", path / "scripts.yaml"] if backend.name == "dir" else [path]
+        if not any(f.is_file() and f.stat().st_size for f in files):
+            return Catalog({}, {}, [])
+    return backend.load()
 
 
 def copy_state(src: Backend, dst: Backend) -> tuple[int, int]:
