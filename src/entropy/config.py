@@ -215,8 +215,8 @@ SSH_OPTS = [
     cfg.StrOpt(
         "config_file",
         help="An OpenSSH client config to read (e.g. ~/.ssh/config) for what hosts.yaml "
-        "and this section leave unset: Host aliases, HostName, User, Port, IdentityFile, "
-        "ProxyJump. Default: none is read.",
+        "and this section leave unset (User, Port, IdentityFile, ProxyJump, ...); its Host "
+        "patterns match the address connected to. Default: none is read.",
     ),
     cfg.StrOpt(
         "upload_dir",
