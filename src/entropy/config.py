@@ -214,9 +214,10 @@ SSH_OPTS = [
     ),
     cfg.StrOpt(
         "config_file",
-        help="An OpenSSH client config to read (e.g. ~/.ssh/config) for what hosts.yaml "
-        "and this section leave unset (User, Port, IdentityFile, ProxyJump, ...); its Host "
-        "patterns match the address connected to. Default: none is read.",
+        help="An OpenSSH client config to read (e.g. ~/.ssh/config) for what Entropy does "
+        "not set itself (IdentityFile, ProxyJump for hosts without jump, ciphers, ...); its "
+        "Host patterns match the address connected to. User and port always come from "
+        "hosts.yaml or this section. Default: none is read.",
     ),
     cfg.StrOpt(
         "upload_dir",

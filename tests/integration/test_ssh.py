@@ -251,6 +251,16 @@ def test_authentication_failure(settings: SshSettings, tmp_path: Path) -> None:
     assert result.summary.startswith("SSH auth: ") and "authentication failed" in result.summary
 
 
+def test_an_unreadable_identity_file_is_an_error_naming_it(
+    settings: SshSettings, tmp_path: Path
+) -> None:
+    use(settings, identity_files=(str(tmp_path / "no_such_key"),))
+    result = run(["true"])
+    assert result.outcome is Outcome.ERROR
+    assert result.summary.startswith("SSH config: [ssh] identity_files: cannot use ")
+    assert "no_such_key" in result.summary
+
+
 def test_connection_refused(settings: SshSettings) -> None:
     sock, port = silent_listener()
     sock.close()  # the port is closed again: nothing listens there
@@ -406,6 +416,17 @@ def test_max_connections_closes_the_least_recently_used_idle_one(
     assert run(["true"], first).outcome is Outcome.OK
     assert run(["true"], second).outcome is Outcome.OK
     assert ssh_client.default().pool.stats()["open"] == 1 and sshd.logins() == 2
+
+
+def test_an_openssh_client_config_adds_what_entropy_does_not_set(
+    settings: SshSettings, client_key: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host 127.0.0.1\n  IdentityFile {client_key}\n")
+    use(settings, identity_files=(), config_file=str(config))
+    assert run(["true"]).outcome is Outcome.OK  # the key came from the config file
+    use(settings, identity_files=())
+    assert run(["true"]).summary.startswith("SSH auth: ")
 
 
 # -- upload, a real plugin, repairs ---------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import EntropyError
 from ..model import Outcome, Result, Script
 from ..ssh import client as ssh_client
+from ..ssh.failures import CONFIG
 from ..ssh.settings import target_for
 from ..ssh.upload import LocalFile, local_file
 from .base import Job
@@ -46,7 +47,8 @@ def run(job: Job) -> Result:
         return Result(Outcome.ERROR, f"ssh: {exc}")
     ran = client.run(target, command, env=env, timeout=job.timeout, limit=limit, upload=upload)
     if ran.failure is not None:
-        return Result(Outcome.UNKNOWN, f"SSH {ran.failure.cause}: {ran.failure}")
+        outcome = Outcome.ERROR if ran.failure.cause == CONFIG else Outcome.UNKNOWN
+        return Result(outcome, f"SSH {ran.failure.cause}: {ran.failure}")
     finished = ran.finished
     stdout = cut(finished.stdout, limit, finished.stdout_total)
     stderr = cut(finished.stderr, limit, finished.stderr_total)

@@ -22,6 +22,7 @@ UNREACHABLE = "unreachable"
 DROPPED = "dropped"
 BUSY = "busy"
 ERROR = "error"
+CONFIG = "config"  # [ssh] itself is wrong: the audit could not run (outcome error)
 
 
 class SshFailure(Exception):

@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncssh
 
-from .failures import BUSY, TIMEOUT, SshFailure, classify
+from .failures import BUSY, CONFIG, TIMEOUT, SshFailure, classify
 from .hostkeys import HostKeyCheck, KnownHosts
 from .settings import SshSettings, Target
 
@@ -62,14 +62,17 @@ class Pool:
         self.open = 0  # connections open or opening
         self._room = asyncio.Condition()  # notified when a connection closes or goes idle
         self._tasks: set[asyncio.Future[Any]] = set()
-        config = [str(Path(settings.config_file).expanduser())] if settings.config_file else None
-        # Built once: keys are read from disk here, not at every connection.
-        self._options = asyncssh.SSHClientConnectionOptions(
-            client_keys=list(settings.identity_files) or (),
-            config=config,
-            keepalive_interval=settings.keepalive_interval or None,
-            keepalive_count_max=settings.keepalive_count_max,
-        )
+        # None: no ~/.ssh/config unless asked for (asyncssh reads it by default).
+        self._config = [str(Path(s).expanduser()) for s in [settings.config_file] if s] or None
+        # Read once here, not at every connection; () lets asyncssh find its defaults
+        # (an agent, ~/.ssh/id_*, or IdentityFile from the config file).
+        self._keys: Any = ()
+        for path in settings.identity_files:
+            try:
+                self._keys += tuple(asyncssh.load_keypairs(str(Path(path).expanduser())))
+            except (OSError, asyncssh.KeyImportError) as exc:
+                why = f"[ssh] identity_files: cannot use {path}: {getattr(exc, 'strerror', 0) or exc}"
+                raise SshFailure(CONFIG, why) from None
 
     # -- leases -------------------------------------------------------------------------
 
@@ -158,7 +161,10 @@ class Pool:
                     target.address,
                     target.port,
                     tunnel=tunnel,
-                    options=self._options,
+                    config=self._config,
+                    client_keys=self._keys,
+                    keepalive_interval=self.settings.keepalive_interval or None,
+                    keepalive_count_max=self.settings.keepalive_count_max,
                     username=target.user,
                     known_hosts=check.known_hosts,
                     client_factory=lambda: _Client(self, entry, check),
