@@ -71,7 +71,8 @@ class Pool:
             try:
                 self._keys += tuple(asyncssh.load_keypairs(str(Path(path).expanduser())))
             except (OSError, asyncssh.KeyImportError) as exc:
-                why = f"[ssh] identity_files: cannot use {path}: {getattr(exc, 'strerror', 0) or exc}"
+                reason = getattr(exc, "strerror", None) or exc
+                why = f"[ssh] identity_files: cannot use {path}: {reason}"
                 raise SshFailure(CONFIG, why) from None
 
     # -- leases -------------------------------------------------------------------------
