@@ -66,14 +66,15 @@ class Pool:
         self._config = [str(Path(s).expanduser()) for s in [settings.config_file] if s] or None
         # Read once here, not at every connection; () lets asyncssh find its defaults
         # (an agent, ~/.ssh/id_*, or IdentityFile from the config file).
-        self._keys: Any = ()
+        keys: list[Any] = []
         for path in settings.identity_files:
             try:
-                self._keys += tuple(asyncssh.load_keypairs(str(Path(path).expanduser())))
+                keys += asyncssh.load_keypairs(str(Path(path).expanduser()))
             except (OSError, asyncssh.KeyImportError) as exc:
                 reason = getattr(exc, "strerror", None) or exc
                 why = f"[ssh] identity_files: cannot use {path}: {reason}"
                 raise SshFailure(CONFIG, why) from None
+        self._keys: Any = keys or ()  # a list of key pairs (a tuple would read as key, cert)
 
     # -- leases -------------------------------------------------------------------------
 
