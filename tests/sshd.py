@@ -248,7 +248,14 @@ class FaultServer:
         return f"[127.0.0.1]:{self.port} {algorithm} {data}\n"
 
     def close(self) -> None:
-        self.acceptor.close()
+        async def stop() -> None:  # on the server's own loop: asyncio is not thread-safe
+            self.acceptor.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:  # a login still sleeping in begin_auth, say
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        self.call(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
