@@ -153,18 +153,25 @@ def _descendants(root: int) -> list[int]:
 
 
 def tree_rss(root: int, name: str | None = None) -> tuple[int, int]:
-    """(bytes of RSS, processes) of root's process tree; only processes called name if given."""
+    """(bytes, processes) of root's process tree; only processes called name if given.
+
+    Bytes are PSS (/proc/PID/smaps_rollup): pages shared by forks (Ansible's
+    workers, ssh clients' libraries) are split between them, not counted once each.
+    """
     total = count = 0
     for pid in [root, *_descendants(root)]:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except (OSError, ValueError, IndexError):
+            if name is not None and comm != name:
+                continue
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            pss = next(int(line.split()[1]) for line in rollup.splitlines()
+                       if line.startswith("Pss:"))  # fmt: skip
+        except (OSError, ValueError, IndexError, StopIteration):
             continue
-        if name is None or comm == name:
-            total += pages * os.sysconf("SC_PAGE_SIZE")
-            count += 1
+        total += pss * 1024
+        count += 1
     return total, count
 
 

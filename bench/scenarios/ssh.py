@@ -20,10 +20,10 @@ Measured for each: audits/s (audits / wall time, first due to last
 recorded; for (c) the command's wall time); engine CPU per audit (the
 process and its children: ssh clients for (b), Ansible's forks and ssh for
 (c)); the whole machine's CPU per audit (/proc/stat: sshd and the remote
-commands too, and whatever else runs); RSS per open connection: (a) the
+commands too, and whatever else runs); memory per open connection: (a) the
 engine's RSS growth from before its first login to the end (after gc and
-malloc_trim) / connections open, (b) and (c) the peak RSS of their ssh
-client processes (and Ansible's workers) / the connections open then.
+malloc_trim) / connections open, (b) and (c) the peak PSS of their ssh
+client processes (and of Ansible's worker forks) / the ssh processes then.
 
   (d) idle connections        one engine process opens --idle connections
                               (1,000) to an asyncssh server in another
