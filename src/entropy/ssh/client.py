@@ -169,16 +169,19 @@ class SshClient:
 
     def kill_all(self) -> int:
         """Stop every running remote command (engine shutdown); how many there were."""
-        running = list(self._running)
+        if self._pool is None:
+            return 0
 
-        def kill() -> None:
-            for item in running:
+        async def kill() -> int:  # on the loop: _running changes only there
+            for item in self._running:
                 item.killed = True
                 item.kill()
+            return len(self._running)
 
-        if running:
-            self.thread.soon(kill)
-        return len(running)
+        try:
+            return self.thread.call(kill(), 5)
+        except TimeoutError:  # a stuck loop: the commands' own timeouts still hold
+            return 0
 
     def close(self) -> None:
         """Close the connections and stop the loop (at exit, or between tests)."""
