@@ -22,10 +22,8 @@ import yaml
 from oslo_config import cfg
 
 from . import __version__
-from .backends import Backend, fetch
-from .backends.sqlalchemy import schema
-from .backends.sqlalchemy.registry import EngineRegistry
-from .backends.sqlalchemy.state import SqlStateStore, safe_url
+from .backends import Backend, Capability, fetch
+from .backends.base import EditableDefinitions, EngineRegistry, StateStore
 from .cli_repairs import (
     events,
     print_repair_history,
@@ -442,7 +440,7 @@ main.command(
 # -- definitions in a database: host, schedule, script ----------------------------
 
 
-def _editable(session: Session, command: str) -> Backend:
+def _editable(session: Session, command: str) -> EditableDefinitions:
     return session.backend.require_editable(command)
 
 
@@ -641,8 +639,8 @@ def db() -> None:
     """The state store's schema: see its revision, upgrade it."""
 
 
-def _state_store(session: Session) -> SqlStateStore:
-    return SqlStateStore(session.backend.state_url(), check_schema=False)
+def _state_store(session: Session) -> StateStore:
+    return session.backend.open_state(check_schema=False)
 
 
 @db.command("current")
@@ -652,14 +650,14 @@ def db_current(session: Session, as_json: bool) -> None:
     """Print the schema revision of the state store and the one this Entropy needs."""
     store = _state_store(session)
     try:
-        at, needed = store.schema_revision(), schema.head()
+        at, needed = store.schema_revision(), store.schema_head()
     finally:
         store.close()
     if as_json:
         print_json({"current": at, "head": needed, "up_to_date": at == needed})
         return
     state = "up to date" if at == needed else "out of date: run `entropy db upgrade`"
-    click.echo(f"{safe_url(store.url)}: revision {at or '(empty)'}, needs {needed}; {state}")
+    click.echo(f"{store.describe()}: revision {at or '(empty)'}, needs {needed}; {state}")
 
 
 @db.command("upgrade")
@@ -672,13 +670,16 @@ def db_upgrade(session: Session) -> None:
     """
     store = _state_store(session)
     try:
+        if not store.can(Capability.SCHEMA_MIGRATIONS):
+            click.echo(f"{store.describe()} keeps no schema: nothing to upgrade")
+            return
         before, after = store.upgrade_schema()
     finally:
         store.close()
     if before == after:
-        click.echo(f"{safe_url(store.url)}: already at revision {after}")
+        click.echo(f"{store.describe()}: already at revision {after}")
     else:
-        click.echo(f"{safe_url(store.url)}: upgraded from {before or '(empty)'} to {after}")
+        click.echo(f"{store.describe()}: upgraded from {before or '(empty)'} to {after}")
 
 
 @main.group()
@@ -774,7 +775,7 @@ def engine_run(
 def _registry(session: Session) -> tuple[EngineRegistry, float]:
     """The state store's engines registry, and after how long a silent engine is dead."""
     lease, _, skew = lease_settings(session.conf)
-    return EngineRegistry(session.backend.state), lease + skew
+    return session.backend.state.engine_registry(), lease + skew
 
 
 @engine.command("stop")
@@ -951,23 +952,10 @@ def results(
         raise click.UsageError("--repair needs --kind repair")
     found = session.backend.state.results(host, audit_name, outcome, limit)
     if as_json:
-        print_json([{k: v for k, v in r.items() if k != "id"} for r in found])
+        print_json([r.to_dict() for r in found])
         return
     for r in reversed(found):
-        _print_result_line(
-            Result(
-                Outcome(r["outcome"]),
-                r["summary"] or "",
-                r["output"] or "",
-                r["metrics"] or {},
-                r["started_at"],
-                r["finished_at"],
-                r["slot"],
-                r["engine_id"],
-                r["audit_name"],
-                r["host"],
-            )
-        )
+        _print_result_line(r)
     if not found:
         click.echo("no results match", err=True)
 

@@ -166,7 +166,7 @@ def test_unknown_backend_lists_the_available_ones() -> None:
     assert result.exit_code == 1
     assert (
         result.stderr.strip()
-        == "entropy: error: unknown backend 'foo'; available: dir, file, sqlalchemy"
+        == "entropy: error: unknown backend 'foo'; available: dir, file, memory, mongodb, sqlalchemy"
     )
 
 

@@ -38,7 +38,10 @@ def fleet(tmp_path: Path) -> Path:
 
 
 def open_backend(fleet: Path) -> Backend:
-    return fetch(load_conf(), f"dir:{fleet}")
+    """The fleet's YAML, its state in the reference memory store (kept across reopenings)."""
+    conf = load_conf()
+    conf.set_override("state_connection", f"memory:{fleet}", group="dir")
+    return fetch(conf, f"dir:{fleet}")
 
 
 def make(fleet: Path, clock: FakeClock, schedules: dict, **kw: Any) -> Scheduler:
