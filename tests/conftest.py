@@ -169,9 +169,11 @@ def mongodb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     data = tmp_path_factory.mktemp("nx-27017")
     port = _free_port()
-    command = [sys.executable, "-c", "from nx_27017.nx_27017 import main; main()",
-               "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data),
-               "--log-file", str(data / "server.log"), "--pid-file", str(data / "server.pid")]  # fmt: skip
+    command = [
+        *(sys.executable, "-c", "from nx_27017.nx_27017 import main; main()"),
+        *("--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)),
+        *("--log-file", str(data / "server.log"), "--pid-file", str(data / "server.pid")),
+    ]
     try:
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except OSError as exc:
