@@ -372,11 +372,15 @@ class Engine:
         if self._abandoned:
             return  # killed at shutdown: its claim goes back to `new`
         next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
-        if self._results.qsize() >= self.settings.result_queue_size:
-            self._wait_for_room()
-        self._results.put((due, result, next_run))
+        self._hand_over((due, result, next_run))
         if self._pending and len(self._running) < self._wake_below:
             self.scheduler.wake()  # room for a claim worth making: claim more
+
+    def _hand_over(self, item: tuple[Due, Result, datetime]) -> None:
+        """Queue a finished audit for the recorder; wait while the queue is full."""
+        if self._results.qsize() >= self.settings.result_queue_size:
+            self._wait_for_room()
+        self._results.put(item)
 
     def _wait_for_room(self) -> None:
         """Hold this worker while the result queue is full (the store is not taking them)."""

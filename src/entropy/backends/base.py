@@ -621,10 +621,13 @@ def _load_failed(_manager: object, entry_point: object, exc: Exception) -> None:
 class Backend:
     """A definitions source plus a state store, opened when first used."""
 
-    def __init__(self, conf: cfg.ConfigOpts, definitions: DefinitionsSource) -> None:
+    def __init__(
+        self, conf: cfg.ConfigOpts, definitions: DefinitionsSource, state: StateStore | None = None
+    ) -> None:
+        """`state`: a store already open (say, one a test made); else opened from state_url()."""
         self.conf = conf
         self.definitions = definitions
-        self._state: StateStore | None = None
+        self._state = state
         definitions.attach(lambda: self.state)
 
     @property
