@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import futurist
@@ -94,7 +93,8 @@ def test_a_dropped_column_gives_a_logged_bounded_failure(
         assert run_due(engine, clock) == 3
         wait_for(lambda: engine.dropped == 3, "the refused results to be dropped")
         # Two logged tries (the batch may grow meanwhile), the third goes one by one.
-        tries = [r.getMessage() for r in caplog.records if "the state store refused" in r.getMessage()]
+        logged = [r.getMessage() for r in caplog.records]
+        tries = [line for line in logged if "the state store refused" in line]
         assert [line.split("(")[1][:10] for line in tries] == ["try 1 of 3", "try 2 of 3"]
         assert all("has no column named output" in line or "does not exist" in line
                    for line in tries), tries  # fmt: skip
