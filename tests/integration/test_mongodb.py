@@ -118,13 +118,13 @@ def test_engine_run_records_results_in_mongodb(
     else:  # YAML definitions, state in MongoDB
         env["OS_DIR__STATE_CONNECTION"] = mongodb_url
         backend = f"dir:{fleet}"
-    done = subprocess.run([*ENTROPY, "--backend", backend, "engine", "run", "--for", "4s",
-                           "--json"], capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    command = [*ENTROPY, "--backend", backend, "engine", "run", "--for", "4s", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     printed = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(printed) >= 6 and {r["outcome"] for r in printed} == {"ok"}
-    listed = subprocess.run([*ENTROPY, "--backend", backend, "results", "--limit", "1000",
-                             "--json"], capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    command = [*ENTROPY, "--backend", backend, "results", "--limit", "1000", "--json"]
+    listed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     stored = json.loads(listed.stdout)
     assert len(stored) == len(printed)  # every printed result is in MongoDB's history
     assert {(r["host"], r["slot"]) for r in stored} == {(r["host"], r["slot"]) for r in printed}
