@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import getpass
 import heapq
 import logging
 import os
@@ -43,6 +44,7 @@ from .errors import DurationError, EntropyError, NotFound, ValidationError
 from .events import Events
 from .jsonout import print_json, to_json
 from .model import AuditRow, Catalog, Outcome, Pair, Result
+from .removal import RemovalRefused
 from .repairs import Repairer
 from .runners import Job, run_job
 from .scheduler import Scheduler
@@ -208,18 +210,41 @@ def validate(session: Session, as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the rows of gone pairs even when they are more than max_removal of them.",
+)
 @json_option
 @pass_session
-def sync(session: Session, as_json: bool) -> None:
+def sync(session: Session, force: bool, as_json: bool) -> None:
     """Load and validate the definitions, then make the audit rows match them.
 
     New (audit, host) pairs are added with a spread-out first run, pairs that
     are gone are removed, and the rest keep their state. Invalid definitions
     change nothing.
+
+    A sync that would remove more than max_removal (default 10%) of the
+    stored rows, or every row, is refused and changes nothing (exit 1): a
+    truncated schedule file looks just like that. --force accepts it. An
+    operator's disable of a removed pair is kept for disable_retention and
+    comes back with the pair.
+
+    --json prints {"added", "removed", "kept", "updated", "restored_disables",
+    "remembered_disables", "audits"} (counts of rows; audits: the pairs the
+    definitions give); a refusal prints {"refused": true, "would_remove",
+    "stored", "allowed", "max_removal", "by_audit": {audit: rows},
+    "message"} and exits 1.
     """
     backend = session.backend
     catalog = backend.load()
-    report = backend.sync(catalog, session.clock.now())
+    try:
+        report = backend.sync(catalog, session.clock.now(), force=force, actor=_actor("sync"))
+    except RemovalRefused as exc:
+        if not as_json:
+            raise
+        print_json(exc.to_dict())
+        sys.exit(1)
     if as_json:
         print_json(
             {
@@ -227,11 +252,22 @@ def sync(session: Session, as_json: bool) -> None:
                 "removed": report.removed,
                 "kept": report.kept,
                 "updated": report.updated,
+                "restored_disables": report.restored,
+                "remembered_disables": report.remembered,
                 "audits": len(catalog.pairs),
             }
         )
     else:
         click.echo(f"{catalog.summary()}; {report}")
+
+
+def _actor(command: str) -> str:
+    """Who runs this command, for the state store's memory: `entropy sync by USER@HOST`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid, e.g. in a container
+        user = str(os.getuid())
+    return f"entropy {command} by {user}@{socket.gethostname()}"
 
 
 @main.command()
@@ -372,7 +408,8 @@ def _toggle_command(disable: bool) -> Any:
         backend = session.backend
         catalog = backend.load()
         now = session.clock.now()
-        backend.sync(catalog, now)
+        # Rows for new pairs, so they can be disabled; removing is for `entropy sync`.
+        backend.sync(catalog, now, remove=False, actor=_actor(verb))
         pairs = _select_pairs(catalog, audit, host, group)
         changed = backend.set_disabled(pairs, reason if disable else None, now)
         still = [p for p in pairs if not disable and p.schedule.disabled]
