@@ -127,7 +127,11 @@ class RemovalRefused(EntropyError):
         self.gone, self.stored, self.allowed, self.max_removal = gone, stored, allowed, max_removal
         self.current: Catalog | None = None
         self.previous: Catalog | None = None
-        self.hint = "run `entropy sync --force`"
+        self.action = "sync"  # what was refused, and how to consent to it
+        self.hint = (
+            "If the definitions are right, run `entropy sync --force` to accept the removal; "
+            "if not, fix them (a truncated or emptied schedule file?)."
+        )
         super().__init__()
 
     def __str__(self) -> str:
@@ -141,17 +145,14 @@ class RemovalRefused(EntropyError):
             else f"max_removal = {self.max_removal:.0%} allows {self.allowed} of {stored}"
         )
         return (
-            f"sync refused: it would remove {count} of the {stored} audit rows stored "
+            f"{self.action} refused: it would remove {count} of the {stored} audit rows stored "
             f"({limit}); nothing was changed"
         )
 
     def explain(self) -> str:
         lines = [self.headline() + ":"]
         lines += [f"  {line}" for line in self.details()]
-        lines.append(
-            "If the definitions are right, " + self.hint + " to accept the removal; if not, fix "
-            "them (a truncated or emptied schedule file?)."
-        )
+        lines.append(self.hint)
         return "\n".join(lines)
 
     def details(self) -> list[str]:
