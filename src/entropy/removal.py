@@ -142,7 +142,7 @@ class RemovalRefused(EntropyError):
         limit = (
             "removing every row always needs consent"
             if count == stored and self.max_removal < 1
-            else f"max_removal = {self.max_removal:.0%} allows {self.allowed} of {stored}"
+            else f"max_removal = {self.max_removal * 100:g}% allows {self.allowed} of {stored}"
         )
         return (
             f"{self.action} refused: it would remove {count} of the {stored} audit rows stored "
