@@ -12,7 +12,7 @@ applies the same one.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -119,8 +119,9 @@ class RemovalRefused(EntropyError):
     """A sync would remove more rows than max_removal allows; nothing was changed.
 
     The message names how many rows, of how many, and the audits and hosts
-    they are. `explain()` adds where they came from when the caller knows
-    the catalogs (the engine knows the one it runs).
+    they are; with `current` (the catalog refused) and `previous` (the one
+    the rows came from, which an engine has) set by the caller, also why
+    they go and from which files.
     """
 
     def __init__(self, gone: list[Key], stored: int, allowed: int, max_removal: float) -> None:
@@ -191,16 +192,14 @@ class RemovalRefused(EntropyError):
 
     def to_dict(self) -> dict[str, Any]:
         """The refusal for --json: counts, and the rows by audit."""
-        by_audit: dict[str, list[str]] = defaultdict(list)
-        for audit_name, host in self.gone:
-            by_audit[audit_name].append(host)
+        by_audit = Counter(audit_name for audit_name, _host in self.gone)
         return {
             "refused": True,
             "would_remove": len(self.gone),
             "stored": self.stored,
             "allowed": self.allowed,
             "max_removal": self.max_removal,
-            "by_audit": {name: len(hosts) for name, hosts in sorted(by_audit.items())},
+            "by_audit": dict(sorted(by_audit.items())),
             "message": self.headline(),
         }
 
