@@ -260,6 +260,8 @@ def sync(session: Session, force: bool, as_json: bool) -> None:
         )
     else:
         click.echo(f"{catalog.summary()}; {report}")
+        for line in report.put_back:
+            click.echo(f"put back the operator's disable of {line}", err=True)
 
 
 def _actor(command: str) -> str:
@@ -869,7 +871,8 @@ def engine_run(
         hostname=socket.gethostname(),
         pid=os.getpid(),
     )
-    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
+    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"),
+                          actor=f"engine {settings.engine_id}")  # fmt: skip
     printer = _print_result_json if as_json else _print_result_line
     events = session.events()
     repairer = Repairer(

@@ -293,6 +293,7 @@ class SyncReport:
     updated: int = 0
     restored: int = 0  # operator disables put back on pairs that returned
     remembered: int = 0  # operator disables of removed pairs, kept for their return
+    put_back: tuple[str, ...] = ()  # what was put back, one line each, for the operator
 
     def __str__(self) -> str:
         text = (

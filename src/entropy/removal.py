@@ -79,6 +79,13 @@ class KeptDisable:
     def key(self) -> Key:
         return (self.audit_name, self.host)
 
+    def describe(self) -> str:
+        by = f" by {self.removed_by}" if self.removed_by else ""
+        return (
+            f"{self.audit_name} on {self.host}: {self.reason or 'no reason given'} (its pair "
+            f"was removed {self.removed_at.isoformat(timespec='seconds')}{by})"
+        )
+
 
 @dataclass(slots=True)
 class DisablePlan:

@@ -126,6 +126,8 @@ class Scheduler:
             del catalog, rows
             self._compact()
         LOG.info("refreshed: %s; %s", self.catalog.summary() if self.catalog else "", report)
+        for line in report.put_back:
+            LOG.warning("an operator's disable came back with its pair: %s", line)
         return True
 
     def _log_refusal(self, exc: Exception, now: datetime) -> None:

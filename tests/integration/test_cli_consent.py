@@ -8,6 +8,7 @@ disable must still be there when the file comes back.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -81,9 +82,14 @@ def test_an_emptied_schedule_file_is_refused_until_forced_and_the_disable_comes_
         "remembered_disables": 1, "audits": 4,
     }  # fmt: skip
     path.write_text(saved)  # the file is back
-    back = run("--backend", fleet, "sync").stdout
-    assert back.endswith("added 4, removed 0, kept 4 (0 of them updated); "
-                         "1 operator disable put back\n")  # fmt: skip
+    back = run("--backend", fleet, "sync")
+    assert back.stdout.endswith("added 4, removed 0, kept 4 (0 of them updated); "
+                                "1 operator disable put back\n")  # fmt: skip
+    assert re.fullmatch(
+        r"put back the operator's disable of check_nova_config_exists on compute-01.example.com: "
+        r"maintenance CHG-123 \(its pair was removed \S+ by entropy sync by \S+@\S+\)\n",
+        back.stderr,
+    )
     row = rows(fleet)["check_nova_config_exists", "compute-01.example.com"]
     assert (row["disabled"], row["disabled_reason"]) == (True, "maintenance CHG-123")
     assert not rows(fleet)["check_nova_config_exists", "compute-02.example.com"]["disabled"]

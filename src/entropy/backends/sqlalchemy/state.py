@@ -278,6 +278,7 @@ class SqlStateStore:
         return SyncReport(
             len(desired), len(gone), len(existing) - len(gone), len(changes),
             restored=len(disables.restore), remembered=len(disables.remember),
+            put_back=tuple(kept.describe() for kept in disables.restore.values()),
         )  # fmt: skip
 
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
