@@ -149,8 +149,9 @@ def main(
     Definitions (hosts, scripts, schedules) and state (one row per audit and
     host) come from a backend chosen by entropy_backend in entropy.conf or by
     --backend. Options can also be set in the environment as
-    OS_<GROUP>__<OPTION>, e.g. OS_DIR__PATH=/srv/fleet. The options below
-    work before the command or after it (`entropy status --backend URL`).
+    OS_<GROUP>__<OPTION>, e.g. OS_DIR__PATH=/srv/fleet. --config-file,
+    --config-dir, --backend and -v work before the command or after it
+    (`entropy status --backend URL`).
 
     \b
     Start with:
