@@ -521,6 +521,8 @@ def test_a_passive_audit_goes_unknown_after_its_freshness() -> None:
     clock.advance(hours=23)
     fresh = passive_check("backup_done", "db-01", day, last, START, clock.now())
     assert fresh.result is None and fresh.next_run == START + timedelta(days=1)
+    just_before = fresh.next_run - timedelta(microseconds=1)
+    assert passive_check("backup_done", "db-01", day, last, START, just_before).result is None
     clock.set(fresh.next_run)
     stale = passive_check("backup_done", "db-01", day, last, START, clock.now())
     assert stale.result is not None and stale.result.outcome is UNKNOWN
