@@ -67,7 +67,8 @@ _SCHEDULE_KEYS = frozenset(
 _DEPENDS_KEYS = frozenset({"audit", "host"})
 _DOWNTIME_KEYS = frozenset(
     {"hosts", "groups", "audits", "start", "end", "cron", "duration", "reason", "skip_checks"}
-) | frozenset({"description"})
+    | {"description"}
+)
 # Until the engine acts on the monitoring keys (issue 15, phase 2), a catalog that
 # uses them is refused rather than silently ignored.
 MONITORING_WIRED = False

@@ -128,8 +128,8 @@ def record(
     later than the next regular slot; the regular slot once it is hard or ok.
     """
     before = state or _NEW
-    was_problem = before.state is not _OK
-    if outcome is _OK:
+    was_problem = before.state != _OK
+    if outcome == _OK:
         state_type, attempt = _HARD, 1
     else:
         if not was_problem:
