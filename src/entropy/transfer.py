@@ -110,9 +110,11 @@ def _schedule_key(schedule: Schedule) -> tuple[str, str, str]:
 
 def _settings(schedule: Schedule) -> str:
     """Schedule.settings() in a hashable, order-free form (params are dicts)."""
-    timing, disabled, reason, timeout, params = schedule.settings()
+    timing, disabled, reason, timeout, params, monitoring = schedule.settings()
     return json.dumps(
-        [repr(timing), disabled, reason, timeout, params], sort_keys=True, default=_default
+        [repr(timing), disabled, reason, timeout, params, repr(monitoring)],
+        sort_keys=True,
+        default=_default,
     )
 
 
