@@ -139,7 +139,7 @@ class Scheduler:
             headline = exc.headline() if isinstance(exc, RemovalRefused) else text
             LOG.error("refresh still refused since %s, the previous schedule keeps running: %s",
                       self._refused_since.isoformat(timespec="seconds"),
-                      headline.splitlines()[0])  # fmt: skip
+                      headline.splitlines()[0].rstrip(":"))  # fmt: skip
             return
         self._refused_since = now
         LOG.error("refresh refused, the previous schedule keeps running: %s", text)

@@ -180,12 +180,19 @@ def test_a_file_change_triggers_a_refresh_before_the_interval(fleet: Path, clock
     assert len([d for d in ran if d.pair.host == "a.example"]) > 5
 
 
-def test_an_invalid_change_keeps_the_old_schedule(fleet: Path, clock: FakeClock) -> None:
+def test_an_invalid_change_keeps_the_old_schedule(
+    fleet: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     scheduler = make(fleet, clock, every(60), refresh_interval=300)
     (fleet / "audits" / "x.yaml").write_text("compute:\n  audits:\n    check: {run_every: 1x}\n")
     assert scheduler.refresh() is False
     assert isinstance(scheduler.last_problem, ValidationError)
     assert "x.yaml:3:" in str(scheduler.last_problem)
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="entropy.scheduler"):
+        assert scheduler.refresh() is False  # the same problem: one line, not the list again
+    (again,) = caplog.records
+    assert again.getMessage().endswith("keeps running: 1 problem in the definitions")
     ran = run_for(scheduler, clock, 600)
     assert len([d for d in ran if d.pair.host == "a.example"]) in (9, 10, 11)
 
