@@ -440,9 +440,17 @@ class SyncReport:
     removed: int
     kept: int
     updated: int = 0
+    restored: int = 0  # operator disables put back on pairs that returned
+    remembered: int = 0  # operator disables of removed pairs, kept for their return
+    put_back: tuple[str, ...] = ()  # what was put back, one line each, for the operator
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"added {self.added}, removed {self.removed}, kept {self.kept} "
             f"({self.updated} of them updated)"
         )
+        for count, what in ((self.restored, "put back"),
+                            (self.remembered, "kept for their pairs' return")):  # fmt: skip
+            if count:
+                text += f"; {count} operator disable{'s' if count != 1 else ''} {what}"
+        return text
