@@ -52,8 +52,8 @@ def test_db_upgrade_creates_the_indexes_and_an_old_store_is_refused(
     empty_mongodb_url: str, tmp_path: Path
 ) -> None:
     url = empty_mongodb_url
-    current = json.loads(run("--backend", url, "db", "current", "--json").stdout)
-    assert current == {"current": None, "head": "mongo-0001", "up_to_date": False}
+    current = json.loads(run("--backend", url, "db", "current", "--json", code=1).stdout)
+    assert current == {"url": url, "current": None, "head": "mongo-0001", "up_to_date": False}
     refused = run("--backend", url, "status", code=1)
     assert "has no Entropy collections" in refused.stderr
     assert "Run: entropy db upgrade" in refused.stderr

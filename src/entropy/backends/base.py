@@ -53,6 +53,7 @@ from ..model import (
     Script,
     SyncReport,
 )
+from ..removal import RemovalPolicy, RemovalRefused
 
 # -- capabilities -------------------------------------------------------------------
 
@@ -475,7 +476,12 @@ class StateStore(Capable, abc.ABC):
 
     @abc.abstractmethod
     def sync(
-        self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
+        self,
+        pairs: Iterable[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float = 0.0,
+        policy: RemovalPolicy | None = None,
     ) -> SyncReport:
         """Make the rows match the pairs: add new ones, remove gone ones, keep the rest.
 
@@ -483,6 +489,10 @@ class StateStore(Capable, abc.ABC):
         definitions' disabled flag (an operator's disable stays), and a
         next_run left far out by a shortened interval is pulled in (`skew`
         seconds of slack). Concurrent syncs of one fleet all succeed.
+        `policy` (default RemovalPolicy()): removing more than max_removal of
+        the rows raises RemovalRefused and changes nothing; an operator's
+        disable of a removed pair is remembered for disable_retention and put
+        back if the pair returns. syncplan.plan_sync applies these rules.
         """
 
     @abc.abstractmethod
@@ -677,13 +687,40 @@ class Backend:
     def write_definitions(self, catalog: Catalog) -> None:
         self.definitions.write_definitions(catalog)
 
-    def sync(self, catalog: Catalog, now: datetime) -> SyncReport:
-        return self.state.sync(
-            catalog.pairs,
-            now,
-            float(option(self.conf, "max_splay")),  # type: ignore[arg-type]
-            float(option(self.conf, "max_clock_skew")),  # type: ignore[arg-type]
+    def sync(
+        self,
+        catalog: Catalog,
+        now: datetime,
+        *,
+        force: bool = False,
+        remove: bool = True,
+        previous: Catalog | None = None,
+        actor: str = "",
+    ) -> SyncReport:
+        """Make the state rows match the catalog, within max_removal unless forced.
+
+        remove=False only adds and updates rows. A refusal (RemovalRefused)
+        names where the rows came from when `previous`, the catalog they were
+        synced from, is given.
+        """
+        policy = RemovalPolicy(
+            max_removal=float(option(self.conf, "max_removal")),
+            force=force,
+            remove=remove,
+            disable_retention=float(option(self.conf, "disable_retention")),
+            actor=actor,
         )
+        try:
+            return self.state.sync(
+                catalog.pairs,
+                now,
+                float(option(self.conf, "max_splay")),
+                float(option(self.conf, "max_clock_skew")),
+                policy,
+            )
+        except RemovalRefused as exc:
+            exc.current, exc.previous = catalog, previous
+            raise
 
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
         return self.state.audits(host=host, audit_name=audit_name)

@@ -46,6 +46,7 @@ from ..model import (
     SyncReport,
     Verify,
 )
+from ..removal import KeptDisable, RemovalPolicy
 from .base import (
     Capability,
     EditableDefinitions,
@@ -106,6 +107,7 @@ class _Space:
         self.repair_states: dict[tuple[str, str], RepairState] = {}
         self.repair_runs: list[RepairRecord] = []
         self.engines: dict[str, EngineRecord] = {}
+        self.kept_disables: dict[tuple[str, str], KeptDisable] = {}
 
 
 # -- definitions ----------------------------------------------------------------------
@@ -278,14 +280,26 @@ class MemoryStateStore(StateStore):
     # -- rows -----------------------------------------------------------------------
 
     def sync(
-        self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
+        self,
+        pairs: Iterable[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float = 0.0,
+        policy: RemovalPolicy | None = None,
     ) -> SyncReport:
         space = self.space
         with space.lock:
-            plan = plan_sync(list(space.rows.values()), pairs, now, max_splay, skew)
+            plan = plan_sync(list(space.rows.values()), pairs, now, max_splay, skew, policy,
+                             list(space.kept_disables.values()))  # fmt: skip
             for row_id in plan.gone:
                 row = space.rows.pop(row_id)
                 del space.keys[(row.audit_name, row.host)]
+            kept, disables = space.kept_disables, plan.disables
+            for key in [k for k, v in kept.items() if v.removed_at < disables.expired_before]:
+                del kept[key]
+            for key in disables.restore:
+                kept.pop(key, None)
+            kept.update((k.key, k) for k in disables.remember)
             for values in plan.new:
                 space.last_id += 1
                 row = AuditRow(

@@ -1,11 +1,13 @@
 """What a sync changes, worked out the same way for every state store.
 
-A store reads its rows (only the columns below), asks `plan_sync` what to
-do, and applies the plan its own way (SQL statements, MongoDB bulk writes,
-dicts in memory). The rules live here once: new pairs get a stable splay,
-kept rows keep their state, follow the host's address and the definitions'
-disabled flag (never undoing an operator's disable), and a next_run left
-far out by a shortened interval is pulled in.
+A store reads its rows (only the columns below) and what it remembers of
+removed operator disables, asks `plan_sync` what to do, and applies the
+plan its own way (SQL statements, MongoDB bulk writes, dicts in memory).
+The rules live here once: new pairs get a stable splay, kept rows keep
+their state, follow the host's address and the definitions' disabled flag
+(never undoing an operator's disable), a next_run left far out by a
+shortened interval is pulled in, and removals beyond max_removal need
+consent (entropy.removal, checked before anything changes).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..model import DisabledBy, Pair, Status, SyncReport
+from ..removal import DisablePlan, KeptDisable, RemovalPolicy, check_removal, plan_disables
 
 
 class SyncedRow(Protocol):
@@ -37,9 +40,15 @@ class SyncPlan:
     new: list[dict[str, Any]]  # rows to insert, column -> value (no id)
     changes: list[dict[str, Any]]  # row_id, old_next_run, and the columns to set
     kept: int
+    disables: DisablePlan  # operator disables to remember, put back, forget
 
     def report(self) -> SyncReport:
-        return SyncReport(len(self.new), len(self.gone), self.kept, len(self.changes))
+        restore = self.disables.restore
+        return SyncReport(
+            len(self.new), len(self.gone), self.kept, len(self.changes),
+            restored=len(restore), remembered=len(self.disables.remember),
+            put_back=tuple(kept.describe() for kept in restore.values()),
+        )  # fmt: skip
 
 
 def plan_sync(
@@ -48,16 +57,21 @@ def plan_sync(
     now: datetime,
     max_splay: float,
     skew: float = 0.0,
+    policy: RemovalPolicy | None = None,
+    kept: Iterable[KeptDisable] = (),
 ) -> SyncPlan:
-    """Compare the stored rows with the desired pairs.
+    """Compare the stored rows with the desired pairs; RemovalRefused past max_removal.
 
     Each change carries `old_next_run`: a store applies its next_run only if
     the row's next_run is still that one (another engine may have recorded
-    a result meanwhile, and its next_run stands).
+    a result meanwhile, and its next_run stands). `kept`: the operator
+    disables the store remembers of removed pairs; a new pair that had one
+    comes back disabled.
     """
+    policy = policy or RemovalPolicy()
     desired = {pair.key: pair for pair in pairs}
     slack = timedelta(seconds=skew)
-    gone: list[int] = []
+    gone: list[SyncedRow] = []
     changes: list[dict[str, Any]] = []
     latest: dict[Any, datetime] = {}
     seen = 0
@@ -65,7 +79,7 @@ def plan_sync(
         seen += 1
         pair = desired.pop((row.audit_name, row.host), None)
         if pair is None:
-            gone.append(row.id)
+            gone.append(row)
             continue
         timing = pair.schedule.timing
         if timing not in latest:
@@ -73,8 +87,17 @@ def plan_sync(
         change = _changes(row, pair, now, max_splay, latest[timing])
         if change is not None:
             changes.append(change)
+    check_removal(seen, [(row.audit_name, row.host) for row in gone], policy)
+    if not policy.remove:
+        gone = []
+    disables = plan_disables(gone, kept, desired, now, policy)
     new = [new_row(p, now, max_splay) for p in desired.values()]
-    return SyncPlan(gone, new, changes, seen - len(gone))
+    for values in new if disables.restore else ():
+        back = disables.restore.get((values["audit_name"], values["host"]))
+        if back is not None:
+            values.update(disabled=True, disabled_reason=back.reason,
+                          disabled_by=DisabledBy.OPERATOR.value)  # fmt: skip
+    return SyncPlan([row.id for row in gone], new, changes, seen - len(gone), disables)
 
 
 def new_row(pair: Pair, now: datetime, max_splay: float) -> dict[str, Any]:

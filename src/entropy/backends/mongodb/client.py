@@ -58,6 +58,7 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ([("target", 1), ("audit_name", 1)], {"unique": True, "name": "target_audit"}),
     ],
     "engines": [([("started_at", 1)], {"name": "started_at"})],
+    "removed_disables": [([("removed_at", 1)], {"name": "removed_at"})],
 }
 
 P = ParamSpec("P")

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from ...removal import DisablePlan, KeptDisable, RemovalPolicy
 from ..base import (
     Capability,
     EngineRegistry,
@@ -73,7 +74,7 @@ class MongoStateStore(StateStore):
         self.mongo = Mongo(url)
         self.where = self.mongo.where
         db = self.mongo.db
-        self._audits, self._results = db.audits, db.results
+        self._audits, self._results, self._kept = db.audits, db.results, db.removed_disables
         if check_schema:
             try:
                 self.mongo.check_schema()
@@ -110,19 +111,33 @@ class MongoStateStore(StateStore):
     # -- rows -------------------------------------------------------------------------
 
     def sync(
-        self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
+        self,
+        pairs: Iterable[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float = 0.0,
+        policy: RemovalPolicy | None = None,
     ) -> SyncReport:
-        return self._sync(list(pairs), now, max_splay, skew)
+        return self._sync(list(pairs), now, max_splay, skew, policy)
 
     @retried_on_race  # engines starting together insert the same new pairs: the loser re-reads
     @translated
-    def _sync(self, pairs: list[Pair], now: datetime, max_splay: float, skew: float) -> SyncReport:
+    def _sync(
+        self,
+        pairs: list[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float,
+        policy: RemovalPolicy | None,
+    ) -> SyncReport:
         from pymongo import UpdateOne
 
         existing = [_synced(doc) for doc in self._audits.find({}, _SYNC_FIELDS)]
-        plan = plan_sync(existing, pairs, now, max_splay, skew)
+        kept = [_kept(doc) for doc in self._kept.find({})]
+        plan = plan_sync(existing, pairs, now, max_splay, skew, policy, kept)
         for chunk in _chunks(plan.gone):
             self._audits.delete_many({"_id": {"$in": chunk}})
+        self._write_disables(plan.disables)
         if plan.new:
             ids = self.mongo.next_ids("audits", len(plan.new))
             docs = [
@@ -152,6 +167,16 @@ class MongoStateStore(StateStore):
                     )
             self._audits.bulk_write(writes, ordered=True)
         return plan.report()
+
+    def _write_disables(self, plan: DisablePlan) -> None:
+        """Forget the expired and the restored, then remember the newly removed (replacing)."""
+        if plan.expired_before is not None:
+            self._kept.delete_many({"removed_at": {"$lt": t(plan.expired_before)}})
+        done = [_kept_id(*key) for key in [*plan.restore, *(k.key for k in plan.remember)]]
+        for start in range(0, len(done), _CHUNK):
+            self._kept.delete_many({"_id": {"$in": done[start : start + _CHUNK]}})
+        if plan.remember:
+            self._kept.insert_many([_kept_doc(k) for k in plan.remember])
 
     @translated
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
@@ -504,3 +529,18 @@ def _synced(doc: dict[str, Any]) -> _Synced:
         doc.get("disabled_reason"),
         doc.get("disabled_by"),
     )
+
+
+def _kept_id(audit_name: str, host: str) -> str:
+    return json.dumps([audit_name, host])
+
+
+def _kept_doc(kept: KeptDisable) -> dict[str, Any]:
+    return {"_id": _kept_id(*kept.key), "audit_name": kept.audit_name, "host": kept.host,
+            "disabled_reason": kept.reason, "removed_at": t(kept.removed_at),
+            "removed_by": kept.removed_by or None}  # fmt: skip
+
+
+def _kept(doc: dict[str, Any]) -> KeptDisable:
+    return KeptDisable(doc["audit_name"], doc["host"], doc.get("disabled_reason"),
+                       dt(doc["removed_at"]), doc.get("removed_by") or "")  # type: ignore[arg-type]  # fmt: skip

@@ -36,6 +36,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from ...errors import BackendError, SchemaOutOfDate
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from ...removal import RemovalPolicy
 from ..base import (
     Capability,
     EngineRegistry,
@@ -47,7 +48,7 @@ from ..base import (
 )
 from ..retry import retried_on_race
 from ..syncplan import disabled_state, latest_of, plan_sync
-from . import rowtext, schema
+from . import kept_disables, rowtext, schema
 from .errors import translate
 from .repair_store import SqlRepairStore
 from .tables import UTCDateTime, audits, results
@@ -208,7 +209,12 @@ class SqlStateStore(StateStore):
             raise translate(exc, safe_url(self.url)) from exc
 
     def sync(
-        self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
+        self,
+        pairs: Iterable[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float = 0.0,
+        policy: RemovalPolicy | None = None,
     ) -> SyncReport:
         """Make the rows match the pairs: add new ones, remove gone ones, keep the rest.
 
@@ -219,20 +225,30 @@ class SqlStateStore(StateStore):
         Engines sharing the store sync at the same moments (start-up, a
         changed file): when another one's sync got in first (a duplicate
         insert, a deadlock), this one starts over from what it wrote.
+
+        `policy` (default: RemovalPolicy()) says how many rows may go without
+        force: beyond that, RemovalRefused and nothing changes. An operator's
+        disable of a removed pair is remembered, and put back if the pair
+        returns within the policy's disable_retention (see entropy.removal).
         """
-        return self._sync(list(pairs), now, max_splay, skew)
+        return self._sync(list(pairs), now, max_splay, skew, policy or RemovalPolicy())
 
     @retried_on_race
-    def _sync(self, pairs: list[Pair], now: datetime, max_splay: float, skew: float) -> SyncReport:
+    def _sync(
+        self, pairs: list[Pair], now: datetime, max_splay: float, skew: float,
+        policy: RemovalPolicy,
+    ) -> SyncReport:  # fmt: skip
         c = audits.c
         with gc_paused(), self._connect() as conn:
             existing = conn.execute(
                 select(c.id, c.audit_name, c.host, c.ip_address, c.next_run, c.disabled,
                        c.disabled_reason, c.disabled_by)
             ).all()  # fmt: skip
-            plan = plan_sync(existing, pairs, now, max_splay, skew)
+            plan = plan_sync(existing, pairs, now, max_splay, skew, policy,
+                             kept_disables.read(conn))  # fmt: skip
             for chunk in _chunks(plan.gone):
                 conn.execute(delete(audits).where(c.id.in_(chunk)))
+            kept_disables.write(conn, plan.disables)
             if plan.new:
                 conn.execute(audits.insert(), plan.new)
             if plan.changes:
