@@ -248,6 +248,10 @@ class Engine:
         except BackendError as exc:  # the store refuses claims for good: not retried
             self._claims_refused(take, now, exc)
             return
+        except Exception as exc:  # a bug: the engine goes on; these audits skip a slot
+            LOG.exception("claiming %d audits failed", len(take))
+            self._claims_refused(take, now, BackendError(f"unexpected {exc!r}"))
+            return
         if self._claim_failures:
             LOG.warning("claiming again after %d failed tries", self._claim_failures)
             self._claim_failures = 0
@@ -256,7 +260,7 @@ class Engine:
         lost = [due.row_id for due in take if due.row_id not in claimed]
         try:  # after the claim committed: a failure here must not disown what it took
             stored = state.next_runs(lost) if lost else {}
-        except BackendError as exc:
+        except Exception as exc:  # BackendError, or a bug: either way the claim stands
             LOG.warning("cannot read where lost claims are due; their next slots: %s", exc)
             stored = {}
         work = []

@@ -40,7 +40,7 @@ class FaultyStore(MemoryStateStore):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.claim_fault: StoreError | None = None
+        self.claim_fault: Exception | None = None
         self.record_fault: StoreError | None = None
         self.record_calls = 0
 
@@ -110,6 +110,17 @@ def test_a_permanent_claim_error_skips_to_the_next_slot_and_says_so_once(
     assert len(refused) == 1 and "3 audits skip to their next slot" in refused[0].getMessage()
     store.claim_fault = None
     assert len(run_due(engine, clock)) == 3 and engine._results.qsize() == 3
+
+
+def test_a_claim_that_raises_a_bug_leaves_the_engine_running(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(tmp_path, store, clock)
+    store.claim_fault = KeyError("next_run")  # say, a reply without a field it should have
+    first = run_due(engine, clock)  # returns: the engine loop would go on
+    assert "claiming 3 audits failed" in caplog.text and "KeyError" in caplog.text
+    assert engine._pending == {}
+    assert engine.scheduler.next_due() == first[0].slot + timedelta(seconds=10)
 
 
 def test_results_wait_in_a_bounded_queue_and_the_workers_pause_when_it_is_full(

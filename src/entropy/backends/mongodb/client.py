@@ -166,8 +166,11 @@ def _where(owner: Any) -> str:
 
 def translate(exc: Exception, where: str) -> StoreError | None:
     """The typed error for a pymongo error; None for anything else (a bug: left as it is)."""
+    from bson.errors import BSONError
     from pymongo import errors
 
+    if isinstance(exc, BSONError):  # a value BSON cannot hold: this write never will
+        return StorageFailure(f"state store {where}: {exc}")
     if not isinstance(exc, errors.PyMongoError):
         return None
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
