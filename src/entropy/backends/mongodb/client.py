@@ -174,6 +174,8 @@ def translate(exc: Exception, where: str) -> StoreError | None:
     if not isinstance(exc, errors.PyMongoError):
         return None
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for noise in (" (configured timeouts", ", Timeout:", ", full error:"):
+        reason = reason.split(noise)[0]  # pymongo's topology and timeout details
     message = f"state store {where}: {reason}"
     if isinstance(exc, errors.DuplicateKeyError):
         return StoreConflict(message)
