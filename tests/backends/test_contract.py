@@ -120,8 +120,7 @@ class Harness:
         "sqlalchemy",  # on SQLite
         "memory",
         pytest.param("mongodb", marks=pytest.mark.mongodb),
-        "dir+memory",
-        pytest.param("dir+mongodb", marks=pytest.mark.mongodb),
+        "dir+memory",  # YAML with state elsewhere (dir+mongodb: test_leases, test_mongodb)
         pytest.param("dir+postgresql", marks=pytest.mark.postgresql),
         pytest.param("dir+mysql", marks=pytest.mark.mysql),
         pytest.param("sqlalchemy+postgresql", marks=pytest.mark.postgresql),
