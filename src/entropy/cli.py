@@ -23,10 +23,8 @@ import yaml
 from oslo_config import cfg
 
 from . import __version__
-from .backends import Backend, fetch
-from .backends.sqlalchemy import schema
-from .backends.sqlalchemy.registry import EngineRegistry
-from .backends.sqlalchemy.state import SqlStateStore, safe_url
+from .backends import Backend, Capability, fetch
+from .backends.base import EditableDefinitions, EngineRegistry, StateStore, safe_url
 from .cli_options import accept_global_options, log_level
 from .cli_repairs import (
     events,
@@ -489,7 +487,7 @@ main.command(
 # -- definitions in a database: host, schedule, script ----------------------------
 
 
-def _editable(session: Session, command: str) -> Backend:
+def _editable(session: Session, command: str) -> EditableDefinitions:
     return session.backend.require_editable(command)
 
 
@@ -760,8 +758,8 @@ def db() -> None:
     """The state store's schema: see its revision, upgrade it."""
 
 
-def _state_store(session: Session) -> SqlStateStore:
-    return SqlStateStore(session.backend.state_url(), check_schema=False)
+def _state_store(session: Session) -> StateStore:
+    return session.backend.open_state(check_schema=False)
 
 
 @db.command("current")
@@ -776,7 +774,7 @@ def db_current(session: Session, as_json: bool) -> None:
     """
     store = _state_store(session)
     try:
-        at, needed = store.schema_revision(), schema.head()
+        at, needed = store.schema_revision(), store.schema_head()
     finally:
         store.close()
     url = safe_url(store.url)
@@ -802,6 +800,11 @@ def db_upgrade(session: Session, as_json: bool) -> None:
     """
     store = _state_store(session)
     try:
+        if not store.can(Capability.SCHEMA_MIGRATIONS):
+            url = store.describe()
+            _report(as_json, {"url": url, "before": None, "after": None, "upgraded": False},
+                    f"{url} keeps no schema: nothing to upgrade")  # fmt: skip
+            return
         before, after = store.upgrade_schema()
     finally:
         store.close()
@@ -908,7 +911,7 @@ def engine_run(
 def _registry(session: Session) -> tuple[EngineRegistry, float]:
     """The state store's engines registry, and after how long a silent engine is dead."""
     lease, _, skew = lease_settings(session.conf)
-    return EngineRegistry(session.backend.state), lease + skew
+    return session.backend.state.engine_registry(), lease + skew
 
 
 @engine.command("stop")
@@ -1090,23 +1093,10 @@ def results(
         raise click.UsageError("--repair needs --kind repair")
     found = session.backend.state.results(host, audit_name, outcome, limit)
     if as_json:
-        print_json([{k: v for k, v in r.items() if k != "id"} for r in found])
+        print_json([r.to_dict() for r in found])
         return
     for r in reversed(found):
-        _print_result_line(
-            Result(
-                Outcome(r["outcome"]),
-                r["summary"] or "",
-                r["output"] or "",
-                r["metrics"] or {},
-                r["started_at"],
-                r["finished_at"],
-                r["slot"],
-                r["engine_id"],
-                r["audit_name"],
-                r["host"],
-            )
-        )
+        _print_result_line(r)
     if not found:
         click.echo("no results match", err=True)
 

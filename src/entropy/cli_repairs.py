@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .backends.base import RepairRecord, RepairStore
 from .config import option
 from .definitions import parse_entry, parse_repairs
 from .errors import DurationError, EntropyError
@@ -270,7 +271,7 @@ def print_repair_json(run: RepairRun) -> None:
     click.echo(to_json({"kind": "repair", **run.to_dict()}, indent=None))
 
 
-def print_repair_summary(store: Any, host: str | None, latest: int = 5) -> None:
+def print_repair_summary(store: RepairStore, host: str | None, latest: int = 5) -> None:
     """Under `entropy status`: flagged hosts, then the latest repair runs."""
     flagged = [s for s in store.states(host=host) if s.flagged]
     runs = store.runs(host=host, limit=latest)
@@ -286,18 +287,17 @@ def print_repair_summary(store: Any, host: str | None, latest: int = 5) -> None:
         print_repair_history(runs, as_json=False)
 
 
-def print_repair_history(found: list[dict[str, Any]], as_json: bool) -> None:
+def print_repair_history(found: list[RepairRecord], as_json: bool) -> None:
     """`entropy results --kind repair`: stored runs, oldest first on a terminal."""
     if as_json:
-        print_json([{"kind": "repair", **{k: v for k, v in r.items() if k != "id"}}
-                    for r in found])  # fmt: skip
+        print_json([{"kind": "repair", **r.to_dict()} for r in found])
         return
     for r in reversed(found):
-        verify = f", {r['verify'].replace('_', ' ')}" if r["verify"] else ""
+        verify = f", {r.verify.replace('_', ' ')}" if r.verify else ""
         click.echo(
-            f"{stamp(r['finished_at'])}  {r['host']:<20} {'repair ' + r['repair_name']:<24} "
-            f"{r['outcome'].upper():8} {r['summary'] or ''} (attempt {r['attempt']}{verify}; "
-            f"after {r['audit_name']} {(r['trigger_result'] or {}).get('outcome', '?')})"
+            f"{stamp(r.finished_at)}  {r.host:<20} {'repair ' + r.repair_name:<24} "
+            f"{r.outcome.upper():8} {r.summary or ''} (attempt {r.attempt}{verify}; "
+            f"after {r.audit_name} {(r.trigger_result or {}).get('outcome', '?')})"
         )
     if not found:
         click.echo("no repair runs match", err=True)

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .backends import Backend, fetch, parse_backend_url
-from .backends.sqlalchemy.state import safe_url
+from .backends.base import safe_url
 from .dump import write_dir, write_file
 from .errors import BackendError
 from .jsonout import print_json

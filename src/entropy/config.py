@@ -16,7 +16,7 @@ DEFAULT_OPTS = [
         "entropy_backend",
         default="dir",
         help="Where definitions and state come from: the name of an entry point in "
-        "'entropy.backends' (dir, file, ...). --backend URL overrides it.",
+        "'entropy.backends' (dir, file, sqlalchemy, mongodb, memory). --backend URL overrides it.",
     ),
     cfg.IntOpt("max_workers", default=8, min=1, help="Audits an engine runs at the same time."),
     cfg.IntOpt(
@@ -114,9 +114,10 @@ DEFAULT_OPTS = [
 ]
 
 _STATE_HELP = (
-    "SQLAlchemy URL of the state store (audit rows and history), e.g. "
-    "postgresql+psycopg://entropy@db/entropy to share it between engines. "
-    "Default: a SQLite file in state_dir."
+    "URL of the state store (audit rows and history): a SQLAlchemy URL such as "
+    "postgresql+psycopg://entropy@db/entropy, mongodb://db/entropy, or memory:NAME (in "
+    "this process only). PostgreSQL, MariaDB/MySQL and MongoDB can be shared between "
+    "engines. Default: a SQLite file in state_dir."
 )
 DIR_OPTS = [
     cfg.StrOpt(
@@ -147,6 +148,20 @@ SQLALCHEMY_OPTS = [
 ]
 
 
+MONGODB_OPTS = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="MongoDB URL holding definitions and state (entropy_backend = mongodb), e.g. "
+        "mongodb://entropy:secret@db1,db2/entropy?replicaSet=rs0. MongoDB 5.0 or later.",
+    ),
+    cfg.StrOpt(
+        "database",
+        help="The database to use when the connection URL names none. Default: entropy.",
+    ),
+]
+
+
 NOTIFICATIONS_OPTS = [
     cfg.StrOpt(
         "transport_url",
@@ -172,6 +187,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ("dir", DIR_OPTS),
         ("file", FILE_OPTS),
         ("sqlalchemy", SQLALCHEMY_OPTS),
+        ("mongodb", MONGODB_OPTS),
         ("notifications", NOTIFICATIONS_OPTS),
     ]
 

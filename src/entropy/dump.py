@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import EntropyError
-from .model import Catalog, Downtime, MonitorSettings, Outcome, RepairRule, Schedule
+from .model import Catalog, Downtime, Host, MonitorSettings, Outcome, RepairRule, Schedule, Script
 from .timing import Cron, Every, format_duration
 
 # Keys a script entry has besides its kind's own (definitions._SCRIPT_COMMON).
@@ -54,34 +54,38 @@ class DumpError(EntropyError):
 
 def hosts_doc(catalog: Catalog) -> dict[str, Any]:
     """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
-    doc: dict[str, Any] = {}
-    for name, host in catalog.hosts.items():
-        entry: dict[str, Any] = {"ip_address": host.ip_address, "host_type": host.host_type}
-        if host.groups:
-            entry["groups"] = list(host.groups)
-        if host.vars:
-            entry["vars"] = _plain(host.vars)
-        if host.parents:
-            entry["parents"] = list(host.parents)
-        doc[name] = entry
-    return doc
+    return {name: host_entry(host) for name, host in catalog.hosts.items()}
+
+
+def host_entry(host: Host) -> dict[str, Any]:
+    """One host, with only the keys that are not defaults."""
+    entry: dict[str, Any] = {"ip_address": host.ip_address, "host_type": host.host_type}
+    if host.groups:
+        entry["groups"] = list(host.groups)
+    if host.vars:
+        entry["vars"] = _plain(host.vars)
+    if host.parents:
+        entry["parents"] = list(host.parents)
+    return entry
 
 
 def scripts_doc(catalog: Catalog) -> dict[str, Any]:
     """scripts.yaml: `name: {kind, <the kind's keys>, timeout?}`."""
-    doc: dict[str, Any] = {}
-    for name, script in catalog.scripts.items():
-        clash = sorted(_SCRIPT_RESERVED & script.params.keys())
-        if clash:
-            raise DumpError(
-                f"script {name!r}: parameter {clash[0]!r} would be read back as the "
-                f"entry's own {clash[0]!r}; rename it"
-            )
-        entry: dict[str, Any] = {"kind": script.kind, **_plain(script.params)}
-        if script.timeout is not None:
-            entry["timeout"] = format_duration(script.timeout)
-        doc[name] = entry
-    return doc
+    return {name: script_entry(script) for name, script in catalog.scripts.items()}
+
+
+def script_entry(script: Script) -> dict[str, Any]:
+    """One script: its kind, the kind's keys, and a timeout if it has one."""
+    clash = sorted(_SCRIPT_RESERVED & script.params.keys())
+    if clash:
+        raise DumpError(
+            f"script {script.name!r}: parameter {clash[0]!r} would be read back as the "
+            f"entry's own {clash[0]!r}; rename it"
+        )
+    entry: dict[str, Any] = {"kind": script.kind, **_plain(script.params)}
+    if script.timeout is not None:
+        entry["timeout"] = format_duration(script.timeout)
+    return entry
 
 
 def schedule_entry(schedule: Schedule) -> dict[str, Any]:

@@ -9,11 +9,9 @@ between the two SQL state stores.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from .backends.base import Backend
-from .backends.sqlalchemy.state import safe_url
+from .backends.base import Backend, safe_url
 from .config import option
 from .errors import BackendError
 from .model import Catalog, Schedule
@@ -51,25 +49,18 @@ def copy_state(src: Backend, dst: Backend) -> tuple[int, int]:
             f"{src.name} and {dst.name} share the state store "
             f"{safe_url(src.state_url())}; there is no state to copy"
         )
-    rows, history = src.state.export_rows()
-    dst.state.import_rows(rows, history)
-    return len(rows), len(history)
+    dump = src.state.export_rows()
+    dst.state.import_rows(dump)
+    return len(dump.rows), len(dump.results)
 
 
 def same_definitions(a: Backend, b: Backend) -> bool:
     """Whether two backends read their definitions from the same place."""
-    return a.name == b.name and _place(a) == _place(b)
+    return a.definitions.place() == b.definitions.place()
 
 
 def same_state(a: Backend, b: Backend) -> bool:
     return a.state_url() == b.state_url()
-
-
-def _place(backend: Backend) -> str:
-    path = getattr(backend, "path", None)
-    if isinstance(path, Path):
-        return str(path.expanduser().resolve())
-    return str(backend.location)
 
 
 def catalog_differences(a: Catalog, b: Catalog) -> list[str]:

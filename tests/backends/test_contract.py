@@ -1,12 +1,16 @@
 """The one contract every backend keeps, run against each of them.
 
-Like TaskFlow's persistence tests: one suite, parametrized over every
-backend (and state store) we ship. A backend-specific test only adds to it.
+Like TaskFlow's persistence tests: one suite, on two axes: every
+definitions source (dir, file, sqlalchemy, mongodb, memory) and every state
+store (memory, SQLite, PostgreSQL, MariaDB, MongoDB), each at least once. A
+backend-specific test only adds to it; a backend skips only what it declares
+it cannot do (its capabilities).
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -15,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from entropy.backends import Backend, fetch
+from entropy.backends import Backend, fetch, open_state_store
+from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
 from entropy.clock import FakeClock
 from entropy.config import load_conf
@@ -39,49 +44,64 @@ MAX_SPLAY = 900
 
 
 class Harness:
-    """One backend kind over one state store, with its fleet in a temp dir.
+    """One definitions source over one state store, with its fleet in a temp dir.
 
-    The sqlalchemy backend gets the same fleet: written as YAML, loaded by
-    the dir backend, then stored in its tables.
+    Sources kept in a database (sqlalchemy, mongodb, memory) get the same
+    fleet: written as YAML, loaded by the dir source, then written into them.
     """
+
+    OWN_STORE = ("sqlalchemy", "mongodb", "memory")
 
     def __init__(self, kind: str, root: Path, state_url: str | None) -> None:
         self.kind, self.root, self.state_url = kind, root, state_url
         self._open: list[Backend] = []
         if kind == "sqlalchemy":
             self.location = state_url or f"sqlite:///{root}/entropy.sqlite"
+        elif kind in self.OWN_STORE:
+            assert state_url, f"{kind} needs its store's URL"
+            self.location = state_url
+        if kind in self.OWN_STORE:
             root.mkdir(parents=True)
         self.write()
 
     def write(self, **parts: Any) -> None:
-        if self.kind != "sqlalchemy":
+        if self.kind not in self.OWN_STORE:
             self.location = str(write_fleet(self.kind, self.root, **parts))
             return
         yaml_dir = write_fleet("dir", self.root / "yaml", **parts)
         source = fetch(load_conf(), f"dir:{yaml_dir}")
         self.backend().write_definitions(source.load())
 
-    def break_a_schedule(self) -> None:
-        """Give vmbooter an invalid cron, the way an operator's typo would."""
-        if self.kind != "sqlalchemy":
+    def break_a_schedule(self) -> list[str]:
+        """Break vmbooter's schedule the way an operator's typo would; the error's words."""
+        if self.kind == "memory":  # no typo gets in through the API: lose its script instead
+            space = _space(space_name(self.location))
+            del space.scripts["vmbooter"]
+            return ["vmbooter", "has no script"]
+        if self.kind == "sqlalchemy":  # by hand, as no command would
+            with self.backend().state.transaction() as conn:
+                conn.execute(
+                    schedules.update()
+                    .where(schedules.c.audit_name == "vmbooter")
+                    .values(run_every=None, cron="61 * * * *")
+                )
+        elif self.kind == "mongodb":
+            self.backend().state.mongo.db.schedules.update_one(
+                {"audit_name": "vmbooter"}, {"$unset": {"run_every": ""},
+                                             "$set": {"cron": "61 * * * *"}})  # fmt: skip
+        else:
             broken = {"nova-api.mydomain.com": {"audits": {"vmbooter": {"cron": "61 * * * *"}}}}
             self.write(schedules={**SEED_SCHEDULES, "other_audits.yaml": broken})
-            return
-        with self.backend().state.transaction() as conn:  # by hand, as no command would
-            conn.execute(
-                schedules.update()
-                .where(schedules.c.audit_name == "vmbooter")
-                .values(run_every=None, cron="61 * * * *")
-            )
+        return ["vmbooter", "'61 * * * *'"]
 
     def backend(self, **overrides: Any) -> Backend:
         """A new backend object, as a restarted process would make it."""
         conf = load_conf()
         for name, value in overrides.items():
             conf.set_override(name, value)
-        if self.state_url and self.kind != "sqlalchemy":
+        if self.state_url and self.kind not in self.OWN_STORE:
             conf.set_override("state_connection", self.state_url, group=self.kind)
-        url = self.location if self.kind == "sqlalchemy" else f"{self.kind}:{self.location}"
+        url = self.location if self.kind in self.OWN_STORE else f"{self.kind}:{self.location}"
         backend = fetch(conf, url)
         self._open.append(backend)
         return backend
@@ -91,11 +111,16 @@ class Harness:
             backend.close()
 
 
+# Each definitions source and each state store at least once; a source kept in a
+# database keeps its state there too.
 @pytest.fixture(
     params=[
-        "dir",
+        "dir",  # YAML, state in the default SQLite file
         "file",
-        "sqlalchemy",
+        "sqlalchemy",  # on SQLite
+        "memory",
+        pytest.param("mongodb", marks=pytest.mark.mongodb),
+        "dir+memory",  # YAML with state elsewhere (dir+mongodb: test_leases, test_mongodb)
         pytest.param("dir+postgresql", marks=pytest.mark.postgresql),
         pytest.param("dir+mysql", marks=pytest.mark.mysql),
         pytest.param("sqlalchemy+postgresql", marks=pytest.mark.postgresql),
@@ -104,10 +129,25 @@ class Harness:
 )
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     kind, _, server = request.param.partition("+")
+    if kind in ("memory", "mongodb"):
+        server = kind
     state_url = request.getfixturevalue(f"{server}_url") if server else None
     h = Harness(kind, tmp_path / "fleet", state_url)
     yield h
     h.close()
+
+
+def other_harness(harness: Harness, root: Path, request: pytest.FixtureRequest) -> Harness:
+    """The same kind of backend on a store of its own (a fresh default, memory or database)."""
+    state_url = None
+    if harness.kind == "memory":
+        state_url = request.getfixturevalue("memory_url") + "-other"
+    elif harness.kind == "mongodb":
+        state_url = harness.location.rsplit("/", 1)[0] + f"/o_{uuid.uuid4().hex[:12]}"
+        store = open_state_store(state_url, check_schema=False)
+        store.upgrade_schema()
+        store.close()
+    return Harness(harness.kind, root, state_url)
 
 
 def rows_by_key(backend: Backend) -> dict[tuple[str, str], AuditRow]:
@@ -368,21 +408,21 @@ def test_invalid_definitions_raise_and_change_nothing(harness: Harness, clock: F
     backend = harness.backend()
     backend.sync(backend.load(), clock.now())
     before = rows_by_key(backend)
-    harness.break_a_schedule()
+    words = harness.break_a_schedule()
     with pytest.raises(ValidationError) as excinfo:
         backend.load()
-    assert "vmbooter" in str(excinfo.value) and "'61 * * * *'" in str(excinfo.value)
+    assert all(word in str(excinfo.value) for word in words), str(excinfo.value)
     assert rows_by_key(backend) == before
 
 
 def test_splay_is_the_same_for_every_state_store(
-    harness: Harness, clock: FakeClock, tmp_path: Path
+    harness: Harness, clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     backend = harness.backend()
     backend.sync(backend.load(), clock.now())
     offsets = {k: r.next_run - clock.now() for k, r in rows_by_key(backend).items()}
 
-    other = Harness(harness.kind, tmp_path / "other", None)
+    other = other_harness(harness, tmp_path / "other", request)
     try:
         fresh = other.backend()
         fresh.sync(fresh.load(), clock.now())
@@ -446,10 +486,11 @@ def test_claim_is_exclusive_and_record_is_fenced(harness: Harness, clock: FakeCl
         assert got.result["summary"] == f"load high on {row.host}"
     history = backend.state.results(host=rows[0].host, audit_name=rows[0].audit_name)
     assert len(history) == 1  # the fenced-out record left no history
-    assert history[0]["finished_at"] == finished  # microseconds survive every database
-    assert history[0]["slot"] == rows[0].next_run
-    assert history[0]["metrics"] == {"load": {"value": 3.5, "uom": ""}}
-    assert history[0]["output"] == "line 1\nline 2"
+    # microseconds survive every database
+    assert history[0].finished_at == finished
+    assert history[0].slot == rows[0].next_run
+    assert history[0].metrics == {"load": {"value": 3.5, "uom": ""}}
+    assert history[0].output == "line 1\nline 2"
 
 
 def test_expired_leases_and_released_claims_go_back_to_new(harness: Harness, clock: FakeClock):
@@ -486,7 +527,7 @@ def test_history_is_pruned_by_age(harness: Harness, clock: FakeClock) -> None:
                  audit_name=rows[0].audit_name, host=rows[0].host)  # fmt: skip
     backend.state.record([(rows[0].id, old, now), (rows[0].id, new, now)], "e")
     assert backend.state.prune_results(now - timedelta(days=7)) == 1
-    assert [r["summary"] for r in backend.state.results()] == ["new"]
+    assert [r.summary for r in backend.state.results()] == ["new"]
 
 
 def test_odd_metric_values_are_stored_as_text(harness: Harness, clock: FakeClock) -> None:
@@ -499,7 +540,7 @@ def test_odd_metric_values_are_stored_as_text(harness: Harness, clock: FakeClock
                  host=rows[0].host)  # fmt: skip
     assert backend.state.record([(rows[0].id, odd, now)], "e") == 1
     (stored,) = backend.state.results()
-    assert stored["metrics"] == {"checked": {"value": str(now)}}
+    assert stored.metrics == {"checked": {"value": str(now)}}
 
 
 # -- repairs: rules from the definitions, guardrails in the state store -----------
@@ -568,7 +609,8 @@ def test_repair_runs_are_recorded_and_a_flag_is_reset(harness: Harness, clock: F
     run = RepairRun("fix", "check_a", "fix_script", 1, result, trigger, Verify.NOT_FIXED,
                     Result(Outcome.CRITICAL, "still bad", started_at=now, finished_at=now))
     store.finish(run, "e1", flag="1 runs of fix did not fix check_a")
-    (stored,) = store.runs(host="h1")
+    (record,) = store.runs(host="h1")
+    stored = record.to_dict()
     assert {k: stored[k] for k in ("repair_name", "audit_name", "script", "attempt", "outcome",
                                    "summary", "verify", "verify_outcome", "verify_summary")} == {
         "repair_name": "fix", "audit_name": "check_a", "script": "fix_script", "attempt": 1,
@@ -598,4 +640,4 @@ def test_an_odd_metric_value_is_stored_as_text(harness: Harness, clock: FakeCloc
                     slot=now, audit_name="a", host="h")  # fmt: skip
     backend.state.record_adhoc(None, result)
     (stored,) = backend.state.results(host="h")
-    assert stored["metrics"] == {"load": {"value": "1.5"}}
+    assert stored.metrics == {"load": {"value": "1.5"}}

@@ -164,9 +164,8 @@ def test_file_backend_and_bare_paths_pick_the_right_backend(tmp_path: Path) -> N
 def test_unknown_backend_lists_the_available_ones() -> None:
     result = run("--backend", "foo", "validate", ok=False)
     assert result.exit_code == 1
-    assert (
-        result.stderr.strip()
-        == "entropy: error: unknown backend 'foo'; available: dir, file, sqlalchemy"
+    assert result.stderr.strip() == (
+        "entropy: error: unknown backend 'foo'; available: dir, file, memory, mongodb, sqlalchemy"
     )
 
 

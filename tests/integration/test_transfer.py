@@ -121,9 +121,7 @@ def state_of(backend: Backend) -> tuple[list[dict], list[dict]]:
         {k: v for k, v in dataclasses.asdict(r).items() if k != "id"}
         for r in backend.state.audits()
     ]
-    history = [
-        {k: v for k, v in r.items() if k != "id"} for r in backend.state.results(limit=10**6)
-    ]
+    history = [dataclasses.asdict(r) for r in backend.state.results(limit=10**6)]
     return rows, sorted(history, key=lambda r: (r["host"], r["audit_name"], r["finished_at"]))
 
 
@@ -212,7 +210,8 @@ def test_with_state_keeps_rows_and_history(
 
 @pytest.mark.parametrize(
     "server", [pytest.param("postgresql", marks=pytest.mark.postgresql),
-               pytest.param("mysql", marks=pytest.mark.mysql)]
+               pytest.param("mysql", marks=pytest.mark.mysql),
+               pytest.param("mongodb", marks=pytest.mark.mongodb)]
 )  # fmt: skip
 def test_with_state_into_a_shared_database(
     server: str,
@@ -343,3 +342,16 @@ def test_export_only_writes_yaml(fleet: Path, tmp_path: Path) -> None:
     assert "export writes YAML" in result.stderr
     result = run("export", f"dir:{fleet}", "--to", "dir:", code=2)
     assert "give dir:PATH or file:PATH.yaml" in result.stderr
+
+
+@pytest.mark.mongodb
+def test_dir_to_mongodb_to_dir_gives_the_same_definitions(
+    tmp_path: Path, backends: Any, mongodb_url: str
+) -> None:
+    rich = write_fleet("dir", tmp_path / "rich", hosts=RICH_HOSTS, scripts=RICH_SCRIPTS,
+                       schedules=RICH_SCHEDULES, repairs=RICH_REPAIRS)  # fmt: skip
+    run("import", f"dir:{rich}", mongodb_url)
+    run("import", mongodb_url, f"dir:{tmp_path}/back")
+    original = backends(f"dir:{rich}").load()
+    assert catalog_differences(original, backends(mongodb_url).load()) == []
+    assert catalog_differences(original, backends(f"dir:{tmp_path}/back").load()) == []

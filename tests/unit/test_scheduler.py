@@ -39,7 +39,9 @@ def fleet(tmp_path: Path) -> Path:
 
 
 def open_backend(fleet: Path, **options: Any) -> Backend:
+    """The fleet's YAML, its state in the reference memory store (kept across reopenings)."""
     conf = load_conf()
+    conf.set_override("state_connection", f"memory:{fleet}", group="dir")
     for name, value in options.items():
         conf.set_override(name, value)
     return fetch(conf, f"dir:{fleet}")
