@@ -18,7 +18,7 @@ from entropy.model import Catalog, Host, HostSsh, Schedule, Script, parse_jump
 from entropy.ssh.remote import command_line
 from entropy.ssh.settings import SshSettings, Target, target_for
 from entropy.timing import Every
-from entropy.transfer import catalog_differences, copy_definitions
+from entropy.transfer import catalog_differences
 
 SCRIPTS = "ok: {kind: command, command: [true]}\n"
 AUDITS = "web:\n  audits:\n    ok: {run_every: 1h}\n"
@@ -87,7 +87,10 @@ def test_an_ssh_script_needs_command_or_upload(tmp_path: Path, script: str, mess
     assert any(message in p and "scripts.yaml:2:" in p for p in found), found
 
 
-def test_host_ssh_survives_export_and_a_database_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("mongodb", marks=pytest.mark.mongodb)])
+def test_host_ssh_survives_export_and_a_database_round_trip(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
     ssh = HostSsh("10.1.0.1", 2222, "admin", "bastion")
     catalog = Catalog(
         {
@@ -101,9 +104,13 @@ def test_host_ssh_survives_export_and_a_database_round_trip(tmp_path: Path) -> N
     written = (tmp_path / "out" / "hosts.yaml").read_text()
     assert "  ssh:\n    address: 10.1.0.1\n    port: 2222\n    user: admin\n" in written
     src = fetch(load_conf(), f"dir:{tmp_path / 'out'}")
-    dst = fetch(load_conf(), f"sqlite:///{tmp_path / 'db.sqlite'}")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    if store == "mongodb":
+        url = request.getfixturevalue("mongodb_url")
+    dst = fetch(load_conf(), url)
     try:
-        copied = copy_definitions(src, dst)
+        copied = src.load()
+        dst.write_definitions(copied)
         again = dst.load()
     finally:
         src.close()

@@ -16,10 +16,10 @@ from ..definitions import (
 from ..dump import write_dir
 from ..errors import BackendError, Location
 from ..model import Catalog
-from .base import Backend, default_state_url
+from .base import DefinitionsSource, default_state_url
 
 
-class DirBackend(Backend):
+class DirDefinitions(DefinitionsSource):
     name = "dir"
 
     @property
@@ -30,7 +30,7 @@ class DirBackend(Backend):
         configured = option(self.conf, "state_connection", "dir")
         return str(configured) if configured else default_state_url(self.conf, "dir", self.path)
 
-    def definitions_hint(self) -> str:
+    def hint(self) -> str:
         root = self.path
         return (
             f"{root}/hosts.yaml, {root}/scripts.yaml, {root}/audits/*.yaml "
@@ -40,6 +40,12 @@ class DirBackend(Backend):
     def schedule_files(self) -> list[Path]:
         audits = self.path / "audits"
         return sorted([*audits.glob("*.yaml"), *audits.glob("*.yml")])
+
+    def place(self) -> str:
+        return f"{self.name}:{self.path.resolve()}"
+
+    def describe(self) -> str:
+        return f"{self.name}:{self.path}"
 
     def watched_paths(self) -> list[Path]:
         root = self.path
@@ -51,7 +57,7 @@ class DirBackend(Backend):
             *self.schedule_files(),
         ]
 
-    def _load(self) -> Catalog:
+    def load(self) -> Catalog:
         root = self.path
         if not root.is_dir():
             raise BackendError(
@@ -82,3 +88,6 @@ class DirBackend(Backend):
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace the directory's definitions with the catalog's (seed format, atomic per file)."""
         write_dir(catalog, self.path, overwrite=True)
+
+
+DirBackend = DirDefinitions  # its name before sources and stores were split (tests, plugins)
