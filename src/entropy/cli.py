@@ -36,7 +36,7 @@ from .cli_repairs import (
 )
 from .cli_transfer import export_command, import_command
 from .clock import SystemClock
-from .config import engine_id, lease_settings, load_conf, option
+from .config import engine_id, lease_settings, load_conf, option, splay_cap
 from .definitions import Problems, parse_entry, parse_hosts, parse_schedules, parse_scripts
 from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
@@ -48,6 +48,7 @@ from .runners import Job, run_job
 from .scheduler import Scheduler
 from .textout import print_table, stamp
 from .timing import format_duration, parse_duration
+from .yamlread import progress_on_terminal
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -174,7 +175,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 def validate(session: Session, as_json: bool) -> None:
     """Check every definition; print each problem as path:line:col (exit 2 if any)."""
     try:
-        catalog = session.backend.load()
+        with progress_on_terminal():  # a 50 MB hosts.yaml takes a while
+            catalog = session.backend.load()
     except ValidationError as exc:
         if not as_json:
             raise
@@ -325,7 +327,7 @@ def _planned_runs(
     audit_name: str | None,
 ) -> list[tuple[datetime, str, str]]:
     rows = {(r.audit_name, r.host): r for r in backend.audits(host=host, audit_name=audit_name)}
-    max_splay = float(backend.conf.max_splay)
+    max_splay = splay_cap(backend.conf)
     streams = []
     for pair in catalog.pairs:
         if (host and pair.host != host) or (audit_name and pair.audit_name != audit_name):

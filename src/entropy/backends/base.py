@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from oslo_config import cfg
 
-from ..config import option, state_dir
+from ..config import option, splay_cap, state_dir
 from ..errors import BackendError
 from ..gcpause import gc_paused
 from ..model import AuditRow, Catalog, Pair, SyncReport
@@ -94,7 +94,7 @@ class Backend(abc.ABC):
         return self.state.sync(
             catalog.pairs,
             now,
-            float(option(self.conf, "max_splay")),
+            splay_cap(self.conf),
             float(option(self.conf, "max_clock_skew")),
         )
 

@@ -1,0 +1,86 @@
+"""Real `entropy` processes on a hostile fleet: nothing it holds may run (issue 11, item 1).
+
+On 156156c, `audit run` and `engine run` ran `touch pwned` from a host name
+spliced into the bundled example's `[sh, -c, "... {host} ..."]`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from processes import ENTROPY
+
+pytestmark = pytest.mark.slow
+
+HOSTILE_HOSTS = {
+    "web-1.example": {"ip_address": "127.0.0.1", "host_type": "web",
+                      "vars": {"note": "$(touch pwned-var)", "jump": "-oProxyCommand=touch pwned"}},
+    "$(touch pwned-name)": {"ip_address": "127.0.0.1", "host_type": "web"},
+    "a;touch pwned-semicolon": {"ip_address": "127.0.0.1", "host_type": "web"},
+    "`touch pwned-backquote`": {"ip_address": "127.0.0.1", "host_type": "web"},
+    "-oProxyCommand=touch pwned-dash": {"ip_address": "127.0.0.1", "host_type": "web"},
+    "web-2.example": {"ip_address": "fe80::1%$(touch pwned-zone)", "host_type": "web"},
+}  # fmt: skip
+HOSTILE_SCRIPTS = {
+    "tmp_writable": {"kind": "command",  # the pattern examples/local taught
+                     "command": ["sh", "-c", 'test -w /tmp && echo "OK - {host}"']},
+    "noted": {"kind": "command", "command": ["bash", "-c", "echo {vars.note}"]},
+    "jumped": {"kind": "command", "command": ["ssh", "{vars.jump}", "true"]},
+}  # fmt: skip
+SCHEDULES = {"web": {"audits": {name: {"run_every": "1s"} for name in HOSTILE_SCRIPTS}}}
+
+
+def write(root: Path) -> Path:
+    (root / "audits").mkdir(parents=True)
+    (root / "hosts.yaml").write_text(yaml.safe_dump(HOSTILE_HOSTS))
+    (root / "scripts.yaml").write_text(yaml.safe_dump(HOSTILE_SCRIPTS))
+    (root / "audits" / "web.yaml").write_text(yaml.safe_dump(SCHEDULES))
+    return root
+
+
+def run(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ENTROPY, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def assert_nothing_ran(cwd: Path) -> None:
+    assert sorted(p.name for p in cwd.iterdir() if p.name.startswith("pwned")) == []
+
+
+def test_nothing_in_a_hostile_fleet_runs(tmp_path: Path) -> None:
+    fleet = write(tmp_path / "fleet")
+    backend = ["--backend", f"dir:{fleet}"]
+
+    checked = run(tmp_path, *backend, "validate", "--json")
+    assert checked.returncode == 2, checked.stderr
+    problems = json.loads(checked.stdout)["problems"]
+    assert "Traceback" not in checked.stderr
+    hosts_lines = {p["line"] for p in problems if p["path"].endswith("hosts.yaml")}
+    assert len(hosts_lines) == 5  # 4 names and 1 address, each at its own line
+    scripts = [p["message"] for p in problems if p["path"].endswith("scripts.yaml")]
+    assert any("$ENTROPY_HOST" in m for m in scripts)
+    assert any("$ENTROPY_VAR_NOTE" in m for m in scripts)
+
+    for args in (["audit", "run", "tmp_writable"], ["audit", "run", "noted"],
+                 ["sync"], ["engine", "run", "--for", "3s"]):  # fmt: skip
+        done = run(tmp_path, *backend, *args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert_nothing_ran(tmp_path)
+
+
+def test_host_add_refuses_a_hostile_name(tmp_path: Path) -> None:
+    db = ["--backend", f"sqlite:///{tmp_path / 'fleet.db'}"]
+    assert run(tmp_path, *db, "db", "upgrade").returncode == 0
+    for name in ("$(touch pwned)", "-oProxyCommand=touch pwned", "a b"):
+        done = run(tmp_path, *db, "host", "add", "--ip", "10.0.0.1", "--type", "web", "--", name)
+        assert done.returncode == 2, done.stderr
+        assert "DNS name" in done.stderr and "Traceback" not in done.stderr
+    done = run(tmp_path, *db, "host", "add", "web-1.example", "--ip", "10.0.0.1", "--type", "web")
+    assert done.returncode == 0, done.stderr
+    assert_nothing_ran(tmp_path)
