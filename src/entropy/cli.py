@@ -21,7 +21,7 @@ import click
 import yaml
 from oslo_config import cfg
 
-from . import __version__
+from . import __version__, yamlread
 from .backends import Backend, fetch
 from .backends.sqlalchemy import schema
 from .backends.sqlalchemy.registry import EngineRegistry
@@ -455,9 +455,9 @@ def _pairs(values: tuple[str, ...], option_name: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option_name)
-        try:
-            result[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
+        try:  # bounded like a file's YAML: aliases, nesting, 5000-digit numbers
+            result[key] = yamlread.loads(value) if value else ""
+        except (yaml.YAMLError, ValueError):
             result[key] = value
     return result
 

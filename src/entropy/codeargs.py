@@ -39,9 +39,19 @@ def program(word: str) -> str:
     return _VERSION.sub("", base) or base
 
 
+PROGRAM = "the program that runs"  # a `why` starting so marks a program position
+
+
 def code_arguments(argv: Sequence[str]) -> Found:
-    """{index: why} for each argument of argv that some program would run as code."""
+    """{index: why} for each argument of argv that some program would run as code.
+
+    Program positions (argv[0], the command a wrapper such as `sudo` or
+    `timeout 5` runs) are included, with a why starting with PROGRAM: a
+    value there chooses what runs.
+    """
     found: Found = {}
+    if argv:
+        found[0] = PROGRAM
     for i, word in enumerate(argv):
         handler = _HANDLERS.get(program(word))
         if handler is not None:
@@ -307,6 +317,8 @@ def _sudo(argv: Sequence[str], i: int, found: Found) -> None:
     if shell:
         for k in range(j, len(argv)):
             found[k] = "a command `sudo -s/-i` hands to a shell"
+    elif j < len(argv):
+        found.setdefault(j, f"{PROGRAM} under `sudo`")
 
 
 _SUDO_VALUES_LONG = frozenset(
@@ -324,6 +336,52 @@ _SUDO_VALUES_LONG = frozenset(
         "user",
     ]
 )
+
+
+def _wrapper(
+    values: str = "",
+    fixed: int = 0,
+    assignments: bool = False,
+    values_long: frozenset[str] = frozenset(),
+) -> Callable[[Sequence[str], int, Found], None]:
+    """`wrapper [options] [FIXED operands] PROGRAM ...`: PROGRAM is a program position.
+
+    values: short options that take a value; fixed: operands before the
+    program (timeout's duration, chroot's directory); assignments: NAME=VALUE
+    operands are skipped (env).
+    """
+
+    def handle(argv: Sequence[str], i: int, found: Found) -> None:
+        name = program(argv[i])
+        j, left = i + 1, fixed
+        while j < len(argv):
+            arg = argv[j]
+            if arg == "--":
+                j += 1
+                continue
+            if arg.startswith("--") and len(arg) > 2:
+                option, eq, _ = arg[2:].partition("=")
+                j += 2 if option in values_long and not eq else 1
+                continue
+            if arg.startswith("-") and len(arg) > 1 and left == fixed:
+                following = j + 1
+                for k, letter in enumerate(arg[1:], start=1):
+                    if letter in values:
+                        following = j + 1 if k + 1 < len(arg) else j + 2
+                        break
+                j = following
+                continue
+            if assignments and "=" in arg and not arg.startswith("="):
+                j += 1
+                continue
+            if left:
+                left -= 1
+                j += 1
+                continue
+            found.setdefault(j, f"{PROGRAM} under `{name}`")
+            return
+
+    return handle
 
 
 def _dash_c(what: str) -> Callable[[Sequence[str], int, Found], None]:
@@ -362,15 +420,21 @@ def _watch(argv: Sequence[str], i: int, found: Found) -> None:
 
 
 def _env(argv: Sequence[str], i: int, found: Found) -> None:
-    """env -S STRING splits STRING into a command line."""
+    """env -S STRING splits STRING into a command line; the first operand is a program."""
     for j in range(i + 1, len(argv)):
         arg = argv[j]
         if not arg.startswith("-") or arg == "--":
-            return
+            break
         if arg in ("-S", "--split-string") and j + 1 < len(argv):
             found[j + 1] = "the command line of `env -S`"
         elif arg.startswith("--split-string=") or (arg.startswith("-S") and len(arg) > 2):
             found[j] = "the command line of `env -S`"
+    _ENV_PROGRAM(argv, i, found)
+
+
+_ENV_PROGRAM = _wrapper(
+    values="uCS", assignments=True, values_long=frozenset({"unset", "chdir", "split-string"})
+)
 
 
 def _everything(what: str) -> Callable[[Sequence[str], int, Found], None]:
@@ -496,6 +560,38 @@ _HANDLERS: dict[str, Callable[[Sequence[str], int, Found], None]] = {
     "script": _dash_c("the command"),
     "watch": _watch,
     "env": _env,
+    **dict.fromkeys(("nohup", "setsid", "command", "exec", "builtin", "chpst"), _wrapper()),
+    "busybox": _wrapper(),
+    "doas": _wrapper(values="uC"),
+    "nice": _wrapper(values="n", values_long=frozenset({"adjustment"})),
+    "ionice": _wrapper(values="cnp", values_long=frozenset({"class", "classdata"})),
+    "timeout": _wrapper(values="sk", fixed=1, values_long=frozenset({"signal", "kill-after"})),
+    "stdbuf": _wrapper(values="ioe"),
+    "chrt": _wrapper(fixed=1),
+    "taskset": _wrapper(fixed=1),
+    "time": _wrapper(values="fo", values_long=frozenset({"format", "output"})),
+    "xargs": _wrapper(
+        values="IEdLnPsa",
+        values_long=frozenset(
+            {
+                "replace",
+                "eof",
+                "delimiter",
+                "max-lines",
+                "max-args",
+                "max-procs",
+                "max-chars",
+                "arg-file",
+            }
+        ),
+    ),
+    "chroot": _wrapper(fixed=1),
+    "unshare": _wrapper(),
+    "nsenter": _wrapper(values="tSG"),
+    "strace": _wrapper(values="oepsuEIXbPa"),
+    "ltrace": _wrapper(values="oepsuEIXbPa"),
+    "sshpass": _wrapper(values="pfdP"),
+    "setpriv": _wrapper(),
     "parallel": _parallel,
     **dict.fromkeys(("tmux", "screen"), _everything("a command or keys")),
 }
@@ -592,9 +688,22 @@ def shell_quoting(text: str, end: int) -> str:
     return "tangled" if tangled else state
 
 
+_KEYWORDS = frozenset({"if", "then", "else", "elif", "do", "while", "until", "!", "{", "time"})
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
+
+
 def shell_code(command: Sequence[str]) -> Found:
-    """code_arguments() for one simple command of a shell, plus the shell's own code words."""
-    found = code_arguments(command)
+    """code_arguments() for one simple command of a shell, plus the shell's own code words.
+
+    Leading keywords (`then`, `!`) and assignments (`LANG=C`) come before the
+    program, so the program position is the first word after them.
+    """
+    start = 0
+    while start < len(command) and (
+        command[start] in _KEYWORDS or _ASSIGNMENT.match(command[start])
+    ):
+        start += 1
+    found = {start + i: why for i, why in code_arguments(command[start:]).items()}
     for i, word in enumerate(command):
         if word == "trap" and i + 1 < len(command):
             found[i + 1] = "the action of `trap`"

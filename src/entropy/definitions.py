@@ -254,6 +254,11 @@ def _parse_host(
     )
 
 
+def _as_name(key: Any) -> Any:
+    """A YAML key used as a name: `123:` reads as the name '123', as before."""
+    return str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+
+
 def _env_clash(values: dict[str, Any], name: str) -> str | None:
     """Two keys a command would find under one ENTROPY_* variable (`a-b` and `a_b`)."""
     if len(values) < 2:
@@ -271,6 +276,7 @@ def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
     """scripts.yaml: `name: {kind, <that kind's keys>, timeout?}`."""
     scripts: dict[str, Script] = {}
     for name, entry, at in entries(doc, "scripts", path, problems):
+        name = _as_name(name)
         problem = name_problem("script name", name)
         if problem:
             problems.add(path, at, problem)
@@ -319,6 +325,7 @@ def parse_schedules(doc: Any, path: str, problems: Problems, cron_timezone: str)
     """A schedule document in the design notes' format: `target: {audits: {name: {...}}}`."""
     schedules: list[Schedule] = []
     for target, section, at in entries(doc, "a schedule file", path, problems):
+        target = _as_name(target)
         problem = name_problem("target", target)
         if problem:
             problems.add(path, at, problem)
@@ -329,13 +336,14 @@ def parse_schedules(doc: Any, path: str, problems: Problems, cron_timezone: str)
         audits = section.get("audits")
         if not _mapping(audits, f"{target!r} audits", path, section.at("audits", at), problems):
             continue
-        for audit_name, entry in audits.items():
+        for key, entry in audits.items():
+            audit_name = _as_name(key)
             problem = name_problem("audit name", audit_name)
             if problem:
-                problems.add(path, audits.at(audit_name), problem)
+                problems.add(path, audits.at(key), problem)
                 continue
             schedule = _parse_schedule_entry(
-                target, audit_name, entry, path, audits.at(audit_name), problems, cron_timezone
+                target, audit_name, entry, path, audits.at(key), problems, cron_timezone
             )
             if schedule:
                 schedules.append(schedule)
@@ -402,6 +410,7 @@ def parse_repairs(doc: Any, path: str, problems: Problems) -> dict[str, RepairRu
     """repairs.yaml: `name: {when: {audit, outcome?, consecutive?}, run, cooldown?, ...}`."""
     repairs: dict[str, RepairRule] = {}
     for name, entry, at in entries(doc, "repairs", path, problems):
+        name = _as_name(name)
         problem = name_problem("repair name", name)
         if problem:
             problems.add(path, at, problem)
@@ -494,8 +503,7 @@ def build_catalog(
     if not problems.unreadable:
         catalog.pairs = expand(catalog, problems)
         _check_repairs(catalog, problems)
-        if not problems.items:  # placeholders are checked against a consistent catalog
-            check_pairs(catalog, problems.report)
+        check_pairs(catalog, problems.report)
     problems.raise_if_any()
     return catalog
 

@@ -60,6 +60,53 @@ def check_script(name: str, kind: str, entry: Any, report: Report) -> None:
 # -- each kind's values --------------------------------------------------------------------
 
 
+# Environment variables a program reads as code, or as where to load code from:
+# a value from a host or a schedule must not go there.
+CODE_ENV = frozenset(
+    [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "BASH_ENV",
+        "ENV",
+        "PATH",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "IFS",
+        "CDPATH",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PYTHONHOME",
+        "PYTHONWARNINGS",
+        "PERL5OPT",
+        "PERL5LIB",
+        "PERLLIB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_EXEC_PATH",
+        "GIT_PROXY_COMMAND",
+        "GIT_PAGER",
+        "GIT_EDITOR",
+        "PAGER",
+        "EDITOR",
+        "VISUAL",
+        "LESSOPEN",
+        "LESSCLOSE",
+        "SSH_ASKPASS",
+        "SUDO_ASKPASS",
+        "RSYNC_RSH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+    ]
+)
+
+
 def _command(entry: Any) -> Iterable[tuple[str, str]]:
     command, shell = entry.get("command"), entry.get("shell", False)
     if not isinstance(shell, bool):
@@ -85,6 +132,20 @@ def _command(entry: Any) -> Iterable[tuple[str, str]]:
             bad = [name for name in env if not _ENV_NAME.fullmatch(name)]
             if bad:
                 yield "env", f"{bad[0]!r} can't be an environment variable's name"
+            code = [
+                name
+                for name, value in env.items()
+                if (name in CODE_ENV or name.startswith("BASH_FUNC_"))
+                and next(iter(find(as_text(value))), None)
+            ]
+            if code:
+                yield (
+                    "env",
+                    (
+                        f"{code[0]} is read as code or says where code is loaded from; a "
+                        f"placeholder there would let a host's value choose what runs"
+                    ),
+                )
     cwd = entry.get("cwd")
     if cwd is not None and (not isinstance(cwd, str) or not cwd):
         yield "cwd", f"must be a directory path, got {cwd!r}"
@@ -200,9 +261,21 @@ def argv_problem(argv: tuple[str, ...]) -> str | None:
     if not any("{" in arg for arg in argv):
         return None
     for index, why in sorted(codeargs.code_arguments(argv).items()):
-        found = next(iter(find(argv[index])), None)
+        found = _placeholder_in(argv[index], why)
         if found is not None:
-            return f"command[{index}] is {why}, where {found[0]} {_fix(found[0], why)}"
+            return f"command[{index}] is {why}, where {found} {_fix(found, why)}"
+    return None
+
+
+def _placeholder_in(word: str, why: str) -> Placeholder | None:
+    """The first placeholder in a code word; in a program position, the first var or param.
+
+    A host name or address can't choose a program (they are checked to be
+    plain names), so `/opt/checks/{host}.sh` may run; `{vars.tool}` may not.
+    """
+    for found, _ in find(word):
+        if not why.startswith(codeargs.PROGRAM) or found.name in ("vars", "params"):
+            return found
     return None
 
 
@@ -226,13 +299,15 @@ def shell_problem(text: str) -> str | None:
         )
     for words in commands:
         for index, why in sorted(codeargs.shell_code(words).items()):
-            found = next(iter(find(words[index])), None)
+            found = _placeholder_in(words[index], why)
             if found is not None:
-                return f"{found[0]} is inside {why} within the shell command; {_fix(found[0], why)}"
+                return f"{found} is in {why} within the shell command; {_fix(found, why)}"
     return None
 
 
 def _fix(found: Placeholder, why: str) -> str:
+    if why.startswith(codeargs.PROGRAM):
+        return "would choose what runs; name the program in the script itself"
     if "remote" in why:
         return (
             "would be run by the remote shell; keep values out of a remote command "

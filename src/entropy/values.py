@@ -16,6 +16,7 @@ from typing import Any
 
 NAME_LIMIT = 255  # the state store's name columns
 INT_LIMIT = 2**63  # what a database or JSON reader keeps exactly
+MAX_DEPTH = 64  # levels of lists and mappings, as in YAML files (entropy.yamlread)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DNS_NAME = re.compile(rf"(?:{_LABEL.pattern}\.)*{_LABEL.pattern}\.?")  # the common case, fast
@@ -102,6 +103,8 @@ def data_problem(value: Any, depth: int = 0) -> str | None:
     """
     if value is None or isinstance(value, bool):
         return None
+    if depth > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
     if isinstance(value, str):
         return "has a NUL character" if "\x00" in value else None
     if isinstance(value, int):

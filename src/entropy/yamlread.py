@@ -303,6 +303,19 @@ def read_yaml(path: Path) -> Any:
         raise _config_error(path, exc) from None
 
 
+def loads(text: str) -> Any:
+    """One YAML value from text (a command-line option), bounded as files are.
+
+    Raises yaml.YAMLError or ValueError when it can't be read.
+    """
+    builder = _Builder(text.encode())  # type: ignore[arg-type]
+    if not builder.start():
+        return None
+    value = builder.value()
+    builder.finish()
+    return value
+
+
 class Streamed:
     """A file whose top level is a mapping, read one entry at a time.
 

@@ -7,12 +7,15 @@ spliced into the bundled example's `[sh, -c, "... {host} ..."]`.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from entropy.cli import main
 from processes import ENTROPY
 
 pytestmark = pytest.mark.slow
@@ -60,8 +63,10 @@ def test_nothing_in_a_hostile_fleet_runs(tmp_path: Path) -> None:
     assert checked.returncode == 2, checked.stderr
     problems = json.loads(checked.stdout)["problems"]
     assert "Traceback" not in checked.stderr
-    hosts_lines = {p["line"] for p in problems if p["path"].endswith("hosts.yaml")}
-    assert len(hosts_lines) == 5  # 4 names and 1 address, each at its own line
+    hosts = [p for p in problems if p["path"].endswith("hosts.yaml")]
+    named = {p["line"] for p in hosts if "DNS name" in p["message"] or "ip_address" in p["message"]}
+    assert len(named) == 5  # 4 names and 1 address, each at its own line
+    assert any("'-oProxyCommand=touch pwned' starts with '-'" in p["message"] for p in hosts)
     scripts = [p["message"] for p in problems if p["path"].endswith("scripts.yaml")]
     assert any("$ENTROPY_HOST" in m for m in scripts)
     assert any("$ENTROPY_VAR_NOTE" in m for m in scripts)
@@ -84,3 +89,34 @@ def test_host_add_refuses_a_hostile_name(tmp_path: Path) -> None:
     done = run(tmp_path, *db, "host", "add", "web-1.example", "--ip", "10.0.0.1", "--type", "web")
     assert done.returncode == 0, done.stderr
     assert_nothing_ran(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "n=" + "9" * 5000,  # a ValueError traceback on 156156c
+        "x=[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+        "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+        "&e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e], "
+        "&g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f], &h [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]]",
+    ],
+    ids=["huge-int", "laughs"],
+)
+def test_host_add_reads_var_values_bounded(tmp_path: Path, var: str) -> None:
+    db = ["--backend", f"sqlite:///{tmp_path / 'fleet.db'}"]
+    runner = CliRunner()
+    assert runner.invoke(main, [*db, "db", "upgrade"]).exit_code == 0
+    args = [*db, "host", "add", "web-1.example", "--ip", "10.0.0.1", "--type", "web"]
+    done = runner.invoke(main, [*args, "--var", var], catch_exceptions=False)
+    assert done.exit_code == 0, done.output  # kept as the text it is
+    (row,) = json_rows(tmp_path)
+    assert row == var.partition("=")[2]
+
+
+def json_rows(tmp_path: Path) -> list[str]:
+    """The value of each host's one var, as stored."""
+    with sqlite3.connect(tmp_path / "fleet.db") as db:
+        return [
+            json.loads(v)[next(iter(json.loads(v)))]
+            for (v,) in db.execute("SELECT vars FROM hosts")
+        ]

@@ -405,3 +405,37 @@ def test_two_vars_that_would_share_an_environment_variable(conf, tmp_path: Path)
     root = write(tmp_path, hosts, {"check": ECHO}, ON_WEB)
     (problem,) = problems_of(conf, root)
     assert "'rack-id' and 'rack_id' would both be $ENTROPY_VAR_RACK_ID" in problem.message
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "BASH_ENV", "PATH", "PERL5OPT", "BASH_FUNC_x%%"])
+def test_a_placeholder_in_an_environment_variable_read_as_code(
+    conf, tmp_path: Path, name: str
+) -> None:
+    script = {"kind": "command", "command": ["check"], "env": {name: "{vars.x}", "OK": "{host}"}}
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"x": "/tmp/evil.so"}}}
+    root = write(tmp_path, hosts, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert f"env: {name} is read as code" in problem.message
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["{vars.tool}", "--check"],
+        ["timeout", "5", "{vars.tool}"],
+        ["sudo", "-u", "nobody", "{params.size}"],
+        ["env", "A=1", "{vars.tool}"],
+    ],
+)
+def test_a_value_may_not_choose_the_program(conf, tmp_path: Path, argv: list[str]) -> None:
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"tool": "/bin/sh"}}}
+    schedules = {"web": {"audits": {"check": {"run_every": "1h", "params": {"size": 1}}}}}
+    root = write(tmp_path, hosts, {"check": {"kind": "command", "command": argv}}, schedules)
+    (problem,) = problems_of(conf, root)
+    assert "would choose what runs" in problem.message
+
+
+def test_a_host_name_may_name_a_per_host_script(conf, tmp_path: Path) -> None:
+    script = {"kind": "command", "command": ["/opt/checks/{host}.sh", "{ip_address}"]}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
