@@ -57,6 +57,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 COUNT_MAX = 1_000_000  # max_concurrent, max_attempts, consecutive
+REASON_LIMIT = 1024  # characters of a disabled_reason
 
 
 def marked(items: Iterable[tuple[Any, Any, tuple[int, int]]]) -> MarkedMap:
@@ -284,7 +285,7 @@ def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
         if not _mapping(entry, f"script {name!r}", path, at, problems):
             continue
         kind = entry.get("kind")
-        if kind not in SCRIPT_KINDS:
+        if not isinstance(kind, str) or kind not in SCRIPT_KINDS:
             kinds = ", ".join(sorted(SCRIPT_KINDS))
             problems.add(
                 path,
@@ -381,10 +382,11 @@ def _parse_schedule_entry(
         problems.add(path, entry.at("disabled"), f"{what}: disabled must be true or false")
         return None
     reason = entry.get("disabled_reason")
-    if reason is not None and data_problem(reason):
-        problems.add(
-            path, entry.at("disabled_reason"), f"{what}: disabled_reason {data_problem(reason)}"
-        )
+    problem = None if reason is None else data_problem(reason)
+    if reason is not None and not problem and len(str(reason)) > REASON_LIMIT:
+        problem = f"is longer than {REASON_LIMIT} characters (each of its audits keeps a copy)"
+    if problem:
+        problems.add(path, entry.at("disabled_reason"), f"{what}: disabled_reason {problem}")
         return None
     params = entry.get("params") or {}
     if not _mapping(params, f"{what}: params", path, entry.at("params"), problems):
@@ -456,7 +458,7 @@ def _outcomes(
     value = when.get("outcome", [Outcome.CRITICAL.value])
     names = value if isinstance(value, list) else [value]
     allowed = {o.value for o in Outcome} - {Outcome.OK.value}
-    bad = [n for n in names if n not in allowed]
+    bad = [n for n in names if not isinstance(n, str) or n not in allowed]
     if bad or not names:
         problems.add(
             path,

@@ -86,7 +86,10 @@ def as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict | list | tuple):
-        return json.dumps(value, sort_keys=True, default=str)
+        try:
+            return json.dumps(value, sort_keys=True, default=str)
+        except (TypeError, ValueError):  # keys of mixed types (refused by validate anyway)
+            return json.dumps(value, default=str)
     return str(value)
 
 

@@ -177,7 +177,7 @@ def _cron_after(expr: str, timezone: str, t: datetime) -> datetime:
 
 def parse_cron(expr: object, timezone: str = "UTC") -> Cron:
     """A five-field cron expression that fires within CRON_HORIZON_YEARS of now."""
-    if not isinstance(expr, str) or len(expr.split()) != 5:
+    if not isinstance(expr, str) or len(expr) > 255 or len(expr.split()) != 5:
         raise DurationError(f"cron must be five fields such as '*/5 * * * *', got {_shown(expr)}")
     if not croniter.is_valid(expr):
         raise DurationError(f"invalid cron expression {expr!r}")

@@ -16,6 +16,7 @@ from typing import Any
 
 NAME_LIMIT = 255  # the state store's name columns
 INT_LIMIT = 2**63  # what a database or JSON reader keeps exactly
+TEXT_LIMIT = 64 * 1024  # characters of one text value
 MAX_DEPTH = 64  # levels of lists and mappings, as in YAML files (entropy.yamlread)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -106,6 +107,11 @@ def data_problem(value: Any, depth: int = 0) -> str | None:
     if depth > MAX_DEPTH:
         return f"nested deeper than {MAX_DEPTH} levels"
     if isinstance(value, str):
+        if len(value) > TEXT_LIMIT:
+            return (
+                f"text of {len(value):,} characters is longer than {TEXT_LIMIT:,} (a command "
+                f"gets it as an argument or in its environment, 128 KiB at most each)"
+            )
         return "has a NUL character" if "\x00" in value else None
     if isinstance(value, int):
         return None if -INT_LIMIT < value < INT_LIMIT else f"the number {value:.3g} is too large"

@@ -240,8 +240,14 @@ class _Builder(_Loader):  # type: ignore[misc, valid-type]
             raise _problem(f"the tag {tag!r} is not supported here", event.start_mark)
         try:
             return construct(self, node)
-        except ValueError as exc:  # e.g. an int of more than 4300 digits
-            raise _problem(f"cannot read {event.value[:40]!r}: {exc}", event.start_mark) from None
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # an int of 4300+ digits; PyYAML's own crash on `!!bool x`
+            raise _problem(
+                f"cannot read {event.value[:40]!r} as {tag.rpartition(':')[2]}: "
+                f"{str(exc)[:100] or type(exc).__name__}",
+                event.start_mark,
+            ) from None
 
     def _alias(self, event: Any) -> tuple[Any, int]:
         name = event.anchor

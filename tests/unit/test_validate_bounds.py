@@ -72,6 +72,9 @@ def only_problem(conf, root: Path) -> ConfigError:
         ({"run_every": "1h", "params": {"x": 10**30}}, "params", "too large"),
         ({"run_every": "1h", "params": {7: "x"}}, "params", "the key 7 is not text"),
         ({"run_every": "1h", "disabled_reason": "a\x00b"}, "disabled_reason", "NUL"),
+        ({"run_every": "1h", "disabled_reason": "x" * 2000}, "disabled_reason", "longer than"),
+        ({"cron": "0 " * 200 + "*"}, "cron", "cron must be five fields"),
+        ({"run_every": "1h", "params": {"x": "y" * 70000}}, "params", "longer than 65,536"),
     ],
 )
 def test_schedule_values_that_would_crash_later(
