@@ -259,7 +259,7 @@ def _ssh(argv: Sequence[str], i: int, found: Found) -> None:
         for k, letter in enumerate(arg[1:], start=1):
             if letter in "BbcDEeFIiJLlmOoPpQRSWw":
                 target = j if k + 1 < len(arg) else j + 1
-                if letter in "oJ" and target < len(argv):
+                if letter in "oJF" and target < len(argv):  # ProxyCommand & co. run locally
                     found[target] = f"an -{letter} option of `{name}` (run by a local shell)"
                 following = target + 1
                 break
@@ -493,8 +493,9 @@ def _deno(argv: Sequence[str], i: int, found: Found) -> None:
 _HANDLERS: dict[str, Callable[[Sequence[str], int, Found], None]] = {
     **dict.fromkeys(SHELLS, _shell),
     **dict.fromkeys(("python", "pypy"), _interpreter("c", values="WX", stop="m")),
-    "perl": _interpreter("eEMm", values="I", rest="ixCdDFVW", digits="l0"),
-    "ruby": _interpreter("er", values="ICE", rest="xFiWTK", digits="0"),
+    # -I is where modules are loaded from: code too
+    "perl": _interpreter("eEMmI", rest="ixCdDFVW", digits="l0"),
+    "ruby": _interpreter("erI", values="CE", rest="xFiWTK", digits="0"),
     **dict.fromkeys(
         ("node", "nodejs", "bun"),
         _interpreter(

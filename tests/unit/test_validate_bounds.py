@@ -195,3 +195,23 @@ def test_a_refresh_with_such_a_problem_keeps_the_old_schedule(
         caplog.clear()
     clock.advance(timedelta(seconds=120).total_seconds())
     assert [d.pair.audit_name for d in scheduler.next_batch()] == ["check"]
+
+
+@pytest.mark.parametrize(
+    ("scripts", "repairs", "message"),
+    [
+        ({"check": {"kind": {}}}, None, "kind must be one of"),
+        ({"check": {"kind": ["command"]}}, None, "kind must be one of"),
+        ({"check": ECHO}, {"r": {"when": {"audit": "check", "outcome": [{}]}, "run": "check"}},
+         "when.outcome must be one or more of"),
+    ],
+)  # fmt: skip
+def test_values_of_the_wrong_type_found_by_fuzzing(
+    conf, tmp_path: Path, scripts: dict, repairs: dict | None, message: str
+) -> None:
+    """A TypeError traceback on 156156c: an unhashable kind or outcome."""
+    root = write(tmp_path, {"run_every": "1h"}, repairs=repairs)
+    (root / "scripts.yaml").write_text(yaml.safe_dump(scripts))
+    with pytest.raises(ValidationError) as info:
+        DirBackend(conf, str(root)).load()
+    assert any(message in p.message for p in info.value.problems), info.value

@@ -160,3 +160,14 @@ def test_reading_a_large_file_shows_progress_on_a_terminal_only(
     assert lines[-1] == "read hosts.yaml: 5,000 entries" + " " * 12 + "\n"
     assert pipe.getvalue() == ""
     assert yamlread.progress_to is None  # back to silent (the engine's default)
+
+
+@pytest.mark.parametrize("text", ["a: !!bool yes9\n", "a: !!timestamp 2001-1x\n", "a: !!float\n"])
+def test_a_value_its_tag_cannot_read_is_a_problem(tmp_path: Path, text: str) -> None:
+    """PyYAML's constructors crash on these (KeyError, AttributeError, IndexError)."""
+    path = tmp_path / "a.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert info.value.where.line == 1
+    assert "cannot read" in info.value.message
