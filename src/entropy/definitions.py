@@ -237,12 +237,8 @@ def _parse_host(
         key = "host_type" if name_problem("group", host_type) else "groups"
         problems.add(path, entry.at(key, at), f"{what}: {problem}")
         return None
-    host_vars = entry.get("vars") or {}
-    if not _mapping(host_vars, f"{what}: vars", path, entry.at("vars"), problems):
-        return None
-    problem = data_problem(host_vars) or _env_clash(host_vars, "vars")
-    if problem:
-        problems.add(path, entry.at("vars", at), f"{what}: vars: {problem}")
+    host_vars = _plain_mapping(entry, "vars", what, path, at, problems)
+    if host_vars is None:
         return None
     # Interned: 583,000 hosts share a handful of group and var names (bench validate).
     return Host(
@@ -258,6 +254,20 @@ def _parse_host(
 def _as_name(key: Any) -> Any:
     """A YAML key used as a name: `123:` reads as the name '123', as before."""
     return str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+
+
+def _plain_mapping(
+    entry: MarkedMap, key: str, what: str, path: str, at: tuple[int, int], problems: Problems
+) -> dict[str, Any] | None:
+    """A host's vars or a schedule's params: plain data, each key its own ENTROPY_* variable."""
+    value = entry.get(key) or {}
+    if not _mapping(value, f"{what}: {key}", path, entry.at(key, at), problems):
+        return None
+    problem = data_problem(value) or _env_clash(value, key)
+    if problem:
+        problems.add(path, entry.at(key, at), f"{what}: {key}: {problem}")
+        return None
+    return value
 
 
 def _env_clash(values: dict[str, Any], name: str) -> str | None:
@@ -388,12 +398,8 @@ def _parse_schedule_entry(
     if problem:
         problems.add(path, entry.at("disabled_reason"), f"{what}: disabled_reason {problem}")
         return None
-    params = entry.get("params") or {}
-    if not _mapping(params, f"{what}: params", path, entry.at("params"), problems):
-        return None
-    problem = data_problem(params) or _env_clash(params, "params")
-    if problem:
-        problems.add(path, entry.at("params"), f"{what}: params: {problem}")
+    params = _plain_mapping(entry, "params", what, path, at, problems)
+    if params is None:
         return None
     timeout = _optional_duration(entry, "timeout", what, path, problems, MAX_TIMEOUT)
     return Schedule(
