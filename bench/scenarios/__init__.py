@@ -31,6 +31,7 @@ SCENARIOS: dict[str, str] = {
     "memory": "bench.scenarios.memory",
     "engines": "bench.scenarios.engines",
     "validate": "bench.scenarios.validate",
+    "monitoring": "bench.scenarios.monitoring",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import getpass
 import heapq
 import logging
 import os
@@ -26,6 +27,7 @@ from .backends import Backend, fetch
 from .backends.sqlalchemy import schema
 from .backends.sqlalchemy.registry import EngineRegistry
 from .backends.sqlalchemy.state import SqlStateStore, safe_url
+from .cli_options import accept_global_options, log_level
 from .cli_repairs import (
     events,
     print_repair_history,
@@ -43,6 +45,7 @@ from .errors import DurationError, EntropyError, NotFound, ValidationError
 from .events import Events
 from .jsonout import print_json, to_json
 from .model import AuditRow, Catalog, Outcome, Pair, Result
+from .removal import RemovalRefused
 from .repairs import Repairer
 from .runners import Job, run_job
 from .scheduler import Scheduler
@@ -147,7 +150,9 @@ def main(
     Definitions (hosts, scripts, schedules) and state (one row per audit and
     host) come from a backend chosen by entropy_backend in entropy.conf or by
     --backend. Options can also be set in the environment as
-    OS_<GROUP>__<OPTION>, e.g. OS_DIR__PATH=/srv/fleet.
+    OS_<GROUP>__<OPTION>, e.g. OS_DIR__PATH=/srv/fleet. --config-file,
+    --config-dir, --backend and -v work before the command or after it
+    (`entropy status --backend URL`).
 
     \b
     Start with:
@@ -155,9 +160,8 @@ def main(
       entropy --backend dir:examples/local engine run
       entropy --backend dir:examples/local results --limit 20
     """
-    levels = {0: logging.WARNING, 1: logging.INFO}
     logging.basicConfig(
-        level=levels.get(verbose, logging.DEBUG),
+        level=log_level(verbose),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     session = Session(config_file, config_dir, backend_url)
@@ -210,18 +214,41 @@ def validate(session: Session, as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the rows of gone pairs even when they are more than max_removal of them.",
+)
 @json_option
 @pass_session
-def sync(session: Session, as_json: bool) -> None:
+def sync(session: Session, force: bool, as_json: bool) -> None:
     """Load and validate the definitions, then make the audit rows match them.
 
     New (audit, host) pairs are added with a spread-out first run, pairs that
     are gone are removed, and the rest keep their state. Invalid definitions
     change nothing.
+
+    A sync that would remove more than max_removal (default 10%) of the
+    stored rows, or every row, is refused and changes nothing (exit 1): a
+    truncated schedule file looks just like that. --force accepts it. An
+    operator's disable of a removed pair is kept for disable_retention and
+    comes back with the pair.
+
+    --json prints {"added", "removed", "kept", "updated", "restored_disables",
+    "remembered_disables", "audits"} (counts of rows; audits: the pairs the
+    definitions give); a refusal prints {"refused": true, "would_remove",
+    "stored", "allowed", "max_removal", "by_audit": {audit: rows},
+    "message"} and exits 1.
     """
     backend = session.backend
     catalog = backend.load()
-    report = backend.sync(catalog, session.clock.now())
+    try:
+        report = backend.sync(catalog, session.clock.now(), force=force, actor=_actor("sync"))
+    except RemovalRefused as exc:
+        if not as_json:
+            raise
+        print_json(exc.to_dict())
+        sys.exit(1)
     if as_json:
         print_json(
             {
@@ -229,11 +256,24 @@ def sync(session: Session, as_json: bool) -> None:
                 "removed": report.removed,
                 "kept": report.kept,
                 "updated": report.updated,
+                "restored_disables": report.restored,
+                "remembered_disables": report.remembered,
                 "audits": len(catalog.pairs),
             }
         )
     else:
         click.echo(f"{catalog.summary()}; {report}")
+        for line in report.put_back:
+            click.echo(f"put back the operator's disable of {line}", err=True)
+
+
+def _actor(command: str) -> str:
+    """Who runs this command, for the state store's memory: `entropy sync by USER@HOST`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid, e.g. in a container
+        user = str(os.getuid())
+    return f"entropy {command} by {user}@{socket.gethostname()}"
 
 
 @main.command()
@@ -374,7 +414,8 @@ def _toggle_command(disable: bool) -> Any:
         backend = session.backend
         catalog = backend.load()
         now = session.clock.now()
-        backend.sync(catalog, now)
+        # Rows for new pairs, so they can be disabled; removing is for `entropy sync`.
+        backend.sync(catalog, now, remove=False, actor=_actor(verb))
         pairs = _select_pairs(catalog, audit, host, group)
         changed = backend.set_disabled(pairs, reason if disable else None, now)
         still = [p for p in pairs if not disable and p.schedule.disabled]
@@ -428,7 +469,11 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
 main.command(
     "disable",
     help="Stop running AUDIT (everywhere, or on one --host or --group), with a reason.\n\n"
-    "The flag is kept in the state store and survives re-syncs.",
+    "The flag is kept in the state store and survives re-syncs; if a sync removes the "
+    "pair, the flag is kept for disable_retention and comes back with it. Rows for pairs "
+    "not yet synced are added first; nothing is removed.\n\n"
+    '--json prints {"disabled": rows changed, "hosts": [the hosts selected], '
+    '"still_disabled_by_definitions": []}.',
 )(
     click.option("--reason", required=True, help="Why; shown by `entropy status`.")(
         _toggle_command(disable=True)
@@ -437,7 +482,9 @@ main.command(
 main.command(
     "enable",
     help="Run AUDIT again where `entropy disable` stopped it. Audits the definitions "
-    "disable (disabled: true) stay disabled.",
+    "disable (disabled: true) stay disabled.\n\n"
+    '--json prints {"enabled": rows changed, "hosts": [the hosts selected], '
+    '"still_disabled_by_definitions": [hosts whose definitions disable it]}.',
 )(_toggle_command(disable=False))
 
 
@@ -467,6 +514,18 @@ def _parsed(parse: Any, command: str, name: str, entry: dict[str, Any], *extra: 
     return parse_entry(parse, f"entropy {command}", name, entry, *extra)
 
 
+def _report(as_json: bool, report: dict[str, Any], text: str) -> None:
+    """What a changing command did: `report` with --json, else `text`."""
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(text)
+
+
+def _change(new: bool) -> str:
+    return "added" if new else "replaced"
+
+
 @main.group()
 def host() -> None:
     """Add or remove hosts (sqlalchemy backend; the dir and file backends use YAML)."""
@@ -484,6 +543,7 @@ def host() -> None:
     metavar="KEY=VALUE",
     help="A variable scripts can use as {vars.KEY} (repeatable).",
 )
+@json_option
 @pass_session
 def host_add(
     session: Session,
@@ -492,8 +552,11 @@ def host_add(
     host_type: str,
     groups: tuple[str, ...],
     host_vars: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Add host NAME, or replace the host of that name.
+
+    --json prints {"change": "added" or "replaced", "host": NAME}.
 
     \b
     Example:
@@ -508,17 +571,22 @@ def host_add(
         "vars": _pairs(host_vars, "--var"),
     }
     (parsed,) = _parsed(parse_hosts, "host add", name, entry).values()
-    new = backend.put_host(parsed)
-    click.echo(f"{'added' if new else 'replaced'} host {name}")
+    change = _change(backend.put_host(parsed))
+    _report(as_json, {"change": change, "host": name}, f"{change} host {name}")
 
 
 @host.command("remove")
 @click.argument("name")
+@json_option
 @pass_session
-def host_remove(session: Session, name: str) -> None:
-    """Remove host NAME (refused while a schedule names it as its target)."""
+def host_remove(session: Session, name: str, as_json: bool) -> None:
+    """Remove host NAME (refused while a schedule names it as its target).
+
+    --json prints {"change": "removed", "host": NAME}. Its audit rows go at
+    the next sync, within max_removal.
+    """
     _editable(session, "host remove").remove_host(name)
-    click.echo(f"removed host {name}")
+    _report(as_json, {"change": "removed", "host": name}, f"removed host {name}")
 
 
 @main.group()
@@ -540,6 +608,7 @@ def schedule() -> None:
 )
 @click.option("--timeout", metavar="DURATION", help="How long a run may take.")
 @click.option("--disabled-reason", metavar="TEXT", help="Add it disabled, saying why.")
+@json_option
 @pass_session
 def schedule_add(
     session: Session,
@@ -550,8 +619,12 @@ def schedule_add(
     params: tuple[str, ...],
     timeout: str | None,
     disabled_reason: str | None,
+    as_json: bool,
 ) -> None:
     """Run AUDIT on TARGET (a group or a host) every DURATION or on a cron schedule.
+
+    --json prints {"change": "added" or "replaced", "target": TARGET,
+    "audit_name": AUDIT, "timing": e.g. "every 30m"}.
 
     \b
     Example:
@@ -571,25 +644,36 @@ def schedule_add(
     (parsed,) = _parsed(
         parse_schedules, "schedule add", target, {"audits": {audit_name: entry}}, tz
     )
-    new = backend.put_schedule(parsed)
-    click.echo(
-        f"{'added' if new else 'replaced'} {audit_name} on {target}: {parsed.timing.describe()}"
+    change, timing = _change(backend.put_schedule(parsed)), parsed.timing.describe()
+    _report(
+        as_json,
+        {"change": change, "target": target, "audit_name": audit_name, "timing": timing},
+        f"{change} {audit_name} on {target}: {timing}",
     )
 
 
 @schedule.command("remove")
 @click.argument("target")
 @click.argument("audit_name", metavar="AUDIT")
+@json_option
 @pass_session
-def schedule_remove(session: Session, target: str, audit_name: str) -> None:
-    """Stop running AUDIT on TARGET."""
+def schedule_remove(session: Session, target: str, audit_name: str, as_json: bool) -> None:
+    """Stop running AUDIT on TARGET.
+
+    --json prints {"change": "removed", "target": TARGET, "audit_name":
+    AUDIT}. Its audit rows go at the next sync, within max_removal.
+    """
     _editable(session, "schedule remove").remove_schedule(target, audit_name)
-    click.echo(f"removed {audit_name} on {target}")
+    _report(
+        as_json,
+        {"change": "removed", "target": target, "audit_name": audit_name},
+        f"removed {audit_name} on {target}",
+    )
 
 
 @main.group()
 def script() -> None:
-    """Add or import scripts (sqlalchemy backend; the dir and file backends use YAML)."""
+    """Add, import or remove scripts (sqlalchemy backend; the dir and file backends use YAML)."""
 
 
 @script.command("add")
@@ -603,11 +687,19 @@ def script() -> None:
     help="One of the kind's keys, the value read as YAML (repeatable).",
 )
 @click.option("--timeout", metavar="DURATION", help="How long a run may take.")
+@json_option
 @pass_session
 def script_add(
-    session: Session, name: str, kind: str, keys: tuple[str, ...], timeout: str | None
+    session: Session,
+    name: str,
+    kind: str,
+    keys: tuple[str, ...],
+    timeout: str | None,
+    as_json: bool,
 ) -> None:
     """Add script NAME, or replace the script of that name.
+
+    --json prints {"change": "added" or "replaced", "script": NAME, "kind": KIND}.
 
     \b
     Examples:
@@ -620,22 +712,49 @@ def script_add(
     if timeout:
         entry["timeout"] = timeout
     (parsed,) = _parsed(parse_scripts, "script add", name, entry).values()
-    new = backend.put_script(parsed)
-    click.echo(f"{'added' if new else 'replaced'} script {name} ({kind})")
+    change = _change(backend.put_script(parsed))
+    _report(
+        as_json,
+        {"change": change, "script": name, "kind": kind},
+        f"{change} script {name} ({kind})",
+    )
 
 
 @script.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@json_option
 @pass_session
-def script_import(session: Session, path: str) -> None:
-    """Add (or replace) every script of a scripts.yaml file."""
+def script_import(session: Session, path: str, as_json: bool) -> None:
+    """Add (or replace) every script of a scripts.yaml file.
+
+    --json prints {"change": "imported", "path": PATH, "added": [names],
+    "replaced": [names]}.
+    """
     backend = _editable(session, "script import")
     problems = Problems()
     found = parse_scripts(problems.read(Path(path)), path, problems)
     problems.raise_if_any()
-    for parsed in found.values():
-        backend.put_script(parsed)
-    click.echo(f"imported {len(found)} scripts from {path}")
+    done: dict[str, list[str]] = {"added": [], "replaced": []}
+    for name, parsed in found.items():
+        done[_change(backend.put_script(parsed))].append(name)
+    _report(
+        as_json,
+        {"change": "imported", "path": path, **done},
+        f"imported {len(found)} scripts from {path}",
+    )
+
+
+@script.command("remove")
+@click.argument("name")
+@json_option
+@pass_session
+def script_remove(session: Session, name: str, as_json: bool) -> None:
+    """Remove script NAME (refused while a schedule or a repair uses it).
+
+    --json prints {"change": "removed", "script": NAME}.
+    """
+    _editable(session, "script remove").remove_script(name)
+    _report(as_json, {"change": "removed", "script": name}, f"removed script {name}")
 
 
 @main.group()
@@ -651,36 +770,50 @@ def _state_store(session: Session) -> SqlStateStore:
 @json_option
 @pass_session
 def db_current(session: Session, as_json: bool) -> None:
-    """Print the schema revision of the state store and the one this Entropy needs."""
+    """Print the schema revision of the state store and the one this Entropy needs.
+
+    Exit status 0 when the store is up to date, 1 when it is behind or has
+    no Entropy tables (run `entropy db upgrade`). --json prints {"url",
+    "current" (null when empty), "head", "up_to_date"}.
+    """
     store = _state_store(session)
     try:
         at, needed = store.schema_revision(), schema.head()
     finally:
         store.close()
+    url = safe_url(store.url)
     if as_json:
-        print_json({"current": at, "head": needed, "up_to_date": at == needed})
-        return
-    state = "up to date" if at == needed else "out of date: run `entropy db upgrade`"
-    click.echo(f"{safe_url(store.url)}: revision {at or '(empty)'}, needs {needed}; {state}")
+        print_json({"url": url, "current": at, "head": needed, "up_to_date": at == needed})
+    else:
+        state = "up to date" if at == needed else "out of date: run `entropy db upgrade`"
+        click.echo(f"{url}: revision {at or '(empty)'}, needs {needed}; {state}")
+    if at != needed:
+        sys.exit(1)
 
 
 @db.command("upgrade")
+@json_option
 @pass_session
-def db_upgrade(session: Session) -> None:
+def db_upgrade(session: Session, as_json: bool) -> None:
     """Create or upgrade the state store's tables to this version of Entropy.
 
     Needed once for a PostgreSQL or MySQL/MariaDB state store, and after an
     upgrade of Entropy; SQLite state files are upgraded on their own.
+    --json prints {"url", "before" (null when it was empty), "after",
+    "upgraded": whether anything changed}.
     """
     store = _state_store(session)
     try:
         before, after = store.upgrade_schema()
     finally:
         store.close()
+    url = safe_url(store.url)
     if before == after:
-        click.echo(f"{safe_url(store.url)}: already at revision {after}")
+        text = f"{url}: already at revision {after}"
     else:
-        click.echo(f"{safe_url(store.url)}: upgraded from {before or '(empty)'} to {after}")
+        text = f"{url}: upgraded from {before or '(empty)'} to {after}"
+    _report(as_json, {"url": url, "before": before, "after": after, "upgraded": before != after},
+            text)  # fmt: skip
 
 
 @main.group()
@@ -741,7 +874,8 @@ def engine_run(
         hostname=socket.gethostname(),
         pid=os.getpid(),
     )
-    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
+    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"),
+                          actor=f"engine {settings.engine_id}")  # fmt: skip
     printer = _print_result_json if as_json else _print_result_line
     events = session.events()
     repairer = Repairer(
@@ -800,6 +934,9 @@ def engine_stop(
     Each engine reads the request at its next heartbeat (heartbeat_interval)
     and stops as on SIGTERM: no new claims, running audits get
     shutdown_grace seconds, unfinished ones go back to new.
+
+    --json prints {"asked": [engine ids], "still_running": [engine ids], or
+    null without --wait}.
     """
     if bool(target) == every:
         raise click.UsageError("give --engine-id ID or --all")
@@ -877,7 +1014,9 @@ def audit_run(
 
     The results are stored in the history and as each row's latest result;
     the schedule (next_run) is not touched. Exit status 0 when every result
-    is ok, 1 otherwise.
+    is ok, 1 otherwise. --json prints one object per line and result: host,
+    audit_name, outcome, summary, output, metrics, started_at, finished_at,
+    slot, engine_id.
     """
     if host and group:
         raise click.UsageError("give --host or --group, not both")
@@ -978,6 +1117,7 @@ main.add_command(import_command)
 main.add_command(export_command)
 main.add_command(repair)
 main.add_command(events)
+accept_global_options(main)  # last: every command, wherever it was defined
 
 _COLOURS = {
     Outcome.OK: "green",

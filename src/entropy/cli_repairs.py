@@ -102,7 +102,8 @@ def repair_reset(session: Any, host: str, repair_name: str | None, as_json: bool
     """Clear HOST's flag and attempt count (for every repair, or just REPAIR).
 
     A host is flagged when a repair used up its max_attempts without fixing
-    the audit; no repair runs there until this is done.
+    the audit; no repair runs there until this is done. --json prints
+    {"host", "repair_name" (null: every repair), "reset": how many were cleared}.
     """
     changed = session.backend.state.repairs.reset(host, repair_name, session.clock.now())
     if as_json:
@@ -132,6 +133,7 @@ def repair_reset(session: Any, host: str, repair_name: str | None, as_json: bool
 @click.option("--max-concurrent", type=click.IntRange(min=1), help="Runs at once, fleet-wide.")
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Runs before flagging a host.")
 @click.option("--verify", is_flag=True, help="Re-run the audit right after; record fixed or not.")
+@json_option
 @click.pass_obj
 def repair_add(
     session: Any,
@@ -144,8 +146,12 @@ def repair_add(
     max_concurrent: int | None,
     max_attempts: int | None,
     verify: bool,
+    as_json: bool,
 ) -> None:
     """Add (or replace) repair NAME (sqlalchemy backend; the others use repairs.yaml).
+
+    --json prints {"change": "added" or "replaced", "repair": NAME, "audit":
+    AUDIT|GLOB, "script": SCRIPT}.
 
     \b
     Example:
@@ -163,17 +169,27 @@ def repair_add(
         if value is not None:
             entry[key] = value
     (rule,) = parse_entry(parse_repairs, "entropy repair add", name, entry).values()
-    new = backend.put_repair(rule)
-    click.echo(f"{'added' if new else 'replaced'} repair {name}: {script} when {audit} fails")
+    change = "added" if backend.put_repair(rule) else "replaced"
+    if as_json:
+        print_json({"change": change, "repair": name, "audit": audit, "script": script})
+    else:
+        click.echo(f"{change} repair {name}: {script} when {audit} fails")
 
 
 @repair.command("remove")
 @click.argument("name")
+@json_option
 @click.pass_obj
-def repair_remove(session: Any, name: str) -> None:
-    """Remove repair NAME (sqlalchemy backend)."""
+def repair_remove(session: Any, name: str, as_json: bool) -> None:
+    """Remove repair NAME (sqlalchemy backend).
+
+    --json prints {"change": "removed", "repair": NAME}.
+    """
     session.backend.require_editable("repair remove").remove_repair(name)
-    click.echo(f"removed repair {name}")
+    if as_json:
+        print_json({"change": "removed", "repair": name})
+    else:
+        click.echo(f"removed repair {name}")
 
 
 @click.group()

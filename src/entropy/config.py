@@ -94,6 +94,25 @@ DEFAULT_OPTS = [
         "interval, so 100,000 daily audits spread over the day, every day; 0 runs them all "
         "at once.",
     ),
+    cfg.FloatOpt(
+        "max_removal",
+        default=0.1,
+        min=0.0,
+        max=1.0,
+        help="Fraction of the stored audit rows one sync may remove without consent. A sync "
+        "or an engine refresh that would remove more (a truncated schedule file looks like "
+        "that) is refused and changes nothing; `entropy sync --force` accepts it. At least "
+        "one row may always go, but never every row; 0: every removal needs --force, "
+        "1: no limit.",
+    ),
+    cfg.IntOpt(
+        "disable_retention",
+        default=30 * 86400,
+        min=0,
+        help="Seconds an operator's disable (`entropy disable`) is remembered after a sync "
+        "removed its pair: when the pair comes back within this time it comes back "
+        "disabled, with the same reason.",
+    ),
 ]
 
 _STATE_HELP = (

@@ -20,7 +20,17 @@ from entropy.backends.sqlalchemy.tables import schedules
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import ValidationError
-from entropy.model import AuditRow, Outcome, RepairRule, RepairRun, Result, Status, Verify
+from entropy.model import (
+    AuditRow,
+    DisabledBy,
+    Outcome,
+    RepairRule,
+    RepairRun,
+    Result,
+    Status,
+    Verify,
+)
+from entropy.removal import RemovalRefused
 from entropy.repairs import judge
 from entropy.timing import Every
 from fleets import ROW_FIELDS, SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
@@ -160,7 +170,7 @@ def test_sync_removes_gone_pairs_adds_new_ones_and_keeps_the_rest(
     }
     harness.write(hosts=hosts, schedules=schedules)
     clock.advance(minutes=5)
-    report = backend.sync(backend.load(), clock.now())
+    report = backend.sync(backend.load(), clock.now(), force=True)  # 2 of 8: past max_removal
     assert (report.added, report.removed, report.kept) == (2, 2, 6)
     after = rows_by_key(backend)
     assert ("vm_count", "hv-01.example.com") not in after
@@ -266,6 +276,91 @@ def test_definitions_disable_follows_the_yaml_but_not_over_the_operator(
     backend.set_disabled([pair], "maintenance", clock.now())
     backend.sync(catalog, clock.now())
     assert rows_by_key(backend)[key].disabled_reason == "maintenance"
+
+
+def _without(*files: str) -> dict[str, Any]:
+    """The seed's schedules without these files."""
+    return {name: audits for name, audits in SEED_SCHEDULES.items() if name not in files}
+
+
+def test_a_sync_removing_more_than_max_removal_is_refused_and_changes_nothing(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    before = rows_by_key(backend)
+    harness.write(schedules=_without("hypervisor_audits.yaml", "compute_audits.yaml"))  # 6 of 8
+    catalog = backend.load()
+    with pytest.raises(RemovalRefused) as refused:
+        backend.sync(catalog, clock.now())
+    assert (len(refused.value.gone), refused.value.stored, refused.value.allowed) == (6, 8, 1)
+    message = str(refused.value)
+    assert "it would remove 6 of the 8 audit rows stored (max_removal = 10% allows 1 of 8)" in (
+        message)  # fmt: skip
+    assert "vm_count on 2 hosts (compute-01.example.com, hv-01.example.com)" in message
+    assert "entropy sync --force" in message
+    assert rows_by_key(backend) == before
+    report = backend.sync(catalog, clock.now(), force=True)
+    assert (report.removed, report.kept) == (6, 2)
+
+
+def test_a_sync_may_remove_one_row_and_never_every_row_without_force(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    one_less = {"nova-api.mydomain.com": {"audits": {"vmbooter": {"run_every": "1hour"}}}}
+    harness.write(schedules={**SEED_SCHEDULES, "other_audits.yaml": one_less})
+    assert backend.sync(backend.load(), clock.now()).removed == 1  # 1 of 8: at least one may go
+    everything = harness.backend(max_removal=0.99)
+    harness.write(hosts={"lonely.example.com": {"ip_address": "10.0.0.99", "host_type": "x"}},
+                  scripts={}, schedules={"a.yaml": {}})  # fmt: skip
+    with pytest.raises(RemovalRefused, match="removing every row always needs consent"):
+        everything.sync(everything.load(), clock.now())
+    assert len(rows_by_key(everything)) == 7
+    assert harness.backend(max_removal=1.0).sync(everything.load(), clock.now()).removed == 7
+
+
+def test_an_operator_disable_comes_back_with_its_pair(harness: Harness, clock: FakeClock):
+    backend = harness.backend()
+    catalog = backend.load()
+    backend.sync(catalog, clock.now())
+    key = ("vm_count", "hv-01.example.com")
+    pair = next(p for p in catalog.pairs if p.key == key)
+    backend.set_disabled([pair], "maintenance CHG-123", clock.now())
+    harness.write(schedules=_without("hypervisor_audits.yaml"))
+    clock.advance(hours=1)
+    report = backend.sync(backend.load(), clock.now(), force=True, actor="test")
+    assert (report.removed, report.remembered) == (2, 1)
+    assert key not in rows_by_key(backend)
+
+    harness.write()  # the file is back
+    clock.advance(days=29)
+    report = harness.backend().sync(backend.load(), clock.now())
+    assert (report.added, report.restored) == (2, 1)
+    rows = rows_by_key(backend)
+    assert (rows[key].disabled, rows[key].disabled_reason, rows[key].disabled_by) == (
+        True, "maintenance CHG-123", DisabledBy.OPERATOR)  # fmt: skip
+    assert rows["vm_count", "compute-01.example.com"].disabled is False
+    # Restored once: removed and back again, it is remembered afresh, not twice.
+    assert harness.backend().sync(backend.load(), clock.now()).restored == 0
+
+
+def test_a_removed_disable_is_forgotten_after_disable_retention(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend(disable_retention=3600)
+    catalog = backend.load()
+    backend.sync(catalog, clock.now())
+    vm_count = [p for p in catalog.pairs if p.audit_name == "vm_count"]
+    backend.set_disabled(vm_count, "maintenance", clock.now())
+    harness.write(schedules=_without("hypervisor_audits.yaml"))
+    assert backend.sync(backend.load(), clock.now(), force=True).remembered == 2
+    harness.write()
+    clock.advance(seconds=3601)
+    report = backend.sync(backend.load(), clock.now())
+    assert (report.added, report.restored) == (2, 0)
+    assert not any(rows_by_key(backend)[p.key].disabled for p in vm_count)
 
 
 def test_invalid_definitions_raise_and_change_nothing(harness: Harness, clock: FakeClock):

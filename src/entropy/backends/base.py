@@ -15,6 +15,7 @@ from ..config import option, splay_cap, state_dir
 from ..errors import BackendError
 from ..gcpause import gc_paused
 from ..model import AuditRow, Catalog, Pair, SyncReport
+from ..removal import RemovalPolicy, RemovalRefused
 from .sqlalchemy.state import SqlStateStore, safe_url
 
 
@@ -90,13 +91,40 @@ class Backend(abc.ABC):
             self._state = SqlStateStore(self.state_url())
         return self._state
 
-    def sync(self, catalog: Catalog, now: datetime) -> SyncReport:
-        return self.state.sync(
-            catalog.pairs,
-            now,
-            splay_cap(self.conf),
-            float(option(self.conf, "max_clock_skew")),
+    def sync(
+        self,
+        catalog: Catalog,
+        now: datetime,
+        *,
+        force: bool = False,
+        remove: bool = True,
+        previous: Catalog | None = None,
+        actor: str = "",
+    ) -> SyncReport:
+        """Make the state rows match the catalog, within max_removal unless forced.
+
+        remove=False only adds and updates rows. A refusal (RemovalRefused)
+        names where the rows came from when `previous`, the catalog they were
+        synced from, is given.
+        """
+        policy = RemovalPolicy(
+            max_removal=float(option(self.conf, "max_removal")),
+            force=force,
+            remove=remove,
+            disable_retention=float(option(self.conf, "disable_retention")),
+            actor=actor,
         )
+        try:
+            return self.state.sync(
+                catalog.pairs,
+                now,
+                splay_cap(self.conf),
+                float(option(self.conf, "max_clock_skew")),
+                policy,
+            )
+        except RemovalRefused as exc:
+            exc.current, exc.previous = catalog, previous
+            raise
 
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
         return self.state.audits(host=host, audit_name=audit_name)

@@ -39,7 +39,8 @@ from sqlalchemy.exc import (
 from ...errors import BackendError
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
-from . import rowtext, schema
+from ...removal import RemovalPolicy, check_removal, plan_disables
+from . import kept_disables, rowtext, schema
 from .repair_store import RepairStore
 from .retry import retried_on_race
 from .tables import UTCDateTime, audits, results
@@ -179,7 +180,12 @@ class SqlStateStore:
             raise BackendError(f"state store {safe_url(self.url)}: {exc}") from exc
 
     def sync(
-        self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
+        self,
+        pairs: Iterable[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float = 0.0,
+        policy: RemovalPolicy | None = None,
     ) -> SyncReport:
         """Make the rows match the pairs: add new ones, remove gone ones, keep the rest.
 
@@ -190,11 +196,19 @@ class SqlStateStore:
         Engines sharing the store sync at the same moments (start-up, a
         changed file): when another one's sync got in first (a duplicate
         insert, a deadlock), this one starts over from what it wrote.
+
+        `policy` (default: RemovalPolicy()) says how many rows may go without
+        force: beyond that, RemovalRefused and nothing changes. An operator's
+        disable of a removed pair is remembered, and put back if the pair
+        returns within the policy's disable_retention (see entropy.removal).
         """
-        return self._sync(list(pairs), now, max_splay, skew)
+        return self._sync(list(pairs), now, max_splay, skew, policy or RemovalPolicy())
 
     @retried_on_race
-    def _sync(self, pairs: list[Pair], now: datetime, max_splay: float, skew: float) -> SyncReport:
+    def _sync(
+        self, pairs: list[Pair], now: datetime, max_splay: float, skew: float,
+        policy: RemovalPolicy,
+    ) -> SyncReport:  # fmt: skip
         desired = {pair.key: pair for pair in pairs}
         slack = timedelta(seconds=skew)
         c = audits.c
@@ -211,13 +225,13 @@ class SqlStateStore:
                     c.disabled_by,
                 )
             ).all()
-            gone: list[int] = []
+            gone: list[Any] = []
             changes: list[dict[str, Any]] = []
             latest: dict[Any, datetime] = {}
             for row in existing:
                 pair = desired.pop((row.audit_name, row.host), None)
                 if pair is None:
-                    gone.append(row.id)
+                    gone.append(row)
                     continue
                 timing = pair.schedule.timing
                 if timing not in latest:
@@ -225,12 +239,22 @@ class SqlStateStore:
                 change = _changes(row, pair, now, max_splay, latest[timing])
                 if change is not None:
                     changes.append(change)
-            for chunk in _chunks(gone):
+            check_removal(len(existing), [(r.audit_name, r.host) for r in gone], policy)
+            if not policy.remove:
+                gone = []
+            disables = plan_disables(gone, kept_disables.read(conn), desired, now, policy)
+            for chunk in _chunks([row.id for row in gone]):
                 conn.execute(delete(audits).where(c.id.in_(chunk)))
+            kept_disables.write(conn, disables)
             if desired:
-                conn.execute(
-                    audits.insert(), [_new_row(p, now, max_splay) for p in desired.values()]
-                )
+                new_rows = [_new_row(p, now, max_splay) for p in desired.values()]
+                if disables.restore:
+                    for new in new_rows:
+                        kept = disables.restore.get((new["audit_name"], new["host"]))
+                        if kept is not None:
+                            new.update(disabled=True, disabled_reason=kept.reason,
+                                       disabled_by=DisabledBy.OPERATOR.value)  # fmt: skip
+                conn.execute(audits.insert(), new_rows)
             if changes:
                 when = UTCDateTime()
                 # Another engine may have recorded a result since the read above: its
@@ -251,7 +275,11 @@ class SqlStateStore:
                     ),
                     changes,
                 )
-        return SyncReport(len(desired), len(gone), len(existing) - len(gone), len(changes))
+        return SyncReport(
+            len(desired), len(gone), len(existing) - len(gone), len(changes),
+            restored=len(disables.restore), remembered=len(disables.remember),
+            put_back=tuple(kept.describe() for kept in disables.restore.values()),
+        )  # fmt: skip
 
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
         query = select(audits).order_by(audits.c.host, audits.c.audit_name)
