@@ -18,7 +18,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from ..config import option, state_dir
 from ..dump import repair_entry
-from ..errors import NotFound
+from ..errors import ConfigError, NotFound, ValidationError
 from ..model import Catalog, Host, RepairRule, Schedule, Script
 from ..timing import Every, format_duration
 from .base import EditableDefinitions, safe_url
@@ -82,11 +82,28 @@ class SqlalchemyDefinitions(EditableDefinitions):
     # -- writing ----------------------------------------------------------------
 
     def _change(self, write: Callable[[Connection, datetime], Any]) -> Any:
-        """Apply a change and re-validate everything before it commits."""
+        """Apply a change and re-validate everything before it commits.
+
+        Refused (rolled back) when it leaves the definitions invalid. When they
+        were invalid before (rows written before a check existed, say a host
+        named `db_1`), a change is refused only if it adds problems, so the
+        changes that fix them one at a time go through.
+        """
         with self._store().transaction() as conn:
+            before = self._problems(conn)
             outcome = write(conn, datetime.now(UTC))
-            self._read(conn)  # a ValidationError rolls the change back
+            after = self._problems(conn)
+            if after and (not before or len(after) > len(before)):
+                known = {str(p) for p in before}
+                raise ValidationError([p for p in after if str(p) not in known] or after)
             return outcome
+
+    def _problems(self, conn: Connection) -> list[ConfigError]:
+        try:
+            self._read(conn)
+        except ValidationError as exc:
+            return exc.problems
+        return []
 
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace every definition with the catalog's."""
