@@ -158,12 +158,19 @@ def test_hosts_stored_before_the_name_check_can_be_removed_one_at_a_time(
     build_fleet(db, tmp_path)
     backend = fetch(load_conf(), db)
     now = datetime.now(UTC)
-    with backend.state.transaction() as conn:
-        conn.execute(insert(hosts), [
-            {"name": name, "ip_address": "10.0.0.9", "host_type": "compute", "groups": [],
-             "vars": {}, "created_at": now, "updated_at": now}
-            for name in ("db_1", "$(touch pwned)")
+    names = ("db_1", "$(touch pwned)")
+    if db.startswith("mongodb"):  # written as an older Entropy would have, unchecked
+        backend.definitions._db()["hosts"].insert_many([
+            {"_id": name, "ip_address": "10.0.0.9", "host_type": "compute", "seq": 100 + n}
+            for n, name in enumerate(names)
         ])  # fmt: skip
+    else:
+        with backend.state.transaction() as conn:
+            conn.execute(insert(hosts), [
+                {"name": name, "ip_address": "10.0.0.9", "host_type": "compute", "groups": [],
+                 "vars": {}, "created_at": now, "updated_at": now}
+                for name in names
+            ])  # fmt: skip
     backend.close()
     assert run("--backend", db, "validate", ok=False).exit_code == 2
     refused = run("--backend", db, "host", "add", "a;b", "--ip", "10.0.0.1", "--type", "web",

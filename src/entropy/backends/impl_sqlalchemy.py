@@ -18,11 +18,11 @@ from sqlalchemy import Connection, delete, insert, select
 
 from ..config import option, state_dir
 from ..dump import repair_entry
-from ..errors import ConfigError, NotFound, ValidationError
+from ..errors import NotFound
 from ..model import Catalog, Host, RepairRule, Schedule, Script
 from ..timing import Every, format_duration
 from .base import EditableDefinitions, safe_url
-from .entries import catalog_from_entries
+from .entries import catalog_from_entries, problems_of, refuse_new_problems
 from .sqlalchemy.state import SqlStateStore
 from .sqlalchemy.tables import hosts, repairs, schedules, scripts
 
@@ -82,28 +82,12 @@ class SqlalchemyDefinitions(EditableDefinitions):
     # -- writing ----------------------------------------------------------------
 
     def _change(self, write: Callable[[Connection, datetime], Any]) -> Any:
-        """Apply a change and re-validate everything before it commits.
-
-        Refused (rolled back) when it leaves the definitions invalid. When they
-        were invalid before (rows written before a check existed, say a host
-        named `db_1`), a change is refused only if it adds problems, so the
-        changes that fix them one at a time go through.
-        """
+        """Apply a change and re-validate everything before it commits (see refuse_new_problems)."""
         with self._store().transaction() as conn:
-            before = self._problems(conn)
+            before = problems_of(lambda: self._read(conn))
             outcome = write(conn, datetime.now(UTC))
-            after = self._problems(conn)
-            if after and (not before or len(after) > len(before)):
-                known = {str(p) for p in before}
-                raise ValidationError([p for p in after if str(p) not in known] or after)
+            refuse_new_problems(before, problems_of(lambda: self._read(conn)))
             return outcome
-
-    def _problems(self, conn: Connection) -> list[ConfigError]:
-        try:
-            self._read(conn)
-        except ValidationError as exc:
-            return exc.problems
-        return []
 
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace every definition with the catalog's."""
