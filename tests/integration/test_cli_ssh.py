@@ -96,7 +96,7 @@ def test_audit_run_runs_an_ssh_script_on_one_host(tmp_path: Path, sshd: Sshd) ->
         hosts={"web-01": {"ip_address": "127.0.0.1", "host_type": "web", "vars": {"w": 5}},
                "web-02": {"ip_address": "127.0.0.1", "host_type": "web"}},
         scripts={"whoami": {"kind": "ssh", "command": ["sh", "-c", 'echo "OK - $(id -un) on '
-                                                       '$ENTROPY_HOST|w={vars.w}"', ]}},
+                                                       '$ENTROPY_HOST|w=$ENTROPY_VAR_W"', ]}},
         schedules={"web.yaml": {"web-01": {"audits": {"whoami": {"run_every": "1h"}}}}},
     )  # fmt: skip
     done = entropy(conf(tmp_path, sshd), fleet, "audit", "run", "whoami", "--host", "web-01",

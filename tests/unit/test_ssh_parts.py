@@ -79,12 +79,19 @@ def test_a_bad_host_ssh_entry_is_a_problem_at_its_line(
     ("{kind: ssh, command: [a], upload: /bin/true}", "needs command (what to run) or upload"),
     ("{kind: ssh, command: [a], args: [b]}", "args go with upload"),
     ("{kind: ssh, command: [a], cwd: /tmp}", "unknown key 'cwd'"),
+    ("{kind: ssh, command: [sh, -c, 'echo {vars.x}']}", "would run as shell code"),
+    ("{kind: ssh, command: ['{vars.tool}', -v]}", "would choose what runs"),
+    ("{kind: ssh, upload: 'plugins/{host}.sh'}", "it can't hold placeholders"),
+    ("{kind: ssh, upload: /bin/true, args: {a: 1}}", "must be a list of arguments"),
+    ("{kind: ssh, upload: /bin/true, output_limit: 0}", "must be a number of bytes"),
+    ("{kind: ssh, command: [true], env: {PATH: '{vars.x}'}}", "PATH is read as code"),
 ])  # fmt: skip
 def test_an_ssh_script_needs_command_or_upload(tmp_path: Path, script: str, message: str) -> None:
     root = fleet(tmp_path / "f", "web-01: {ip_address: 10.0.0.1, host_type: web}\n",
                  SCRIPTS + f"remote: {script}\n")  # fmt: skip
     found = problems(root)
     assert any(message in p and "scripts.yaml:2:" in p for p in found), found
+    assert all("scripts.yaml:2:" in p for p in found), found  # nothing else is blamed
 
 
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("mongodb", marks=pytest.mark.mongodb)])

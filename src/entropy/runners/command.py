@@ -19,6 +19,7 @@ import threading
 from typing import IO, Any
 
 from ..model import Outcome, Result
+from ..scriptcheck import argv_problem
 from .base import Job
 from .nagios import cut, exit_outcome, parse_perfdata, split_output
 from .template import ScriptError, as_text, environment, render, render_shell
@@ -32,8 +33,9 @@ _killed: set[int] = set()  # groups kill_all() ended, so their run says why
 
 def run(job: Job) -> Result:
     try:
-        argv = _argv(job)
+        argv, shell_values = _argv(job)
         env = _env(job)
+        env.update(shell_values)
         cwd = _cwd(job)
         limit = output_limit(job.script.params)
     except ScriptError as exc:
@@ -145,13 +147,15 @@ def _read(stream: IO[bytes], limit: int) -> str:
     return cut(stream.read(limit), limit, total)
 
 
-def _argv(job: Job) -> list[str]:
-    command = command_of(job)
-    return ["/bin/sh", "-c", command] if isinstance(command, str) else command
+def _argv(job: Job) -> tuple[list[str], dict[str, str]]:
+    """The argv to run, and the values a shell command reads from its environment."""
+    command, values = command_of(job)
+    return (["/bin/sh", "-c", command] if isinstance(command, str) else command), values
 
 
-def command_of(job: Job) -> list[str] | str:
-    """The script's `command` rendered: an argv list, or with `shell: true` one sh string."""
+def command_of(job: Job) -> tuple[list[str] | str, dict[str, str]]:
+    """The script's `command` rendered: an argv list, or with `shell: true` one sh string
+    and the values its placeholders read from the environment."""
     params = job.script.params
     command = params.get("command")
     shell = params.get("shell", False)
@@ -166,7 +170,11 @@ def command_of(job: Job) -> list[str] | str:
             "command must be a list of arguments, e.g. [check_disk, -w, '10%'] "
             "(or one string with shell: true)"
         )
-    return [render(as_text(arg), job) for arg in command]
+    template = tuple(as_text(arg) for arg in command)
+    problem = argv_problem(template)  # refused by validate already; scripts made in code too
+    if problem:
+        raise ScriptError(problem)
+    return [render(arg, job) for arg in template], {}
 
 
 def _env(job: Job) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import EntropyError
 from ..model import Outcome, Result, Script
+from ..scriptcheck import argv_problem
 from ..ssh import client as ssh_client
 from ..ssh.failures import CONFIG
 from ..ssh.settings import target_for
@@ -36,9 +37,9 @@ def run(job: Job) -> Result:
     try:
         params = job.script.params
         limit = output_limit(params)
-        env = _env(job)
         upload = _upload(job.script)
-        command = _args(job) if upload is not None else command_of(job)
+        command, shell_values = (_args(job), {}) if upload is not None else command_of(job)
+        env = _env(job, shell_values)
         client = ssh_client.default()
         target = target_for(job.host, client.settings)
     except ScriptError as exc:
@@ -73,8 +74,9 @@ def kill_all() -> int:
     return ssh_client.kill_all()
 
 
-def _env(job: Job) -> dict[str, str]:
-    env = script_env(job)
+def _env(job: Job, shell_values: dict[str, str]) -> dict[str, str]:
+    """The script's env and ENTROPY_*, and the values a shell command's placeholders read."""
+    env = {**script_env(job), **shell_values}
     for name in env:
         if not _ENV_NAME.fullmatch(name):
             raise ScriptError(f"env: {name!r} is not a variable name (letters, digits, _)")
@@ -103,4 +105,8 @@ def _args(job: Job) -> list[str]:
     args = job.script.params.get("args") or []
     if not isinstance(args, list | tuple):
         raise ScriptError(f"args must be a list of arguments, got {args!r}")
-    return [render(as_text(arg), job) for arg in args]
+    template = tuple(as_text(arg) for arg in args)
+    problem = argv_problem((str(job.script.params.get("upload")), *template))
+    if problem:  # refused by validate already; scripts made in code too
+        raise ScriptError(f"[upload, *args]: {problem}")
+    return [render(arg, job) for arg in template]
