@@ -70,6 +70,7 @@ from ..sshd import BenchSetupError, IdleServer, SshdFarm, tree_rss
 SUMMARY = "audits over SSH: pooled kind: ssh vs ssh per audit vs Ansible ad-hoc; idle conns"
 DESCRIPTION = __doc__
 QUICK: dict[str, object] = {"hosts": 60, "audits": 5, "idle": 200}
+# `python -m bench all` runs it last of all: its 50 parallel logins load the machine.
 
 TARGET_VS_SSH = 10.0
 TARGET_VS_ANSIBLE = 20.0
@@ -422,16 +423,16 @@ def _targets(cases: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     full = args.hosts >= 300
     if "a" in rate and "b" in rate and rate["b"]:
         ratio = rate["a"] / rate["b"]
-        targets["a_vs_b"] = {"min": TARGET_VS_SSH, "ratio": ratio,
+        targets["a_vs_b"] = {"min": TARGET_VS_SSH, "ratio": ratio, "median": ratio,
                              "met": ratio >= TARGET_VS_SSH if full else None}  # fmt: skip
     if "a" in rate and "c" in rate and rate["c"]:
         ratio = rate["a"] / rate["c"]
-        targets["a_vs_c"] = {"min": TARGET_VS_ANSIBLE, "ratio": ratio,
+        targets["a_vs_c"] = {"min": TARGET_VS_ANSIBLE, "ratio": ratio, "median": ratio,
                              "met": ratio >= TARGET_VS_ANSIBLE if full else None}  # fmt: skip
     if "d" in cases:
         kib = cases["d"]["kib_per_connection"]
         at_size = args.idle >= TARGET_IDLE
-        targets["idle_kib"] = {"max": TARGET_IDLE_KIB, "value": kib,
+        targets["idle_kib"] = {"max": TARGET_IDLE_KIB, "value": kib, "median": kib,
                                "met": kib <= TARGET_IDLE_KIB if at_size else None}  # fmt: skip
     return targets
 
