@@ -7,6 +7,7 @@ there: which processes still run, which files exist, what sshd logged.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 import uuid
@@ -60,6 +61,7 @@ def settings(tmp_path: Path, client_key: Path, sshd: Sshd) -> Iterator[SshSettin
     )  # fmt: skip
     yield use(found)
     ssh_client.reset()
+    shutil.rmtree(home_of(sshd.user) / found.upload_dir, ignore_errors=True)
 
 
 def use(settings: SshSettings, **changes: Any) -> SshSettings:
@@ -498,3 +500,4 @@ def test_a_repair_runs_over_ssh_on_the_failing_host(
         assert sshd.logins() == 1  # the audit, the repair and its verify shared one connection
     finally:
         backend.close()
+        shutil.rmtree(marker, ignore_errors=True)
