@@ -111,6 +111,7 @@ def build(results: list[dict[str, Any]]) -> dict[str, Any]:
     _memory(t, by_name.get("memory"))
     _engines(t, by_name.get("engines"))
     _monitoring(t, by_name.get("monitoring"))
+    _ssh(t, by_name.get("ssh"))
     _own_targets(t, results)
     if aps:
         versions = by_name["apscheduler"]["params"]["versions"]
@@ -337,6 +338,22 @@ def _monitoring(t: _Table, result: dict[str, Any] | None) -> None:
         t.row("monitoring, per result", case, "us", result["summary"][case], runs)
 
 
+def _ssh(t: _Table, result: dict[str, Any] | None) -> None:
+    if not result:
+        return
+    labels = {"a": "(a) kind: ssh, pooled", "b": "(b) ssh per audit", "c": "(c) Ansible ad-hoc"}
+    for name, label in labels.items():
+        case = result["cases"].get(name)
+        if case:
+            for key, measure, unit in (
+                ("audits_per_s", f"{label}: audits/s", "/s"),
+                ("cpu_us_per_audit", f"{label}: engine CPU per audit", "us"),
+            ):
+                value = float(case[key])
+                t.row("ssh, 300 hosts on local sshd", measure, unit,
+                      {"median": value, "min": value, "max": value}, 1)  # fmt: skip
+
+
 # Each scenario's own targets: (scenario, key) -> (what, unit as in FORMATS).
 OWN_TARGETS = {
     ("dispatch", "audits_per_s"): ("dispatch 20,000, SQLite: audits/s", "/s"),
@@ -346,6 +363,9 @@ OWN_TARGETS = {
     ("sync", "resync_total"): ("sync 100,000: re-sync, nothing changed", "s"),
     ("memory", "bytes_per_pair"): ("memory 1,000,000, restart: bytes per pair", "B"),
     ("engines", "audits_per_s_4_engines"): ("engines 100,000, 4 on PostgreSQL: audits/s", "/s"),
+    ("ssh", "a_vs_b"): ("ssh: kind ssh / ssh per audit, audits/s", ""),
+    ("ssh", "a_vs_c"): ("ssh: kind ssh / Ansible ad-hoc, audits/s", ""),
+    ("ssh", "idle_kib"): ("ssh: RSS per idle connection, 1,000 held (KiB)", ""),
 }
 
 

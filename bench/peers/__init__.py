@@ -97,3 +97,46 @@ def run_apscheduler(python: Path, args: list[str], timeout: float = 1800) -> dic
         raise PeerError(
             f"APScheduler driver {' '.join(args)} printed no JSON: {done.stdout!r}"
         ) from exc
+
+
+ANSIBLE_VENV = HERE.parent / ".venv-ansible"
+ANSIBLE_REQUIREMENTS = ("ansible-core>=2.17,<2.18",)
+
+
+def ensure_ansible(venv: Path = ANSIBLE_VENV, quiet: bool = False) -> Path:
+    """The bin/ directory of a venv holding ansible-core 2.17.x; creates the venv if missing.
+
+    As for APScheduler: made once from PyPI, never one of Entropy's
+    dependencies; `ansible` and `ansible-inventory` are run from there.
+    """
+    bin_dir = venv_python(venv).parent
+    if _ansible_works(bin_dir):
+        return bin_dir
+    if not quiet:
+        print(f"creating {venv} with {' '.join(ANSIBLE_REQUIREMENTS)} (once) ...", flush=True)
+    started = time.perf_counter()
+    for step in (
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [str(venv_python(venv)), "-m", "pip", "install", "-q", *ANSIBLE_REQUIREMENTS],
+    ):
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode:
+            raise PeerError(
+                f"could not create the Ansible venv ({' '.join(step)}): "
+                f"{(done.stderr or done.stdout).strip()[-2000:]}"
+            )
+    if not _ansible_works(bin_dir):
+        raise PeerError(f"{venv} was created, but `ansible --version` does not run in it")
+    if not quiet:
+        print(f"created {venv} in {time.perf_counter() - started:.1f} s", flush=True)
+    return bin_dir
+
+
+def _ansible_works(bin_dir: Path) -> bool:
+    try:
+        done = subprocess.run(
+            [str(bin_dir / "ansible"), "--version"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and "core 2.17." in done.stdout

@@ -32,6 +32,7 @@ SCENARIOS: dict[str, str] = {
     "engines": "bench.scenarios.engines",
     "validate": "bench.scenarios.validate",
     "monitoring": "bench.scenarios.monitoring",
+    "ssh": "bench.scenarios.ssh",
 }
 
 

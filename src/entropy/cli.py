@@ -34,6 +34,7 @@ from .cli_repairs import (
     print_repair_summary,
     repair,
 )
+from .cli_ssh import ssh as ssh_commands
 from .cli_transfer import export_command, import_command
 from .clock import SystemClock
 from .config import engine_id, lease_settings, load_conf, option, splay_cap
@@ -47,6 +48,7 @@ from .removal import RemovalRefused
 from .repairs import Repairer
 from .runners import Job, run_job
 from .scheduler import Scheduler
+from .ssh import settings as ssh_settings
 from .textout import print_table, stamp
 from .timing import format_duration, parse_duration
 from .yamlread import progress_on_terminal
@@ -77,7 +79,9 @@ class Session:
 
     @functools.cached_property
     def conf(self) -> cfg.ConfigOpts:
-        return load_conf(self.config_files, self.config_dirs)
+        conf = load_conf(self.config_files, self.config_dirs)
+        ssh_settings.use_conf(conf)  # [ssh] is read when the first ssh script runs
+        return conf
 
     def option(self, name: str) -> Any:
         return option(self.conf, name)
@@ -541,6 +545,13 @@ def host() -> None:
     metavar="KEY=VALUE",
     help="A variable scripts can use as {vars.KEY} (repeatable).",
 )
+@click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="How kind: ssh reaches it: address, port, user, jump (repeatable).",
+)
 @json_option
 @pass_session
 def host_add(
@@ -550,6 +561,7 @@ def host_add(
     host_type: str,
     groups: tuple[str, ...],
     host_vars: tuple[str, ...],
+    ssh: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Add host NAME, or replace the host of that name.
@@ -559,7 +571,8 @@ def host_add(
     \b
     Example:
       entropy --backend sqlite:///fleet.db host add compute-01.example.com \\
-          --ip 10.0.0.11 --type compute --group hypervisor --var rack=r1
+          --ip 10.0.0.11 --type compute --group hypervisor --var rack=r1 \\
+          --ssh user=admin --ssh jump=ops@bastion.example.com
     """
     backend = _editable(session, "host add")
     entry = {
@@ -568,6 +581,8 @@ def host_add(
         "groups": list(groups),
         "vars": _pairs(host_vars, "--var"),
     }
+    if ssh:
+        entry["ssh"] = _pairs(ssh, "--ssh")
     (parsed,) = _parsed(parse_hosts, "host add", name, entry).values()
     change = _change(backend.put_host(parsed))
     _report(as_json, {"change": change, "host": name}, f"{change} host {name}")
@@ -1107,6 +1122,7 @@ main.add_command(import_command)
 main.add_command(export_command)
 main.add_command(repair)
 main.add_command(events)
+main.add_command(ssh_commands)
 accept_global_options(main)  # last: every command, wherever it was defined
 
 _COLOURS = {

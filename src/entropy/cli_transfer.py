@@ -12,8 +12,10 @@ from typing import Any
 
 import click
 
+from . import ansible
 from .backends import Backend, fetch, parse_backend_url
 from .backends.base import safe_url
+from .definitions import Problems
 from .dump import write_dir, write_file
 from .errors import BackendError
 from .jsonout import print_json
@@ -22,6 +24,7 @@ from .transfer import (
     catalog_differences,
     check_state_copy,
     copy_state,
+    replace_hosts,
     same_definitions,
     same_state,
 )
@@ -54,6 +57,15 @@ def import_command(
     validated first: with a problem in its definitions nothing at DST
     changes. After writing, DST is loaded back and must give the same fleet.
 
+    SRC_URL may also be ansible:INVENTORY, an Ansible inventory (YAML, INI,
+    or the JSON of `ansible-inventory --list`; ansible:- reads stdin). It
+    gives hosts only: they replace DST's hosts, and DST keeps its scripts,
+    schedules and repairs (a new DST gets the hosts alone). ansible_host
+    becomes the address (a DNS name is resolved now, and kept for SSH),
+    ansible_user/ansible_port/ProxyJump in ansible_ssh_common_args the
+    host's ssh:, groups (nested children too) its groups, the first one its
+    host_type (or the var entropy_host_type), the other vars its vars.
+
     Without --with-state DST keeps its own audit rows; run `entropy sync`
     on it to match them to the new definitions. Stop the engines that use
     DST before --with-state: their rows are replaced. When that would drop
@@ -70,7 +82,14 @@ def import_command(
       entropy import dir:/etc/entropy/fleet sqlite:////var/lib/entropy/fleet.db
       entropy import dir:fleet file:fleet.yaml --with-state
       entropy import postgresql+psycopg://entropy@db/entropy dir:/tmp/fleet
+      entropy import ansible:/etc/ansible/hosts.yaml dir:/etc/entropy/fleet
+      ansible-inventory -i inventory/ --list | entropy import ansible:- sqlite:///fleet.db
     """
+    if src_url.startswith("ansible:"):
+        if with_state:
+            raise click.UsageError("an Ansible inventory has no state: leave out --with-state")
+        _import_inventory(session, src_url, dst_url, as_json)
+        return
     src, dst = _backends(session, src_url, dst_url)
     try:
         if same_definitions(src, dst):
@@ -165,6 +184,34 @@ def export_command(session: Any, src_url: str, to_url: str, force: bool, as_json
     click.echo(
         f"exported {_summary(catalog)} from {safe_url(src_url)} to {to_url} "
         f"({_plural(len(files), 'file')})"
+    )
+
+
+def _import_inventory(session: Any, src_url: str, dst_url: str, as_json: bool) -> None:
+    spec = src_url.removeprefix("ansible:")
+    if not spec:
+        raise click.BadParameter("give ansible:PATH, or ansible:- for stdin", param_hint="SRC_URL")
+    problems = Problems()
+    hosts, warnings = ansible.read(spec, problems)
+    problems.raise_if_any()
+    if not hosts:
+        raise BackendError(f"{spec}: the inventory has no hosts; nothing was changed")
+    for warning in warnings:
+        click.echo(f"entropy: warning: {warning}", err=True)
+    dst = fetch(session.conf, dst_url)
+    try:
+        before, catalog = replace_hosts(dst, hosts)
+        _check_written(catalog, dst, dst_url)
+    finally:
+        dst.close()
+    if as_json:
+        report = _counts(catalog, src_url, dst_url)
+        report["replaced_hosts"] = len(before.hosts)
+        print_json(report)
+        return
+    click.echo(
+        f"imported {_plural(len(hosts), 'host')} from {src_url} into {safe_url(dst_url)} "
+        f"(replacing {len(before.hosts)}); it now holds {_summary(catalog)}"
     )
 
 

@@ -183,6 +183,87 @@ NOTIFICATIONS_OPTS = [
 ]
 
 
+SSH_OPTS = [
+    cfg.StrOpt(
+        "user",
+        help="User to log in as on hosts whose ssh: entry names none. Default: the user "
+        "the engine runs as.",
+    ),
+    cfg.PortOpt("port", default=22, help="SSH port of hosts whose ssh: entry names none."),
+    cfg.ListOpt(
+        "identity_files",
+        default=[],
+        help="Private keys to log in with (comma-separated paths; ed25519, ECDSA and RSA). "
+        "Default: an SSH agent if SSH_AUTH_SOCK is set, and ~/.ssh/id_ed25519, id_ecdsa, "
+        "id_rsa.",
+    ),
+    cfg.StrOpt(
+        "known_hosts",
+        default="~/.ssh/known_hosts",
+        help="OpenSSH known_hosts file the hosts' keys are checked against. A host whose "
+        "key is not there, or differs from the one there, is refused (result unknown).",
+    ),
+    cfg.BoolOpt(
+        "accept_new_host_keys",
+        default=False,
+        help="Record the key of a host seen for the first time in known_hosts and go on, "
+        "as OpenSSH's StrictHostKeyChecking=accept-new. A key that changed is refused "
+        "all the same.",
+    ),
+    cfg.FloatOpt(
+        "connect_timeout",
+        default=10.0,
+        min=0.1,
+        help="Seconds to open a connection: TCP, key exchange and login (never more than "
+        "the audit's own timeout).",
+    ),
+    cfg.FloatOpt(
+        "keepalive_interval",
+        default=30.0,
+        min=0.0,
+        help="Seconds between keepalives on an idle connection (0: none); after "
+        "keepalive_count_max unanswered ones the connection counts as broken.",
+    ),
+    cfg.IntOpt(
+        "keepalive_count_max", default=3, min=1, help="Unanswered keepalives before giving up."
+    ),
+    cfg.IntOpt(
+        "max_connections",
+        default=1000,
+        min=1,
+        help="Connections one engine keeps open at most. Past it, the least recently used "
+        "idle connection is closed; when none is idle, audits wait (within their timeout).",
+    ),
+    cfg.IntOpt(
+        "max_sessions_per_host",
+        default=10,
+        min=1,
+        help="Commands run at once on one host, over its one connection (OpenSSH's "
+        "MaxSessions, 10 by default, must allow as many). More wait their turn.",
+    ),
+    cfg.FloatOpt(
+        "idle_timeout",
+        default=300.0,
+        min=0.0,
+        help="Seconds a connection stays open with nothing running on it (0: closed after "
+        "each use).",
+    ),
+    cfg.StrOpt(
+        "config_file",
+        help="An OpenSSH client config to read (e.g. ~/.ssh/config) for what Entropy does "
+        "not set itself (IdentityFile, ProxyJump for hosts without jump, ciphers, ...); its "
+        "Host patterns match the address connected to. User and port always come from "
+        "hosts.yaml or this section. Default: none is read.",
+    ),
+    cfg.StrOpt(
+        "upload_dir",
+        default=".cache/entropy/uploads",
+        help="Where on each host `upload:` scripts are kept (relative to the login "
+        "directory unless absolute), one file per content hash.",
+    ),
+]
+
+
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [
         (None, DEFAULT_OPTS),
@@ -191,6 +272,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ("sqlalchemy", SQLALCHEMY_OPTS),
         ("mongodb", MONGODB_OPTS),
         ("notifications", NOTIFICATIONS_OPTS),
+        ("ssh", SSH_OPTS),
     ]
 
 

@@ -25,12 +25,14 @@ from .model import (
     Downtime,
     Flapping,
     Host,
+    HostSsh,
     MonitorSettings,
     Outcome,
     Pair,
     RepairRule,
     Schedule,
     Script,
+    parse_jump,
 )
 from .placeholders import env_name
 from .scriptcheck import check_pairs, check_script
@@ -67,9 +69,12 @@ SCRIPT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "tcp": (frozenset({"port"}), frozenset({"host", "warning_ms", "critical_ms"})),
     "python": (frozenset({"function"}), frozenset()),
+    # ssh needs command or upload (scriptcheck checks which); args go with upload.
+    "ssh": (frozenset(), frozenset({"command", "shell", "env", "output_limit", "upload", "args"})),
 }
 _SCRIPT_COMMON = frozenset({"kind", "timeout", "description"})
-_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars", "parents"})
+_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars", "parents", "ssh"})
+_HOST_SSH_KEYS = frozenset({"address", "port", "user", "jump"})
 _SCHEDULE_KEYS = frozenset(
     {"run_every", "cron", "disabled", "disabled_reason", "timeout", "params"}
 ) | frozenset({"max_attempts", "retry_every", "flapping", "depends_on", "passive", "freshness"})
@@ -275,6 +280,9 @@ def _parse_host(
     parents = _names(entry, "parents", what, path, problems)
     if parents is None:
         return None
+    ssh = _host_ssh(entry, f"{what}: ssh", path, at, problems)
+    if ssh is False:
+        return None
     # Interned: 583,000 hosts share a handful of group and var names (bench validate).
     return Host(
         name,
@@ -284,7 +292,41 @@ def _parse_host(
         {sys.intern(k): v for k, v in host_vars.items()},
         Location(path, *at),
         parents,
+        ssh,
     )
+
+
+def _host_ssh(
+    entry: MarkedMap, what: str, path: str, at: tuple[int, int], problems: Problems
+) -> HostSsh | bool | None:
+    """A host's `ssh: {address, port, user, jump}`; None if absent, False (recorded) if bad."""
+    if entry.get("ssh") is None:
+        return None
+    ssh = entry["ssh"]
+    if not _mapping(ssh, what, path, entry.at("ssh", at), problems):
+        return False
+    _unknown_keys(ssh, _HOST_SSH_KEYS, what, path, problems)
+    port = ssh.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 0 < port < 65536):  # fmt: skip
+        problems.add(path, ssh.at("port"), f"{what}: port must be a number from 1 to 65535")
+        return False
+    for key in ("address", "user"):
+        value = ssh.get(key)
+        if value is not None and (
+            not isinstance(value, str) or not value or value.startswith("-")
+            or any(c.isspace() or not c.isprintable() for c in value)
+        ):  # fmt: skip
+            problems.add(path, ssh.at(key), f"{what}: {key} must be one word, got {value!r}")
+            return False
+    jump = ssh.get("jump")
+    if jump is not None:
+        try:
+            parse_jump(jump if isinstance(jump, str) else "")
+        except ValueError as exc:
+            problems.add(path, ssh.at("jump"), f"{what}: jump: {exc}")
+            return False
+    return HostSsh(ssh.get("address"), port, ssh.get("user"), jump)
 
 
 def _as_name(key: Any) -> Any:

@@ -53,7 +53,7 @@ class DumpError(EntropyError):
 
 
 def hosts_doc(catalog: Catalog) -> dict[str, Any]:
-    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
+    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?, ssh?}`."""
     return {name: host_entry(host) for name, host in catalog.hosts.items()}
 
 
@@ -66,6 +66,8 @@ def host_entry(host: Host) -> dict[str, Any]:
         entry["vars"] = _plain(host.vars)
     if host.parents:
         entry["parents"] = list(host.parents)
+    if host.ssh is not None:
+        entry["ssh"] = host.ssh.to_dict()
     return entry
 
 

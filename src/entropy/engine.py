@@ -604,7 +604,7 @@ class Engine:
             if self._running:
                 LOG.warning("grace period over: stopping %d running audits", len(self._running))
                 self._abandoned = True
-                runners.command.kill_all()
+                runners.kill_all()
             executor.shutdown(wait=False)
         self._results.put(None)
         recorder.join()

@@ -49,6 +49,54 @@ class DisabledBy(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class HostSsh:
+    """How to reach a host over SSH (hosts.yaml `ssh:`); None falls back to [ssh] config."""
+
+    address: str | None = None  # default: the host's ip_address
+    port: int | None = None
+    user: str | None = None
+    jump: str | None = None  # ProxyJump: "[user@]host[:port]", comma-separated for a chain
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys that are set, as hosts.yaml writes them."""
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+
+def parse_jump(spec: str) -> list[tuple[str | None, str, int | None]]:
+    """ProxyJump text -> [(user, host, port)], hop by hop; ValueError saying what is wrong.
+
+    `[user@]host[:port]`, `[user@][v6addr]:port`, several joined by commas.
+    """
+    hops: list[tuple[str | None, str, int | None]] = []
+    for hop in spec.split(","):
+        hop = hop.strip()
+        user, at, rest = hop.rpartition("@")
+        host, port = rest, None
+        if rest.startswith("["):
+            host, bracket, tail = rest[1:].partition("]")
+            if not bracket or (tail and not tail.startswith(":")):
+                raise ValueError(f"{hop!r}: an IPv6 address is written [addr]:port")
+            port_text = tail[1:] if tail else None
+        elif rest.count(":") == 1:
+            host, _, port_text = rest.partition(":")
+        else:
+            port_text = None  # a bare IPv6 address, or no port
+        if port_text is not None:
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ValueError(f"{hop!r}: port must be a number from 1 to 65535")
+            port = int(port_text)
+        if (
+            not host
+            or (at and not user)
+            or any(bad in hop for bad in " \t\n'\"")
+            or (host.startswith("-") or user.startswith("-"))
+        ):
+            raise ValueError(f"{hop!r} is not [user@]host[:port]")
+        hops.append((user or None, host, port))
+    return hops
+
+
+@dataclass(frozen=True, slots=True)
 class Host:
     name: str
     ip_address: str
@@ -57,6 +105,7 @@ class Host:
     vars: dict[str, Any] = field(default_factory=dict)
     where: Location = field(default=Location("<definitions>"), compare=False)
     parents: tuple[str, ...] = ()  # hosts this one is reached through (monitoring.py)
+    ssh: HostSsh | None = None
 
     def in_group(self, group: str) -> bool:
         return self.host_type == group or group in self.groups

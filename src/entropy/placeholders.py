@@ -116,12 +116,15 @@ class Text:
 def texts(kind: str, params: dict[str, Any]) -> list[Text]:
     """Every text of a script the runners fill placeholders in (see runners/*.py)."""
     found: list[Text] = []
-    if kind == "command":
+    if kind in ("command", "ssh"):
         command = params.get("command")
         if isinstance(command, str):
             found.append(Text("command", command))
         elif isinstance(command, list | tuple):
             found += [Text("command", as_text(arg), i) for i, arg in enumerate(command)]
+        args = params.get("args")
+        if isinstance(args, list | tuple):  # ssh's upload: arguments of the copied file
+            found += [Text("args", as_text(arg), i) for i, arg in enumerate(args)]
         found += _values("env", params.get("env"))
         if isinstance(params.get("cwd"), str):
             found.append(Text("cwd", params["cwd"]))

@@ -54,7 +54,7 @@ def check_script(name: str, kind: str, entry: Any, report: Report) -> None:
             problem = found.problem()
             if problem:
                 report(entry.at(text.key.partition(".")[0]), f"{what}: {text.label}: {problem}")
-    if kind == "command":
+    if kind in ("command", "ssh"):  # ssh: the same argv, run by the remote host
         _check_command_code(what, entry, report)
 
 
@@ -234,11 +234,40 @@ def _thresholds(entry: Any) -> Iterable[tuple[str, str]]:
             yield key, f"must be a number of milliseconds from 0 to {LATENCY_MAX_MS}, got {value!r}"
 
 
+def _ssh(entry: Any) -> Iterable[tuple[str, str]]:
+    """kind: ssh takes command's keys (but cwd), or upload: a local file run with args."""
+    if ("command" in entry) == ("upload" in entry):
+        key = "upload" if "upload" in entry else "command"
+        yield key, (
+            "kind ssh needs command (what to run) or upload (a local file to copy and run), "
+            "one of them"
+        )
+        return
+    if "upload" not in entry:
+        if "args" in entry:
+            yield "args", (
+                "args go with upload (the uploaded file's arguments); with command, list them there"
+            )
+        yield from _command(entry)
+        return
+    upload = entry.get("upload")
+    if not isinstance(upload, str) or not upload.strip():
+        yield "upload", f"must be the path of a local file, got {upload!r}"
+    elif "{" in upload:
+        yield "upload", "is the local file to copy; it can't hold placeholders"
+    args = entry.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str | int | float) for a in args):
+        yield "args", f"must be a list of arguments (text or numbers), got {args!r}"
+    yield from ((key, message) for key, message in _command({**entry, "command": ["x"]})
+                if key != "command")  # fmt: skip
+
+
 _KIND_CHECKS: dict[str, Callable[[Any], Iterable[tuple[str, str]]]] = {
     "command": _command,
     "http": _http,
     "tcp": _tcp,
     "python": _python,
+    "ssh": _ssh,
 }
 
 
@@ -248,6 +277,8 @@ _KIND_CHECKS: dict[str, Callable[[Any], Iterable[tuple[str, str]]]] = {
 def _check_command_code(what: str, entry: Any, report: Report) -> None:
     command = entry.get("command")
     at = entry.at("command")
+    if isinstance(entry.get("upload"), str) and isinstance(entry.get("args", []), list):
+        command, at = [entry["upload"], *entry.get("args", [])], entry.at("args")
     if entry.get("shell") is True and isinstance(command, str):
         problem = shell_problem(command)
         if problem:

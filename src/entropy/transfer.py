@@ -9,12 +9,14 @@ between the two SQL state stores.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, safe_url
 from .config import option
+from .definitions import Problems, build_catalog
 from .errors import BackendError
-from .model import Catalog, Schedule
+from .model import Catalog, Host, Schedule
 from .removal import RemovalPolicy, RemovalRefused, check_removal
 
 
@@ -36,6 +38,30 @@ def check_state_copy(src: Backend, dst: Backend, force: bool = False) -> int:
         exc.hint = "Nothing was written. To replace them anyway, add --force to `entropy import`."
         raise
     return len(gone)
+
+
+def replace_hosts(dst: Backend, hosts: dict[str, Host]) -> tuple[Catalog, Catalog]:
+    """Make these dst's hosts, keeping its scripts, schedules and repairs; (before, after).
+
+    The new catalog is validated first (a schedule whose host or group is
+    gone is a problem at its place): with a problem nothing is written.
+    """
+    before = current_definitions(dst)
+    after = build_catalog(
+        hosts, before.scripts, before.schedules, before.sources, Problems(), before.repairs
+    )
+    dst.write_definitions(after)
+    return before, after
+
+
+def current_definitions(backend: Backend) -> Catalog:
+    """backend's definitions; an empty catalog when it holds none yet (a new dir or file)."""
+    path = getattr(backend, "path", None)
+    if isinstance(path, Path):  # the YAML backends: nothing written there yet?
+        files = [path / "hosts.yaml", path / "scripts.yaml"] if backend.name == "dir" else [path]
+        if not any(f.is_file() and f.stat().st_size for f in files):
+            return Catalog({}, {}, [])
+    return backend.load()
 
 
 def copy_state(src: Backend, dst: Backend) -> tuple[int, int]:

@@ -179,3 +179,21 @@ def test_hosts_stored_before_the_name_check_can_be_removed_one_at_a_time(
     run("--backend", db, "host", "remove", "db_1")  # fixes one of two: goes through
     run("--backend", db, "host", "remove", "$(touch pwned)")
     assert run("--backend", db, "validate").stdout.startswith("2 hosts, ")
+
+
+def test_host_add_takes_how_ssh_reaches_it(db: str, tmp_path: Path) -> None:
+    build_fleet(db, tmp_path)
+    run("--backend", db, "host", "add", "compute-02.example.com", "--ip", "10.0.0.12",
+        "--type", "compute", "--ssh", "user=admin", "--ssh", "port=2222",
+        "--ssh", "jump=ops@bastion:2200")  # fmt: skip
+    backend = fetch(load_conf(), db)
+    try:
+        host = backend.load().hosts["compute-02.example.com"]
+    finally:
+        backend.close()
+    assert host.ssh is not None and host.ssh.to_dict() == {
+        "port": 2222, "user": "admin", "jump": "ops@bastion:2200"
+    }
+    refused = run("--backend", db, "host", "add", "x", "--ip", "10.0.0.9", "--type", "c",
+                  "--ssh", "port=http", ok=False)  # fmt: skip
+    assert "host 'x': ssh: port must be a number from 1 to 65535" in refused.stderr

@@ -930,7 +930,7 @@ def test_script_of_unknown_kind(conf, tmp_path: Path) -> None:
     problem, path = _scripts_problem(conf, tmp_path, "fetch:\n  kind: ftp\n  url: x\n")
     assert_at(problem, path, *locate(path, "kind: ftp"))
     assert problem.message == (
-        "script 'fetch': kind must be one of command, http, python, tcp, got 'ftp'"
+        "script 'fetch': kind must be one of command, http, python, ssh, tcp, got 'ftp'"
     )
 
 

@@ -4,15 +4,15 @@ A runner is chosen by the script's `kind`. Each kind's module exposes
 `run(job) -> Result` (outcome, summary, output, metrics); `run_job()` adds
 the timestamps, caps the summary at 1 KiB, and turns any exception into
 outcome `error`, so a runner can never take the engine down.
-Where a script runs (here, or later on the host over SSH) is the job's
-concern, not the engine's.
+Where a script runs (here, or on the host over SSH with kind `ssh`) is
+the job's concern, not the engine's.
 """
 
 from __future__ import annotations
 
 from ..clock import Clock
 from ..model import Outcome, Result
-from . import command, http, python, tcp
+from . import command, http, python, ssh, tcp
 from .base import Job, Runner
 from .nagios import cap_summary
 
@@ -21,9 +21,15 @@ RUNNERS: dict[str, Runner] = {
     "http": http.run,
     "tcp": tcp.run,
     "python": python.run,
+    "ssh": ssh.run,
 }
 
-__all__ = ["RUNNERS", "Job", "Result", "Runner", "run_job"]
+__all__ = ["RUNNERS", "Job", "Result", "Runner", "kill_all", "run_job"]
+
+
+def kill_all() -> int:
+    """Kill every running command, local and remote (engine shutdown); how many."""
+    return command.kill_all() + ssh.kill_all()
 
 
 def run_job(job: Job, clock: Clock) -> Result:

@@ -37,7 +37,7 @@ def run(job: Job) -> Result:
         env = _env(job)
         env.update(shell_values)
         cwd = _cwd(job)
-        limit = _output_limit(job.script.params)
+        limit = output_limit(job.script.params)
     except ScriptError as exc:
         return Result(Outcome.ERROR, str(exc))
     timeout = job.timeout if job.timeout and job.timeout > 0 else None
@@ -58,14 +58,22 @@ def run(job: Job) -> Result:
             return Result(Outcome.ERROR, f"cannot run {argv[0]!r}: {exc}")
         code, timed_out, shut_down = _wait(proc, timeout)
         stdout, stderr = _read(out, limit), _read(err, limit)
+    return verdict(code, stdout, stderr, timeout if timed_out else None, shut_down)
 
-    output = stdout
-    if stderr:
-        output += ("\n" if output and not output.endswith("\n") else "") + "[stderr]\n" + stderr
+
+def verdict(
+    code: int, stdout: str, stderr: str, timed_out: float | None = None, shut_down: bool = False
+) -> Result:
+    """A finished plugin's Result: exit code (or -signal), its capped output, how it ended.
+
+    Shared by every kind that runs a program (here, or on a host over SSH), so
+    they read exit codes, summaries and perfdata the same way.
+    """
+    output = join_output(stdout, stderr)
     if shut_down:
         return Result(Outcome.ERROR, "killed: the engine is shutting down", output)
-    if timed_out:
-        return Result(Outcome.TIMEOUT, f"timed out after {timeout:g}s", output)
+    if timed_out is not None:
+        return Result(Outcome.TIMEOUT, f"timed out after {timed_out:g}s", output)
     summary, perfdata = split_output(stdout)
     summary = summary or stderr.strip().partition("\n")[0]
     if code < 0:
@@ -77,6 +85,13 @@ def run(job: Job) -> Result:
     elif not summary:
         summary = f"exit code {code}, no output"
     return Result(exit_outcome(code), summary, output, parse_perfdata(perfdata))
+
+
+def join_output(stdout: str, stderr: str) -> str:
+    """stdout, then stderr under a `[stderr]` line, as a result's output."""
+    if not stderr:
+        return stdout
+    return stdout + ("\n" if stdout and not stdout.endswith("\n") else "") + "[stderr]\n" + stderr
 
 
 def kill_all() -> int:
@@ -134,6 +149,13 @@ def _read(stream: IO[bytes], limit: int) -> str:
 
 def _argv(job: Job) -> tuple[list[str], dict[str, str]]:
     """The argv to run, and the values a shell command reads from its environment."""
+    command, values = command_of(job)
+    return (["/bin/sh", "-c", command] if isinstance(command, str) else command), values
+
+
+def command_of(job: Job) -> tuple[list[str] | str, dict[str, str]]:
+    """The script's `command` rendered: an argv list, or with `shell: true` one sh string
+    and the values its placeholders read from the environment."""
     params = job.script.params
     command = params.get("command")
     shell = params.get("shell", False)
@@ -142,8 +164,7 @@ def _argv(job: Job) -> tuple[list[str], dict[str, str]]:
     if shell:
         if not isinstance(command, str) or not command.strip():
             raise ScriptError("with shell: true, command must be one string")
-        text, values = render_shell(command, job)
-        return ["/bin/sh", "-c", text], values
+        return render_shell(command, job)
     if not isinstance(command, list | tuple) or not command:
         raise ScriptError(
             "command must be a list of arguments, e.g. [check_disk, -w, '10%'] "
@@ -158,11 +179,15 @@ def _argv(job: Job) -> tuple[list[str], dict[str, str]]:
 
 def _env(job: Job) -> dict[str, str]:
     """os.environ, then the script's `env`, then the ENTROPY_* values, each overriding."""
+    return {**os.environ, **script_env(job)}
+
+
+def script_env(job: Job) -> dict[str, str]:
+    """The script's `env` rendered, then the ENTROPY_* values (which win)."""
     extra: Any = job.script.params.get("env") or {}
     if not isinstance(extra, dict):
         raise ScriptError(f"env must be a mapping of names to values, got {extra!r}")
-    env = dict(os.environ)
-    env.update({str(name): render(as_text(value), job) for name, value in extra.items()})
+    env = {str(name): render(as_text(value), job) for name, value in extra.items()}
     env.update(environment(job))
     return env
 
@@ -176,7 +201,7 @@ def _cwd(job: Job) -> str | None:
     return render(cwd, job)
 
 
-def _output_limit(params: dict[str, Any]) -> int:
+def output_limit(params: dict[str, Any]) -> int:
     limit = params.get("output_limit", DEFAULT_OUTPUT_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
         raise ScriptError(f"output_limit must be a positive number of bytes, got {limit!r}")

@@ -130,6 +130,7 @@ hosts = Table(
     Column("vars", JSON(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("ssh", JSON()),  # hosts.yaml's `ssh:` mapping, NULL when the host has none
 )
 
 scripts = Table(
