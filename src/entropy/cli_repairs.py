@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .cli_readonly import read_only
 from .config import option
 from .definitions import parse_entry, parse_repairs
 from .errors import DurationError, EntropyError
@@ -49,6 +50,7 @@ def repair() -> None:
 @repair.command("plan")
 @json_option
 @click.pass_obj
+@read_only
 def repair_plan(session: Any, as_json: bool) -> None:
     """Show which repairs the current results would fire, and what holds the others back.
 
@@ -74,6 +76,7 @@ def repair_plan(session: Any, as_json: bool) -> None:
 @click.option("--host", help="Only this host.")
 @json_option
 @click.pass_obj
+@read_only
 def repair_list(session: Any, host: str | None, as_json: bool) -> None:
     """Show what the guardrails remember per (repair, host): attempts, last run, flag."""
     states = session.backend.state.repairs.states(host=host)

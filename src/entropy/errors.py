@@ -54,3 +54,13 @@ class NotFound(EntropyError):
 
 class DurationError(EntropyError, ValueError):
     """A duration or cron expression could not be understood."""
+
+
+class NoState(BackendError):
+    """A command that only reads found no state store: nothing was synced or run yet."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"no state yet at {path}; run `entropy sync` or `entropy engine run` first"
+        )
+        self.path = path

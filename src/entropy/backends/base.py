@@ -12,9 +12,10 @@ from typing import ClassVar
 from oslo_config import cfg
 
 from ..config import option, state_dir
-from ..errors import BackendError
+from ..errors import BackendError, NoState
 from ..gcpause import gc_paused
 from ..model import AuditRow, Catalog, Pair, SyncReport
+from .sqlalchemy.connecting import timeouts
 from .sqlalchemy.state import SqlStateStore, safe_url
 
 
@@ -87,8 +88,36 @@ class Backend(abc.ABC):
     @property
     def state(self) -> SqlStateStore:
         if self._state is None:
-            self._state = SqlStateStore(self.state_url())
+            self._state = self.open_state()
         return self._state
+
+    # -- opening the state store: read-only, time-bounded --------------------------
+
+    # Set by commands that only read: the store is opened read-only and never created.
+    read_only: bool = False
+    no_state: NoState | None = None  # why a read-only store read as empty: none was there
+
+    def open_state(self, check_schema: bool = True, long_statements: bool = False) -> SqlStateStore:
+        """A new connection to the state store, bounded by the [database] timeouts.
+
+        long_statements: no statement_timeout (`entropy db upgrade`).
+        """
+        bounds = timeouts(self.conf, statement=not long_statements)
+        try:
+            return SqlStateStore(
+                self.state_url(), check_schema, read_only=self.read_only, timeouts=bounds
+            )
+        except NoState as missing:
+            if not self.read_only:
+                raise
+            # Nothing synced or run yet: answer as an empty store would (in memory), and
+            # let the command say so; a command that only reads makes no file.
+            self.no_state = missing
+            return SqlStateStore("sqlite://", check_schema, timeouts=bounds)
+
+    def require_present(self) -> None:
+        """Raise BackendError when the definitions this backend names are not there."""
+        return None  # a database is there if it answers
 
     def sync(self, catalog: Catalog, now: datetime) -> SyncReport:
         return self.state.sync(
@@ -112,7 +141,12 @@ class Backend(abc.ABC):
 
 def default_state_url(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> str:
     """A SQLite file per definitions path, so two fleets never share rows by accident."""
+    return f"sqlite:///{path_keyed_state(conf, backend, definitions)}"
+
+
+def path_keyed_state(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> Path:
+    """state_dir/<backend>-<name>-<hash of the resolved path>.sqlite."""
     resolved = definitions.expanduser().resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
     stem = resolved.stem or "root"
-    return f"sqlite:///{state_dir(conf) / f'{backend}-{stem}-{digest}.sqlite'}"
+    return state_dir(conf) / f"{backend}-{stem}-{digest}.sqlite"

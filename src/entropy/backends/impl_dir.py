@@ -16,7 +16,8 @@ from ..definitions import (
 from ..dump import write_dir
 from ..errors import BackendError, Location
 from ..model import Catalog
-from .base import Backend, default_state_url
+from .base import Backend
+from .fleet_state import fleet_state_file
 
 
 class DirBackend(Backend):
@@ -27,8 +28,22 @@ class DirBackend(Backend):
         return Path(self.location or str(option(self.conf, "path", "dir"))).expanduser()
 
     def state_url(self) -> str:
+        """[dir] state_connection, else the fleet's own SQLite file (see fleet_state)."""
         configured = option(self.conf, "state_connection", "dir")
-        return str(configured) if configured else default_state_url(self.conf, "dir", self.path)
+        if configured:
+            return str(configured)
+        if self._fleet_state is None:
+            self._fleet_state = fleet_state_file(self.conf, self.path, create=not self.read_only)
+        return f"sqlite:///{self._fleet_state}"
+
+    _fleet_state: Path | None = None
+
+    def require_present(self) -> None:
+        if not self.path.is_dir():
+            raise BackendError(
+                f"definitions directory {self.path} not found; pass --backend dir:PATH "
+                f"or set [dir] path in entropy.conf"
+            )
 
     def definitions_hint(self) -> str:
         root = self.path
@@ -53,11 +68,7 @@ class DirBackend(Backend):
 
     def _load(self) -> Catalog:
         root = self.path
-        if not root.is_dir():
-            raise BackendError(
-                f"definitions directory {root} not found; pass --backend dir:PATH "
-                f"or set [dir] path in entropy.conf"
-            )
+        self.require_present()
         problems = Problems()
         hosts_path, scripts_path = root / "hosts.yaml", root / "scripts.yaml"
         hosts = parse_hosts(problems.read(hosts_path), str(hosts_path), problems)

@@ -32,6 +32,13 @@ class FileBackend(Backend):
         configured = option(self.conf, "state_connection", "file")
         return str(configured) if configured else default_state_url(self.conf, "file", self.path)
 
+    def require_present(self) -> None:
+        if not self.path.is_file():
+            raise BackendError(
+                f"definitions file {self.path} not found; pass --backend file:PATH.yaml "
+                f"or set [file] path in entropy.conf"
+            )
+
     def definitions_hint(self) -> str:
         return f"{self.path} (sections hosts:, scripts:, schedules:, repairs:)"
 
@@ -40,11 +47,7 @@ class FileBackend(Backend):
 
     def _load(self) -> Catalog:
         path = self.path
-        if not path.is_file():
-            raise BackendError(
-                f"definitions file {path} not found; pass --backend file:PATH.yaml "
-                f"or set [file] path in entropy.conf"
-            )
+        self.require_present()
         problems = Problems()
         where = str(path)
         doc = problems.read(path)

@@ -7,10 +7,12 @@ beside its definitions. One implementation serves them all.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import threading
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -36,10 +38,11 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from ...errors import BackendError
+from ...errors import BackendError, NoState
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
 from . import rowtext, schema
+from .connecting import Timeouts, engine_arguments, explain
 from .repair_store import RepairStore
 from .retry import retried_on_race
 from .tables import UTCDateTime, audits, results
@@ -49,38 +52,50 @@ _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind li
 _INSERT_CHUNK = 5000  # rows per executemany
 
 
-def create_sql_engine(url: str) -> Engine:
-    """An engine for URL with the settings Entropy relies on, or a clear BackendError."""
+def create_sql_engine(url: str, bounds: Timeouts | None = None, read_only: bool = False) -> Engine:
+    """An engine for URL with the settings Entropy relies on, or a clear BackendError.
+
+    Every connection is time-bounded (see connecting.Timeouts). read_only: a
+    SQLite file is opened read-only, and one that is not there is NoState.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise BackendError(f"invalid database URL {url!r}") from None
+    bounds = bounds or Timeouts()
     # An audit's odd metric value (a Decimal, a datetime) stores as text, never fails a write.
     options: dict[str, Any] = {"future": True, "json_serializer": _to_json}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not read_only:
+            parent = Path(parsed.database).expanduser().parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendError(
+                    f"state store {safe_url(url)}: cannot create {parent}: {exc.strerror}"
+                ) from None
     else:
         options["pool_pre_ping"] = True
         if parsed.get_backend_name() in ("mysql", "mariadb"):
             # Engines share rows: in READ COMMITTED an UPDATE locks only the rows it
             # changes, not every row it scans (InnoDB's REPEATABLE READ default).
             options["isolation_level"] = "READ COMMITTED"
+    opened, options["connect_args"], on_connect = engine_arguments(parsed, bounds, read_only)
     try:
-        engine = create_engine(parsed, **options)
+        engine = create_engine(opened, **options)
     except NoSuchModuleError:
         raise BackendError(f"no SQLAlchemy dialect for {parsed.drivername!r}") from None
     except ModuleNotFoundError as exc:
         extra = {"postgresql": "postgresql", "mysql": "mysql"}.get(parsed.get_backend_name(), "")
         hint = f"; install it with: pip install 'entropy[{extra}]'" if extra else ""
         raise BackendError(f"database driver {exc.name!r} is not installed{hint}") from None
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+    if on_connect is not None:
+        event.listen(engine, "connect", on_connect)
     return engine
 
 
 @contextmanager
-def _schema_lock(engine: Engine) -> Iterator[None]:
+def _schema_lock(engine: Engine, url: str) -> Iterator[None]:
     """Serialise schema creation between processes sharing one SQLite file.
 
     create_all checks, then creates; two processes starting together (an
@@ -90,22 +105,20 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
     if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
         yield
         return
-    with open(f"{Path(database).expanduser()}.lock", "a") as lock:
+    path = f"{Path(database).expanduser()}.lock"
+    try:
+        lock = open(path, "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        full = " (disk full)" if exc.errno == errno.ENOSPC else ""
+        raise BackendError(
+            f"state store {safe_url(url)}: cannot create {path}: {exc.strerror}{full}"
+        ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # Wait for locks rather than fail; first, since switching to WAL takes one.
-    cursor.execute("PRAGMA busy_timeout=10000")
-    # WAL lets readers (status, plan) work while an engine writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def safe_url(url: str) -> str:
@@ -119,9 +132,22 @@ def safe_url(url: str) -> str:
 class SqlStateStore:
     """Audit rows and results for one fleet, in one SQL database."""
 
-    def __init__(self, url: str, check_schema: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        check_schema: bool = True,
+        *,
+        read_only: bool = False,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        """read_only: for commands that only read (a SQLite file that is not there is NoState).
+
+        timeouts: the time bounds of every connection (default: Timeouts()).
+        """
         self.url = url
-        self.engine = create_sql_engine(url)
+        self.read_only = read_only
+        self.timeouts = timeouts or Timeouts()
+        self.engine = create_sql_engine(url, self.timeouts, read_only)
         self._writer = _HotWriter(self.engine)
         if check_schema:
             self._ensure_schema()
@@ -130,13 +156,28 @@ class SqlStateStore:
     def _ensure_schema(self) -> None:
         """Upgrade a SQLite file in place; refuse a shared database that is behind."""
         needed = schema.head()
-        with _schema_lock(self.engine), self._connect() as conn:
-            at = schema.current(conn)
+        if self.read_only:  # no lock file, no upgrade: this command only reads
+            with self._connect() as conn:
+                at = schema.current(conn)
+                sqlite = conn.dialect.name == "sqlite"
             if at == needed:
                 return
-            if conn.dialect.name == "sqlite":
-                schema.upgrade(conn)
-                return
+            if sqlite and at is None:  # an empty file (an earlier version left it)
+                raise NoState(self.engine.url.database)
+            if sqlite:
+                raise BackendError(
+                    f"state store {safe_url(self.url)} is at revision {at}; this Entropy needs "
+                    f"revision {needed}. Run `entropy db upgrade` (or `entropy sync`), then "
+                    "this command again"
+                )
+        else:
+            with _schema_lock(self.engine, self.url), self._connect() as conn:
+                at = schema.current(conn)
+                if at == needed:
+                    return
+                if conn.dialect.name == "sqlite":
+                    schema.upgrade(conn)
+                    return
         state = f"is at revision {at}" if at else "has no Entropy tables"
         raise BackendError(
             f"state store {safe_url(self.url)} {state}; this Entropy needs revision {needed}. "
@@ -149,7 +190,7 @@ class SqlStateStore:
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Bring the schema to this version's head; return (before, after)."""
-        with _schema_lock(self.engine), self._connect() as conn:
+        with _schema_lock(self.engine, self.url), self._connect() as conn:
             before = schema.current(conn)
             schema.upgrade(conn)
             return before, schema.current(conn) or ""
@@ -173,10 +214,18 @@ class SqlStateStore:
             with self._writer.begin() if hot else self.engine.begin() as conn:
                 yield conn
         except DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise BackendError(f"state store {safe_url(self.url)}: {reason}") from exc
+            raise self._failed(exc) from exc
         except SQLAlchemyError as exc:
             raise BackendError(f"state store {safe_url(self.url)}: {exc}") from exc
+
+    def _failed(self, exc: DBAPIError) -> BackendError:
+        """The error naming the store and what went wrong (what timed out, a full disk)."""
+        url = self.engine.url
+        database = url.database if url.get_backend_name() == "sqlite" else None
+        if database and database.startswith("file:"):  # opened read-only (a URI)
+            database = urllib.parse.unquote(database[5:].partition("?")[0])
+        why = explain(exc, self.timeouts, database)
+        return BackendError(f"state store {safe_url(self.url)}: {why}")
 
     def sync(
         self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
