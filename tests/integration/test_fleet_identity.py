@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -11,9 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from entropy.backends.base import path_keyed_state
 from entropy.cli import main
-from entropy.config import load_conf
 from faults import remount_read_only, tmpfs
 from fleets import write_fleet
 from processes import ENTROPY
@@ -23,6 +22,17 @@ def run(fleet: Path, *args: str, code: int = 0):
     result = CliRunner().invoke(main, ["--backend", f"dir:{fleet}", *args], catch_exceptions=False)
     assert result.exit_code == code, result.output + result.stderr
     return result
+
+
+def path_keyed(state_dir: Path, fleet: Path) -> Path:
+    """Where earlier versions kept a dir fleet's state: keyed by a hash of its path."""
+    resolved = fleet.resolve()
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+    return state_dir / f"dir-{resolved.stem}-{digest}.sqlite"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"]) / "entropy"  # see conftest's _isolated_state
 
 
 def history(fleet: Path) -> list[tuple[str, str, str]]:
@@ -55,7 +65,7 @@ def test_a_fleet_state_from_before_is_adopted(
 ) -> None:
     """Upgrading users keep history: the path-keyed file of earlier versions is taken on."""
     fleet = write_fleet("dir", tmp_path / "fleet")
-    legacy = path_keyed_state(load_conf(), "dir", fleet)
+    legacy = path_keyed(default_state_dir(), fleet)
     monkeypatch.setenv("OS_DIR__STATE_CONNECTION", f"sqlite:///{legacy}")  # as before
     before = with_history(fleet)
     monkeypatch.delenv("OS_DIR__STATE_CONNECTION")
@@ -101,6 +111,4 @@ def test_a_read_only_fleet_directory_keys_its_state_by_path_and_says_so(tmp_path
         assert done.returncode == 0, done.stderr
         assert f"cannot write {fleet}/.entropy-state (Read-only file system)" in done.stderr
         assert "moving the directory loses its history" in done.stderr
-        conf = load_conf()
-        conf.set_override("state_dir", str(tmp_path / "state"))
-        assert path_keyed_state(conf, "dir", fleet).exists()
+        assert path_keyed(tmp_path / "state", fleet).exists()
