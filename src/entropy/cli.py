@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import heapq
@@ -114,6 +115,7 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
+    command_runner.kill_all()  # `audit run` waits for its commands: end them
     raise Interrupted(signum)
 
 
@@ -856,8 +858,9 @@ def _leave_now(session: Session | None, status: int) -> None:
     """Exit without joining threads that may never return (stuck audits)."""
     if session is not None:
         session.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # from a signal handler, mid-write perhaps
+            stream.flush()
     os._exit(status)
 
 

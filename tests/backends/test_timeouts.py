@@ -7,14 +7,17 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from entropy.backends.sqlalchemy import state as state_module
 from entropy.backends.sqlalchemy.connecting import Timeouts
 from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.errors import BackendError
+from entropy.model import Outcome, Result
 
 BOUNDS = Timeouts(connect=5, statement=5, lock=1)
 
@@ -115,5 +118,47 @@ def test_db_upgrade_runs_without_a_statement_timeout(url: str) -> None:
             if url.startswith("postgresql"):
                 assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
             assert store.upgrade_schema()[1]
+    finally:
+        store.close()
+
+
+def test_a_long_history_backlog_is_pruned_in_batches(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One DELETE of weeks of history would run past statement_timeout: it goes in batches."""
+    monkeypatch.setattr(state_module, "_PRUNE_BATCH", 3)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    store = SqlStateStore(url, timeouts=BOUNDS)
+    try:
+        for age in range(10):
+            when = now - timedelta(days=8, minutes=age)
+            store.record_adhoc(
+                None,
+                Result(
+                    Outcome.OK,
+                    "old",
+                    started_at=when,
+                    finished_at=when,
+                    slot=when,
+                    engine_id="e",
+                    audit_name="a",
+                    host="h",
+                ),
+            )
+        store.record_adhoc(
+            None,
+            Result(
+                Outcome.OK,
+                "new",
+                started_at=now,
+                finished_at=now,
+                slot=now,
+                engine_id="e",
+                audit_name="a",
+                host="h",
+            ),
+        )
+        assert store.prune_results(now - timedelta(days=7)) == 10
+        assert [r["summary"] for r in store.results()] == ["new"]
     finally:
         store.close()

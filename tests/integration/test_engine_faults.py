@@ -100,3 +100,22 @@ def test_sigint_stops_gracefully_and_says_when_the_grace_period_ends(tmp_path: P
     rows = entropy(fleet, "status", "--json")
     assert [r["status"] for r in rows] == ["new"]
     assert not _processes_with(f"sleep {marker}")
+
+
+def test_ctrl_c_ends_audit_run_and_its_command(tmp_path: Path) -> None:
+    marker = f"1000.{random.randrange(10**8)}"
+    fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOST,
+        scripts={"slow": {"kind": "command", "command": ["sleep", marker], "timeout": "1h"}},
+        schedules={"a.yaml": {"web": {"audits": {"slow": {"run_every": "1h"}}}}},
+    )  # fmt: skip
+    command = [*ENTROPY, "--backend", f"dir:{fleet}", "audit", "run", "slow"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _processes_with(f"sleep {marker}"), 20, "the audit to be running")
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=5)
+    finally:
+        run.kill()
+    assert run.returncode == 130, err
+    assert "entropy: interrupted by SIGINT" in err and "Traceback" not in err
+    assert not _processes_with(f"sleep {marker}")

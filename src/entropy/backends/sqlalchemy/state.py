@@ -50,6 +50,7 @@ from .tables import UTCDateTime, audits, results
 LOG = logging.getLogger(__name__)
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
+_PRUNE_BATCH = 5000  # history rows deleted per transaction
 
 
 def create_sql_engine(url: str, bounds: Timeouts | None = None, read_only: bool = False) -> Engine:
@@ -512,8 +513,22 @@ class SqlStateStore:
             ).rowcount
 
     def prune_results(self, before: datetime) -> int:
-        with self._connect() as conn:
-            return conn.execute(delete(results).where(results.c.finished_at < before)).rowcount
+        """Delete the history older than `before`, _PRUNE_BATCH rows per transaction.
+
+        One DELETE of a long backlog (a first prune after weeks) would run past
+        statement_timeout, fail, and be tried again every time, holding its
+        locks meanwhile; batches each finish in a moment and add up.
+        """
+        r, pruned = results.c, 0
+        while True:
+            with self._connect() as conn:
+                old = conn.execute(
+                    select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH)
+                ).scalars().all()
+                for chunk in _chunks(list(old)):
+                    pruned += conn.execute(delete(results).where(r.id.in_(chunk))).rowcount
+            if len(old) < _PRUNE_BATCH:
+                return pruned
 
     def results(
         self,
