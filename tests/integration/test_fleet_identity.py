@@ -7,12 +7,16 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from entropy.backends import fetch
 from entropy.cli import main
+from entropy.config import load_conf
 from faults import remount_read_only, tmpfs
 from fleets import write_fleet
 from processes import ENTROPY
@@ -112,3 +116,21 @@ def test_a_read_only_fleet_directory_keys_its_state_by_path_and_says_so(tmp_path
         assert f"cannot write {fleet}/.entropy-state (Read-only file system)" in done.stderr
         assert "moving the directory loses its history" in done.stderr
         assert path_keyed(tmp_path / "state", fleet).exists()
+
+
+def test_commands_starting_together_on_a_new_fleet_agree_on_its_state(tmp_path: Path) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet")
+    start = threading.Barrier(8, timeout=30)
+
+    def first_use(_: int) -> str:
+        backend = fetch(load_conf(), f"dir:{fleet}")
+        start.wait()
+        return backend.state_url()
+
+    with ThreadPoolExecutor(8) as pool:
+        urls = set(pool.map(first_use, range(8)))
+    assert len(urls) == 1
+    (url,) = urls
+    assert url.endswith(".sqlite") and (fleet / ".entropy-state").read_text().count("state:") == 1
+    assert sorted(p.name for p in fleet.iterdir()) == [".entropy-state", "audits", "hosts.yaml",
+                                                       "scripts.yaml"]  # fmt: skip

@@ -17,10 +17,12 @@ Read-only commands never write the file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -49,6 +51,14 @@ def fleet_state_file(conf: cfg.ConfigOpts, root: Path, create: bool) -> Path:
     legacy = path_keyed_state(conf, "dir", root)
     if not root.is_dir():
         return legacy  # not there (yet): an import or export creates it
+    if not create:
+        return _resolve(conf, root, legacy, create)
+    # Processes (or threads) starting together on a new fleet must agree on one file.
+    with _locked(root):
+        return _resolve(conf, root, legacy, create)
+
+
+def _resolve(conf: cfg.ConfigOpts, root: Path, legacy: Path, create: bool) -> Path:
     marker = root / MARKER
     recorded = _read(marker)
     if recorded is not None:
@@ -64,6 +74,21 @@ def fleet_state_file(conf: cfg.ConfigOpts, root: Path, create: bool) -> Path:
         return legacy
     name = legacy.name if legacy.exists() else f"dir-{_safe(root.name)}-{_new_id()}.sqlite"
     return state_dir(conf) / name if _write_or_warn(marker, name, root, legacy) else legacy
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the directory itself (no lock file to leave behind)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # cannot even open it: the write below will say what is wrong
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
 
 
 def _safe(text: str) -> str:
@@ -116,7 +141,7 @@ def _copy_of(marker: Path, where: Path, name: str) -> bool:
 
 def _write_or_warn(marker: Path, name: str, root: Path, legacy: Path) -> bool:
     text = f"{_HEADER}state: {_scalar(name)}\npath: {_scalar(str(root))}\n"
-    temporary = marker.with_name(f"{MARKER}.{os.getpid()}.tmp")
+    temporary = marker.with_name(f"{MARKER}.{uuid.uuid4().hex}.tmp")
     try:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, marker)
