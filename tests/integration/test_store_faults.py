@@ -7,6 +7,7 @@ never answers, a small tmpfs remounted read-only or filled up) and runs real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -51,72 +52,79 @@ def _failed_naming_the_store(output: str, scheme: str, port: int) -> None:
     assert "[database] connect_timeout" in output and "s3cret" not in output
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
-def test_an_engine_on_a_database_that_never_answers_fails_within_the_timeout(
-    tmp_path: Path, scheme: str
+def _ended(running: dict[str, subprocess.Popen], within: float) -> dict[str, float]:
+    """When each process ended (time.monotonic()); fails if one is still running after `within`."""
+    ended: dict[str, float] = {}
+    deadline = time.monotonic() + within
+    while len(ended) < len(running):
+        now = time.monotonic()
+        if now > deadline:
+            for proc in running.values():
+                proc.kill()
+            raise AssertionError(
+                f"still running after {within}s: {sorted(set(running) - set(ended))}"
+            )
+        ended.update(
+            (name, now) for name, p in running.items() if name not in ended and p.poll() is not None
+        )
+        time.sleep(0.02)
+    return ended
+
+
+def test_a_database_that_never_answers_fails_every_command_within_the_timeout(
+    tmp_path: Path,
 ) -> None:
+    """Every command against each driver at once, each with a silent server of its own."""
     fleet = write_fleet("dir", tmp_path / "fleet")
-    with silent_server() as server:
-        env = _silent_env(scheme, server.port, CONNECT_TIMEOUT)
-        engine = _start(fleet, ("engine", "run"), env, tmp_path / "engine.out")
-        try:
-            engine.wait(timeout=30)
-        finally:
-            engine.kill()
-        ended = time.monotonic()
-    output = (tmp_path / "engine.out").read_text()
-    assert engine.returncode == 1, output
-    assert server.first_accepted_at is not None, output
-    # From the moment it reached the database: the timeout, and little more.
-    waited = ended - server.first_accepted_at
-    assert CONNECT_TIMEOUT - 0.2 < waited < CONNECT_TIMEOUT + 1.5, (waited, output)
-    _failed_naming_the_store(output, scheme, server.port)
-
-
-@pytest.mark.parametrize("scheme", SCHEMES)
-def test_a_database_that_never_answers_fails_every_command(tmp_path: Path, scheme: str) -> None:
-    fleet = write_fleet("dir", tmp_path / "fleet")
-    with silent_server() as server:
-        env = _silent_env(scheme, server.port, CONNECT_TIMEOUT)
-        # All at once (start-up under load takes seconds of its own; the test above
-        # measures the bound itself).
-        running = {args: _start(fleet, args, env, tmp_path / f"{'-'.join(args)}.out")
-                   for args in COMMANDS}  # fmt: skip
-        deadline = time.monotonic() + 30
-        while any(proc.poll() is None for proc in running.values()):
-            assert time.monotonic() < deadline, "still running after 30 s"
-            time.sleep(0.05)
-    for args, proc in running.items():
-        output = (tmp_path / f"{'-'.join(args)}.out").read_text()
-        assert proc.returncode == 1, (args, output)
+    cases = [(scheme, args) for scheme in SCHEMES for args in COMMANDS]
+    with contextlib.ExitStack() as stack:
+        servers = {case: stack.enter_context(silent_server()) for case in cases}
+        running = {
+            f"{scheme} {' '.join(args)}": _start(fleet, args, _silent_env(
+                scheme, servers[scheme, args].port, CONNECT_TIMEOUT), tmp_path / f"{n}.out")
+            for n, (scheme, args) in enumerate(cases)
+        }  # fmt: skip
+        ended = _ended(running, 60)
+    for n, (scheme, args) in enumerate(cases):
+        name, server = f"{scheme} {' '.join(args)}", servers[scheme, args]
+        output = (tmp_path / f"{n}.out").read_text()
+        assert running[name].returncode == 1, (name, output)
+        assert server.first_accepted_at is not None, (name, output)  # it did reach the server
+        # From the moment it reached the database: the timeout, and little more.
+        waited = ended[name] - server.first_accepted_at
+        assert CONNECT_TIMEOUT - 0.2 < waited < CONNECT_TIMEOUT + 2.5, (name, waited, output)
         _failed_naming_the_store(output, scheme, server.port)
-    assert server.accepted >= len(COMMANDS)  # each one did reach the silent server
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("scheme", SCHEMES)
-def test_a_signal_during_start_up_stops_the_engine_at_once(
-    tmp_path: Path, scheme: str, signum: signal.Signals
-) -> None:
+def test_a_signal_during_start_up_stops_the_engine_at_once(tmp_path: Path) -> None:
+    """SIGINT and SIGTERM, on each driver, while the engine waits for a silent database."""
     fleet = write_fleet("dir", tmp_path / "fleet")
-    with silent_server() as server:
-        env = {**os.environ, "OS_DATABASE__CONNECT_TIMEOUT": "120",
-               "OS_DIR__STATE_CONNECTION": f"{scheme}://e@127.0.0.1:{server.port}/e"}  # fmt: skip
-        engine = _start(fleet, ("engine", "run"), env, tmp_path / "engine.out")
-        try:
-            wait_for(lambda: server.accepted, 20, "the engine to connect to the silent server")
-            time.sleep(0.2)  # well inside the handshake it waits on
-            sent = time.monotonic()
-            engine.send_signal(signum)
-            engine.wait(timeout=10)
-            took = time.monotonic() - sent
-        finally:
-            engine.kill()
-    output = (tmp_path / "engine.out").read_text()
-    assert took < 2, output
-    assert engine.returncode == 128 + signum, output
-    assert f"interrupted by {signum.name} during start-up; the engine did not start" in output
-    assert "Traceback" not in output
+    cases = [(scheme, signum) for scheme in SCHEMES for signum in (signal.SIGINT, signal.SIGTERM)]
+    with contextlib.ExitStack() as stack:
+        servers = {case: stack.enter_context(silent_server()) for case in cases}
+        engines = {}
+        for n, (scheme, signum) in enumerate(cases):
+            env = {**os.environ, "OS_DATABASE__CONNECT_TIMEOUT": "120", "OS_DIR__STATE_CONNECTION":
+                   f"{scheme}://e@127.0.0.1:{servers[scheme, signum].port}/e"}  # fmt: skip
+            engines[n] = _start(fleet, ("engine", "run"), env, tmp_path / f"{n}.out")
+        sent: dict[int, float] = {}
+        deadline = time.monotonic() + 30
+        while len(sent) < len(cases) and time.monotonic() < deadline:
+            for n, case in enumerate(cases):
+                accepted = servers[case].first_accepted_at
+                # Well inside the handshake it waits on: signal it.
+                if n not in sent and accepted is not None and time.monotonic() > accepted + 0.2:
+                    engines[n].send_signal(case[1])
+                    sent[n] = time.monotonic()
+            time.sleep(0.02)
+        ended = _ended({str(n): engine for n, engine in engines.items()}, 30)
+    assert len(sent) == len(cases), "some engines never reached their database"
+    for n, (_, signum) in enumerate(cases):
+        output = (tmp_path / f"{n}.out").read_text()
+        assert ended[str(n)] - sent[n] < 2, output
+        assert engines[n].returncode == 128 + signum, output
+        assert f"interrupted by {signum.name} during start-up; the engine did not start" in output
+        assert "Traceback" not in output
 
 
 # -- a read-only filesystem ---------------------------------------------------------------
