@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 from oslo_config import cfg
 from sqlalchemy import create_engine, text
 
-from entropy.backends import Backend, fetch
-from entropy.backends.sqlalchemy.state import SqlStateStore, safe_url
+from entropy.backends import Backend, fetch, open_state_store
+from entropy.backends.base import safe_url
+from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.config import list_opts
 
 from .fleet import Fleet
@@ -121,6 +122,83 @@ def postgresql_state(admin_url: str = POSTGRESQL_ADMIN) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+# The MongoDB server `--store mongodb` uses; unset: an NX-27017 server (a MongoDB
+# wire-protocol server over SQLite, the tests' stand-in) started for the run.
+MONGODB_URL = os.environ.get("ENTROPY_BENCH_MONGODB", "")
+
+
+@contextlib.contextmanager
+def mongodb_state(server_url: str = MONGODB_URL) -> Iterator[str]:
+    """A URL to a fresh MongoDB database with Entropy's indexes; dropped (or its server
+    stopped) after. Without a server URL, NX-27017 is started on a free 127.0.0.1 port with
+    a temporary data directory. Raises Unreachable when neither works."""
+    with contextlib.ExitStack() as stack:
+        if not server_url:
+            server_url = stack.enter_context(_nx_27017())
+        database = f"bench_{uuid.uuid4().hex[:12]}"
+        url = f"{server_url.rstrip('/')}/{database}"
+        try:
+            store = open_state_store(url, check_schema=False)
+            store.upgrade_schema()
+            store.close()
+        except Exception as exc:
+            raise Unreachable(f"MongoDB at {safe_url(server_url)} is unreachable: {exc}") from exc
+        try:
+            yield url
+        finally:
+            import pymongo
+
+            client = pymongo.MongoClient(server_url, serverSelectionTimeoutMS=2000)
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                client.drop_database(database)
+            client.close()
+
+
+@contextlib.contextmanager
+def _nx_27017() -> Iterator[str]:
+    import socket
+    import tempfile
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="entropy-bench-nx-") as data:
+        command = [sys.executable, "-c", "from nx_27017.nx_27017 import main; main()",
+                   "--port", str(port), "--data-dir", data, "--log-file", f"{data}/log",
+                   "--pid-file", f"{data}/pid"]  # fmt: skip
+        try:
+            server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            raise Unreachable(f"cannot start NX-27017: {exc}") from exc
+        url = f"mongodb://127.0.0.1:{port}"
+        try:
+            _wait_for_mongodb(server, url)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def _wait_for_mongodb(server: subprocess.Popen, url: str) -> None:
+    try:
+        import pymongo
+    except ModuleNotFoundError as exc:
+        raise Unreachable("pymongo is not installed: pip install 'entropy[mongodb]'") from exc
+    deadline = time.monotonic() + 30
+    while True:
+        if server.poll() is not None:
+            raise Unreachable(f"NX-27017 exited with status {server.returncode}")
+        try:
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=500)
+            client.admin.command("ping")
+            client.close()
+            return
+        except pymongo.errors.PyMongoError as exc:
+            if time.monotonic() > deadline:
+                raise Unreachable(f"NX-27017 at {url} did not answer: {exc}") from exc
+            time.sleep(0.1)
 
 
 def server_version(url: str) -> str:

@@ -26,11 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 import entropy.runners
 from entropy.backends import Backend
-from entropy.backends.sqlalchemy.tables import audits, results
 from entropy.clock import SystemClock
 from entropy.engine import Engine, EngineSettings
 from entropy.model import Result
@@ -80,16 +77,12 @@ def prepare_state(
         t1 = time.perf_counter()
         report = backend.sync(catalog, now)
         sync_s = time.perf_counter() - t1
-        c = audits.c
-        with backend.state.engine.connect() as conn:
-            first, last, rows = conn.execute(
-                select(func.min(c.next_run), func.max(c.next_run), func.count())
-            ).one()
-            due_in_window = None
-            if window is not None:
-                due_in_window = conn.execute(
-                    select(func.count()).where(c.next_run < first + timedelta(seconds=window))
-                ).scalar_one()
+        # Through the contract, so every state store serves (not timed).
+        times = sorted(row.next_run for row in backend.state.schedule_rows())
+        first, last, rows = times[0], times[-1], len(times)
+        due_in_window = None
+        if window is not None:
+            due_in_window = sum(1 for t in times if t < first + timedelta(seconds=window))
     finally:
         backend.close()
     return {
@@ -332,11 +325,9 @@ def meter_refresh(scheduler: Scheduler) -> dict[str, Meter]:
 
 def stored_counts(backend: Backend) -> dict[str, Any]:
     """What the state store holds after a run: history rows, and audit rows by status."""
-    with backend.state.engine.connect() as conn:
-        history = conn.execute(select(func.count()).select_from(results)).scalar_one()
-        by_status = dict(
-            conn.execute(select(audits.c.status, func.count()).group_by(audits.c.status)).all()
-        )
+    state = backend.state
+    history = len(state.results(limit=10**9))
+    by_status = dict(Counter(row.status for row in state.schedule_rows()))
     return {"results_rows": history, "audit_status": by_status}
 
 

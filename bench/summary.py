@@ -110,6 +110,7 @@ def build(results: list[dict[str, Any]]) -> dict[str, Any]:
     _sync(t, by_name.get("sync"))
     _memory(t, by_name.get("memory"))
     _engines(t, by_name.get("engines"))
+    _monitoring(t, by_name.get("monitoring"))
     _own_targets(t, results)
     if aps:
         versions = by_name["apscheduler"]["params"]["versions"]
@@ -326,6 +327,14 @@ def _engines(t: _Table, result: dict[str, Any] | None) -> None:
         ):
             value = float(r[key])
             t.row(name, measure, unit, {"median": value, "min": value, "max": value}, 1)
+
+
+def _monitoring(t: _Table, result: dict[str, Any] | None) -> None:
+    if not result:
+        return
+    runs = result["params"]["runs"]
+    for case in ("nothing configured", "record, + flapping", "repair hold, 10 dts"):
+        t.row("monitoring, per result", case, "us", result["summary"][case], runs)
 
 
 # Each scenario's own targets: (scenario, key) -> (what, unit as in FORMATS).

@@ -2,20 +2,30 @@
 
 Tests that need PostgreSQL (127.0.0.1:5432) or MariaDB (127.0.0.1:3306) get a
 private schema/database of their own, dropped afterwards. Tests of events use
-RabbitMQ (127.0.0.1:5672) and Redis (127.0.0.1:6379). Where a server is
-unreachable they skip and say why; under CI=true they fail instead.
+RabbitMQ (127.0.0.1:5672) and Redis (127.0.0.1:6379). Tests of the mongodb
+backend get a private database on an NX-27017 server (a MongoDB wire-protocol
+server storing into SQLite, PyPI `nx-27017`) that this session starts on a
+free 127.0.0.1 port. Where a server is unreachable they skip and say why;
+under CI=true they fail instead.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from entropy.backends import open_state_store
+from entropy.backends.impl_memory import forget
 from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.clock import FakeClock
 
@@ -140,3 +150,102 @@ def empty_mysql_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE `{database}`"))
     admin.dispose()
+
+
+# -- MongoDB: an NX-27017 server for the session, a database per test ----------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mongodb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mongodb://127.0.0.1:PORT`: NX-27017 started for this session, one file per database."""
+    if os.environ.get("ENTROPY_TEST_MONGODB"):  # a real MongoDB, if one is at hand
+        yield os.environ["ENTROPY_TEST_MONGODB"]
+        return
+    data = tmp_path_factory.mktemp("nx-27017")
+    port = _free_port()
+    command = [
+        *(sys.executable, "-c", "from nx_27017.nx_27017 import main; main()"),
+        *("--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)),
+        *("--log-file", str(data / "server.log"), "--pid-file", str(data / "server.pid")),
+    ]
+    try:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as exc:
+        _unreachable("NX-27017", " ".join(command[:3]), exc)
+    url = f"mongodb://127.0.0.1:{port}"
+    try:
+        _wait_for_mongodb(server, url)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_for_mongodb(server: subprocess.Popen, url: str) -> None:
+    try:
+        import pymongo
+    except ModuleNotFoundError as exc:
+        _unreachable("MongoDB", url, exc)
+    deadline = time.monotonic() + 30
+    while True:
+        if server.poll() is not None:
+            err = server.stderr.read().decode(errors="replace") if server.stderr else ""
+            _unreachable("NX-27017", url, RuntimeError(f"exited {server.returncode}: {err}"))
+        try:
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=500)
+            client.admin.command("ping")
+            client.close()
+            return
+        except pymongo.errors.PyMongoError as exc:
+            if time.monotonic() > deadline:
+                _unreachable("NX-27017", url, exc)
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def empty_mongodb_url(mongodb_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test MongoDB server, dropped afterwards."""
+    import pymongo
+
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{mongodb_server}/{database}"
+    client = pymongo.MongoClient(mongodb_server, serverSelectionTimeoutMS=2000)
+    try:
+        client.drop_database(database)
+    except pymongo.errors.PyMongoError:
+        pass  # a test that broke the server: nothing to drop
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def mongodb_url(empty_mongodb_url: str) -> str:
+    """A fresh database with Entropy's indexes, as `entropy db upgrade` leaves it."""
+    store = open_state_store(empty_mongodb_url, check_schema=False)
+    store.upgrade_schema()
+    store.close()
+    return empty_mongodb_url
+
+
+@pytest.fixture
+def memory_url() -> Iterator[str]:
+    """A fresh named in-process store, forgotten afterwards."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    yield f"memory:{name}"
+    forget(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite state file of this test's own (created and upgraded on open)."""
+    return f"sqlite:///{tmp_path / 'state.sqlite'}"

@@ -3,14 +3,15 @@
 Each run writes a fresh fleet (`run_every: 1day`, so each pair runs once)
 and a fresh state store (--store sqlite: a new SQLite file; --store
 postgresql: a new schema on the server of --postgresql, upgraded as `entropy
-db upgrade` does, dropped after the run; when that server is unreachable
-the scenario is skipped and says why), syncs it in one fresh interpreter with
-max_splay=1 (the first runs spread over one second, starting a few seconds
-ahead), then runs the real Engine (Scheduler, SystemClock, max_workers
-python workers calling bench.noop:noop) on a thread in a second fresh
-interpreter, and stops it once N results are recorded. The slots span one
-second, so N must be well above the rate aimed at for audits/s to measure
-the engine rather than the spread (the target is set at N = 20,000).
+db upgrade` does, dropped after the run; --store mongodb: a new database on
+$ENTROPY_BENCH_MONGODB, or else on an NX-27017 server started for the run;
+when the server is unreachable the scenario is skipped and says why),
+syncs it in one fresh interpreter with max_splay=1 (the first runs spread
+over one second, starting a few seconds ahead), then runs the real Engine
+(Scheduler, SystemClock, max_workers python workers calling bench.noop:noop)
+on a thread in a second fresh interpreter, and stops it once N results are
+recorded. The slots span one second, so N must be well above the rate aimed
+at for audits/s to measure the engine rather than the spread (the target is set at N = 20,000).
 
 Measured: audits/s = N / (wall time the Nth result was recorded - the first
 slot); lateness = result.started_at - result.slot, from the on_result
@@ -26,13 +27,14 @@ recorded for --stall seconds is stopped and reported as stalled.
 and prints, per thread kind, where the time per audit goes; throughput is
 then lower (profiler overhead) and no verdict is given.
 
-`python -m bench all` runs it twice: on SQLite, then on PostgreSQL.
+`python -m bench all` runs it on SQLite, then on PostgreSQL (MongoDB: by hand).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,6 +52,7 @@ from ..common import (
     environment,
     hosts_for,
     in_fresh_process,
+    mongodb_state,
     open_backend,
     postgresql_state,
     profile_top,
@@ -77,7 +80,7 @@ DESCRIPTION = __doc__
 QUICK: dict[str, object] = {"pairs": 2_000, "runs": 1}
 # `python -m bench all` runs the scenario once per argument list here.
 VARIANTS: tuple[tuple[str, ...], ...] = ((), ("--store", "postgresql"))
-STORES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+STORES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mongodb": "MongoDB (NX-27017)"}
 
 TARGET_PAIRS = 20_000
 TARGET_RATE = 15_000.0  # audits/s, median, SQLite state
@@ -144,8 +147,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store",
         choices=tuple(STORES),
         default="sqlite",
-        help="state store: a fresh SQLite file, or a fresh schema on PostgreSQL "
-        "(default: %(default)s)",
+        help="state store: a fresh SQLite file, a fresh schema on PostgreSQL, or a fresh "
+        "database on MongoDB (NX-27017 unless $ENTROPY_BENCH_MONGODB) (default: %(default)s)",
     )
     parser.add_argument(
         "--postgresql",
@@ -177,11 +180,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "profiled": bool(args.profile),
         "profile_clock": args.profile_clock if args.profile else None,
     }
-    if store == "postgresql":
-        params["state"] = "postgresql (fresh schema per run)"
+    if store in ("postgresql", "mongodb"):
+        fresh = "schema" if store == "postgresql" else "database"
+        params["state"] = f"{store} (fresh {fresh} per run)"
         try:
-            with postgresql_state(args.postgresql) as url:
-                params["server"] = server_version(url)
+            if store == "postgresql":
+                with postgresql_state(args.postgresql) as url:
+                    params["server"] = server_version(url)
+            else:
+                with mongodb_state() as url:
+                    params["server"] = "MongoDB wire protocol: " + (
+                        "NX-27017 (over SQLite)" if not os.environ.get("ENTROPY_BENCH_MONGODB")
+                        else "$ENTROPY_BENCH_MONGODB")  # fmt: skip
         except Unreachable as exc:
             return {
                 "scenario": "dispatch",
@@ -251,6 +261,9 @@ def _state_store(store: str, tmp: Path, args: argparse.Namespace) -> Iterator[st
     """The URL of a fresh, empty state store of this kind for one run."""
     if store == "postgresql":
         with postgresql_state(args.postgresql) as url:
+            yield url
+    elif store == "mongodb":
+        with mongodb_state() as url:
             yield url
     else:
         yield sqlite_url(tmp / "state.sqlite")

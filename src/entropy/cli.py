@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import getpass
 import heapq
 import logging
 import os
@@ -24,10 +25,9 @@ import yaml
 from oslo_config import cfg
 
 from . import __version__
-from .backends import Backend, fetch
-from .backends.sqlalchemy import schema
-from .backends.sqlalchemy.registry import EngineRegistry
-from .backends.sqlalchemy.state import SqlStateStore, safe_url
+from .backends import Backend, Capability, fetch
+from .backends.base import EditableDefinitions, EngineRegistry, StateStore, safe_url
+from .cli_options import accept_global_options, log_level
 from .cli_readonly import read_only
 from .cli_repairs import (
     events,
@@ -46,6 +46,7 @@ from .errors import DurationError, EntropyError, NotFound, ValidationError
 from .events import Events
 from .jsonout import print_json, to_json
 from .model import AuditRow, Catalog, Outcome, Pair, Result
+from .removal import RemovalRefused
 from .repairs import Repairer
 from .runners import Job, run_job
 from .runners import command as command_runner
@@ -193,7 +194,9 @@ def main(
     Definitions (hosts, scripts, schedules) and state (one row per audit and
     host) come from a backend chosen by entropy_backend in entropy.conf or by
     --backend. Options can also be set in the environment as
-    OS_<GROUP>__<OPTION>, e.g. OS_DIR__PATH=/srv/fleet.
+    OS_<GROUP>__<OPTION>, e.g. OS_DIR__PATH=/srv/fleet. --config-file,
+    --config-dir, --backend and -v work before the command or after it
+    (`entropy status --backend URL`).
 
     \b
     Start with:
@@ -201,9 +204,8 @@ def main(
       entropy --backend dir:examples/local engine run
       entropy --backend dir:examples/local results --limit 20
     """
-    levels = {0: logging.WARNING, 1: logging.INFO}
     logging.basicConfig(
-        level=levels.get(verbose, logging.DEBUG),
+        level=log_level(verbose),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     session = Session(config_file, config_dir, backend_url)
@@ -257,18 +259,41 @@ def validate(session: Session, as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove the rows of gone pairs even when they are more than max_removal of them.",
+)
 @json_option
 @pass_session
-def sync(session: Session, as_json: bool) -> None:
+def sync(session: Session, force: bool, as_json: bool) -> None:
     """Load and validate the definitions, then make the audit rows match them.
 
     New (audit, host) pairs are added with a spread-out first run, pairs that
     are gone are removed, and the rest keep their state. Invalid definitions
     change nothing.
+
+    A sync that would remove more than max_removal (default 10%) of the
+    stored rows, or every row, is refused and changes nothing (exit 1): a
+    truncated schedule file looks just like that. --force accepts it. An
+    operator's disable of a removed pair is kept for disable_retention and
+    comes back with the pair.
+
+    --json prints {"added", "removed", "kept", "updated", "restored_disables",
+    "remembered_disables", "audits"} (counts of rows; audits: the pairs the
+    definitions give); a refusal prints {"refused": true, "would_remove",
+    "stored", "allowed", "max_removal", "by_audit": {audit: rows},
+    "message"} and exits 1.
     """
     backend = session.backend
     catalog = backend.load()
-    report = backend.sync(catalog, session.clock.now())
+    try:
+        report = backend.sync(catalog, session.clock.now(), force=force, actor=_actor("sync"))
+    except RemovalRefused as exc:
+        if not as_json:
+            raise
+        print_json(exc.to_dict())
+        sys.exit(1)
     if as_json:
         print_json(
             {
@@ -276,11 +301,24 @@ def sync(session: Session, as_json: bool) -> None:
                 "removed": report.removed,
                 "kept": report.kept,
                 "updated": report.updated,
+                "restored_disables": report.restored,
+                "remembered_disables": report.remembered,
                 "audits": len(catalog.pairs),
             }
         )
     else:
         click.echo(f"{catalog.summary()}; {report}")
+        for line in report.put_back:
+            click.echo(f"put back the operator's disable of {line}", err=True)
+
+
+def _actor(command: str) -> str:
+    """Who runs this command, for the state store's memory: `entropy sync by USER@HOST`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid, e.g. in a container
+        user = str(os.getuid())
+    return f"entropy {command} by {user}@{socket.gethostname()}"
 
 
 @main.command()
@@ -423,7 +461,8 @@ def _toggle_command(disable: bool) -> Any:
         backend = session.backend
         catalog = backend.load()
         now = session.clock.now()
-        backend.sync(catalog, now)
+        # Rows for new pairs, so they can be disabled; removing is for `entropy sync`.
+        backend.sync(catalog, now, remove=False, actor=_actor(verb))
         pairs = _select_pairs(catalog, audit, host, group)
         changed = backend.set_disabled(pairs, reason if disable else None, now)
         still = [p for p in pairs if not disable and p.schedule.disabled]
@@ -477,7 +516,11 @@ def _did_you_mean(name: str, choices: list[str]) -> str:
 main.command(
     "disable",
     help="Stop running AUDIT (everywhere, or on one --host or --group), with a reason.\n\n"
-    "The flag is kept in the state store and survives re-syncs.",
+    "The flag is kept in the state store and survives re-syncs; if a sync removes the "
+    "pair, the flag is kept for disable_retention and comes back with it. Rows for pairs "
+    "not yet synced are added first; nothing is removed.\n\n"
+    '--json prints {"disabled": rows changed, "hosts": [the hosts selected], '
+    '"still_disabled_by_definitions": []}.',
 )(
     click.option("--reason", required=True, help="Why; shown by `entropy status`.")(
         _toggle_command(disable=True)
@@ -486,14 +529,16 @@ main.command(
 main.command(
     "enable",
     help="Run AUDIT again where `entropy disable` stopped it. Audits the definitions "
-    "disable (disabled: true) stay disabled.",
+    "disable (disabled: true) stay disabled.\n\n"
+    '--json prints {"enabled": rows changed, "hosts": [the hosts selected], '
+    '"still_disabled_by_definitions": [hosts whose definitions disable it]}.',
 )(_toggle_command(disable=False))
 
 
 # -- definitions in a database: host, schedule, script ----------------------------
 
 
-def _editable(session: Session, command: str) -> Backend:
+def _editable(session: Session, command: str) -> EditableDefinitions:
     return session.backend.require_editable(command)
 
 
@@ -516,6 +561,18 @@ def _parsed(parse: Any, command: str, name: str, entry: dict[str, Any], *extra: 
     return parse_entry(parse, f"entropy {command}", name, entry, *extra)
 
 
+def _report(as_json: bool, report: dict[str, Any], text: str) -> None:
+    """What a changing command did: `report` with --json, else `text`."""
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(text)
+
+
+def _change(new: bool) -> str:
+    return "added" if new else "replaced"
+
+
 @main.group()
 def host() -> None:
     """Add or remove hosts (sqlalchemy backend; the dir and file backends use YAML)."""
@@ -533,6 +590,7 @@ def host() -> None:
     metavar="KEY=VALUE",
     help="A variable scripts can use as {vars.KEY} (repeatable).",
 )
+@json_option
 @pass_session
 def host_add(
     session: Session,
@@ -541,8 +599,11 @@ def host_add(
     host_type: str,
     groups: tuple[str, ...],
     host_vars: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Add host NAME, or replace the host of that name.
+
+    --json prints {"change": "added" or "replaced", "host": NAME}.
 
     \b
     Example:
@@ -557,17 +618,22 @@ def host_add(
         "vars": _pairs(host_vars, "--var"),
     }
     (parsed,) = _parsed(parse_hosts, "host add", name, entry).values()
-    new = backend.put_host(parsed)
-    click.echo(f"{'added' if new else 'replaced'} host {name}")
+    change = _change(backend.put_host(parsed))
+    _report(as_json, {"change": change, "host": name}, f"{change} host {name}")
 
 
 @host.command("remove")
 @click.argument("name")
+@json_option
 @pass_session
-def host_remove(session: Session, name: str) -> None:
-    """Remove host NAME (refused while a schedule names it as its target)."""
+def host_remove(session: Session, name: str, as_json: bool) -> None:
+    """Remove host NAME (refused while a schedule names it as its target).
+
+    --json prints {"change": "removed", "host": NAME}. Its audit rows go at
+    the next sync, within max_removal.
+    """
     _editable(session, "host remove").remove_host(name)
-    click.echo(f"removed host {name}")
+    _report(as_json, {"change": "removed", "host": name}, f"removed host {name}")
 
 
 @main.group()
@@ -589,6 +655,7 @@ def schedule() -> None:
 )
 @click.option("--timeout", metavar="DURATION", help="How long a run may take.")
 @click.option("--disabled-reason", metavar="TEXT", help="Add it disabled, saying why.")
+@json_option
 @pass_session
 def schedule_add(
     session: Session,
@@ -599,8 +666,12 @@ def schedule_add(
     params: tuple[str, ...],
     timeout: str | None,
     disabled_reason: str | None,
+    as_json: bool,
 ) -> None:
     """Run AUDIT on TARGET (a group or a host) every DURATION or on a cron schedule.
+
+    --json prints {"change": "added" or "replaced", "target": TARGET,
+    "audit_name": AUDIT, "timing": e.g. "every 30m"}.
 
     \b
     Example:
@@ -620,25 +691,36 @@ def schedule_add(
     (parsed,) = _parsed(
         parse_schedules, "schedule add", target, {"audits": {audit_name: entry}}, tz
     )
-    new = backend.put_schedule(parsed)
-    click.echo(
-        f"{'added' if new else 'replaced'} {audit_name} on {target}: {parsed.timing.describe()}"
+    change, timing = _change(backend.put_schedule(parsed)), parsed.timing.describe()
+    _report(
+        as_json,
+        {"change": change, "target": target, "audit_name": audit_name, "timing": timing},
+        f"{change} {audit_name} on {target}: {timing}",
     )
 
 
 @schedule.command("remove")
 @click.argument("target")
 @click.argument("audit_name", metavar="AUDIT")
+@json_option
 @pass_session
-def schedule_remove(session: Session, target: str, audit_name: str) -> None:
-    """Stop running AUDIT on TARGET."""
+def schedule_remove(session: Session, target: str, audit_name: str, as_json: bool) -> None:
+    """Stop running AUDIT on TARGET.
+
+    --json prints {"change": "removed", "target": TARGET, "audit_name":
+    AUDIT}. Its audit rows go at the next sync, within max_removal.
+    """
     _editable(session, "schedule remove").remove_schedule(target, audit_name)
-    click.echo(f"removed {audit_name} on {target}")
+    _report(
+        as_json,
+        {"change": "removed", "target": target, "audit_name": audit_name},
+        f"removed {audit_name} on {target}",
+    )
 
 
 @main.group()
 def script() -> None:
-    """Add or import scripts (sqlalchemy backend; the dir and file backends use YAML)."""
+    """Add, import or remove scripts (sqlalchemy backend; the dir and file backends use YAML)."""
 
 
 @script.command("add")
@@ -652,11 +734,19 @@ def script() -> None:
     help="One of the kind's keys, the value read as YAML (repeatable).",
 )
 @click.option("--timeout", metavar="DURATION", help="How long a run may take.")
+@json_option
 @pass_session
 def script_add(
-    session: Session, name: str, kind: str, keys: tuple[str, ...], timeout: str | None
+    session: Session,
+    name: str,
+    kind: str,
+    keys: tuple[str, ...],
+    timeout: str | None,
+    as_json: bool,
 ) -> None:
     """Add script NAME, or replace the script of that name.
+
+    --json prints {"change": "added" or "replaced", "script": NAME, "kind": KIND}.
 
     \b
     Examples:
@@ -669,22 +759,49 @@ def script_add(
     if timeout:
         entry["timeout"] = timeout
     (parsed,) = _parsed(parse_scripts, "script add", name, entry).values()
-    new = backend.put_script(parsed)
-    click.echo(f"{'added' if new else 'replaced'} script {name} ({kind})")
+    change = _change(backend.put_script(parsed))
+    _report(
+        as_json,
+        {"change": change, "script": name, "kind": kind},
+        f"{change} script {name} ({kind})",
+    )
 
 
 @script.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@json_option
 @pass_session
-def script_import(session: Session, path: str) -> None:
-    """Add (or replace) every script of a scripts.yaml file."""
+def script_import(session: Session, path: str, as_json: bool) -> None:
+    """Add (or replace) every script of a scripts.yaml file.
+
+    --json prints {"change": "imported", "path": PATH, "added": [names],
+    "replaced": [names]}.
+    """
     backend = _editable(session, "script import")
     problems = Problems()
     found = parse_scripts(problems.read(Path(path)), path, problems)
     problems.raise_if_any()
-    for parsed in found.values():
-        backend.put_script(parsed)
-    click.echo(f"imported {len(found)} scripts from {path}")
+    done: dict[str, list[str]] = {"added": [], "replaced": []}
+    for name, parsed in found.items():
+        done[_change(backend.put_script(parsed))].append(name)
+    _report(
+        as_json,
+        {"change": "imported", "path": path, **done},
+        f"imported {len(found)} scripts from {path}",
+    )
+
+
+@script.command("remove")
+@click.argument("name")
+@json_option
+@pass_session
+def script_remove(session: Session, name: str, as_json: bool) -> None:
+    """Remove script NAME (refused while a schedule or a repair uses it).
+
+    --json prints {"change": "removed", "script": NAME}.
+    """
+    _editable(session, "script remove").remove_script(name)
+    _report(as_json, {"change": "removed", "script": name}, f"removed script {name}")
 
 
 @main.group()
@@ -692,7 +809,7 @@ def db() -> None:
     """The state store's schema: see its revision, upgrade it."""
 
 
-def _state_store(session: Session) -> SqlStateStore:
+def _state_store(session: Session) -> StateStore:
     # An upgrade may rewrite big tables: no statement timeout for it.
     return session.backend.open_state(check_schema=False, long_statements=not session.read_only)
 
@@ -702,37 +819,55 @@ def _state_store(session: Session) -> SqlStateStore:
 @pass_session
 @read_only
 def db_current(session: Session, as_json: bool) -> None:
-    """Print the schema revision of the state store and the one this Entropy needs."""
+    """Print the schema revision of the state store and the one this Entropy needs.
+
+    Exit status 0 when the store is up to date, 1 when it is behind or has
+    no Entropy tables (run `entropy db upgrade`). --json prints {"url",
+    "current" (null when empty), "head", "up_to_date"}.
+    """
     store = _state_store(session)
     try:
-        at, needed = store.schema_revision(), schema.head()
+        at, needed = store.schema_revision(), store.schema_head()
     finally:
         store.close()
+    url = safe_url(session.backend.state_url())  # not store.url: one not made yet reads empty
     if as_json:
-        print_json({"current": at, "head": needed, "up_to_date": at == needed})
-        return
-    state = "up to date" if at == needed else "out of date: run `entropy db upgrade`"
-    url = session.backend.state_url()  # not store.url: a store not made yet reads as empty
-    click.echo(f"{safe_url(url)}: revision {at or '(empty)'}, needs {needed}; {state}")
+        print_json({"url": url, "current": at, "head": needed, "up_to_date": at == needed})
+    else:
+        state = "up to date" if at == needed else "out of date: run `entropy db upgrade`"
+        click.echo(f"{url}: revision {at or '(empty)'}, needs {needed}; {state}")
+    if at != needed:
+        sys.exit(1)
 
 
 @db.command("upgrade")
+@json_option
 @pass_session
-def db_upgrade(session: Session) -> None:
+def db_upgrade(session: Session, as_json: bool) -> None:
     """Create or upgrade the state store's tables to this version of Entropy.
 
     Needed once for a PostgreSQL or MySQL/MariaDB state store, and after an
     upgrade of Entropy; SQLite state files are upgraded on their own.
+    --json prints {"url", "before" (null when it was empty), "after",
+    "upgraded": whether anything changed}.
     """
     store = _state_store(session)
     try:
+        if not store.can(Capability.SCHEMA_MIGRATIONS):
+            url = store.describe()
+            _report(as_json, {"url": url, "before": None, "after": None, "upgraded": False},
+                    f"{url} keeps no schema: nothing to upgrade")  # fmt: skip
+            return
         before, after = store.upgrade_schema()
     finally:
         store.close()
+    url = safe_url(store.url)
     if before == after:
-        click.echo(f"{safe_url(store.url)}: already at revision {after}")
+        text = f"{url}: already at revision {after}"
     else:
-        click.echo(f"{safe_url(store.url)}: upgraded from {before or '(empty)'} to {after}")
+        text = f"{url}: upgraded from {before or '(empty)'} to {after}"
+    _report(as_json, {"url": url, "before": before, "after": after, "upgraded": before != after},
+            text)  # fmt: skip
 
 
 @main.group()
@@ -793,7 +928,8 @@ def engine_run(
         hostname=socket.gethostname(),
         pid=os.getpid(),
     )
-    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"))
+    scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"),
+                          actor=f"engine {settings.engine_id}")  # fmt: skip
     printer = _print_result_json if as_json else _print_result_line
     events = session.events()
     repairer = Repairer(
@@ -815,9 +951,9 @@ def engine_run(
     runner.run(until=until)
     click.echo(f"engine stopped; {runner.recorded} results recorded", err=True)
     status = 0
-    if runner.unrecorded:
-        click.echo(f"entropy: error: {runner.unrecorded} results could not be recorded: "
-                   f"{runner.unrecorded_reason}", err=True)  # fmt: skip
+    if runner.dropped:  # the store did not take them (each one is in the log)
+        click.echo(f"entropy: error: {runner.dropped} results could not be recorded: "
+                   f"{runner.drop_reason}", err=True)  # fmt: skip
         status = 1
     if runner.stuck:
         # futurist joins its workers at exit, and these never return: leave without them.
@@ -867,7 +1003,7 @@ def _leave_now(session: Session | None, status: int) -> None:
 def _registry(session: Session) -> tuple[EngineRegistry, float]:
     """The state store's engines registry, and after how long a silent engine is dead."""
     lease, _, skew = lease_settings(session.conf)
-    return EngineRegistry(session.backend.state), lease + skew
+    return session.backend.state.engine_registry(), lease + skew
 
 
 @engine.command("stop")
@@ -891,6 +1027,9 @@ def engine_stop(
     Each engine reads the request at its next heartbeat (heartbeat_interval)
     and stops as on SIGTERM: no new claims, running audits get
     shutdown_grace seconds, unfinished ones go back to new.
+
+    --json prints {"asked": [engine ids], "still_running": [engine ids], or
+    null without --wait}.
     """
     if bool(target) == every:
         raise click.UsageError("give --engine-id ID or --all")
@@ -969,7 +1108,9 @@ def audit_run(
 
     The results are stored in the history and as each row's latest result;
     the schedule (next_run) is not touched. Exit status 0 when every result
-    is ok, 1 otherwise.
+    is ok, 1 otherwise. --json prints one object per line and result: host,
+    audit_name, outcome, summary, output, metrics, started_at, finished_at,
+    slot, engine_id.
     """
     if host and group:
         raise click.UsageError("give --host or --group, not both")
@@ -1046,23 +1187,10 @@ def results(
         raise click.UsageError("--repair needs --kind repair")
     found = session.backend.state.results(host, audit_name, outcome, limit)
     if as_json:
-        print_json([{k: v for k, v in r.items() if k != "id"} for r in found])
+        print_json([r.to_dict() for r in found])
         return
     for r in reversed(found):
-        _print_result_line(
-            Result(
-                Outcome(r["outcome"]),
-                r["summary"] or "",
-                r["output"] or "",
-                r["metrics"] or {},
-                r["started_at"],
-                r["finished_at"],
-                r["slot"],
-                r["engine_id"],
-                r["audit_name"],
-                r["host"],
-            )
-        )
+        _print_result_line(r)
     if not found:
         click.echo("no results match", err=True)
 
@@ -1071,6 +1199,7 @@ main.add_command(import_command)
 main.add_command(export_command)
 main.add_command(repair)
 main.add_command(events)
+accept_global_options(main)  # last: every command, wherever it was defined
 
 _COLOURS = {
     Outcome.OK: "green",

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .backends.base import RepairRecord, RepairStore
 from .cli_readonly import read_only
 from .config import option
 from .definitions import parse_entry, parse_repairs
@@ -105,7 +106,8 @@ def repair_reset(session: Any, host: str, repair_name: str | None, as_json: bool
     """Clear HOST's flag and attempt count (for every repair, or just REPAIR).
 
     A host is flagged when a repair used up its max_attempts without fixing
-    the audit; no repair runs there until this is done.
+    the audit; no repair runs there until this is done. --json prints
+    {"host", "repair_name" (null: every repair), "reset": how many were cleared}.
     """
     changed = session.backend.state.repairs.reset(host, repair_name, session.clock.now())
     if as_json:
@@ -135,6 +137,7 @@ def repair_reset(session: Any, host: str, repair_name: str | None, as_json: bool
 @click.option("--max-concurrent", type=click.IntRange(min=1), help="Runs at once, fleet-wide.")
 @click.option("--max-attempts", type=click.IntRange(min=1), help="Runs before flagging a host.")
 @click.option("--verify", is_flag=True, help="Re-run the audit right after; record fixed or not.")
+@json_option
 @click.pass_obj
 def repair_add(
     session: Any,
@@ -147,8 +150,12 @@ def repair_add(
     max_concurrent: int | None,
     max_attempts: int | None,
     verify: bool,
+    as_json: bool,
 ) -> None:
     """Add (or replace) repair NAME (sqlalchemy backend; the others use repairs.yaml).
+
+    --json prints {"change": "added" or "replaced", "repair": NAME, "audit":
+    AUDIT|GLOB, "script": SCRIPT}.
 
     \b
     Example:
@@ -166,17 +173,27 @@ def repair_add(
         if value is not None:
             entry[key] = value
     (rule,) = parse_entry(parse_repairs, "entropy repair add", name, entry).values()
-    new = backend.put_repair(rule)
-    click.echo(f"{'added' if new else 'replaced'} repair {name}: {script} when {audit} fails")
+    change = "added" if backend.put_repair(rule) else "replaced"
+    if as_json:
+        print_json({"change": change, "repair": name, "audit": audit, "script": script})
+    else:
+        click.echo(f"{change} repair {name}: {script} when {audit} fails")
 
 
 @repair.command("remove")
 @click.argument("name")
+@json_option
 @click.pass_obj
-def repair_remove(session: Any, name: str) -> None:
-    """Remove repair NAME (sqlalchemy backend)."""
+def repair_remove(session: Any, name: str, as_json: bool) -> None:
+    """Remove repair NAME (sqlalchemy backend).
+
+    --json prints {"change": "removed", "repair": NAME}.
+    """
     session.backend.require_editable("repair remove").remove_repair(name)
-    click.echo(f"removed repair {name}")
+    if as_json:
+        print_json({"change": "removed", "repair": name})
+    else:
+        click.echo(f"removed repair {name}")
 
 
 @click.group()
@@ -257,7 +274,7 @@ def print_repair_json(run: RepairRun) -> None:
     click.echo(to_json({"kind": "repair", **run.to_dict()}, indent=None))
 
 
-def print_repair_summary(store: Any, host: str | None, latest: int = 5) -> None:
+def print_repair_summary(store: RepairStore, host: str | None, latest: int = 5) -> None:
     """Under `entropy status`: flagged hosts, then the latest repair runs."""
     flagged = [s for s in store.states(host=host) if s.flagged]
     runs = store.runs(host=host, limit=latest)
@@ -273,18 +290,17 @@ def print_repair_summary(store: Any, host: str | None, latest: int = 5) -> None:
         print_repair_history(runs, as_json=False)
 
 
-def print_repair_history(found: list[dict[str, Any]], as_json: bool) -> None:
+def print_repair_history(found: list[RepairRecord], as_json: bool) -> None:
     """`entropy results --kind repair`: stored runs, oldest first on a terminal."""
     if as_json:
-        print_json([{"kind": "repair", **{k: v for k, v in r.items() if k != "id"}}
-                    for r in found])  # fmt: skip
+        print_json([{"kind": "repair", **r.to_dict()} for r in found])
         return
     for r in reversed(found):
-        verify = f", {r['verify'].replace('_', ' ')}" if r["verify"] else ""
+        verify = f", {r.verify.replace('_', ' ')}" if r.verify else ""
         click.echo(
-            f"{stamp(r['finished_at'])}  {r['host']:<20} {'repair ' + r['repair_name']:<24} "
-            f"{r['outcome'].upper():8} {r['summary'] or ''} (attempt {r['attempt']}{verify}; "
-            f"after {r['audit_name']} {(r['trigger_result'] or {}).get('outcome', '?')})"
+            f"{stamp(r.finished_at)}  {r.host:<20} {'repair ' + r.repair_name:<24} "
+            f"{r.outcome.upper():8} {r.summary or ''} (attempt {r.attempt}{verify}; "
+            f"after {r.audit_name} {(r.trigger_result or {}).get('outcome', '?')})"
         )
     if not found:
         click.echo("no repair runs match", err=True)

@@ -13,14 +13,14 @@ from typing import Any
 import click
 
 from .backends import Backend, fetch, parse_backend_url
-from .backends.sqlalchemy.state import safe_url
+from .backends.base import safe_url
 from .dump import write_dir, write_file
 from .errors import BackendError
 from .jsonout import print_json
 from .model import Catalog
 from .transfer import (
     catalog_differences,
-    copy_definitions,
+    check_state_copy,
     copy_state,
     same_definitions,
     same_state,
@@ -36,10 +36,16 @@ from .transfer import (
     help="Also replace DST's audit rows (next_run, disabled flags, latest result) "
     "and result history with SRC's.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --with-state: replace DST's rows even when more than max_removal of them "
+    "have no row at SRC and would go.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (see below).")
 @click.pass_obj
 def import_command(
-    session: Any, src_url: str, dst_url: str, with_state: bool, as_json: bool
+    session: Any, src_url: str, dst_url: str, with_state: bool, force: bool, as_json: bool
 ) -> None:
     """Copy a fleet's definitions from SRC_URL to DST_URL, replacing DST's.
 
@@ -50,7 +56,14 @@ def import_command(
 
     Without --with-state DST keeps its own audit rows; run `entropy sync`
     on it to match them to the new definitions. Stop the engines that use
-    DST before --with-state: their rows are replaced.
+    DST before --with-state: their rows are replaced. When that would drop
+    more than max_removal of DST's rows (those SRC has no row for), it is
+    refused before anything is written, unless --force.
+
+    --json prints {"source", "destination", "hosts", "scripts", "schedules",
+    "audits", "state"}: counts of what was copied; state is null without
+    --with-state, else {"rows", "results", "removed"} (removed: DST's rows
+    that SRC had no row for).
 
     \b
     Examples:
@@ -69,7 +82,9 @@ def import_command(
             )
         if with_state:  # open both stores now: a store that is behind fails before any write
             _ = (src.state, dst.state)
-        catalog = copy_definitions(src, dst)
+        catalog = src.load()  # a problem in SRC's definitions changes nothing at DST
+        removed = check_state_copy(src, dst, force) if with_state else 0
+        dst.write_definitions(catalog)
         _check_written(catalog, dst, dst_url)
         rows, history = copy_state(src, dst) if with_state else (None, None)
     finally:
@@ -77,10 +92,15 @@ def import_command(
         dst.close()
     if as_json:
         report = _counts(catalog, src_url, dst_url)
-        report["state"] = None if rows is None else {"rows": rows, "results": history}
+        report["state"] = (
+            None if rows is None else {"rows": rows, "results": history, "removed": removed}
+        )
         print_json(report)
         return
-    state = "" if rows is None else f"; state: {_plural(rows, 'row')}, {_plural(history, 'result')}"
+    state = ""
+    if rows is not None:
+        state = f"; state: {_plural(rows, 'row')}, {_plural(history, 'result')}"
+        state += f" ({removed} rows of DST without a row at SRC removed)" if removed else ""
     click.echo(f"copied {_summary(catalog)} from {safe_url(src_url)} to {safe_url(dst_url)}{state}")
 
 
@@ -95,7 +115,7 @@ def import_command(
     "or one file with hosts:, scripts: and schedules: sections.",
 )
 @click.option("--force", is_flag=True, help="Replace definitions already at the destination.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (see below).")
 @click.pass_obj
 def export_command(session: Any, src_url: str, to_url: str, force: bool, as_json: bool) -> None:
     """Write SRC_URL's definitions as YAML in the seed format.
@@ -106,6 +126,9 @@ def export_command(session: Any, src_url: str, to_url: str, force: bool, as_json
     differ from the defaults. Comments and script descriptions are not kept.
     Each file is replaced atomically. Without --force, a destination that
     already holds definitions is refused.
+
+    --json prints {"source", "destination", "hosts", "scripts", "schedules",
+    "audits", "files": [the paths written]}.
 
     \b
     Examples:

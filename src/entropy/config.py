@@ -16,7 +16,7 @@ DEFAULT_OPTS = [
         "entropy_backend",
         default="dir",
         help="Where definitions and state come from: the name of an entry point in "
-        "'entropy.backends' (dir, file, ...). --backend URL overrides it.",
+        "'entropy.backends' (dir, file, sqlalchemy, mongodb, memory). --backend URL overrides it.",
     ),
     cfg.IntOpt("max_workers", default=8, min=1, help="Audits an engine runs at the same time."),
     cfg.IntOpt(
@@ -92,12 +92,32 @@ DEFAULT_OPTS = [
         help="Upper bound, in seconds, of the stable delay that spreads the first run "
         "of new (audit, host) pairs across their interval.",
     ),
+    cfg.FloatOpt(
+        "max_removal",
+        default=0.1,
+        min=0.0,
+        max=1.0,
+        help="Fraction of the stored audit rows one sync may remove without consent. A sync "
+        "or an engine refresh that would remove more (a truncated schedule file looks like "
+        "that) is refused and changes nothing; `entropy sync --force` accepts it. At least "
+        "one row may always go, but never every row; 0: every removal needs --force, "
+        "1: no limit.",
+    ),
+    cfg.IntOpt(
+        "disable_retention",
+        default=30 * 86400,
+        min=0,
+        help="Seconds an operator's disable (`entropy disable`) is remembered after a sync "
+        "removed its pair: when the pair comes back within this time it comes back "
+        "disabled, with the same reason.",
+    ),
 ]
 
 _STATE_HELP = (
-    "SQLAlchemy URL of the state store (audit rows and history), e.g. "
-    "postgresql+psycopg://entropy@db/entropy to share it between engines. "
-    "Default: a SQLite file in state_dir."
+    "URL of the state store (audit rows and history): a SQLAlchemy URL such as "
+    "postgresql+psycopg://entropy@db/entropy, mongodb://db/entropy, or memory:NAME (in "
+    "this process only). PostgreSQL, MariaDB/MySQL and MongoDB can be shared between "
+    "engines. Default: a SQLite file in state_dir."
 )
 DIR_OPTS = [
     cfg.StrOpt(
@@ -133,8 +153,9 @@ DATABASE_OPTS = [
         "connect_timeout",
         default=10,
         min=2,
-        help="Seconds to wait for a state store's database to accept a connection and answer "
-        "its handshake; then the command fails naming the store.",
+        help="Seconds to wait for a SQL state store's database to accept a connection and "
+        "answer its handshake; then the command fails naming the store. (MongoDB: the "
+        "timeouts of its URL.)",
     ),
     cfg.IntOpt(
         "statement_timeout",
@@ -150,6 +171,20 @@ DATABASE_OPTS = [
         min=1,
         help="Seconds a statement waits for a lock another writer holds (SQLite busy_timeout, "
         "PostgreSQL lock_timeout, InnoDB innodb_lock_wait_timeout).",
+    ),
+]
+
+
+MONGODB_OPTS = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        help="MongoDB URL holding definitions and state (entropy_backend = mongodb), e.g. "
+        "mongodb://entropy:secret@db1,db2/entropy?replicaSet=rs0. MongoDB 5.0 or later.",
+    ),
+    cfg.StrOpt(
+        "database",
+        help="The database to use when the connection URL names none. Default: entropy.",
     ),
 ]
 
@@ -180,6 +215,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ("file", FILE_OPTS),
         ("sqlalchemy", SQLALCHEMY_OPTS),
         ("database", DATABASE_OPTS),
+        ("mongodb", MONGODB_OPTS),
         ("notifications", NOTIFICATIONS_OPTS),
     ]
 

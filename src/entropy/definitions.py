@@ -7,16 +7,32 @@ can find before failing, so one `entropy validate` shows them all.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from .errors import ConfigError, DurationError, Location, ValidationError
-from .model import Catalog, Host, Outcome, Pair, RepairRule, Schedule, Script
+from .model import (
+    REPAIRABLE_OUTCOMES,
+    Catalog,
+    Dependency,
+    Downtime,
+    Flapping,
+    Host,
+    MonitorSettings,
+    Outcome,
+    Pair,
+    RepairRule,
+    Schedule,
+    Script,
+)
 from .timing import Every, Timing, parse_cron, parse_duration
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -44,10 +60,18 @@ SCRIPT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "python": (frozenset({"function"}), frozenset()),
 }
 _SCRIPT_COMMON = frozenset({"kind", "timeout", "description"})
-_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars"})
+_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars", "parents"})
 _SCHEDULE_KEYS = frozenset(
     {"run_every", "cron", "disabled", "disabled_reason", "timeout", "params"}
+) | frozenset({"max_attempts", "retry_every", "flapping", "depends_on", "passive", "freshness"})
+_DEPENDS_KEYS = frozenset({"audit", "host"})
+_DOWNTIME_KEYS = frozenset(
+    {"hosts", "groups", "audits", "start", "end", "cron", "duration", "reason", "skip_checks"}
+    | {"description"}
 )
+# Until the engine acts on the monitoring keys (issue 15, phase 2), a catalog that
+# uses them is refused rather than silently ignored.
+MONITORING_WIRED = False
 _REPAIR_KEYS = frozenset(
     {"when", "run", "cooldown", "max_concurrent", "max_attempts", "verify", "description"}
 )
@@ -252,9 +276,13 @@ def parse_hosts(doc: Any, path: str, problems: Problems) -> dict[str, Host]:
         host_vars = entry.get("vars") or {}
         if not _mapping(host_vars, f"host {name!r}: vars", path, entry.at("vars"), problems):
             continue
+        parents = _names(entry, "parents", f"host {name!r}", path, problems)
+        if parents is None:
+            continue
         hosts[name] = Host(
-            name, str(ip), host_type, tuple(groups), dict(host_vars), Location(path, *at)
-        )
+            name, str(ip), host_type, tuple(groups), dict(host_vars), Location(path, *at),
+            parents,
+        )  # fmt: skip
     return hosts
 
 
@@ -347,14 +375,18 @@ def _parse_schedule_entry(
     if not _mapping(entry, what, path, at, problems):
         return None
     _unknown_keys(entry, _SCHEDULE_KEYS, what, path, problems)
+    valid, monitoring = _parse_monitoring(entry, what, path, at, problems)
+    if not valid:
+        return None
+    passive = monitoring is not None and monitoring.passive
     timing: Timing | None = None
-    if ("run_every" in entry) == ("cron" in entry):
+    if not passive and ("run_every" in entry) == ("cron" in entry):
         problems.add(path, at, f"{what} needs exactly one of run_every or cron")
         return None
     try:
         if "run_every" in entry:
             timing = Every(parse_duration(entry["run_every"]))
-        else:
+        elif "cron" in entry:
             timing = parse_cron(entry["cron"], cron_timezone)
     except DurationError as exc:
         key = "run_every" if "run_every" in entry else "cron"
@@ -369,6 +401,8 @@ def _parse_schedule_entry(
     if not _mapping(params, f"{what}: params", path, entry.at("params"), problems):
         return None
     timeout = _optional_duration(entry, "timeout", what, path, problems)
+    if passive and monitoring is not None and monitoring.freshness:
+        timing = Every(monitoring.freshness)  # how often its freshness is checked
     return Schedule(
         target,
         audit_name,
@@ -378,6 +412,7 @@ def _parse_schedule_entry(
         timeout,
         dict(params),
         Location(path, *at),
+        monitoring,
     )
 
 
@@ -430,7 +465,7 @@ def _outcomes(
     """`outcome: critical` or `outcome: [warning, critical]`; critical when absent."""
     value = when.get("outcome", [Outcome.CRITICAL.value])
     names = value if isinstance(value, list) else [value]
-    allowed = {o.value for o in Outcome} - {Outcome.OK.value}
+    allowed = {o.value for o in REPAIRABLE_OUTCOMES}
     bad = [n for n in names if n not in allowed]
     if bad or not names:
         problems.add(
@@ -466,26 +501,31 @@ def build_catalog(
     sources: list[str],
     problems: Problems,
     repairs: dict[str, RepairRule] | None = None,
+    downtimes: dict[str, Downtime] | None = None,
 ) -> Catalog:
     """Check the parts against each other and expand them into pairs.
 
     Raises ValidationError with every problem found, parsing ones included.
     """
-    catalog = Catalog(hosts, scripts, schedules, sources, repairs=repairs or {})
+    catalog = Catalog(
+        hosts, scripts, schedules, sources, repairs=repairs or {}, downtimes=downtimes or {}
+    )
     # With a file unreadable, cross-checks would only echo it ("unknown target" everywhere).
     if not problems.unreadable:
         catalog.pairs = expand(catalog, problems)
         _check_repairs(catalog, problems)
+        _check_monitoring(catalog, problems)
     problems.raise_if_any()
     return catalog
 
 
 def _check_repairs(catalog: Catalog, problems: Problems) -> None:
     """A rule must run a known script and watch at least one known audit."""
+    audits = _audit_names(catalog)
     for rule in catalog.repairs.values():
         if rule.run not in catalog.scripts:
             problems.report(rule.where, f"repair {rule.name!r}: run: no script {rule.run!r}")
-        if not any(rule.matches(name) for name in catalog.scripts):
+        if not any(rule.matches(name) for name in audits):
             kind = "pattern" if _GLOB_CHARS & set(rule.audit) else "audit"
             problems.report(
                 rule.where,
@@ -555,7 +595,8 @@ def expand(catalog: Catalog, problems: Problems) -> list[Pair]:
 def _target_problem(
     schedule: Schedule, catalog: Catalog, members: dict[str, list[Host]]
 ) -> str | None:
-    if schedule.audit_name not in catalog.scripts:
+    passive = schedule.monitoring is not None and schedule.monitoring.passive
+    if schedule.audit_name not in catalog.scripts and not passive:
         return f"audit {schedule.audit_name!r} has no script in scripts.yaml"
     is_host, is_group = schedule.target in catalog.hosts, schedule.target in members
     if is_host and is_group:
@@ -563,3 +604,398 @@ def _target_problem(
     if not (is_host or is_group):
         return f"unknown target {schedule.target!r}: not a host in hosts.yaml nor any host's group"
     return None
+
+
+# -- monitoring: schedule keys, host parents, downtimes (see monitoring.py) -----------
+
+
+def _names(
+    entry: MarkedMap, key: str, what: str, path: str, problems: Problems
+) -> tuple[str, ...] | None:
+    """`key: name` or `key: [name, ...]` as a tuple (empty when absent); None if malformed."""
+    value = entry.get(key)
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        problems.add(path, entry.at(key), f"{what}: {key} must be a name or a list of names")
+        return None
+    return tuple(names)
+
+
+def _parse_monitoring(
+    entry: MarkedMap, what: str, path: str, at: tuple[int, int], problems: Problems
+) -> tuple[bool, MonitorSettings | None]:
+    """A schedule entry's monitoring keys: (valid, settings); settings None when none is set."""
+    before = len(problems.items)
+    max_attempts = _count(entry, "max_attempts", 1, what, path, problems) or 1
+    retry_every = _optional_duration(entry, "retry_every", what, path, problems)
+    freshness = _optional_duration(entry, "freshness", what, path, problems)
+    passive = entry.get("passive", False)
+    if not isinstance(passive, bool):
+        problems.add(path, entry.at("passive"), f"{what}: passive must be true or false")
+        return False, None  # the checks below depend on it
+    if retry_every is not None and max_attempts == 1 and not passive:
+        problems.add(
+            path,
+            entry.at("retry_every"),
+            f"{what}: retry_every needs max_attempts above 1 (retries run only while "
+            f"a problem is soft)",
+        )
+    if passive:
+        for key in ("run_every", "cron", "retry_every"):
+            if key in entry:
+                problems.add(
+                    path,
+                    entry.at(key),
+                    f"{what}: a passive audit is not run by Entropy, so it takes no {key}; "
+                    f"freshness says how soon a result must arrive",
+                )
+        if "freshness" not in entry:
+            problems.add(
+                path,
+                at,
+                f"{what}: a passive audit needs freshness: how long without a result "
+                f"before it turns unknown (say, freshness: 1d)",
+            )
+    elif "freshness" in entry:
+        problems.add(
+            path, entry.at("freshness"), f"{what}: freshness is only for passive: true audits"
+        )
+    flapping = _parse_flapping(entry, what, path, problems)
+    depends_on = _parse_depends_on(entry, what, path, problems)
+    if len(problems.items) > before:
+        return False, None
+    settings = MonitorSettings(max_attempts, retry_every, flapping, depends_on, passive, freshness)
+    return True, None if settings == MonitorSettings() else settings
+
+
+def _parse_flapping(entry: MarkedMap, what: str, path: str, problems: Problems) -> Flapping | None:
+    """`flapping: true` (25 % / 30 %) or `flapping: {low: 20, high: 40}`."""
+    value = entry.get("flapping", False)
+    if value is False:
+        return None
+    if value is True:
+        return Flapping()
+    where = entry.at("flapping")
+    if not isinstance(value, dict):
+        problems.add(path, where, f"{what}: flapping must be true, false or {{low: N, high: N}}")
+        return None
+    _unknown_keys(value, frozenset({"low", "high"}), f"{what}: flapping", path, problems)
+    low, high = value.get("low", Flapping().low), value.get("high", Flapping().high)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+    if not numbers or not 0 <= low < high <= 100:
+        problems.add(
+            path,
+            where,
+            f"{what}: flapping thresholds must be percentages with 0 <= low < high <= 100, "
+            f"got low {low!r}, high {high!r}",
+        )
+        return None
+    return Flapping(float(low), float(high))
+
+
+def _parse_depends_on(
+    entry: MarkedMap, what: str, path: str, problems: Problems
+) -> Dependency | None:
+    """`depends_on: {audit: NAME, host: parent | same}` (host defaults to same)."""
+    value = entry.get("depends_on")
+    if value is None:
+        return None
+    where = entry.at("depends_on")
+    if not _mapping(value, f"{what}: depends_on", path, where, problems):
+        return None
+    _unknown_keys(value, _DEPENDS_KEYS, f"{what}: depends_on", path, problems)
+    audit, host = value.get("audit"), value.get("host", "same")
+    if not isinstance(audit, str) or not audit:
+        problems.add(path, value.at("audit", where), f"{what}: depends_on.audit is required text")
+        return None
+    if host not in ("parent", "same"):
+        problems.add(
+            path,
+            value.at("host", where),
+            f"{what}: depends_on.host must be parent (the host's parents) or same "
+            f"(this host), got {host!r}",
+        )
+        return None
+    return Dependency(audit, host)
+
+
+def parse_downtimes(
+    doc: Any, path: str, problems: Problems, cron_timezone: str
+) -> dict[str, Downtime]:
+    """downtimes.yaml: `name: {hosts?, groups?, audits?, start+end | start+duration |
+    cron+duration, reason, skip_checks?}`; times without a zone are in cron_timezone."""
+    downtimes: dict[str, Downtime] = {}
+    if doc is None:
+        return downtimes
+    if not _mapping(doc, "downtimes", path, (1, 1), problems):
+        return downtimes
+    for name, entry in doc.items():
+        at = doc.at(name)
+        what = f"downtime {name!r}"
+        if not _mapping(entry, what, path, at, problems):
+            continue
+        before = len(problems.items)
+        _unknown_keys(entry, _DOWNTIME_KEYS, what, path, problems)
+        hosts = _names(entry, "hosts", what, path, problems)
+        groups = _names(entry, "groups", what, path, problems)
+        audits = _names(entry, "audits", what, path, problems)
+        if hosts == groups == audits == ():
+            problems.add(path, at, f"{what} needs hosts, groups or audits to say what it covers")
+        reason = entry.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            problems.add(path, entry.at("reason", at), f"{what}: reason is required text")
+        skip = entry.get("skip_checks", False)
+        if not isinstance(skip, bool):
+            problems.add(
+                path, entry.at("skip_checks"), f"{what}: skip_checks must be true or false"
+            )
+        window = _downtime_window(entry, what, path, at, problems, cron_timezone)
+        if len(problems.items) > before or window is None:
+            continue
+        start, end, cron, duration = window
+        downtimes[str(name)] = Downtime(
+            str(name), str(reason), hosts or (), groups or (), audits or (), start, end, cron,
+            duration, bool(skip), where=Location(path, *at),
+        )  # fmt: skip
+    return downtimes
+
+
+def _downtime_window(
+    entry: MarkedMap, what: str, path: str, at: tuple[int, int], problems: Problems, tz: str
+) -> tuple[dt.datetime | None, dt.datetime | None, Any, int | None] | None:
+    """(start, end, cron, duration): start with end or duration, or cron with duration."""
+    if ("start" in entry) == ("cron" in entry):
+        problems.add(path, at, f"{what} needs exactly one of start (with end or duration) or cron")
+        return None
+    duration = _optional_duration(entry, "duration", what, path, problems)
+    if "cron" in entry:
+        if "end" in entry or duration is None:
+            problems.add(
+                path,
+                entry.at("end", at),
+                f"{what}: a cron downtime needs duration (how long each window lasts), not end",
+            )
+            return None
+        try:
+            return None, None, parse_cron(entry["cron"], tz), duration
+        except DurationError as exc:
+            problems.add(path, entry.at("cron"), f"{what}: cron: {exc}")
+            return None
+    start = _moment(entry, "start", what, path, problems, tz)
+    if ("end" in entry) == ("duration" in entry):
+        problems.add(path, entry.at("start"), f"{what}: start needs exactly one of end or duration")
+        return None
+    if start is None:
+        return None
+    if "end" in entry:
+        end = _moment(entry, "end", what, path, problems, tz)
+        if end is None:
+            return None
+        if end <= start:
+            problems.add(path, entry.at("end"), f"{what}: end must be after start")
+            return None
+    else:
+        if duration is None:
+            return None
+        end = start + dt.timedelta(seconds=duration)
+    return start, end, None, None
+
+
+def _moment(
+    entry: MarkedMap, key: str, what: str, path: str, problems: Problems, tz: str
+) -> dt.datetime | None:
+    """A YAML timestamp or ISO 8601 text, as UTC; without a zone it is read in `tz`."""
+    value = entry[key]
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            value = None
+    if not isinstance(value, dt.datetime):
+        problems.add(
+            path,
+            entry.at(key),
+            f"{what}: {key} must be a date and time such as 2026-03-01 22:00 "
+            f"or 2026-03-01T22:00:00Z, got {entry[key]!r}",
+        )
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(tz))
+    return value.astimezone(dt.UTC)
+
+
+def _audit_names(catalog: Catalog) -> set[str]:
+    """Every audit a rule or a downtime may name: the scripts and the passive audits."""
+    passive = {
+        s.audit_name for s in catalog.schedules if s.monitoring is not None and s.monitoring.passive
+    }
+    return set(catalog.scripts) | passive
+
+
+def _check_monitoring(catalog: Catalog, problems: Problems) -> None:
+    """Cross-checks of parents, depends_on and downtimes (none cost anything when unused)."""
+    if any(host.parents for host in catalog.hosts.values()):
+        _check_parents(catalog.hosts, problems)
+    if any(s.monitoring is not None and s.monitoring.depends_on for s in catalog.schedules):
+        _check_dependencies(catalog, problems)
+    if catalog.downtimes:
+        _check_downtimes(catalog, problems)
+    if not MONITORING_WIRED:
+        _not_wired_yet(catalog, problems)
+
+
+def _not_wired_yet(catalog: Catalog, problems: Problems) -> None:
+    note = "is not acted on by this version of the engine yet; remove it for now"
+    for schedule in catalog.schedules:
+        if schedule.monitoring is not None:
+            what = f"audit {schedule.audit_name!r} on {schedule.target!r}"
+            problems.report(schedule.where, f"{what}: monitoring ({_keys(schedule)}) {note}")
+    for host in catalog.hosts.values():
+        if host.parents:
+            problems.report(host.where, f"host {host.name!r}: parents {note}")
+    for downtime in catalog.downtimes.values():
+        problems.report(downtime.where, f"downtime {downtime.name!r} {note}")
+
+
+def _keys(schedule: Schedule) -> str:
+    settings = schedule.monitoring
+    default = MonitorSettings()
+    return ", ".join(
+        name
+        for name in ("max_attempts", "retry_every", "flapping", "depends_on", "passive")
+        if getattr(settings, name) != getattr(default, name)
+    )
+
+
+def _check_parents(hosts: dict[str, Host], problems: Problems) -> None:
+    """Every parent is a host, and following parents never comes back to where it began."""
+    for host in hosts.values():
+        for parent in host.parents:
+            if parent not in hosts:
+                problems.report(host.where, f"host {host.name!r}: parent {parent!r} is not a host")
+    done: set[str] = set()
+    reported: set[frozenset[str]] = set()
+    for root in hosts:
+        if root in done:
+            continue
+        path: list[str] = []  # the walk from root: a cycle is a host met again on it
+        on_path: set[str] = set()
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            name, i = stack.pop()
+            host = hosts[name]
+            if i == 0:
+                path.append(name)
+                on_path.add(name)
+            parents = [p for p in host.parents if p in hosts]
+            if i < len(parents):
+                stack.append((name, i + 1))
+                nxt = parents[i]
+                if nxt in on_path:
+                    cycle = path[path.index(nxt) :]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        _report_cycle(cycle, hosts, problems)
+                elif nxt not in done:
+                    stack.append((nxt, 0))
+            else:
+                path.pop()
+                on_path.discard(name)
+                done.add(name)
+
+
+def _report_cycle(cycle: list[str], hosts: dict[str, Host], problems: Problems) -> None:
+    def place(i: int) -> tuple:
+        where = hosts[cycle[i]].where
+        return (where.path, where.line, where.col, cycle[i])
+
+    first = min(range(len(cycle)), key=place)
+    ordered = cycle[first:] + cycle[:first]
+    steps = " -> ".join(f"{name} ({hosts[name].where})" for name in ordered)
+    problems.report(
+        hosts[ordered[0]].where,
+        f"host parents form a cycle: {steps} -> {ordered[0]}; a host cannot be its own ancestor",
+    )
+
+
+def _dependency(schedule: Schedule) -> Dependency | None:
+    return schedule.monitoring.depends_on if schedule.monitoring is not None else None
+
+
+def _check_dependencies(catalog: Catalog, problems: Problems) -> None:
+    """depends_on names a known audit that runs where it points, and never loops."""
+    audits, pairs = _audit_names(catalog), {pair.key for pair in catalog.pairs}
+    missing: dict[int, tuple[Schedule, Dependency, list[str]]] = {}
+    same_edges: dict[str, dict[str, tuple[str, Schedule]]] = defaultdict(dict)
+    bad: set[int] = set()
+    for schedule in catalog.schedules:
+        dep = _dependency(schedule)
+        if dep is None:
+            continue
+        what = f"audit {schedule.audit_name!r} on {schedule.target!r}: depends_on"
+        if dep.audit not in audits:
+            problems.report(schedule.where, f"{what}: no audit {dep.audit!r}")
+            bad.add(id(schedule))
+        elif dep.host == "same" and dep.audit == schedule.audit_name:
+            problems.report(schedule.where, f"{what}: an audit cannot depend on itself")
+            bad.add(id(schedule))
+    for pair in catalog.pairs:
+        schedule = pair.schedule
+        dep = _dependency(schedule)
+        if dep is None or id(schedule) in bad:
+            continue
+        host = catalog.hosts[pair.host]
+        targets = host.parents if dep.host == "parent" else (host.name,)
+        for target in targets:
+            if (dep.audit, target) not in pairs and target in catalog.hosts:
+                missing.setdefault(id(schedule), (schedule, dep, []))[2].append(target)
+        if dep.host == "same":
+            same_edges[pair.host][pair.audit_name] = (dep.audit, schedule)
+    for schedule, dep, hosts in missing.values():
+        shown = repr(hosts[0]) + (f" and {len(hosts) - 1} more" if len(hosts) > 1 else "")
+        problems.report(
+            schedule.where,
+            f"audit {schedule.audit_name!r} on {schedule.target!r}: depends_on audit "
+            f"{dep.audit!r}, which does not run on {shown}",
+        )
+    reported: set[frozenset[int]] = set()  # a loop of entries, once for all its hosts
+    for host, edges in same_edges.items():
+        for start in edges:  # each audit depends on at most one: follow the chain
+            chain, audit = [start], edges[start][0]
+            while audit in edges and audit not in chain:
+                chain.append(audit)
+                audit = edges[audit][0]
+            if audit not in chain:
+                continue
+            loop = chain[chain.index(audit) :]
+            entries = frozenset(id(edges[a][1]) for a in loop)
+            if entries in reported:
+                continue
+            reported.add(entries)
+            steps = " -> ".join(f"{a} ({edges[a][1].where})" for a in loop)
+            problems.report(
+                edges[loop[0]][1].where,
+                f"depends_on forms a loop: {steps} -> {loop[0]} (on host {host!r} and "
+                f"wherever these entries meet)",
+            )
+
+
+def _check_downtimes(catalog: Catalog, problems: Problems) -> None:
+    """Each pattern of a downtime names something that exists: a typo must not make a
+    maintenance window silently cover nothing."""
+    groups = {g for host in catalog.hosts.values() for g in (host.host_type, *host.groups)}
+    known = {"hosts": set(catalog.hosts), "groups": groups, "audits": _audit_names(catalog)}
+    for downtime in catalog.downtimes.values():
+        for key in ("hosts", "groups", "audits"):
+            for pattern in getattr(downtime, key):
+                if not any(fnmatchcase(name, pattern) for name in known[key]):
+                    kind = "pattern" if _GLOB_CHARS & set(pattern) else "name"
+                    problems.report(
+                        downtime.where,
+                        f"downtime {downtime.name!r}: {key}: {kind} {pattern!r} matches no "
+                        f"{key[:-1]}",
+                    )

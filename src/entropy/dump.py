@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import EntropyError
-from .model import Catalog, Outcome, RepairRule, Schedule
+from .model import Catalog, Downtime, Host, MonitorSettings, Outcome, RepairRule, Schedule, Script
 from .timing import Cron, Every, format_duration
 
 # Keys a script entry has besides its kind's own (definitions._SCRIPT_COMMON).
@@ -54,39 +54,47 @@ class DumpError(EntropyError):
 
 def hosts_doc(catalog: Catalog) -> dict[str, Any]:
     """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
-    doc: dict[str, Any] = {}
-    for name, host in catalog.hosts.items():
-        entry: dict[str, Any] = {"ip_address": host.ip_address, "host_type": host.host_type}
-        if host.groups:
-            entry["groups"] = list(host.groups)
-        if host.vars:
-            entry["vars"] = _plain(host.vars)
-        doc[name] = entry
-    return doc
+    return {name: host_entry(host) for name, host in catalog.hosts.items()}
+
+
+def host_entry(host: Host) -> dict[str, Any]:
+    """One host, with only the keys that are not defaults."""
+    entry: dict[str, Any] = {"ip_address": host.ip_address, "host_type": host.host_type}
+    if host.groups:
+        entry["groups"] = list(host.groups)
+    if host.vars:
+        entry["vars"] = _plain(host.vars)
+    if host.parents:
+        entry["parents"] = list(host.parents)
+    return entry
 
 
 def scripts_doc(catalog: Catalog) -> dict[str, Any]:
     """scripts.yaml: `name: {kind, <the kind's keys>, timeout?}`."""
-    doc: dict[str, Any] = {}
-    for name, script in catalog.scripts.items():
-        clash = sorted(_SCRIPT_RESERVED & script.params.keys())
-        if clash:
-            raise DumpError(
-                f"script {name!r}: parameter {clash[0]!r} would be read back as the "
-                f"entry's own {clash[0]!r}; rename it"
-            )
-        entry: dict[str, Any] = {"kind": script.kind, **_plain(script.params)}
-        if script.timeout is not None:
-            entry["timeout"] = format_duration(script.timeout)
-        doc[name] = entry
-    return doc
+    return {name: script_entry(script) for name, script in catalog.scripts.items()}
+
+
+def script_entry(script: Script) -> dict[str, Any]:
+    """One script: its kind, the kind's keys, and a timeout if it has one."""
+    clash = sorted(_SCRIPT_RESERVED & script.params.keys())
+    if clash:
+        raise DumpError(
+            f"script {script.name!r}: parameter {clash[0]!r} would be read back as the "
+            f"entry's own {clash[0]!r}; rename it"
+        )
+    entry: dict[str, Any] = {"kind": script.kind, **_plain(script.params)}
+    if script.timeout is not None:
+        entry["timeout"] = format_duration(script.timeout)
+    return entry
 
 
 def schedule_entry(schedule: Schedule) -> dict[str, Any]:
     """One audit's entry under its target, with only the keys that are not defaults."""
     timing = schedule.timing
     entry: dict[str, Any]
-    if isinstance(timing, Every):
+    if schedule.monitoring is not None and schedule.monitoring.passive:
+        entry = {}  # its timing is its freshness, written below
+    elif isinstance(timing, Every):
         entry = {"run_every": format_duration(timing.seconds)}
     elif isinstance(timing, Cron):
         entry = {"cron": timing.expr}
@@ -100,6 +108,33 @@ def schedule_entry(schedule: Schedule) -> dict[str, Any]:
         entry["timeout"] = format_duration(schedule.timeout)
     if schedule.params:
         entry["params"] = _plain(schedule.params)
+    if schedule.monitoring is not None:
+        entry.update(monitoring_keys(schedule.monitoring))
+    return entry
+
+
+def monitoring_keys(settings: MonitorSettings) -> dict[str, Any]:
+    """A schedule entry's monitoring keys that are not defaults."""
+    entry: dict[str, Any] = {}
+    if settings.passive:
+        entry["passive"] = True
+    if settings.freshness is not None:
+        entry["freshness"] = format_duration(settings.freshness)
+    if settings.max_attempts != 1:
+        entry["max_attempts"] = settings.max_attempts
+    if settings.retry_every is not None:
+        entry["retry_every"] = format_duration(settings.retry_every)
+    flapping = settings.flapping
+    if flapping is not None:
+        default = (flapping.low, flapping.high) == (25.0, 30.0)
+        entry["flapping"] = (
+            True if default else {"low": _number(flapping.low), "high": _number(flapping.high)}
+        )
+    if settings.depends_on is not None:
+        entry["depends_on"] = {
+            "audit": settings.depends_on.audit,
+            "host": settings.depends_on.host,
+        }
     return entry
 
 
@@ -167,6 +202,29 @@ def repairs_doc(catalog: Catalog) -> dict[str, Any]:
     return {name: repair_entry(rule) for name, rule in catalog.repairs.items()}
 
 
+def downtime_entry(downtime: Downtime) -> dict[str, Any]:
+    """One downtime of the definitions, times in UTC."""
+    entry: dict[str, Any] = {}
+    for key in ("hosts", "groups", "audits"):
+        if getattr(downtime, key):
+            entry[key] = list(getattr(downtime, key))
+    if downtime.cron is not None:
+        entry["cron"] = downtime.cron.expr
+        entry["duration"] = format_duration(downtime.duration or 0)
+    elif downtime.start is not None and downtime.end is not None:
+        entry["start"] = downtime.start.isoformat()
+        entry["end"] = downtime.end.isoformat()
+    entry["reason"] = downtime.reason
+    if downtime.skip_checks:
+        entry["skip_checks"] = True
+    return entry
+
+
+def downtimes_doc(catalog: Catalog) -> dict[str, Any]:
+    """downtimes.yaml: `name: {hosts?, groups?, audits?, start+end | cron+duration, reason}`."""
+    return {name: downtime_entry(d) for name, d in catalog.downtimes.items()}
+
+
 def file_doc(catalog: Catalog) -> dict[str, Any]:
     """The file backend's one document: hosts:, scripts:, schedules: (and repairs:) sections."""
     doc = {
@@ -176,6 +234,8 @@ def file_doc(catalog: Catalog) -> dict[str, Any]:
     }
     if catalog.repairs:
         doc["repairs"] = repairs_doc(catalog)
+    if catalog.downtimes:
+        doc["downtimes"] = downtimes_doc(catalog)
     return doc
 
 
@@ -211,7 +271,10 @@ def write_dir(
         raise DumpError(f"{audits} exists and is not a directory")
     old_schedules = _schedule_files(audits)
     if not overwrite:
-        own = (root / "hosts.yaml", root / "scripts.yaml", root / "repairs.yaml")
+        own = (
+            root / "hosts.yaml", root / "scripts.yaml", root / "repairs.yaml",
+            root / "downtimes.yaml",
+        )  # fmt: skip
         present = [p for p in own if p.exists()]
         present += old_schedules
         if present:
@@ -227,10 +290,12 @@ def write_dir(
     }
     if catalog.repairs:
         files[root / "repairs.yaml"] = to_yaml(repairs_doc(catalog))
+    if catalog.downtimes:
+        files[root / "downtimes.yaml"] = to_yaml(downtimes_doc(catalog))
     files.update({audits / name: to_yaml(doc) for name, doc in schedule_docs(catalog).items()})
     audits.mkdir(parents=True, exist_ok=True)
     _replace_all(files)
-    for stale in [*old_schedules, root / "repairs.yaml"]:
+    for stale in [*old_schedules, root / "repairs.yaml", root / "downtimes.yaml"]:
         if stale not in files:
             stale.unlink(missing_ok=True)
     return list(files)
@@ -293,3 +358,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def _number(value: float) -> float | int:
+    """20.0 as 20: the way an operator writes a percentage."""
+    return int(value) if float(value).is_integer() else value

@@ -12,6 +12,14 @@ which runs the repairs their rules call for on a pool of its own.
 Stopping is graceful: no new claims, running audits get a grace period,
 then their process groups are killed and their claims go back to `new`.
 
+State store errors are typed (entropy.errors): what can recover
+(StoreUnavailable, StoreConflict) is retried with backoff; what cannot
+(StorageFailure, SchemaOutOfDate, anything else) is not retried for ever:
+claims skip to the next slot, results are tried a few times, then one by
+one, and those the store still refuses are logged with their content and
+released. Results wait in a bounded queue: when it is full the workers
+pause (logged) until the recorder makes room.
+
 Several engines may share one state store. Each registers in it and beats
 a heartbeat (see Heartbeat): its leases are renewed while it lives, expired
 ones (of an engine that died) are taken back, and a stop asked through the
@@ -38,9 +46,9 @@ import futurist
 
 from . import __version__, runners
 from .backends import Backend
-from .backends.sqlalchemy.registry import EngineRecord, EngineRegistry
+from .backends.base import EngineRecord, EngineRegistry
 from .clock import Clock
-from .errors import BackendError
+from .errors import BackendError, StoreConflict, StoreUnavailable
 from .events import Events
 from .model import Outcome, Result
 from .repairs import Repairer
@@ -54,6 +62,8 @@ NoticeCallback = Callable[[str], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
 _MAX_RETRY = 5.0  # the longest wait between claims while the database fails
 _TRIES_AT_STOP = 3  # database errors tolerated while flushing the last results
+_PERMANENT_TRIES = 3  # tries of a batch the store refuses for good, before one by one
+_REPEAT_LOG = 60.0  # seconds between repeats of a lasting permanent error in the log
 CLAIM_AHEAD = 0.25  # seconds of the pool's recent throughput claimed ahead
 WATCHDOG_MARGIN = 2.0  # seconds past an audit's timeout before the engine gives up on it
 
@@ -72,6 +82,7 @@ class EngineSettings:
     pid: int = 0
     flush_interval: float = 0.05  # how long results may wait to be written together
     flush_size: int = 1000
+    result_queue_size: int = 10_000  # finished results waiting for the recorder, at most
 
 
 class Engine:
@@ -117,19 +128,20 @@ class Engine:
         self._finished_since = 0
         self._rate_since = time.monotonic()
         self.recorded = 0
-        # Results that could not be stored by the time the engine stopped, and why.
-        self.unrecorded = 0
-        self.unrecorded_reason = ""
         self.stuck = 0  # workers still inside an audit the watchdog gave up on
         # Claimed rows not yet recorded or given back: the leases the heartbeat renews.
         self._owned: set[int] = set()
         self._claim_failures = 0
+        self._claim_refused_logged = 0.0  # monotonic time a permanent claim error was logged
+        self._queue_full = False  # workers are waiting for room in _results
+        self.dropped = 0  # results the store refused for good (logged, released)
+        self.drop_reason = ""  # why the latest ones were (for the exit message)
         self.heartbeat = Heartbeat(self)
 
     @functools.cached_property
     def registry(self) -> EngineRegistry:
         # On first use, not in __init__: making an Engine opens no database.
-        return EngineRegistry(self.backend.state)
+        return self.backend.state.engine_registry()
 
     @property
     def dead_after(self) -> float:
@@ -237,7 +249,7 @@ class Engine:
         state = self.backend.state
         try:
             claimed = state.claim(list(jobs), self.settings.engine_id, now, lease_until, waiting)
-        except BackendError as exc:
+        except (StoreUnavailable, StoreConflict) as exc:
             # A claim whose commit was lost with the connection is not ours to
             # renew: its lease runs out and it comes back (recover_expired).
             if not self._claim_failures:
@@ -247,6 +259,13 @@ class Engine:
                 self._pending[due.row_id] = due
                 self._pending.move_to_end(due.row_id, last=False)
             return
+        except BackendError as exc:  # the store refuses claims for good: not retried
+            self._claims_refused(take, now, exc)
+            return
+        except Exception as exc:  # a bug: the engine goes on; these audits skip a slot
+            LOG.exception("claiming %d audits failed", len(take))
+            self._claims_refused(take, now, BackendError(f"unexpected {exc!r}"))
+            return
         if self._claim_failures:
             LOG.warning("claiming again after %d failed tries", self._claim_failures)
             self._claim_failures = 0
@@ -255,7 +274,7 @@ class Engine:
         lost = [due.row_id for due in take if due.row_id not in claimed]
         try:  # after the claim committed: a failure here must not disown what it took
             stored = state.next_runs(lost) if lost else {}
-        except BackendError as exc:
+        except Exception as exc:  # BackendError, or a bug: either way the claim stands
             LOG.warning("cannot read where lost claims are due; their next slots: %s", exc)
             stored = {}
         work = []
@@ -271,6 +290,21 @@ class Engine:
             for due, _ in work:
                 self._running[due.row_id] = due
         self._start(work)
+
+    def _claims_refused(self, take: list[Due], now: datetime, exc: BackendError) -> None:
+        """A permanent claim error: these audits and every pending one skip to their next slot.
+
+        Retrying would fail the same way, as fast as the loop turns; at their
+        next slot they are tried again (the store may have been mended).
+        """
+        skipped = [*take, *self._pending.values()]
+        self._pending.clear()
+        for due in skipped:
+            self.scheduler.done(due, now)
+        if time.monotonic() - self._claim_refused_logged >= _REPEAT_LOG:
+            self._claim_refused_logged = time.monotonic()
+            LOG.error("the state store refuses claims (%d audits skip to their next slot): %s",
+                      len(skipped), exc)  # fmt: skip
 
     def _lost_claim(self, due: Due, stored: datetime | None, now: datetime) -> None:
         """Put a row we could not claim back on the table, where the database says it is due.
@@ -356,9 +390,28 @@ class Engine:
         if self._abandoned:
             return  # killed at shutdown: its claim goes back to `new`
         next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
-        self._results.put((due, result, next_run))
+        self._hand_over((due, result, next_run))
         if self._pending and len(self._running) < self._wake_below:
             self.scheduler.wake()  # room for a claim worth making: claim more
+
+    def _hand_over(self, item: tuple[Due, Result, datetime]) -> None:
+        """Queue a finished audit for the recorder; wait while the queue is full."""
+        if self._results.qsize() >= self.settings.result_queue_size:
+            self._wait_for_room()
+        self._results.put(item)
+
+    def _wait_for_room(self) -> None:
+        """Hold this worker while the result queue is full (the store is not taking them)."""
+        limit = self.settings.result_queue_size
+        if not self._queue_full:
+            self._queue_full = True
+            LOG.error("%d results are waiting for the state store (result queue full): audits "
+                      "pause until it takes them", self._results.qsize())  # fmt: skip
+        while self._results.qsize() >= limit and not self._abandoned:
+            time.sleep(0.05)
+        if self._queue_full:
+            self._queue_full = False
+            LOG.warning("the result queue has room again: audits go on")
 
     def _expire_overdue(self, batch: list[tuple[Due, Result, datetime]]) -> None:
         """Record as `timeout` the audits still running well past their timeout.
@@ -394,27 +447,22 @@ class Engine:
     # -- recording ----------------------------------------------------------------
 
     def _record_loop(self) -> None:
-        """Write results in batches; on a database error keep them and retry."""
+        """Write results in batches; retry what can recover, never retry for ever what cannot."""
         batch: list[tuple[Due, Result, datetime]] = []
         backoff = 0.5
         next_prune = 0.0
-        stop, tries_left = False, _TRIES_AT_STOP
+        stop, tries_left, refused = False, _TRIES_AT_STOP, 0
         while True:
             stop = self._collect(batch) or stop
             self._expire_overdue(batch)
             if batch:
                 try:
-                    stored = self.backend.state.record(
-                        [(due.row_id, result, next_run) for due, result, next_run in batch],
-                        self.settings.engine_id,
-                    )
-                except BackendError as exc:
+                    stored = self._write(batch)
+                except (StoreUnavailable, StoreConflict) as exc:
                     if stop:
                         tries_left -= 1
                     if stop and not tries_left:
-                        LOG.error("stopping without recording %d results: %s", len(batch), exc)
-                        self.unrecorded += len(batch)
-                        self.unrecorded_reason = str(exc)
+                        self._drop(batch, f"stopping without recording them: {exc}", str(exc))
                         return
                     LOG.error("cannot record %d results, will retry: %s", len(batch), exc)
                     if stop:  # a few quick tries, not the backoff of a long outage
@@ -423,25 +471,71 @@ class Engine:
                         self._flushing.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
-                except Exception as exc:  # a bug, not the database: don't retry it forever
-                    LOG.exception("dropping %d results that could not be recorded", len(batch))
-                    self.unrecorded += len(batch)
-                    self.unrecorded_reason = f"{type(exc).__name__}: {exc}"
-                    self._disown(batch)
-                    batch = []
+                except Exception as exc:  # permanent (StorageFailure, a bug): a few tries only
+                    refused += 1
+                    if refused < _PERMANENT_TRIES and not stop:
+                        LOG.error("the state store refused %d results (try %d of %d): %s",
+                                  len(batch), refused, _PERMANENT_TRIES, exc)  # fmt: skip
+                        time.sleep(0.1 * refused)
+                        continue
+                    refused = 0
+                    batch = self._one_by_one(batch)
                     continue
-                backoff = 0.5
-                if stored < len(batch):  # fenced out: our lease ran out, another engine ran them
-                    LOG.warning("%d results not stored: their rows were taken back after "
-                                "this engine's lease ran out", len(batch) - stored)  # fmt: skip
-                self._disown(batch)
-                self._finish(batch)
+                backoff, refused = 0.5, 0
+                self._stored(batch, stored)
                 batch = []
             if stop:
                 return
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + 600
                 self._prune()
+
+    def _write(self, batch: list[tuple[Due, Result, datetime]]) -> int:
+        return self.backend.state.record(
+            [(due.row_id, result, next_run) for due, result, next_run in batch],
+            self.settings.engine_id,
+        )
+
+    def _stored(self, batch: list[tuple[Due, Result, datetime]], stored: int) -> None:
+        if stored < len(batch):  # fenced out: our lease ran out, another engine ran them
+            LOG.warning("%d results not stored: their rows were taken back after "
+                        "this engine's lease ran out", len(batch) - stored)  # fmt: skip
+        self._disown(batch)
+        self._finish(batch)
+
+    def _one_by_one(
+        self, batch: list[tuple[Due, Result, datetime]]
+    ) -> list[tuple[Due, Result, datetime]]:
+        """After a batch failed for good: store each result alone, drop those still refused.
+
+        One bad result (say, one the database cannot hold) then costs only
+        itself. What is left when the store becomes unavailable meanwhile is
+        handed back, to be retried as a batch.
+        """
+        for n, item in enumerate(batch):
+            try:
+                stored = self._write([item])
+            except (StoreUnavailable, StoreConflict):
+                return batch[n:]
+            except Exception as exc:
+                self._drop([item], str(exc))
+            else:
+                self._stored([item], stored)
+        return []
+
+    def _drop(
+        self, items: list[tuple[Due, Result, datetime]], why: str, cause: str | None = None
+    ) -> None:
+        """Give up on results: log each with its content, release its row (its lease runs out).
+
+        cause: the store's error alone, for the engine's last word (drop_reason).
+        """
+        self.dropped += len(items)
+        self.drop_reason = cause or why
+        LOG.error("dropping %d results the state store did not take: %s", len(items), why)
+        for due, result, _ in items:
+            LOG.error("dropped result: %s", _content(due, result))
+        self._disown(items)
 
     def _collect(self, batch: list) -> bool:
         """Add waiting results to batch, waiting up to flush_interval; True once told to stop.
@@ -586,6 +680,15 @@ class Engine:
             LOG.error("cannot mark this engine stopped in the registry: %s", exc)
 
 
+def _content(due: Due, result: Result) -> str:
+    """A dropped result, as one log line an operator can still read it from."""
+    summary = result.summary if len(result.summary) <= 200 else result.summary[:200] + "..."
+    slot = result.slot.isoformat() if result.slot else "-"
+    finished = result.finished_at.isoformat() if result.finished_at else "-"
+    return (f"audit={due.pair.audit_name} host={due.pair.host} row={due.row_id} slot={slot} "
+            f"outcome={result.outcome.value} finished={finished} summary={summary!r}")  # fmt: skip
+
+
 class Heartbeat:
     """Every heartbeat_interval: say we live, renew our leases, take back expired ones.
 
@@ -608,6 +711,8 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
         self.failures = 0
         self.recovered = 0
+        # A lasting permanent error is logged again every _REPEAT_LOG seconds of beats.
+        self._repeat = max(1, int(_REPEAT_LOG / max(engine.settings.heartbeat_interval, 0.1)))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="entropy-heartbeat", daemon=True)
@@ -638,7 +743,8 @@ class Heartbeat:
             )
             recovered = state.recover_expired(now, settings.max_clock_skew)
         except BackendError as exc:
-            if not self.failures:
+            lasting = not isinstance(exc, (StoreUnavailable, StoreConflict))
+            if not self.failures or (lasting and self.failures % self._repeat == 0):
                 LOG.error("heartbeat failed, will retry: %s", exc)
             self.failures += 1
             return

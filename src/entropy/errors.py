@@ -48,6 +48,40 @@ class BackendError(EntropyError):
     """A backend could not be chosen, opened or used."""
 
 
+class Unsupported(BackendError):
+    """The backend cannot serve this command: it lacks the capability it needs."""
+
+
+class StoreError(BackendError):
+    """The state store (or a database holding definitions) failed an operation.
+
+    Each store translates its driver's errors into one of the four kinds
+    below, in one place, so callers decide by kind, never by driver.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """Transient: the connection was lost or refused, timed out, or the store is busy.
+
+    Worth retrying with backoff: the same operation may succeed once it is back.
+    """
+
+
+class StoreConflict(StoreError):
+    """Lost a race with another writer (a deadlock, a duplicate key, a serialization
+    failure); the transaction was rolled back whole and may simply be run again."""
+
+
+class SchemaOutOfDate(StoreError):
+    """The store's schema is not the one this Entropy needs; `entropy db upgrade` fixes it."""
+
+
+class StorageFailure(StoreError):
+    """Permanent: the store refuses the operation itself (a missing column, a
+    constraint). Retrying the same write will not help. (A full disk is
+    StoreUnavailable: once space is freed, the same write succeeds.)"""
+
+
 class NotFound(EntropyError):
     """A named thing (audit, host, group) does not exist."""
 

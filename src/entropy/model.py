@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from .errors import Location
-from .timing import Timing
+from .timing import Cron, Timing
 
 
 class Status(StrEnum):
@@ -25,6 +25,20 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
     ERROR = "error"  # the audit could not run
     TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"  # failed while a dependency was down (monitoring.py)
+
+
+# What a repair rule may watch: never ok, never unreachable (its dependency is the problem).
+REPAIRABLE_OUTCOMES = frozenset(
+    {Outcome.WARNING, Outcome.CRITICAL, Outcome.UNKNOWN, Outcome.ERROR, Outcome.TIMEOUT}
+)
+
+
+class StateType(StrEnum):
+    """Whether a pair's state is confirmed: soft while retries run, hard after max_attempts."""
+
+    SOFT = "soft"
+    HARD = "hard"
 
 
 class DisabledBy(StrEnum):
@@ -42,6 +56,7 @@ class Host:
     groups: tuple[str, ...] = ()
     vars: dict[str, Any] = field(default_factory=dict)
     where: Location = field(default=Location("<definitions>"), compare=False)
+    parents: tuple[str, ...] = ()  # hosts this one is reached through (monitoring.py)
 
     def in_group(self, group: str) -> bool:
         return self.host_type == group or group in self.groups
@@ -70,10 +85,139 @@ class Schedule:
     timeout: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     where: Location = field(default=Location("<definitions>"), compare=False)
+    monitoring: MonitorSettings | None = None  # None: none of monitoring.py's rules apply
 
     def settings(self) -> tuple:
         """What two schedules must agree on to give one pair without conflict."""
-        return (self.timing, self.disabled, self.disabled_reason, self.timeout, self.params)
+        return (
+            self.timing, self.disabled, self.disabled_reason, self.timeout, self.params,
+            self.monitoring,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Flapping:
+    """Flapping thresholds, in percent of weighted state changes (Icinga's defaults)."""
+
+    low: float = 25.0  # flapping ends at or below this
+    high: float = 30.0  # flapping starts above this
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """`depends_on`: the audit whose hard failure makes this one's failures unreachable."""
+
+    audit: str
+    host: str = "same"  # "same": that audit on this host; "parent": on each of its parents
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    """A schedule entry's monitoring keys; a Schedule without any has `monitoring=None`."""
+
+    max_attempts: int = 1  # results in a row before a problem is hard (max_check_attempts)
+    retry_every: int | None = None  # seconds between retries while soft
+    flapping: Flapping | None = None  # None: flapping detection off
+    depends_on: Dependency | None = None
+    passive: bool = False  # no script: results come from `entropy result submit`
+    freshness: int | None = None  # passive: seconds without a result before `unknown`
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorState:
+    """One (audit, host) pair's monitoring state, kept beside its row (see monitoring.py).
+
+    Frozen: monitoring.record() returns a new one. `to_dict`/`from_dict` give the
+    JSON a store can keep in one column (or spread over columns of the same names).
+    """
+
+    state: Outcome = Outcome.OK  # the latest outcome (unreachable included)
+    state_type: StateType = StateType.HARD
+    attempt: int = 1  # Icinga's check_attempt: counts while soft, 1 once hard
+    hard_state: Outcome = Outcome.OK  # the state as of the last hard state
+    last_state_change: datetime | None = None
+    last_hard_state_change: datetime | None = None
+    flapping: bool = False
+    flap_history: int = 0  # the last 20 results, newest in bit 0: 1 = a state change
+    regular_slot: datetime | None = None  # while retrying: the schedule slot to resume from
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "state_type": self.state_type.value,
+            "attempt": self.attempt,
+            "hard_state": self.hard_state.value,
+            "last_state_change": _iso(self.last_state_change),
+            "last_hard_state_change": _iso(self.last_hard_state_change),
+            "flapping": self.flapping,
+            "flap_history": self.flap_history,
+            "regular_slot": _iso(self.regular_slot),
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> MonitorState:
+        return cls(
+            Outcome(value["state"]),
+            StateType(value["state_type"]),
+            int(value["attempt"]),
+            Outcome(value["hard_state"]),
+            _from_iso(value.get("last_state_change")),
+            _from_iso(value.get("last_hard_state_change")),
+            bool(value.get("flapping", False)),
+            int(value.get("flap_history", 0)),
+            _from_iso(value.get("regular_slot")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Downtime:
+    """A window in which problems are expected: repairs held, problem events marked.
+
+    From the definitions (`name` is its key) or ad hoc (`name` is its id, with
+    `created_by`/`created_at`). It covers a pair when the host matches `hosts`
+    or `groups` (globs) and the audit matches `audits` (every audit if empty).
+    The window is `start`..`end`, or `duration` from each time `cron` fires.
+    """
+
+    name: str
+    reason: str
+    hosts: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    audits: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    cron: Cron | None = None
+    duration: int | None = None  # seconds, with cron
+    skip_checks: bool = False  # do not even run the covered audits
+    created_by: str | None = None
+    created_at: datetime | None = None
+    where: Location = field(default=Location("<definitions>"), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """An operator's "seen it" on one (audit, host) problem (monitoring.ack_after)."""
+
+    audit_name: str
+    host: str
+    reason: str
+    state: Outcome  # the problem state it acknowledged
+    sticky: bool = False  # survives changes between problem states; only ok clears it
+    expires_at: datetime | None = None
+    created_by: str | None = None
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "audit_name": self.audit_name,
+            "host": self.host,
+            "reason": self.reason,
+            "state": self.state.value,
+            "sticky": self.sticky,
+            "expires_at": _iso(self.expires_at),
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +263,7 @@ class Catalog:
     sources: list[str] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
     repairs: dict[str, RepairRule] = field(default_factory=dict)
+    downtimes: dict[str, Downtime] = field(default_factory=dict)
 
     def summary(self) -> str:
         repairs = f", {len(self.repairs)} repairs" if self.repairs else ""
@@ -285,15 +430,27 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.isoformat()
 
 
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
 @dataclass(frozen=True, slots=True)
 class SyncReport:
     added: int
     removed: int
     kept: int
     updated: int = 0
+    restored: int = 0  # operator disables put back on pairs that returned
+    remembered: int = 0  # operator disables of removed pairs, kept for their return
+    put_back: tuple[str, ...] = ()  # what was put back, one line each, for the operator
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"added {self.added}, removed {self.removed}, kept {self.kept} "
             f"({self.updated} of them updated)"
         )
+        for count, what in ((self.restored, "put back"),
+                            (self.remembered, "kept for their pairs' return")):  # fmt: skip
+            if count:
+                text += f"; {count} operator disable{'s' if count != 1 else ''} {what}"
+        return text

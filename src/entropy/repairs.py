@@ -25,7 +25,7 @@ import futurist
 
 from . import runners
 from .backends import Backend
-from .backends.sqlalchemy.repair_store import Judge
+from .backends.base import Judge
 from .clock import Clock
 from .errors import BackendError
 from .events import Events

@@ -32,6 +32,7 @@ from .errors import BackendError, ValidationError
 from .gcpause import gc_paused
 from .memory import give_back_free_memory
 from .model import Catalog, Pair
+from .removal import RemovalRefused
 from .timetable import PairTable, TimeTable
 
 LOG = logging.getLogger(__name__)
@@ -67,14 +68,18 @@ class Scheduler:
         refresh_interval: float = 300.0,
         watch_interval: float = 2.0,
         refresh_in_background: bool = True,
+        actor: str = "an engine's refresh",
     ) -> None:
         self.backend = backend
+        self.actor = actor  # who syncs, remembered with the operator disables a sync removes
         self.clock = clock
         self.refresh_interval = timedelta(seconds=refresh_interval)
         self.watch_interval = timedelta(seconds=watch_interval)
         self._catalog_lock = threading.Lock()  # held while the catalog is re-made
         self._catalog: Catalog | None = None
         self.last_problem: Exception | None = None  # why the latest refresh was refused
+        self._refused_since: datetime | None = None  # when the refusals now running began
+        self._refusal_text = ""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
@@ -108,20 +113,36 @@ class Scheduler:
         with gc_paused():
             try:
                 catalog = self.backend.load()
-                report = self.backend.sync(catalog, now)
+                report = self.backend.sync(catalog, now, previous=self.catalog, actor=self.actor)
                 rows = self.backend.state.schedule_rows()
-            except (ValidationError, BackendError) as exc:
+            except (ValidationError, BackendError, RemovalRefused) as exc:
                 if self.catalog is None:
                     raise
-                self.last_problem = exc
-                LOG.error("refresh refused, the previous schedule keeps running: %s", exc)
+                self._log_refusal(exc, now)
                 return False
             self.last_problem = None
+            self._refused_since = None
             self._rebuild(catalog, rows)
             del catalog, rows
             self._compact()
         LOG.info("refreshed: %s; %s", self.catalog.summary() if self.catalog else "", report)
+        for line in report.put_back:
+            LOG.warning("an operator's disable came back with its pair: %s", line)
         return True
+
+    def _log_refusal(self, exc: Exception, now: datetime) -> None:
+        """At ERROR on every refused refresh; in full once, then one line while it lasts."""
+        text = str(exc)
+        same = self.last_problem is not None and text == self._refusal_text
+        self.last_problem, self._refusal_text = exc, text
+        if same and self._refused_since is not None:
+            headline = exc.headline() if isinstance(exc, RemovalRefused) else text
+            LOG.error("refresh still refused since %s, the previous schedule keeps running: %s",
+                      self._refused_since.isoformat(timespec="seconds"),
+                      headline.splitlines()[0].rstrip(":"))  # fmt: skip
+            return
+        self._refused_since = now
+        LOG.error("refresh refused, the previous schedule keeps running: %s", text)
 
     @property
     def catalog(self) -> Catalog | None:

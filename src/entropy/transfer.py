@@ -9,23 +9,33 @@ between the two SQL state stores.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from .backends.base import Backend
-from .backends.sqlalchemy.state import safe_url
+from .backends.base import Backend, safe_url
+from .config import option
 from .errors import BackendError
 from .model import Catalog, Schedule
+from .removal import RemovalPolicy, RemovalRefused, check_removal
 
 
-def copy_definitions(src: Backend, dst: Backend) -> Catalog:
-    """Load and validate src's definitions, then make them dst's; return the catalog.
+def check_state_copy(src: Backend, dst: Backend, force: bool = False) -> int:
+    """How many of dst's rows copying src's state would drop; RemovalRefused past max_removal.
 
-    Invalid definitions raise ValidationError before dst is touched.
+    Replacing the state removes dst's rows that src has no row for, like a
+    sync would, so the same rule (and dst's max_removal) applies. Called
+    before anything is written.
     """
-    catalog = src.load()
-    dst.write_definitions(catalog)
-    return catalog
+    incoming = {(row.audit_name, row.host) for row in src.audits()}
+    stored = dst.audits()
+    gone = [(r.audit_name, r.host) for r in stored if (r.audit_name, r.host) not in incoming]
+    policy = RemovalPolicy(max_removal=float(option(dst.conf, "max_removal")), force=force)
+    try:
+        check_removal(len(stored), gone, policy)
+    except RemovalRefused as exc:
+        exc.action = "import --with-state"
+        exc.hint = "Nothing was written. To replace them anyway, add --force to `entropy import`."
+        raise
+    return len(gone)
 
 
 def copy_state(src: Backend, dst: Backend) -> tuple[int, int]:
@@ -39,25 +49,18 @@ def copy_state(src: Backend, dst: Backend) -> tuple[int, int]:
             f"{src.name} and {dst.name} share the state store "
             f"{safe_url(src.state_url())}; there is no state to copy"
         )
-    rows, history = src.state.export_rows()
-    dst.state.import_rows(rows, history)
-    return len(rows), len(history)
+    dump = src.state.export_rows()
+    dst.state.import_rows(dump)
+    return len(dump.rows), len(dump.results)
 
 
 def same_definitions(a: Backend, b: Backend) -> bool:
     """Whether two backends read their definitions from the same place."""
-    return a.name == b.name and _place(a) == _place(b)
+    return a.definitions.place() == b.definitions.place()
 
 
 def same_state(a: Backend, b: Backend) -> bool:
     return a.state_url() == b.state_url()
-
-
-def _place(backend: Backend) -> str:
-    path = getattr(backend, "path", None)
-    if isinstance(path, Path):
-        return str(path.expanduser().resolve())
-    return str(backend.location)
 
 
 def catalog_differences(a: Catalog, b: Catalog) -> list[str]:
@@ -98,9 +101,11 @@ def _schedule_key(schedule: Schedule) -> tuple[str, str, str]:
 
 def _settings(schedule: Schedule) -> str:
     """Schedule.settings() in a hashable, order-free form (params are dicts)."""
-    timing, disabled, reason, timeout, params = schedule.settings()
+    timing, disabled, reason, timeout, params, monitoring = schedule.settings()
     return json.dumps(
-        [repr(timing), disabled, reason, timeout, params], sort_keys=True, default=_default
+        [repr(timing), disabled, reason, timeout, params, repr(monitoring)],
+        sort_keys=True,
+        default=_default,
     )
 
 

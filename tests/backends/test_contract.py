@@ -1,12 +1,16 @@
 """The one contract every backend keeps, run against each of them.
 
-Like TaskFlow's persistence tests: one suite, parametrized over every
-backend (and state store) we ship. A backend-specific test only adds to it.
+Like TaskFlow's persistence tests: one suite, on two axes: every
+definitions source (dir, file, sqlalchemy, mongodb, memory) and every state
+store (memory, SQLite, PostgreSQL, MariaDB, MongoDB), each at least once. A
+backend-specific test only adds to it; a backend skips only what it declares
+it cannot do (its capabilities).
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -15,12 +19,23 @@ from typing import Any
 
 import pytest
 
-from entropy.backends import Backend, fetch
+from entropy.backends import Backend, fetch, open_state_store
+from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import ValidationError
-from entropy.model import AuditRow, Outcome, RepairRule, RepairRun, Result, Status, Verify
+from entropy.model import (
+    AuditRow,
+    DisabledBy,
+    Outcome,
+    RepairRule,
+    RepairRun,
+    Result,
+    Status,
+    Verify,
+)
+from entropy.removal import RemovalRefused
 from entropy.repairs import judge
 from entropy.timing import Every
 from fleets import ROW_FIELDS, SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
@@ -29,49 +44,64 @@ MAX_SPLAY = 900
 
 
 class Harness:
-    """One backend kind over one state store, with its fleet in a temp dir.
+    """One definitions source over one state store, with its fleet in a temp dir.
 
-    The sqlalchemy backend gets the same fleet: written as YAML, loaded by
-    the dir backend, then stored in its tables.
+    Sources kept in a database (sqlalchemy, mongodb, memory) get the same
+    fleet: written as YAML, loaded by the dir source, then written into them.
     """
+
+    OWN_STORE = ("sqlalchemy", "mongodb", "memory")
 
     def __init__(self, kind: str, root: Path, state_url: str | None) -> None:
         self.kind, self.root, self.state_url = kind, root, state_url
         self._open: list[Backend] = []
         if kind == "sqlalchemy":
             self.location = state_url or f"sqlite:///{root}/entropy.sqlite"
+        elif kind in self.OWN_STORE:
+            assert state_url, f"{kind} needs its store's URL"
+            self.location = state_url
+        if kind in self.OWN_STORE:
             root.mkdir(parents=True)
         self.write()
 
     def write(self, **parts: Any) -> None:
-        if self.kind != "sqlalchemy":
+        if self.kind not in self.OWN_STORE:
             self.location = str(write_fleet(self.kind, self.root, **parts))
             return
         yaml_dir = write_fleet("dir", self.root / "yaml", **parts)
         source = fetch(load_conf(), f"dir:{yaml_dir}")
         self.backend().write_definitions(source.load())
 
-    def break_a_schedule(self) -> None:
-        """Give vmbooter an invalid cron, the way an operator's typo would."""
-        if self.kind != "sqlalchemy":
+    def break_a_schedule(self) -> list[str]:
+        """Break vmbooter's schedule the way an operator's typo would; the error's words."""
+        if self.kind == "memory":  # no typo gets in through the API: lose its script instead
+            space = _space(space_name(self.location))
+            del space.scripts["vmbooter"]
+            return ["vmbooter", "has no script"]
+        if self.kind == "sqlalchemy":  # by hand, as no command would
+            with self.backend().state.transaction() as conn:
+                conn.execute(
+                    schedules.update()
+                    .where(schedules.c.audit_name == "vmbooter")
+                    .values(run_every=None, cron="61 * * * *")
+                )
+        elif self.kind == "mongodb":
+            self.backend().state.mongo.db.schedules.update_one(
+                {"audit_name": "vmbooter"}, {"$unset": {"run_every": ""},
+                                             "$set": {"cron": "61 * * * *"}})  # fmt: skip
+        else:
             broken = {"nova-api.mydomain.com": {"audits": {"vmbooter": {"cron": "61 * * * *"}}}}
             self.write(schedules={**SEED_SCHEDULES, "other_audits.yaml": broken})
-            return
-        with self.backend().state.transaction() as conn:  # by hand, as no command would
-            conn.execute(
-                schedules.update()
-                .where(schedules.c.audit_name == "vmbooter")
-                .values(run_every=None, cron="61 * * * *")
-            )
+        return ["vmbooter", "'61 * * * *'"]
 
     def backend(self, **overrides: Any) -> Backend:
         """A new backend object, as a restarted process would make it."""
         conf = load_conf()
         for name, value in overrides.items():
             conf.set_override(name, value)
-        if self.state_url and self.kind != "sqlalchemy":
+        if self.state_url and self.kind not in self.OWN_STORE:
             conf.set_override("state_connection", self.state_url, group=self.kind)
-        url = self.location if self.kind == "sqlalchemy" else f"{self.kind}:{self.location}"
+        url = self.location if self.kind in self.OWN_STORE else f"{self.kind}:{self.location}"
         backend = fetch(conf, url)
         self._open.append(backend)
         return backend
@@ -81,11 +111,16 @@ class Harness:
             backend.close()
 
 
+# Each definitions source and each state store at least once; a source kept in a
+# database keeps its state there too.
 @pytest.fixture(
     params=[
-        "dir",
+        "dir",  # YAML, state in the default SQLite file
         "file",
-        "sqlalchemy",
+        "sqlalchemy",  # on SQLite
+        "memory",
+        pytest.param("mongodb", marks=pytest.mark.mongodb),
+        "dir+memory",  # YAML with state elsewhere (dir+mongodb: test_leases, test_mongodb)
         pytest.param("dir+postgresql", marks=pytest.mark.postgresql),
         pytest.param("dir+mysql", marks=pytest.mark.mysql),
         pytest.param("sqlalchemy+postgresql", marks=pytest.mark.postgresql),
@@ -94,10 +129,25 @@ class Harness:
 )
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     kind, _, server = request.param.partition("+")
+    if kind in ("memory", "mongodb"):
+        server = kind
     state_url = request.getfixturevalue(f"{server}_url") if server else None
     h = Harness(kind, tmp_path / "fleet", state_url)
     yield h
     h.close()
+
+
+def other_harness(harness: Harness, root: Path, request: pytest.FixtureRequest) -> Harness:
+    """The same kind of backend on a store of its own (a fresh default, memory or database)."""
+    state_url = None
+    if harness.kind == "memory":
+        state_url = request.getfixturevalue("memory_url") + "-other"
+    elif harness.kind == "mongodb":
+        state_url = harness.location.rsplit("/", 1)[0] + f"/o_{uuid.uuid4().hex[:12]}"
+        store = open_state_store(state_url, check_schema=False)
+        store.upgrade_schema()
+        store.close()
+    return Harness(harness.kind, root, state_url)
 
 
 def rows_by_key(backend: Backend) -> dict[tuple[str, str], AuditRow]:
@@ -161,7 +211,7 @@ def test_sync_removes_gone_pairs_adds_new_ones_and_keeps_the_rest(
     }
     harness.write(hosts=hosts, schedules=schedules)
     clock.advance(minutes=5)
-    report = backend.sync(backend.load(), clock.now())
+    report = backend.sync(backend.load(), clock.now(), force=True)  # 2 of 8: past max_removal
     assert (report.added, report.removed, report.kept) == (2, 2, 6)
     after = rows_by_key(backend)
     assert ("vm_count", "hv-01.example.com") not in after
@@ -269,25 +319,110 @@ def test_definitions_disable_follows_the_yaml_but_not_over_the_operator(
     assert rows_by_key(backend)[key].disabled_reason == "maintenance"
 
 
+def _without(*files: str) -> dict[str, Any]:
+    """The seed's schedules without these files."""
+    return {name: audits for name, audits in SEED_SCHEDULES.items() if name not in files}
+
+
+def test_a_sync_removing_more_than_max_removal_is_refused_and_changes_nothing(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    before = rows_by_key(backend)
+    harness.write(schedules=_without("hypervisor_audits.yaml", "compute_audits.yaml"))  # 6 of 8
+    catalog = backend.load()
+    with pytest.raises(RemovalRefused) as refused:
+        backend.sync(catalog, clock.now())
+    assert (len(refused.value.gone), refused.value.stored, refused.value.allowed) == (6, 8, 1)
+    message = str(refused.value)
+    assert "it would remove 6 of the 8 audit rows stored (max_removal = 10% allows 1 of 8)" in (
+        message)  # fmt: skip
+    assert "vm_count on 2 hosts (compute-01.example.com, hv-01.example.com)" in message
+    assert "entropy sync --force" in message
+    assert rows_by_key(backend) == before
+    report = backend.sync(catalog, clock.now(), force=True)
+    assert (report.removed, report.kept) == (6, 2)
+
+
+def test_a_sync_may_remove_one_row_and_never_every_row_without_force(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    one_less = {"nova-api.mydomain.com": {"audits": {"vmbooter": {"run_every": "1hour"}}}}
+    harness.write(schedules={**SEED_SCHEDULES, "other_audits.yaml": one_less})
+    assert backend.sync(backend.load(), clock.now()).removed == 1  # 1 of 8: at least one may go
+    everything = harness.backend(max_removal=0.99)
+    harness.write(hosts={"lonely.example.com": {"ip_address": "10.0.0.99", "host_type": "x"}},
+                  scripts={}, schedules={"a.yaml": {}})  # fmt: skip
+    with pytest.raises(RemovalRefused, match="removing every row always needs consent"):
+        everything.sync(everything.load(), clock.now())
+    assert len(rows_by_key(everything)) == 7
+    assert harness.backend(max_removal=1.0).sync(everything.load(), clock.now()).removed == 7
+
+
+def test_an_operator_disable_comes_back_with_its_pair(harness: Harness, clock: FakeClock):
+    backend = harness.backend()
+    catalog = backend.load()
+    backend.sync(catalog, clock.now())
+    key = ("vm_count", "hv-01.example.com")
+    pair = next(p for p in catalog.pairs if p.key == key)
+    backend.set_disabled([pair], "maintenance CHG-123", clock.now())
+    harness.write(schedules=_without("hypervisor_audits.yaml"))
+    clock.advance(hours=1)
+    report = backend.sync(backend.load(), clock.now(), force=True, actor="test")
+    assert (report.removed, report.remembered) == (2, 1)
+    assert key not in rows_by_key(backend)
+
+    harness.write()  # the file is back
+    clock.advance(days=29)
+    report = harness.backend().sync(backend.load(), clock.now())
+    assert (report.added, report.restored) == (2, 1)
+    rows = rows_by_key(backend)
+    assert (rows[key].disabled, rows[key].disabled_reason, rows[key].disabled_by) == (
+        True, "maintenance CHG-123", DisabledBy.OPERATOR)  # fmt: skip
+    assert rows["vm_count", "compute-01.example.com"].disabled is False
+    # Restored once: removed and back again, it is remembered afresh, not twice.
+    assert harness.backend().sync(backend.load(), clock.now()).restored == 0
+
+
+def test_a_removed_disable_is_forgotten_after_disable_retention(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend(disable_retention=3600)
+    catalog = backend.load()
+    backend.sync(catalog, clock.now())
+    vm_count = [p for p in catalog.pairs if p.audit_name == "vm_count"]
+    backend.set_disabled(vm_count, "maintenance", clock.now())
+    harness.write(schedules=_without("hypervisor_audits.yaml"))
+    assert backend.sync(backend.load(), clock.now(), force=True).remembered == 2
+    harness.write()
+    clock.advance(seconds=3601)
+    report = backend.sync(backend.load(), clock.now())
+    assert (report.added, report.restored) == (2, 0)
+    assert not any(rows_by_key(backend)[p.key].disabled for p in vm_count)
+
+
 def test_invalid_definitions_raise_and_change_nothing(harness: Harness, clock: FakeClock):
     backend = harness.backend()
     backend.sync(backend.load(), clock.now())
     before = rows_by_key(backend)
-    harness.break_a_schedule()
+    words = harness.break_a_schedule()
     with pytest.raises(ValidationError) as excinfo:
         backend.load()
-    assert "vmbooter" in str(excinfo.value) and "'61 * * * *'" in str(excinfo.value)
+    assert all(word in str(excinfo.value) for word in words), str(excinfo.value)
     assert rows_by_key(backend) == before
 
 
 def test_splay_is_the_same_for_every_state_store(
-    harness: Harness, clock: FakeClock, tmp_path: Path
+    harness: Harness, clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     backend = harness.backend()
     backend.sync(backend.load(), clock.now())
     offsets = {k: r.next_run - clock.now() for k, r in rows_by_key(backend).items()}
 
-    other = Harness(harness.kind, tmp_path / "other", None)
+    other = other_harness(harness, tmp_path / "other", request)
     try:
         fresh = other.backend()
         fresh.sync(fresh.load(), clock.now())
@@ -351,10 +486,11 @@ def test_claim_is_exclusive_and_record_is_fenced(harness: Harness, clock: FakeCl
         assert got.result["summary"] == f"load high on {row.host}"
     history = backend.state.results(host=rows[0].host, audit_name=rows[0].audit_name)
     assert len(history) == 1  # the fenced-out record left no history
-    assert history[0]["finished_at"] == finished  # microseconds survive every database
-    assert history[0]["slot"] == rows[0].next_run
-    assert history[0]["metrics"] == {"load": {"value": 3.5, "uom": ""}}
-    assert history[0]["output"] == "line 1\nline 2"
+    # microseconds survive every database
+    assert history[0].finished_at == finished
+    assert history[0].slot == rows[0].next_run
+    assert history[0].metrics == {"load": {"value": 3.5, "uom": ""}}
+    assert history[0].output == "line 1\nline 2"
 
 
 def test_expired_leases_and_released_claims_go_back_to_new(harness: Harness, clock: FakeClock):
@@ -391,7 +527,7 @@ def test_history_is_pruned_by_age(harness: Harness, clock: FakeClock) -> None:
                  audit_name=rows[0].audit_name, host=rows[0].host)  # fmt: skip
     backend.state.record([(rows[0].id, old, now), (rows[0].id, new, now)], "e")
     assert backend.state.prune_results(now - timedelta(days=7)) == 1
-    assert [r["summary"] for r in backend.state.results()] == ["new"]
+    assert [r.summary for r in backend.state.results()] == ["new"]
 
 
 def test_odd_metric_values_are_stored_as_text(harness: Harness, clock: FakeClock) -> None:
@@ -404,7 +540,7 @@ def test_odd_metric_values_are_stored_as_text(harness: Harness, clock: FakeClock
                  host=rows[0].host)  # fmt: skip
     assert backend.state.record([(rows[0].id, odd, now)], "e") == 1
     (stored,) = backend.state.results()
-    assert stored["metrics"] == {"checked": {"value": str(now)}}
+    assert stored.metrics == {"checked": {"value": str(now)}}
 
 
 # -- repairs: rules from the definitions, guardrails in the state store -----------
@@ -473,7 +609,8 @@ def test_repair_runs_are_recorded_and_a_flag_is_reset(harness: Harness, clock: F
     run = RepairRun("fix", "check_a", "fix_script", 1, result, trigger, Verify.NOT_FIXED,
                     Result(Outcome.CRITICAL, "still bad", started_at=now, finished_at=now))
     store.finish(run, "e1", flag="1 runs of fix did not fix check_a")
-    (stored,) = store.runs(host="h1")
+    (record,) = store.runs(host="h1")
+    stored = record.to_dict()
     assert {k: stored[k] for k in ("repair_name", "audit_name", "script", "attempt", "outcome",
                                    "summary", "verify", "verify_outcome", "verify_summary")} == {
         "repair_name": "fix", "audit_name": "check_a", "script": "fix_script", "attempt": 1,
@@ -503,4 +640,4 @@ def test_an_odd_metric_value_is_stored_as_text(harness: Harness, clock: FakeCloc
                     slot=now, audit_name="a", host="h")  # fmt: skip
     backend.state.record_adhoc(None, result)
     (stored,) = backend.state.results(host="h")
-    assert stored["metrics"] == {"load": {"value": "1.5"}}
+    assert stored.metrics == {"load": {"value": "1.5"}}

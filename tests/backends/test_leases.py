@@ -1,7 +1,9 @@
 """Several engines on one state store: leases, recovery, fencing, skew, the registry.
 
-On a fake clock, against SQLite, PostgreSQL and MariaDB: every statement
-here is the one the engines run; no test sleeps.
+On a fake clock, against every state store (memory, SQLite, PostgreSQL,
+MariaDB, MongoDB): every call here is the one the engines make; no test
+sleeps. What needs several engines runs on the stores that declare
+SHARED_ENGINES; the one-engine SQLite file has its own test.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from entropy.backends import Backend, fetch
-from entropy.backends.sqlalchemy.registry import EngineRecord, EngineRegistry
-from entropy.backends.sqlalchemy.state import SqlStateStore
-from entropy.backends.sqlalchemy.tables import audits
+from entropy.backends import Backend, Capability, StateStore, fetch, open_state_store
+from entropy.backends.base import EngineRecord
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import BackendError
@@ -29,39 +29,38 @@ SCHEDULES = {"a.yaml": {"web": {"audits": {"check": {"run_every": "2s"}}}}}
 LEASE = timedelta(seconds=30)
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.postgresql),
-        pytest.param("mysql", marks=pytest.mark.mysql),
-    ]
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
-                        schedules=SCHEDULES)  # fmt: skip
-    conf = load_conf()
-    if request.param != "sqlite":
-        conf.set_override("state_connection", request.getfixturevalue(f"{request.param}_url"),
-                          group="dir")  # fmt: skip
-    found = fetch(conf, f"dir:{fleet}")
-    yield found
-    found.close()
+STORES = [
+    "memory",
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+    pytest.param("mongodb", marks=pytest.mark.mongodb),
+]
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("postgresql", marks=pytest.mark.postgresql),
-        pytest.param("mysql", marks=pytest.mark.mysql),
-    ]
-)
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """A backend on a database several engines can share."""
+def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
                         schedules=SCHEDULES)  # fmt: skip
     conf = load_conf()
     conf.set_override("state_connection", request.getfixturevalue(f"{request.param}_url"),
                       group="dir")  # fmt: skip
-    found = fetch(conf, f"dir:{fleet}")
+    return fetch(conf, f"dir:{fleet}")
+
+
+@pytest.fixture(params=STORES)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    found = _backend(request, tmp_path)
+    yield found
+    found.close()
+
+
+@pytest.fixture(params=STORES)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A backend on a store several engines can share (the others skip, saying so)."""
+    found = _backend(request, tmp_path)
+    if not found.state.can(Capability.SHARED_ENGINES):
+        found.close()
+        pytest.skip(f"{request.param} declares it serves one engine at a time")
     yield found
     found.close()
 
@@ -154,7 +153,7 @@ def test_a_stale_engine_cannot_record_over_the_engine_that_took_its_row(
     assert state.results() == []  # fenced out: no history either
     mine = result(first, slot, clock.now(), "fresh")
     assert state.record([(first.id, mine, slot + timedelta(seconds=32))], "fresh") == 1
-    assert [r["engine_id"] for r in state.results()] == ["fresh"]
+    assert [r.engine_id for r in state.results()] == ["fresh"]
     # And the stale engine's second try, after the row moved on, is still fenced.
     assert state.record([(first.id, late, slot + timedelta(seconds=2))], "stale") == 0
     assert row(backend, first.id).next_run == slot + timedelta(seconds=32)
@@ -210,7 +209,7 @@ def me(engine_id: str, now: datetime, pid: int = 4242, host: str = "elsewhere") 
 
 
 def test_engines_register_beat_and_are_asked_to_stop(shared: Backend, clock: FakeClock) -> None:
-    registry = EngineRegistry(shared.state)
+    registry = shared.state.engine_registry()
     now = clock.now()
     for name in ("a", "b", "c"):
         registry.register(me(name, now), now, dead_after=32)
@@ -233,7 +232,7 @@ def test_engines_register_beat_and_are_asked_to_stop(shared: Backend, clock: Fak
 def test_a_live_engine_id_is_not_taken_twice_a_dead_one_is(
     shared: Backend, clock: FakeClock
 ) -> None:
-    registry = EngineRegistry(shared.state)
+    registry = shared.state.engine_registry()
     now = clock.now()
     registry.register(me("web:1", now), now, dead_after=32)
     clock.advance(5)
@@ -250,7 +249,7 @@ def test_a_second_engine_on_one_sqlite_file_is_refused(tmp_path: Path, clock: Fa
     fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
                         schedules=SCHEDULES)  # fmt: skip
     first, second = fetch(load_conf(), f"dir:{fleet}"), fetch(load_conf(), f"dir:{fleet}")
-    one, two = EngineRegistry(first.state), EngineRegistry(second.state)
+    one, two = first.state.engine_registry(), second.state.engine_registry()
     now = clock.now()
     one.register(me("one", now), now, dead_after=32)
     try:
@@ -265,7 +264,7 @@ def test_a_second_engine_on_one_sqlite_file_is_refused(tmp_path: Path, clock: Fa
     second.close()
 
 
-def claim_together(stores: list[SqlStateStore], ids: list[int], now: datetime) -> dict[int, set]:
+def claim_together(stores: list[StateStore], ids: list[int], now: datetime) -> dict[int, set]:
     """Every store claims every row at the same moment, half of them in the opposite order."""
     start = threading.Barrier(len(stores))
     got: dict[int, set[int]] = {}
@@ -288,12 +287,11 @@ def test_engines_claiming_the_same_rows_at_once_never_share_one(
 ) -> None:
     """Four engines, each with its own connections, race for every row, 40 times."""
     ids = [r.id for r in due_rows(shared, clock)]
-    stores = [SqlStateStore(shared.state.url) for _ in range(4)]
+    stores = [open_state_store(shared.state.url) for _ in range(4)]
     try:
         for round_ in range(40):
-            with shared.state.transaction() as conn:  # all due and free again
-                conn.execute(audits.update().values(status="processed", claimed_by=None,
-                                                    lease_until=None))  # fmt: skip
+            for n in range(len(stores)):  # all due and free again
+                shared.state.release(f"e{n}", clock.now())
             got = claim_together(stores, ids, clock.now())
             taken = [row_id for claimed in got.values() for row_id in claimed]
             assert sorted(taken) == sorted(ids), (round_, got)  # each row once, none left
@@ -309,11 +307,11 @@ def test_engines_starting_together_all_sync_the_same_rows(
 ) -> None:
     """Their first syncs race to insert the same new pairs: none fails, no row is doubled."""
     catalog = shared.load()
-    stores = [SqlStateStore(shared.state.url) for _ in range(4)]
+    stores = [open_state_store(shared.state.url) for _ in range(4)]
     start = threading.Barrier(len(stores))
     errors: list[Exception] = []
 
-    def sync(store: SqlStateStore) -> None:
+    def sync(store: StateStore) -> None:
         start.wait()
         try:
             store.sync(catalog.pairs, clock.now(), max_splay=2)

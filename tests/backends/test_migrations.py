@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import func, insert, inspect, select
 
 from entropy.backends.sqlalchemy import schema
 from entropy.backends.sqlalchemy.state import SqlStateStore
-from entropy.backends.sqlalchemy.tables import metadata
+from entropy.backends.sqlalchemy.tables import audits, metadata, removed_disables
 from entropy.errors import BackendError
 
 
@@ -68,5 +70,26 @@ def test_a_sqlite_state_file_is_upgraded_on_open(tmp_path: Path) -> None:
     store = SqlStateStore(f"sqlite:///{tmp_path}/state.sqlite")
     try:
         assert store.schema_revision() == schema.head()
+    finally:
+        store.close()
+
+
+def test_0006_adds_removed_disables_to_a_store_at_0005_and_keeps_its_rows(empty_url: str) -> None:
+    store = SqlStateStore(empty_url, check_schema=False)
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(schema._config(conn), "0005")
+            assert "removed_disables" not in inspect(conn).get_table_names()
+            now = datetime(2026, 3, 1, tzinfo=UTC)
+            conn.execute(insert(audits).values(
+                host="h", ip_address="10.0.0.1", audit_name="a", next_run=now, created_at=now,
+                updated_at=now, disabled=True, disabled_reason="CHG-1", disabled_by="operator",
+                status="new", attempts=0))  # fmt: skip
+        assert store.upgrade_schema() == ("0005", schema.head())
+        with store.engine.begin() as conn:
+            assert conn.execute(select(func.count()).select_from(audits)).scalar() == 1
+            assert conn.execute(select(removed_disables)).all() == []
+            command.downgrade(schema._config(conn), "0005")
+            assert "removed_disables" not in inspect(conn).get_table_names()
     finally:
         store.close()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from entropy.backends.base import Timeouts
 from entropy.backends.sqlalchemy import state as state_module
-from entropy.backends.sqlalchemy.connecting import Timeouts
 from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.errors import BackendError
 from entropy.model import Outcome, Result
@@ -159,6 +159,6 @@ def test_a_long_history_backlog_is_pruned_in_batches(
             ),
         )
         assert store.prune_results(now - timedelta(days=7)) == 10
-        assert [r["summary"] for r in store.results()] == ["new"]
+        assert [r.summary for r in store.results()] == ["new"]
     finally:
         store.close()

@@ -164,9 +164,8 @@ def test_file_backend_and_bare_paths_pick_the_right_backend(tmp_path: Path) -> N
 def test_unknown_backend_lists_the_available_ones() -> None:
     result = run("--backend", "foo", "validate", ok=False)
     assert result.exit_code == 1
-    assert (
-        result.stderr.strip()
-        == "entropy: error: unknown backend 'foo'; available: dir, file, sqlalchemy"
+    assert result.stderr.strip() == (
+        "entropy: error: unknown backend 'foo'; available: dir, file, memory, mongodb, sqlalchemy"
     )
 
 
@@ -204,11 +203,14 @@ def test_the_console_script_runs_the_bundled_example(tmp_path: Path) -> None:
 
 def test_db_current_and_upgrade(fleet: Path) -> None:
     loc = f"dir:{fleet}"
-    before = json.loads(run("--backend", loc, "db", "current", "--json").stdout)
+    empty = run("--backend", loc, "db", "current", "--json", ok=False)
+    assert empty.exit_code == 1  # out of date (here: no tables at all)
+    before = json.loads(empty.stdout)
     assert before["current"] is None and before["up_to_date"] is False
     assert "upgraded from (empty) to" in run("--backend", loc, "db", "upgrade").stdout
     after = json.loads(run("--backend", loc, "db", "current", "--json").stdout)
-    assert after == {"current": after["head"], "head": after["head"], "up_to_date": True}
+    assert after == {"url": before["url"], "current": after["head"], "head": after["head"],
+                     "up_to_date": True}  # fmt: skip
     assert "already at revision" in run("--backend", loc, "db", "upgrade").stdout
 
 

@@ -1,4 +1,7 @@
-"""Managing definitions in a database from the CLI: host, schedule, script."""
+"""Managing definitions in a database from the CLI: host, schedule, script, repair.
+
+On every editable backend: sqlalchemy (SQLite, PostgreSQL) and mongodb.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +25,17 @@ def run(*args: str, ok: bool = True):
     return result
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgresql),
+        pytest.param("mongodb", marks=pytest.mark.mongodb),
+    ]
+)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/fleet.db"
-    return request.getfixturevalue("postgresql_url")
+    return request.getfixturevalue(f"{request.param}_url")
 
 
 def build_fleet(db: str, tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Three real `entropy engine run` processes on one fleet, one PostgreSQL or MariaDB store.
+"""Three real `entropy engine run` processes on one fleet, one shared state store.
+
+The stores: PostgreSQL, MariaDB and MongoDB (NX-27017 in the tests).
 
 What the issue judges, with real processes and the real servers: every
 (pair, slot) runs exactly once while the engines live; a kill -9 leaves
@@ -26,7 +28,8 @@ from sqlalchemy import create_engine, text
 
 import processes
 from conftest import POSTGRES_ADMIN
-from entropy.backends.sqlalchemy.state import SqlStateStore
+from entropy.backends import open_state_store
+from entropy.model import Result
 from fleets import write_fleet
 from processes import ENTROPY
 
@@ -39,6 +42,7 @@ HOSTS = {f"web-{i}.test": {"ip_address": "127.0.0.1", "host_type": "web"} for i 
 SERVERS = [
     pytest.param("postgresql", marks=pytest.mark.postgresql),
     pytest.param("mysql", marks=pytest.mark.mysql),
+    pytest.param("mongodb", marks=pytest.mark.mongodb),
 ]
 
 
@@ -123,15 +127,15 @@ class Cluster:
     def stderr(self, name: str) -> str:
         return (self.tmp / f"{name}.err").read_text()
 
-    def history(self) -> list[dict[str, Any]]:
-        store = SqlStateStore(self.state_url)
+    def history(self) -> list[Result]:
+        store = open_state_store(self.state_url)
         try:
             return store.results(limit=10**6)
         finally:
             store.close()
 
     def rows(self) -> list[Any]:
-        store = SqlStateStore(self.state_url)
+        store = open_state_store(self.state_url)
         try:
             return store.audits()
         finally:
@@ -163,14 +167,14 @@ def wait_for(condition: Any, timeout: float, what: str) -> Any:
     return processes.wait_for(condition, timeout, what, every=0.2)
 
 
-def per_slot(history: list[dict[str, Any]]) -> Counter:
-    return Counter((r["audit_name"], r["host"], r["slot"]) for r in history)
+def per_slot(history: list[Result]) -> Counter:
+    return Counter((r.audit_name, r.host, r.slot) for r in history)
 
 
-def slots_by_pair(history: list[dict[str, Any]]) -> dict[tuple[str, str], list[datetime]]:
+def slots_by_pair(history: list[Result]) -> dict[tuple[str, str], list[datetime]]:
     found: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for r in history:
-        found[r["audit_name"], r["host"]].append(r["slot"])
+        found[r.audit_name, r.host].append(r.slot)
     return {key: sorted(slots) for key, slots in found.items()}
 
 
@@ -206,11 +210,11 @@ def test_three_engines_run_every_slot_exactly_once_then_stop_on_request(
         assert set(gaps) == {timedelta(seconds=2)}, (key, times)  # no slot missing between
         assert times[0] <= started + timedelta(seconds=5), (key, times[0])  # from the start
         assert times[-1] >= stop_asked - timedelta(seconds=3), (key, times[-1])  # to the end
-    by_engine = Counter(r["engine_id"] for r in history)
+    by_engine = Counter(r.engine_id for r in history)
     assert set(by_engine) == {"engine-1", "engine-2", "engine-3"}, by_engine  # all three worked
     # Every audit the python audits ran has its result stored, once.
     runs = cluster.runs.read_text().split()
-    assert len(runs) == sum(1 for r in history if r["audit_name"] != "c")
+    assert len(runs) == sum(1 for r in history if r.audit_name != "c")
     assert all(r.status.value != "processing" for r in cluster.rows())
     states = {k: e["state"] for k, e in cluster.listed().items()}
     assert states == dict.fromkeys(("engine-1", "engine-2", "engine-3"), "stopped")
@@ -257,9 +261,9 @@ def test_a_killed_engines_audits_are_rerun_once_by_the_survivors(
     counts = per_slot(history)
     assert {key: n for key, n in counts.items() if n > 1} == {}  # at most one rerun per slot
     for r in history:
-        if (r["audit_name"], r["host"], r["slot"]) in in_flight:
-            assert r["engine_id"] != victim
-            assert (r["started_at"] - killed_at).total_seconds() <= lease + skew + beat + 4, r
+        if (r.audit_name, r.host, r.slot) in in_flight:
+            assert r.engine_id != victim
+            assert (r.started_at - killed_at).total_seconds() <= lease + skew + beat + 4, r
     assert all(r.status.value != "processing" for r in cluster.rows())  # nothing stuck
     assert cluster.listed()[victim]["state"] == "dead"
 
@@ -281,7 +285,7 @@ def test_engines_survive_a_postgresql_restart_and_lose_no_result(cluster_for: An
     assert {key: n for key, n in per_slot(history).items() if n > 1} == {}
     runs = cluster.runs.read_text().split()
     # Every audit that ran was stored: buffered through the outage, written after.
-    assert len(runs) == sum(1 for r in history if r["audit_name"] != "c")
+    assert len(runs) == sum(1 for r in history if r.audit_name != "c")
     assert all(r.status.value != "processing" for r in cluster.rows())
 
 

@@ -121,9 +121,7 @@ def state_of(backend: Backend) -> tuple[list[dict], list[dict]]:
         {k: v for k, v in dataclasses.asdict(r).items() if k != "id"}
         for r in backend.state.audits()
     ]
-    history = [
-        {k: v for k, v in r.items() if k != "id"} for r in backend.state.results(limit=10**6)
-    ]
+    history = [dataclasses.asdict(r) for r in backend.state.results(limit=10**6)]
     return rows, sorted(history, key=lambda r: (r["host"], r["audit_name"], r["finished_at"]))
 
 
@@ -212,7 +210,8 @@ def test_with_state_keeps_rows_and_history(
 
 @pytest.mark.parametrize(
     "server", [pytest.param("postgresql", marks=pytest.mark.postgresql),
-               pytest.param("mysql", marks=pytest.mark.mysql)]
+               pytest.param("mysql", marks=pytest.mark.mysql),
+               pytest.param("mongodb", marks=pytest.mark.mongodb)]
 )  # fmt: skip
 def test_with_state_into_a_shared_database(
     server: str,
@@ -227,11 +226,38 @@ def test_with_state_into_a_shared_database(
     with_history(source, clock)
     before = state_of(source)
     out = run("import", f"dir:{fleet}", url, "--with-state", "--json").stdout
-    assert json.loads(out)["state"] == {"rows": 8, "results": 21}
+    assert json.loads(out)["state"] == {"rows": 8, "results": 21, "removed": 0}
     assert state_of(backends(url)) == before
     same_fleet(source.load(), backends(url).load())
     run("import", url, f"dir:{tmp_path}/back", "--with-state")
     assert state_of(backends(f"dir:{tmp_path}/back")) == before
+
+
+def test_with_state_that_would_drop_most_of_the_destination_needs_force(
+    fleet: Path, tmp_path: Path, backends: Any, clock: FakeClock
+) -> None:
+    with_history(backends(f"dir:{fleet}"), clock)
+    # The destination runs another fleet: 3 hosts x 1 audit that the source has no row for.
+    hosts = {f"web-0{i}.example.com": {"ip_address": f"10.1.0.{i}", "host_type": "web"}
+             for i in (1, 2, 3)}  # fmt: skip
+    target = write_fleet("file", tmp_path / "dst", hosts=hosts,
+                         scripts={"check_http": {"kind": "tcp", "port": 80}},
+                         schedules={"web.yaml": {"web": {"audits": {"check_http": {
+                             "run_every": "1m"}}}}})  # fmt: skip
+    dst = backends(f"file:{target}")
+    dst.sync(dst.load(), clock.now())
+    before = (target.read_text(), state_of(dst))
+    refused = run("import", f"dir:{fleet}", f"file:{target}", "--with-state", code=1)
+    assert "import --with-state refused: it would remove 3 of the 3 audit rows stored" in (
+        refused.stderr)  # fmt: skip
+    assert "check_http on 3 hosts (web-01.example.com, web-02.example.com, web-03" in (
+        refused.stderr)  # fmt: skip
+    assert "Nothing was written. To replace them anyway, add --force" in refused.stderr
+    assert (target.read_text(), state_of(dst)) == before
+    out = run("import", f"dir:{fleet}", f"file:{target}", "--with-state", "--force").stdout
+    assert out.endswith("; state: 8 rows, 21 results (3 rows of DST without a row at SRC "
+                        "removed)\n")  # fmt: skip
+    assert {(r.audit_name, r.host) for r in dst.audits()} == set(SEED_PAIRS)
 
 
 def test_without_state_the_destination_keeps_its_rows(
@@ -316,3 +342,16 @@ def test_export_only_writes_yaml(fleet: Path, tmp_path: Path) -> None:
     assert "export writes YAML" in result.stderr
     result = run("export", f"dir:{fleet}", "--to", "dir:", code=2)
     assert "give dir:PATH or file:PATH.yaml" in result.stderr
+
+
+@pytest.mark.mongodb
+def test_dir_to_mongodb_to_dir_gives_the_same_definitions(
+    tmp_path: Path, backends: Any, mongodb_url: str
+) -> None:
+    rich = write_fleet("dir", tmp_path / "rich", hosts=RICH_HOSTS, scripts=RICH_SCRIPTS,
+                       schedules=RICH_SCHEDULES, repairs=RICH_REPAIRS)  # fmt: skip
+    run("import", f"dir:{rich}", mongodb_url)
+    run("import", mongodb_url, f"dir:{tmp_path}/back")
+    original = backends(f"dir:{rich}").load()
+    assert catalog_differences(original, backends(mongodb_url).load()) == []
+    assert catalog_differences(original, backends(f"dir:{tmp_path}/back").load()) == []

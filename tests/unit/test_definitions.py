@@ -734,7 +734,8 @@ def test_unknown_key_in_a_schedule_entry(conf, tmp_path: Path) -> None:
     problem = only_problem(conf, root)
     assert_at(problem, path, 5, 7)
     assert problem.message.startswith(
-        "unknown key 'run_evry' in audit 'check_a' on 'compute' (allowed: cron, disabled, "
+        "unknown key 'run_evry' in audit 'check_a' on 'compute' (allowed: cron, depends_on, "
+        "disabled, "
     )
 
 

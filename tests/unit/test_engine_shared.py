@@ -3,7 +3,8 @@
 The engines' claim and heartbeat logic, step by step: each step is what
 one pass of Engine.run does (take the due batch, claim, run, record), with
 the pool run inline so the test decides who goes first. No test sleeps;
-the database is real (PostgreSQL, MariaDB).
+the stores are the memory reference and the real shared ones (PostgreSQL,
+MariaDB, MongoDB).
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from pathlib import Path
 
 import futurist
 import pytest
-from sqlalchemy import text
 
 from entropy.backends import Backend, fetch
-from entropy.backends.sqlalchemy.registry import EngineRegistry
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.engine import Engine, EngineSettings
-from entropy.model import Status
+from entropy.model import Result, Status
 from entropy.scheduler import Scheduler
 from fleets import write_fleet
 
@@ -35,8 +34,10 @@ SCHEDULES = {"a.yaml": {"web": {"audits": {"check": {"run_every": "2s"}}}}}
 
 @pytest.fixture(
     params=[
+        "memory",
         pytest.param("postgresql", marks=pytest.mark.postgresql),
         pytest.param("mysql", marks=pytest.mark.mysql),
+        pytest.param("mongodb", marks=pytest.mark.mongodb),
     ]
 )
 def make_engine(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator:
@@ -74,7 +75,7 @@ def step(engine: Engine) -> None:
     engine._record_loop()
 
 
-def history(engine: Engine) -> list[dict]:
+def history(engine: Engine) -> list[Result]:
     return engine.backend.state.results(limit=10**6)
 
 
@@ -94,7 +95,7 @@ def test_a_lagging_table_runs_the_slot_that_is_due_never_one_already_run(
     step(b)  # now b goes first, for first + 2 s
     step(a)  # a's table says first + 2 s too: b has it, a moves on to first + 4 s
     assert a.scheduler.next_due() == first + timedelta(seconds=4)
-    slots = Counter((r["host"], r["slot"], r["engine_id"]) for r in history(a))
+    slots = Counter((r.host, r.slot, r.engine_id) for r in history(a))
     assert sorted({(slot - first).total_seconds() for _, slot, _ in slots}) == [0.0, 2.0]
     assert {engine for *_, engine in slots} == {"a", "b"}
     assert max(slots.values()) == 1
@@ -110,7 +111,7 @@ def test_two_engines_in_random_order_run_every_slot_once(make_engine, clock: Fak
         for engine in shuffle.sample([a, b], 2):
             step(engine)
     end = clock.now()
-    found = Counter((r["host"], r["slot"]) for r in history(a))
+    found = Counter((r.host, r.slot) for r in history(a))
     assert max(found.values()) == 1  # no slot twice
     for host in HOSTS:
         slots = sorted(slot for h, slot in found if h == host)
@@ -151,7 +152,7 @@ def test_a_stop_asked_through_the_store_stops_the_engine_at_its_next_heartbeat(
     engine.registry.register(engine.record_of_me(clock.now()), clock.now(), engine.dead_after)
     engine.heartbeat.beat()
     assert not engine._stopping.is_set()
-    other = EngineRegistry(engine.backend.state)  # e.g. `entropy engine stop` elsewhere
+    other = engine.backend.state.engine_registry()  # e.g. `entropy engine stop` elsewhere
     assert other.request_stop("e1", clock.now(), engine.dead_after) == ["e1"]
     clock.advance(5)
     engine.heartbeat.beat()
@@ -180,18 +181,16 @@ def test_clocks_skewed_within_the_bound_run_no_slot_twice_and_take_no_live_lease
         advance(shuffle.uniform(0.2, 1.5))
         for engine in shuffle.sample([slow, fast], 2):
             step(engine)
-    found = Counter((r["host"], r["slot"]) for r in history(slow))
+    found = Counter((r.host, r.slot) for r in history(slow))
     assert max(found.values()) == 1
     for host in HOSTS:
         slots = sorted(slot for h, slot in found if h == host)
         assert {(y - x).total_seconds() for x, y in itertools.pairwise(slots)} == {2.0}
 
     # 2. Leases: slow holds a long audit; fast's heartbeats must not take it while slow beats.
-    held = slow.backend.audits()[0].id
-    state = slow.backend.state
-    with state.transaction() as conn:  # due and free, as if its slot had come
-        conn.execute(text("UPDATE audits SET status = 'new', next_run = :t WHERE id = :i"),
-                     {"t": clock.now().replace(tzinfo=None), "i": held})  # fmt: skip
+    first = min(slow.backend.audits(), key=lambda r: r.next_run)
+    held, state = first.id, slow.backend.state
+    advance(max((first.next_run - clock.now()).total_seconds(), 0.0))  # its slot has come
     assert list(state.claim([held], "slow", clock.now(), clock.now() + timedelta(seconds=6)))
     slow._owned.add(held)
     for _ in range(10):  # 20 s of a long audit

@@ -1,4 +1,4 @@
-"""Repair rules and their guardrails, on a fake clock and a real SQLite state store.
+"""Repair rules and their guardrails, on a fake clock and the memory state store.
 
 Results are stored as the engine stores them (history first), then handed
 to Repairer.handle, which the engine calls on its repair pool.
@@ -51,7 +51,9 @@ class Fleet:
             schedules=SCHEDULES, repairs=repairs,
         )  # fmt: skip
         self.clock = clock
-        self.backend: Backend = fetch(load_conf(), f"dir:{root}")
+        conf = load_conf()  # state in the reference store (every store runs the contract suite)
+        conf.set_override("state_connection", f"memory:{root}", group="dir")
+        self.backend: Backend = fetch(conf, f"dir:{root}")
         self.catalog: Catalog = self.backend.load()
         self.backend.sync(self.catalog, clock.now())
         self.rows = {row.host: row.id for row in self.backend.audits()}
@@ -172,11 +174,11 @@ def test_verify_records_fixed(make_fleet) -> None:
     assert isinstance(run, RepairRun)
     assert run.verify is Verify.FIXED and run.verify_result.outcome is Outcome.OK
     (stored,) = fleet.backend.state.repairs.runs(host="h1.example")
-    assert (stored["verify"], stored["verify_outcome"]) == ("fixed", "ok")
-    assert stored["trigger_result"]["outcome"] == "critical"
+    assert (stored.verify, stored.verify_outcome) == ("fixed", "ok")
+    assert stored.trigger_result["outcome"] == "critical"
     # The verify run is an audit result like any other: history and the row's latest.
     latest = fleet.backend.state.results(host="h1.example", limit=1)[0]
-    assert (latest["outcome"], latest["summary"]) == ("ok", "OK - there")
+    assert (latest.outcome, latest.summary) == ("ok", "OK - there")
     (row,) = fleet.backend.audits(host="h1.example")
     assert row.result["outcome"] == "ok"
 
@@ -187,7 +189,7 @@ def test_verify_records_not_fixed_and_the_last_attempt_flags(make_fleet) -> None
     assert isinstance(run, RepairRun)
     assert run.verify is Verify.NOT_FIXED and run.verify_result.outcome is Outcome.CRITICAL
     (stored,) = fleet.backend.state.repairs.runs(host="h1.example")
-    assert (stored["verify"], stored["verify_outcome"]) == ("not_fixed", "critical")
+    assert (stored.verify, stored.verify_outcome) == ("not_fixed", "critical")
     (state,) = fleet.backend.state.repairs.states(host="h1.example")
     assert state.flagged and state.running_by is None
 

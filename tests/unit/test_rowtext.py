@@ -11,13 +11,13 @@ import pytest
 
 from entropy.backends.sqlalchemy import rowtext
 from entropy.backends.sqlalchemy.state import (
-    _iso,
-    _latest,
     _records,
     _sqlite_records,
     _sqlite_time,
     _to_json,
 )
+from entropy.backends.syncplan import _iso
+from entropy.backends.syncplan import latest_of as _latest
 from entropy.model import Outcome, Result
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)

@@ -16,6 +16,7 @@ from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import ValidationError
 from entropy.model import Outcome, Result
+from entropy.removal import RemovalRefused
 from entropy.scheduler import Due, Scheduler
 from fleets import SEED_HOSTS, SEED_SCHEDULES, SEED_SCRIPTS, write_fleet
 
@@ -37,14 +38,22 @@ def fleet(tmp_path: Path) -> Path:
     return tmp_path / "fleet"
 
 
-def open_backend(fleet: Path) -> Backend:
-    return fetch(load_conf(), f"dir:{fleet}")
+def open_backend(fleet: Path, **options: Any) -> Backend:
+    """The fleet's YAML, its state in the reference memory store (kept across reopenings)."""
+    conf = load_conf()
+    conf.set_override("state_connection", f"memory:{fleet}", group="dir")
+    for name, value in options.items():
+        conf.set_override(name, value)
+    return fetch(conf, f"dir:{fleet}")
 
 
-def make(fleet: Path, clock: FakeClock, schedules: dict, **kw: Any) -> Scheduler:
+def make(
+    fleet: Path, clock: FakeClock, schedules: dict, max_removal: float = 0.1, **kw: Any
+) -> Scheduler:
+    """max_removal=1: the test removes most of its tiny fleet on purpose."""
     write_fleet("dir", fleet, hosts=HOSTS, scripts=SCRIPTS, schedules=schedules)
     kw.setdefault("refresh_in_background", False)  # refreshes in step with the fake clock
-    scheduler = Scheduler(open_backend(fleet), clock, **kw)
+    scheduler = Scheduler(open_backend(fleet, max_removal=max_removal), clock, **kw)
     scheduler.refresh()
     return scheduler
 
@@ -157,7 +166,7 @@ def test_wait_next_yields_batches_and_ends_after_its_timeout(fleet: Path, clock:
 
 
 def test_refresh_picks_up_added_and_removed_schedules(fleet: Path, clock: FakeClock) -> None:
-    scheduler = make(fleet, clock, every(60), refresh_interval=300)
+    scheduler = make(fleet, clock, every(60), max_removal=1, refresh_interval=300)
     run_for(scheduler, clock, 120)
     write_fleet("dir", fleet, hosts=HOSTS, scripts=SCRIPTS, schedules={"y.yaml": {
         "a.example": {"audits": {"other": {"run_every": "60s"}}}}})  # fmt: skip
@@ -173,14 +182,52 @@ def test_a_file_change_triggers_a_refresh_before_the_interval(fleet: Path, clock
     assert len([d for d in ran if d.pair.host == "a.example"]) > 5
 
 
-def test_an_invalid_change_keeps_the_old_schedule(fleet: Path, clock: FakeClock) -> None:
+def test_an_invalid_change_keeps_the_old_schedule(
+    fleet: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     scheduler = make(fleet, clock, every(60), refresh_interval=300)
     (fleet / "audits" / "x.yaml").write_text("compute:\n  audits:\n    check: {run_every: 1x}\n")
     assert scheduler.refresh() is False
     assert isinstance(scheduler.last_problem, ValidationError)
     assert "x.yaml:3:" in str(scheduler.last_problem)
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="entropy.scheduler"):
+        assert scheduler.refresh() is False  # the same problem: one line, not the list again
+    (again,) = caplog.records
+    assert again.getMessage().endswith("keeps running: 1 problem in the definitions")
     ran = run_for(scheduler, clock, 600)
     assert len([d for d in ran if d.pair.host == "a.example"]) in (9, 10, 11)
+
+
+def test_an_emptied_schedule_file_keeps_the_old_schedule_and_says_so_at_error(
+    fleet: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    scheduler = make(fleet, clock, every(60), refresh_interval=300, watch_interval=2)
+    rows = scheduler.backend.audits()
+    (fleet / "audits" / "x.yaml").write_text("{}\n")  # a truncated file, or an editor's slip
+    with caplog.at_level("ERROR", logger="entropy.scheduler"):
+        ran = run_for(scheduler, clock, 600)  # the watch sees the change within 2 s
+    assert isinstance(scheduler.last_problem, RemovalRefused)
+    assert len([d for d in ran if d.pair.host == "a.example"]) in (9, 10, 11)  # still running
+    assert [(r.id, r.audit_name, r.host) for r in scheduler.backend.audits()] == [
+        (r.id, r.audit_name, r.host) for r in rows
+    ]
+    refusals = [r for r in caplog.records if r.levelname == "ERROR"]
+    # In full once (what would go, and from where), then one line per refused refresh.
+    first = refusals[0].getMessage()
+    assert "it would remove 3 of the 3 audit rows stored" in first
+    assert f"check on 3 hosts (a.example, b.example, c.example): from {fleet}/audits/x.yaml " \
+        "(target compute)" in first
+    assert f"schedule files that now define no audit: {fleet}/audits/x.yaml" in first
+    assert len(refusals) == 3  # the watch's refresh, then the interval's at 300 s and 600 s
+    assert all(
+        "refresh still refused since" in r.getMessage() and "\n" not in r.getMessage()
+        for r in refusals[1:]
+    )
+    # Once the operator consents, the next refresh goes through.
+    scheduler.backend.sync(scheduler.backend.load(), clock.now(), force=True)
+    assert scheduler.refresh() is True and scheduler.last_problem is None
+    assert scheduler.backend.audits() == []
 
 
 def test_an_invalid_first_refresh_raises(fleet: Path, clock: FakeClock) -> None:
@@ -207,7 +254,7 @@ def test_operator_disable_takes_effect_at_the_next_refresh(fleet: Path, clock: F
 
 
 def test_a_pair_removed_while_in_flight_is_not_put_back(fleet: Path, clock: FakeClock) -> None:
-    scheduler = make(fleet, clock, every(10))
+    scheduler = make(fleet, clock, every(10), max_removal=1)
     batch = scheduler.next_batch()
     write_fleet("dir", fleet, hosts={"a.example": HOSTS["a.example"]}, scripts=SCRIPTS,
                 schedules=every(10))  # fmt: skip
@@ -239,7 +286,7 @@ def test_seed_fleet_tables_every_pair(tmp_path: Path, clock: FakeClock) -> None:
 
 
 def test_a_background_refresh_lets_due_audits_through_meanwhile(fleet: Path, clock: FakeClock):
-    scheduler = make(fleet, clock, every(10), refresh_in_background=True)
+    scheduler = make(fleet, clock, every(10), max_removal=1, refresh_in_background=True)
     write_fleet("dir", fleet, hosts=HOSTS, scripts=SCRIPTS, schedules={"y.yaml": {
         "a.example": {"audits": {"other": {"run_every": "10s"}}}}})  # fmt: skip
     backend, load, release = scheduler.backend, scheduler.backend.load, threading.Event()

@@ -1,9 +1,12 @@
-"""Backends, loaded by entry point (group `entropy.backends`) through stevedore.
+"""Backends, loaded by entry point through stevedore: a definitions source plus a state store.
 
 `fetch()` takes a backend name from the config or a URL from --backend:
-`dir:PATH`, `file:PATH.yaml`, or (with the sqlalchemy backend installed)
-`sqlite:///...`, `postgresql+psycopg://...`, `mysql+pymysql://...`. The
-scheme picks the entry point, the rest is the location.
+`dir:PATH`, `file:PATH.yaml`, `memory:[NAME]`, a database URL for the
+sqlalchemy backend (`sqlite:///...`, `postgresql+psycopg://...`,
+`mysql+pymysql://...`) or `mongodb://...` for the mongodb backend. The
+scheme picks the definitions source (group `entropy.backends`); the source
+names the URL of its state store, whose scheme picks the store (group
+`entropy.state_stores`, see base.open_state_store).
 """
 
 from __future__ import annotations
@@ -17,10 +20,22 @@ from stevedore.exception import NoMatches
 
 from ..config import option
 from ..errors import BackendError
-from .base import Backend
+from .base import Backend, Capability, DefinitionsSource, StateStore, open_state_store
+
+__all__ = [
+    "Backend",
+    "Capability",
+    "DefinitionsSource",
+    "StateStore",
+    "available",
+    "fetch",
+    "open_state_store",
+    "parse_backend_url",
+]
 
 NAMESPACE = "entropy.backends"
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mariadb")
+_MONGO_SCHEMES = ("mongodb", "mongodb+srv")
 
 
 def available() -> list[str]:
@@ -33,6 +48,8 @@ def parse_backend_url(url: str) -> tuple[str, str | None]:
     scheme, sep, rest = url.partition(":")
     if sep and scheme.split("+")[0] in _SQL_SCHEMES and rest.startswith("//"):
         return "sqlalchemy", url
+    if sep and scheme in _MONGO_SCHEMES and rest.startswith("//"):
+        return "mongodb", url
     if sep and scheme and "/" not in scheme:
         return scheme, rest or None
     if not sep:
@@ -59,7 +76,7 @@ def fetch(conf: cfg.ConfigOpts, url: str | None = None) -> Backend:
         raise BackendError(
             f"unknown backend {name!r}; available: {', '.join(available())}"
         ) from None
-    return manager.driver
+    return Backend(conf, manager.driver)
 
 
 def _load_failed(_manager: object, entry_point: object, exc: Exception) -> None:

@@ -17,27 +17,18 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from ..config import option, state_dir
-from ..definitions import (
-    Problems,
-    build_catalog,
-    marked,
-    parse_hosts,
-    parse_repairs,
-    parse_schedules,
-    parse_scripts,
-)
 from ..dump import repair_entry
 from ..errors import NotFound
 from ..model import Catalog, Host, RepairRule, Schedule, Script
 from ..timing import Every, format_duration
-from .base import Backend
-from .sqlalchemy.state import safe_url
+from .base import EditableDefinitions, safe_url
+from .entries import catalog_from_entries
+from .sqlalchemy.state import SqlStateStore
 from .sqlalchemy.tables import hosts, repairs, schedules, scripts
 
 
-class SqlalchemyBackend(Backend):
+class SqlalchemyDefinitions(EditableDefinitions):
     name = "sqlalchemy"
-    editable = True
 
     def state_url(self) -> str:
         configured = self.location or option(self.conf, "connection", "sqlalchemy")
@@ -46,53 +37,53 @@ class SqlalchemyBackend(Backend):
     def describe(self) -> str:
         return f"sqlalchemy:{safe_url(self.state_url())}"
 
-    def definitions_hint(self) -> str:
+    def place(self) -> str:
+        return f"sqlalchemy:{self.state_url()}"
+
+    def hint(self) -> str:
         return f"the hosts, scripts, schedules and repairs tables of {safe_url(self.state_url())}"
+
+    def _store(self) -> SqlStateStore:
+        """The backend's state store: the definitions' tables are in its database."""
+        assert self._state is not None, "a source is used through its Backend"
+        store = self._state()
+        if not isinstance(store, SqlStateStore):  # state_url() is ours: cannot happen
+            raise TypeError(f"sqlalchemy definitions need a SQL state store, not {store!r}")
+        return store
 
     # -- reading ----------------------------------------------------------------
 
-    def _load(self) -> Catalog:
-        with self.state.transaction() as conn:
+    def load(self) -> Catalog:
+        with self._store().transaction() as conn:
             return self._read(conn)
 
     def _read(self, conn: Connection) -> Catalog:
-        where = safe_url(self.state_url())
-        timezone = str(option(self.conf, "cron_timezone"))
-        problems = Problems()
-        host_doc = marked(
-            (r.name, {"ip_address": r.ip_address, "host_type": r.host_type,
-                      "groups": r.groups, "vars": r.vars}, (r.id, 1))
-            for r in conn.execute(select(hosts).order_by(hosts.c.id))
-        )  # fmt: skip
-        script_doc = marked(
-            (r.name, {"kind": r.kind, **r.params, **_duration("timeout", r.timeout)}, (r.id, 1))
-            for r in conn.execute(select(scripts).order_by(scripts.c.id))
-        )
-        by_target: dict[str, list[tuple[str, dict, tuple[int, int]]]] = {}
-        for r in conn.execute(select(schedules).order_by(schedules.c.id)):
-            by_target.setdefault(r.target, []).append((r.audit_name, _schedule_entry(r), (r.id, 1)))
-        schedule_doc = marked(
-            (target, {"audits": marked(entries)}, entries[0][2])
-            for target, entries in by_target.items()
-        )
-        repair_doc = marked(
-            (r.name, r.rule, (r.id, 1))
-            for r in conn.execute(select(repairs).order_by(repairs.c.id))
-        )
-        return build_catalog(
-            parse_hosts(host_doc, f"{where}#hosts", problems),
-            parse_scripts(script_doc, f"{where}#scripts", problems),
-            parse_schedules(schedule_doc, f"{where}#schedules", problems, timezone),
-            [f"{where}#schedules"],
-            problems,
-            parse_repairs(repair_doc, f"{where}#repairs", problems),
+        return catalog_from_entries(
+            safe_url(self.state_url()),
+            str(option(self.conf, "cron_timezone")),
+            (
+                (r.name, _host_entry(r), r.id)
+                for r in conn.execute(select(hosts).order_by(hosts.c.id))
+            ),
+            (
+                (r.name, {"kind": r.kind, **r.params, **_duration("timeout", r.timeout)}, r.id)
+                for r in conn.execute(select(scripts).order_by(scripts.c.id))
+            ),
+            (
+                (r.target, r.audit_name, _schedule_entry(r), r.id)
+                for r in conn.execute(select(schedules).order_by(schedules.c.id))
+            ),
+            (
+                (r.name, r.rule, r.id)
+                for r in conn.execute(select(repairs).order_by(repairs.c.id))
+            ),
         )
 
     # -- writing ----------------------------------------------------------------
 
     def _change(self, write: Callable[[Connection, datetime], Any]) -> Any:
         """Apply a change and re-validate everything before it commits."""
-        with self.state.transaction() as conn:
+        with self._store().transaction() as conn:
             outcome = write(conn, datetime.now(UTC))
             self._read(conn)  # a ValidationError rolls the change back
             return outcome
@@ -170,6 +161,11 @@ class SqlalchemyBackend(Backend):
                 raise NotFound(missing)
 
         self._change(remove)
+
+
+def _host_entry(row: Any) -> dict[str, Any]:
+    return {"ip_address": row.ip_address, "host_type": row.host_type, "groups": row.groups,
+            "vars": row.vars}  # fmt: skip
 
 
 def _duration(key: str, seconds: int | None) -> dict[str, str]:

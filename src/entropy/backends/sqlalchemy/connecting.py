@@ -14,37 +14,16 @@ import math
 import os
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oslo_config import cfg
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from ...config import option
 from ...errors import NoState
+from ..base import Timeouts
 
 _DISK_ALMOST_FULL = 1 << 20  # bytes free under which a SQLite I/O error means a full disk
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds; statement None: no limit."""
-
-    connect: float = 10.0
-    statement: float | None = 60.0
-    lock: float = 10.0
-
-
-def timeouts(conf: cfg.ConfigOpts, statement: bool = True) -> Timeouts:
-    """The [database] options; statement=False for work that may run long (db upgrade)."""
-    limit = int(option(conf, "statement_timeout", "database"))  # type: ignore[arg-type]
-    return Timeouts(
-        connect=float(option(conf, "connect_timeout", "database")),  # type: ignore[arg-type]
-        statement=float(limit) if limit and statement else None,
-        lock=float(option(conf, "lock_timeout", "database")),  # type: ignore[arg-type]
-    )
 
 
 def engine_arguments(
@@ -149,10 +128,11 @@ def _mysql_session(bounds: Timeouts, read_only: bool) -> Callable[[Any, Any], No
 # -- what went wrong, for an operator ------------------------------------------------
 
 
-def explain(exc: BaseException, bounds: Timeouts, database: str | None) -> str:
-    """What failed, in words an operator can act on (the store's name goes in front).
+def explain(exc: BaseException, bounds: Timeouts, database: str | None) -> tuple[str, bool]:
+    """(What failed, in words an operator can act on; whether it is a full disk).
 
-    `database`: the SQLite file, to name it when the disk is full.
+    The store's name goes in front. `database`: the SQLite file, to name it
+    when the disk is full.
     """
     orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(orig).strip()
@@ -165,22 +145,23 @@ def explain(exc: BaseException, bounds: Timeouts, database: str | None) -> str:
         return (
             f"no answer within {bounds.connect:g}s while connecting "
             f"([database] connect_timeout): {reason}"
-        )
+        ), False
     if timed_out and code == 2013:  # MySQL: no reply within the client's read timeout
         return (
             f"no answer to a statement within {bounds.statement or 0:g}s "
             f"([database] statement_timeout): {reason}"
-        )
+        ), False
     if sqlstate == "57014" and "statement timeout" in reason:
-        return f"a statement ran past {bounds.statement or 0:g}s ([database] statement_timeout)"
+        limit = bounds.statement or 0
+        return f"a statement ran past {limit:g}s ([database] statement_timeout)", False
     if sqlstate == "55P03" or code == 1205 or reason == "database is locked":
         return (
             f"waited {bounds.lock:g}s for a lock another writer holds "
             f"([database] lock_timeout): {reason}"
-        )
+        ), False
     if database and _disk_full(orig, database):
-        return f"disk full: no space left to write {database} ({reason})"
-    return reason
+        return f"disk full: no space left to write {database} ({reason})", True
+    return reason, False
 
 
 def _disk_full(orig: BaseException, database: str) -> bool:

@@ -17,14 +17,14 @@ from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...model import Outcome, RepairDecision, RepairRun, RepairState, Verify
-from .retry import retried_on_race
+from ..base import Judge, RepairRecord, RepairStore
+from ..retry import retried_on_race
 from .tables import repair_runs, repair_state, results
 
-Judge = Callable[[RepairState, list[RepairState]], RepairDecision]
 _LOCK_HOST = ""  # the per-repair lock row; no host has an empty name
 
 
-class RepairStore:
+class SqlRepairStore(RepairStore):
     def __init__(self, transaction: Callable[[], AbstractContextManager[Connection]]) -> None:
         self._transaction = transaction
 
@@ -169,7 +169,7 @@ class RepairStore:
         outcome: str | None = None,
         limit: int = 100,
         audit_name: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RepairRecord]:
         """Repair history, newest first; audit_name is the audit that triggered them."""
         r = repair_runs.c
         query = select(repair_runs).order_by(r.finished_at.desc(), r.id.desc()).limit(limit)
@@ -179,7 +179,7 @@ class RepairStore:
             if value is not None:
                 query = query.where(column == value)
         with self._transaction() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [_record(row._mapping) for row in conn.execute(query)]
 
     def prune(self, before: datetime) -> int:
         with self._transaction() as conn:
@@ -234,3 +234,10 @@ def _state(m: Any) -> RepairState:
         flagged_reason=m["flagged_reason"],
     )
 
+
+
+_RECORD_FIELDS = tuple(RepairRecord.__dataclass_fields__)
+
+
+def _record(m: Any) -> RepairRecord:
+    return RepairRecord(**{name: m[name] for name in _RECORD_FIELDS})

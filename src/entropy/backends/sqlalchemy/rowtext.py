@@ -7,7 +7,7 @@ json.dumps. Both give exactly what the plain versions give:
 - times(t) -> (SQLite text, ISO text), from a prefix cached per second: the
   same as `_sqlite_time(t)` and `t.isoformat()` for a UTC datetime.
 - latest_json(...) -> the `result` column: the same string as
-  `json.dumps(_latest(result), default=str)`, with json.dumps kept for the
+  `json.dumps(syncplan.latest_of(result), default=str)`, with json.dumps kept for the
   metrics (when there are any).
 """
 

@@ -1,8 +1,10 @@
-"""Audit rows and result history in SQL: the state store every backend uses.
+"""Audit rows and result history in SQL: SQLite, PostgreSQL or MySQL/MariaDB.
 
-The dir and file backends keep their state here (a SQLite file by default,
+The dir and file backends keep their state here by default (a SQLite file,
 or a shared PostgreSQL/MySQL database); the sqlalchemy backend keeps it
-beside its definitions. One implementation serves them all.
+beside its definitions. One implementation of the StateStore contract
+serves the three databases; driver errors become typed StoreErrors in
+`errors.translate`.
 """
 
 from __future__ import annotations
@@ -31,20 +33,28 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    NoSuchModuleError,
-    SQLAlchemyError,
-)
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ...errors import BackendError, NoState
+from ...errors import BackendError, NoState, SchemaOutOfDate, StoreUnavailable
 from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
-from . import rowtext, schema
-from .connecting import Timeouts, engine_arguments, explain
-from .repair_store import RepairStore
-from .retry import retried_on_race
+from ...removal import RemovalPolicy
+from ..base import (
+    Capability,
+    EngineRegistry,
+    RecordItem,
+    RepairStore,
+    ScheduleRow,
+    StateDump,
+    StateStore,
+    Timeouts,
+)
+from ..retry import retried_on_race
+from ..syncplan import disabled_state, latest_of, plan_sync
+from . import kept_disables, rowtext, schema
+from .connecting import engine_arguments, explain
+from .errors import translate
+from .repair_store import SqlRepairStore
 from .tables import UTCDateTime, audits, results
 
 LOG = logging.getLogger(__name__)
@@ -130,8 +140,10 @@ def safe_url(url: str) -> str:
         return url
 
 
-class SqlStateStore:
+class SqlStateStore(StateStore):
     """Audit rows and results for one fleet, in one SQL database."""
+
+    name = "sql"
 
     def __init__(
         self,
@@ -145,14 +157,33 @@ class SqlStateStore:
 
         timeouts: the time bounds of every connection (default: Timeouts()).
         """
-        self.url = url
+        super().__init__(url)
         self.read_only = read_only
         self.timeouts = timeouts or Timeouts()
         self.engine = create_sql_engine(url, self.timeouts, read_only)
         self._writer = _HotWriter(self.engine)
+        database = self.engine.url.database
+        file = self.engine.url.get_backend_name() != "sqlite" or database not in (
+            None, "", ":memory:")  # fmt: skip
+        # SQLite serves one engine per file (see registry); the servers serve many.
+        shared = self.engine.url.get_backend_name() != "sqlite"
+        self.capabilities = frozenset(
+            {Capability.SCHEMA_MIGRATIONS}
+            | ({Capability.PERSISTENT} if file else set())
+            | ({Capability.SHARED_ENGINES} if shared else set())
+        )
         if check_schema:
             self._ensure_schema()
-        self.repairs = RepairStore(self.transaction)
+        self._repairs = SqlRepairStore(self.transaction)
+
+    @property
+    def repairs(self) -> RepairStore:
+        return self._repairs
+
+    def engine_registry(self) -> EngineRegistry:
+        from .registry import SqlEngineRegistry  # it needs this module: imported when used
+
+        return SqlEngineRegistry(self)
 
     def _ensure_schema(self) -> None:
         """Upgrade a SQLite file in place; refuse a shared database that is behind."""
@@ -180,7 +211,7 @@ class SqlStateStore:
                     schema.upgrade(conn)
                     return
         state = f"is at revision {at}" if at else "has no Entropy tables"
-        raise BackendError(
+        raise SchemaOutOfDate(
             f"state store {safe_url(self.url)} {state}; this Entropy needs revision {needed}. "
             f"Run: entropy db upgrade"
         )
@@ -188,6 +219,9 @@ class SqlStateStore:
     def schema_revision(self) -> str | None:
         with self._connect() as conn:
             return schema.current(conn)
+
+    def schema_head(self) -> str:
+        return schema.head()
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Bring the schema to this version's head; return (before, after)."""
@@ -206,7 +240,7 @@ class SqlStateStore:
 
     @contextmanager
     def _connect(self, hot: bool = False) -> Iterator[Connection]:
-        """A transaction; database failures become a BackendError naming the store.
+        """A transaction; database failures become typed StoreErrors naming the store.
 
         hot: the engine's claims and records, which take turns on one writer
         connection with SQLite (see _HotWriter).
@@ -214,22 +248,29 @@ class SqlStateStore:
         try:
             with self._writer.begin() if hot else self.engine.begin() as conn:
                 yield conn
-        except DBAPIError as exc:
-            raise self._failed(exc) from exc
         except SQLAlchemyError as exc:
-            raise BackendError(f"state store {safe_url(self.url)}: {exc}") from exc
+            raise self._failed(exc) from exc
 
-    def _failed(self, exc: DBAPIError) -> BackendError:
-        """The error naming the store and what went wrong (what timed out, a full disk)."""
+    def _failed(self, exc: SQLAlchemyError) -> BackendError:
+        """The typed error naming the store and what went wrong (what timed out, a full disk).
+
+        A full disk is StoreUnavailable: the engine keeps the results and
+        retries (someone frees space), rather than dropping them as refused.
+        """
         url = self.engine.url
         database = url.database if url.get_backend_name() == "sqlite" else None
         if database and database.startswith("file:"):  # opened read-only (a URI)
             database = urllib.parse.unquote(database[5:].partition("?")[0])
-        why = explain(exc, self.timeouts, database)
-        return BackendError(f"state store {safe_url(self.url)}: {why}")
+        why, disk_full = explain(exc, self.timeouts, database)
+        return translate(exc, safe_url(self.url), why, StoreUnavailable if disk_full else None)
 
     def sync(
-        self, pairs: Iterable[Pair], now: datetime, max_splay: float, skew: float = 0.0
+        self,
+        pairs: Iterable[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float = 0.0,
+        policy: RemovalPolicy | None = None,
     ) -> SyncReport:
         """Make the rows match the pairs: add new ones, remove gone ones, keep the rest.
 
@@ -240,48 +281,33 @@ class SqlStateStore:
         Engines sharing the store sync at the same moments (start-up, a
         changed file): when another one's sync got in first (a duplicate
         insert, a deadlock), this one starts over from what it wrote.
+
+        `policy` (default: RemovalPolicy()) says how many rows may go without
+        force: beyond that, RemovalRefused and nothing changes. An operator's
+        disable of a removed pair is remembered, and put back if the pair
+        returns within the policy's disable_retention (see entropy.removal).
         """
-        return self._sync(list(pairs), now, max_splay, skew)
+        return self._sync(list(pairs), now, max_splay, skew, policy or RemovalPolicy())
 
     @retried_on_race
-    def _sync(self, pairs: list[Pair], now: datetime, max_splay: float, skew: float) -> SyncReport:
-        desired = {pair.key: pair for pair in pairs}
-        slack = timedelta(seconds=skew)
+    def _sync(
+        self, pairs: list[Pair], now: datetime, max_splay: float, skew: float,
+        policy: RemovalPolicy,
+    ) -> SyncReport:  # fmt: skip
         c = audits.c
         with gc_paused(), self._connect() as conn:
             existing = conn.execute(
-                select(
-                    c.id,
-                    c.audit_name,
-                    c.host,
-                    c.ip_address,
-                    c.next_run,
-                    c.disabled,
-                    c.disabled_reason,
-                    c.disabled_by,
-                )
-            ).all()
-            gone: list[int] = []
-            changes: list[dict[str, Any]] = []
-            latest: dict[Any, datetime] = {}
-            for row in existing:
-                pair = desired.pop((row.audit_name, row.host), None)
-                if pair is None:
-                    gone.append(row.id)
-                    continue
-                timing = pair.schedule.timing
-                if timing not in latest:
-                    latest[timing] = timing.latest_next_run(now + slack)
-                change = _changes(row, pair, now, max_splay, latest[timing])
-                if change is not None:
-                    changes.append(change)
-            for chunk in _chunks(gone):
+                select(c.id, c.audit_name, c.host, c.ip_address, c.next_run, c.disabled,
+                       c.disabled_reason, c.disabled_by)
+            ).all()  # fmt: skip
+            plan = plan_sync(existing, pairs, now, max_splay, skew, policy,
+                             kept_disables.read(conn))  # fmt: skip
+            for chunk in _chunks(plan.gone):
                 conn.execute(delete(audits).where(c.id.in_(chunk)))
-            if desired:
-                conn.execute(
-                    audits.insert(), [_new_row(p, now, max_splay) for p in desired.values()]
-                )
-            if changes:
+            kept_disables.write(conn, plan.disables)
+            if plan.new:
+                conn.execute(audits.insert(), plan.new)
+            if plan.changes:
                 when = UTCDateTime()
                 # Another engine may have recorded a result since the read above: its
                 # next_run stands (writing ours back would run its slot again).
@@ -299,9 +325,9 @@ class SqlStateStore:
                         disabled_by=bindparam("disabled_by"),
                         updated_at=bindparam("updated_at"),
                     ),
-                    changes,
+                    plan.changes,
                 )
-        return SyncReport(len(desired), len(gone), len(existing) - len(gone), len(changes))
+        return plan.report()
 
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
         query = select(audits).order_by(audits.c.host, audits.c.audit_name)
@@ -319,12 +345,7 @@ class SqlStateStore:
         """
         params = []
         for pair in pairs:
-            if reason is not None:
-                state = (True, reason, DisabledBy.OPERATOR.value)
-            elif pair.schedule.disabled:
-                state = (True, pair.schedule.disabled_reason, DisabledBy.DEFINITIONS.value)
-            else:
-                state = (False, None, None)
+            state = disabled_state(pair, reason)
             params.append(
                 {
                     "k_audit": pair.audit_name,
@@ -354,13 +375,14 @@ class SqlStateStore:
 
     # -- what the scheduler and the engine need -------------------------------
 
-    def schedule_rows(self) -> list[Any]:
+    def schedule_rows(self) -> list[ScheduleRow]:
         """(id, audit_name, host, next_run, disabled, status) of every row, for the time table."""
         c = audits.c
         with self._connect() as conn:
-            return conn.execute(
+            rows = conn.execute(
                 select(c.id, c.audit_name, c.host, c.next_run, c.disabled, c.status)
-            ).all()
+            )
+            return list(map(ScheduleRow._make, rows))
 
     def claim(
         self,
@@ -368,7 +390,7 @@ class SqlStateStore:
         engine_id: str,
         now: datetime,
         lease_until: datetime,
-        waiting: list[int] = (),  # type: ignore[assignment]
+        waiting: Iterable[int] = (),
     ) -> dict[int, datetime]:
         """Atomically take the due, enabled, unclaimed rows among `ids`: {row id: slot}.
 
@@ -441,7 +463,7 @@ class SqlStateStore:
                 ).rowcount
         return renewed
 
-    def record(self, records: list[tuple[int, Result, datetime]], engine_id: str) -> int:
+    def record(self, records: list[RecordItem], engine_id: str) -> int:
         """Store results: each row's latest result and next_run, plus one history row each.
 
         `records` are (row_id, result, next_run). Only rows still claimed by
@@ -475,7 +497,7 @@ class SqlStateStore:
                 conn.execute(
                     update(audits)
                     .where(audits.c.id == row_id)
-                    .values(result=_latest(result), updated_at=result.finished_at)
+                    .values(result=latest_of(result), updated_at=result.finished_at)
                 )
             conn.execute(results.insert(), [_history(result)])
 
@@ -536,7 +558,7 @@ class SqlStateStore:
         audit_name: str | None = None,
         outcome: str | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Result]:
         """History, newest first."""
         r = results.c
         query = select(results).order_by(r.finished_at.desc(), r.id.desc()).limit(limit)
@@ -544,53 +566,35 @@ class SqlStateStore:
             if value is not None:
                 query = query.where(column == value)
         with self._connect() as conn:
-            return [{**row._mapping, "metrics": row.metrics or {}} for row in conn.execute(query)]
+            return [_result(row) for row in conn.execute(query)]
 
     # -- moving state between stores (`entropy import --with-state`) ---------
 
-    def export_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Every audit row and every history result as plain dicts, ids dropped, in id order."""
+    def export_rows(self) -> StateDump:
+        """Every audit row and every history result, in id order."""
         with self._connect() as conn:
             rows = [
-                {k: v for k, v in row._mapping.items() if k != "id"}
+                _audit_row(row._mapping)
                 for row in conn.execute(select(audits).order_by(audits.c.id))
             ]
             history = [
-                {k: v for k, v in row._mapping.items() if k != "id"}
-                for row in conn.execute(select(results).order_by(results.c.id))
+                _result(row) for row in conn.execute(select(results).order_by(results.c.id))
             ]
-        return rows, history
+        return StateDump(rows, history)
 
-    def import_rows(self, rows: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
-        """Replace every audit row and result with these, in one transaction.
+    def import_rows(self, dump: StateDump) -> None:
+        """Replace every audit row and result with the dump's, in one transaction.
 
-        Keys that are not columns here (and ids) are ignored, so rows from a
-        store at another schema revision still load where the columns agree.
         Not a hot path: plain SQLAlchemy Core inserts, in chunks.
         """
-        from sqlalchemy import JSON  # here, to keep this addition in one place
-
+        rows = [_row_values(row) for row in dump.rows]
+        history = [_history(result) for result in dump.results]
         with self._connect() as conn:
             conn.execute(delete(results))
             conn.execute(delete(audits))
             for table, items in ((audits, rows), (results, history)):
-                columns = set(table.c.keys()) - {"id"}
-                # A None left out stays SQL NULL; bound, a JSON column would store 'null'.
-                json_columns = {c.name for c in table.c if isinstance(c.type, JSON)}
-                batch: list[dict[str, Any]] = []
-                for item in items:
-                    values = {
-                        k: v
-                        for k, v in item.items()
-                        if k in columns and not (v is None and k in json_columns)
-                    }
-                    # One executemany needs one set of keys; batches keep the rows' order.
-                    if batch and (len(batch) >= _INSERT_CHUNK or values.keys() != batch[0].keys()):
-                        conn.execute(table.insert(), batch)
-                        batch = []
-                    batch.append(values)
-                if batch:
-                    conn.execute(table.insert(), batch)
+                for start in range(0, len(items), _INSERT_CHUNK):
+                    conn.execute(table.insert(), items[start : start + _INSERT_CHUNK])
 
 
 class _HotWriter:
@@ -796,7 +800,7 @@ def _records(
         history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
                         r.output, metrics, when(r.started_at), finished, r.engine_id,
                         row_id, engine_id))  # fmt: skip
-        rows.append((as_json(_latest(r)), when(next_run), finished, row_id, engine_id))
+        rows.append((as_json(latest_of(r)), when(next_run), finished, row_id, engine_id))
     return history, rows
 
 
@@ -846,23 +850,6 @@ def _chunks(ids: list[int]) -> Iterator[list[int]]:
         yield ids[start : start + _CHUNK]
 
 
-def _latest(result: Result) -> dict[str, Any]:
-    """The row's `result` column: the latest result, small enough to read in bulk."""
-    return {
-        "outcome": result.outcome.value,
-        "summary": result.summary,
-        "metrics": result.metrics,
-        "slot": _iso(result.slot),
-        "started_at": _iso(result.started_at),
-        "finished_at": _iso(result.finished_at),
-        "engine_id": result.engine_id,
-    }
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
-
-
 def _history(result: Result) -> dict[str, Any]:
     return {
         "host": result.host,
@@ -875,59 +862,6 @@ def _history(result: Result) -> dict[str, Any]:
         "started_at": result.started_at,
         "finished_at": result.finished_at,
         "engine_id": result.engine_id,
-    }
-
-
-def _new_row(pair: Pair, now: datetime, max_splay: float) -> dict[str, Any]:
-    schedule = pair.schedule
-    return {
-        "host": pair.host,
-        "ip_address": pair.ip_address,
-        "audit_name": pair.audit_name,
-        "next_run": schedule.timing.first_run(now, pair.audit_name, pair.host, max_splay),
-        "created_at": now,
-        "updated_at": now,
-        "disabled": schedule.disabled,
-        "disabled_reason": schedule.disabled_reason if schedule.disabled else None,
-        "disabled_by": DisabledBy.DEFINITIONS.value if schedule.disabled else None,
-        "status": Status.NEW.value,
-        "attempts": 0,
-    }
-
-
-def _changes(
-    row: Any, pair: Pair, now: datetime, max_splay: float, latest_next_run: datetime
-) -> dict[str, Any] | None:
-    """The new values of a kept row's definition-driven columns, or None if none change."""
-    schedule = pair.schedule
-    if (
-        not row.disabled
-        and not schedule.disabled
-        and row.ip_address == pair.ip_address
-        and row.next_run <= latest_next_run
-    ):
-        return None  # the common case: nothing to change
-    disabled, reason, by = row.disabled, row.disabled_reason, row.disabled_by
-    if by != DisabledBy.OPERATOR:
-        if schedule.disabled:
-            disabled, reason, by = True, schedule.disabled_reason, DisabledBy.DEFINITIONS.value
-        else:
-            disabled, reason, by = False, None, None
-    next_run = row.next_run
-    if next_run > latest_next_run:
-        next_run = schedule.timing.first_run(now, pair.audit_name, pair.host, max_splay)
-    new = (pair.ip_address, next_run, disabled, reason, by)
-    if new == (row.ip_address, row.next_run, row.disabled, row.disabled_reason, row.disabled_by):
-        return None
-    return {
-        "row_id": row.id,
-        "ip_address": pair.ip_address,
-        "old_next_run": row.next_run,
-        "next_run": next_run,
-        "disabled": disabled,
-        "disabled_reason": reason,
-        "disabled_by": by,
-        "updated_at": now,
     }
 
 
@@ -948,4 +882,30 @@ def _audit_row(m: Any) -> AuditRow:
         claimed_by=m["claimed_by"],
         lease_until=m["lease_until"],
         attempts=m["attempts"],
+    )
+
+
+def _row_values(row: AuditRow) -> dict[str, Any]:
+    """An imported row's columns (its id is this store's to give)."""
+    values = {name: getattr(row, name) for name in _ROW_COLUMNS}
+    values["status"] = Status(row.status).value
+    values["disabled_by"] = None if row.disabled_by is None else DisabledBy(row.disabled_by).value
+    return values
+
+
+_ROW_COLUMNS = tuple(c.name for c in audits.c if c.name != "id")
+
+
+def _result(row: Any) -> Result:
+    return Result(
+        Outcome(row.outcome),
+        row.summary or "",
+        row.output or "",
+        row.metrics or {},
+        row.started_at,
+        row.finished_at,
+        row.slot,
+        row.engine_id,
+        row.audit_name,
+        row.host,
     )

@@ -214,3 +214,18 @@ repair_runs = Table(
     Index("ix_repair_runs_host", "host", "finished_at"),
     Index("ix_repair_runs_finished_at", "finished_at"),
 )
+
+# An operator's disable of a pair a sync removed, kept for disable_retention
+# so it is put back if the pair returns (a truncated file, then restored).
+removed_disables = Table(
+    "removed_disables",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("audit_name", String(NAME), nullable=False),
+    Column("host", String(NAME), nullable=False),
+    Column("disabled_reason", Text()),
+    Column("removed_at", UTCDateTime(), nullable=False),
+    Column("removed_by", String(NAME)),  # who synced it away: an engine id, `entropy sync` ...
+    UniqueConstraint("audit_name", "host", name="uq_removed_disables_audit_host"),
+    Index("ix_removed_disables_removed_at", "removed_at"),
+)

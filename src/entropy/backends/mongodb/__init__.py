@@ -1,0 +1,1 @@
+"""The mongodb backend's pieces: the client and schema, the state store, repairs, registry."""

@@ -1,0 +1,547 @@
+"""Audit rows, claims, results and history in MongoDB: the StateStore contract.
+
+One document per (audit, host) in `audits` (the design's fields, an integer
+`_id` from a counter document), one per result in `results`. Without
+multi-document transactions (they need a replica set), each step is made
+safe on its own:
+
+- claims: one `update_many` over the wanted ids whose filter says "due,
+  enabled, not processing", tagging what it takes with a fresh claim token;
+  each document's update is atomic, so two engines never both take one.
+  A `find` by the token then gives the slots taken (two round trips a batch).
+- records: one `bulk_write` of fenced updates (`claimed_by` = this engine,
+  `status` = processing), then the history of exactly the rows it updated.
+  A fenced-out result leaves no history. An engine dying between the two
+  loses that batch's history entries (the rows keep the latest result);
+  the SQL stores write both in one transaction.
+- times are ISO 8601 text in UTC, to the microsecond and of fixed width
+  (client.t): text order is time order, so `$lte`/`$lt`/sort work on them,
+  nothing is rounded, and documents stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from ...removal import DisablePlan, KeptDisable, RemovalPolicy
+from ..base import (
+    Capability,
+    EngineRegistry,
+    RecordItem,
+    RepairStore,
+    ScheduleRow,
+    StateDump,
+    StateStore,
+)
+from ..retry import retried_on_race
+from ..syncplan import disabled_state, latest_of, plan_sync
+from .client import Mongo, dt, t, translated
+
+_CHUNK = 1000  # ids per $in
+_HISTORY_TRIES = 3  # a history insert after its rows were updated is worth a few tries
+
+
+class _Synced(NamedTuple):
+    id: int
+    audit_name: str
+    host: str
+    ip_address: str
+    next_run: datetime
+    disabled: bool
+    disabled_reason: str | None
+    disabled_by: str | None
+
+
+_SYNC_FIELDS = {name: 1 for name in _Synced._fields if name != "id"}
+
+
+class MongoStateStore(StateStore):
+    """The state of one fleet in one MongoDB database."""
+
+    name = "mongodb"
+    capabilities = frozenset(
+        {Capability.SHARED_ENGINES, Capability.SCHEMA_MIGRATIONS, Capability.PERSISTENT}
+    )
+
+    def __init__(self, url: str, check_schema: bool = True, **_opened: object) -> None:
+        """_opened: read_only, timeouts (see open_state_store); the client's own timeouts hold."""
+        super().__init__(url)
+        self.mongo = Mongo(url)
+        self.where = self.mongo.where
+        db = self.mongo.db
+        self._audits, self._results, self._kept = db.audits, db.results, db.removed_disables
+        if check_schema:
+            try:
+                self.mongo.check_schema()
+            except BaseException:
+                self.mongo.close()
+                raise
+        from .repair_store import MongoRepairStore
+
+        self._repairs = MongoRepairStore(self.mongo)
+
+    @property
+    def repairs(self) -> RepairStore:
+        return self._repairs
+
+    def engine_registry(self) -> EngineRegistry:
+        from .registry import MongoEngineRegistry
+
+        return MongoEngineRegistry(self.mongo)
+
+    def close(self) -> None:
+        self.mongo.close()
+
+    def schema_revision(self) -> str | None:
+        return self.mongo.revision()
+
+    def schema_head(self) -> str:
+        from .client import REVISION
+
+        return REVISION
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        return self.mongo.upgrade()
+
+    # -- rows -------------------------------------------------------------------------
+
+    def sync(
+        self,
+        pairs: Iterable[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float = 0.0,
+        policy: RemovalPolicy | None = None,
+    ) -> SyncReport:
+        return self._sync(list(pairs), now, max_splay, skew, policy)
+
+    @retried_on_race  # engines starting together insert the same new pairs: the loser re-reads
+    @translated
+    def _sync(
+        self,
+        pairs: list[Pair],
+        now: datetime,
+        max_splay: float,
+        skew: float,
+        policy: RemovalPolicy | None,
+    ) -> SyncReport:
+        from pymongo import UpdateOne
+
+        existing = [_synced(doc) for doc in self._audits.find({}, _SYNC_FIELDS)]
+        kept = [_kept(doc) for doc in self._kept.find({})]
+        plan = plan_sync(existing, pairs, now, max_splay, skew, policy, kept)
+        for chunk in _chunks(plan.gone):
+            self._audits.delete_many({"_id": {"$in": chunk}})
+        self._write_disables(plan.disables)
+        if plan.new:
+            ids = self.mongo.next_ids("audits", len(plan.new))
+            docs = [
+                {"_id": row_id, **values, "result": None, "claimed_by": None, "lease_until": None,
+                 **{k: t(values[k]) for k in ("next_run", "created_at", "updated_at")}}
+                for row_id, values in zip(ids, plan.new, strict=True)
+            ]  # fmt: skip
+            for start in range(0, len(docs), _CHUNK):
+                self._audits.insert_many(docs[start : start + _CHUNK], ordered=False)
+        if plan.changes:
+            writes = []
+            for change in plan.changes:
+                row_id = change["row_id"]
+                values = {
+                    k: change[k]
+                    for k in ("ip_address", "disabled", "disabled_reason", "disabled_by")
+                }
+                values["updated_at"] = t(change["updated_at"])
+                writes.append(UpdateOne({"_id": row_id}, {"$set": values}))
+                if change["next_run"] != change["old_next_run"]:
+                    # Only if no engine recorded a result since the read: its next_run stands.
+                    writes.append(
+                        UpdateOne(
+                            {"_id": row_id, "next_run": t(change["old_next_run"])},
+                            {"$set": {"next_run": t(change["next_run"])}},
+                        )
+                    )
+            self._audits.bulk_write(writes, ordered=True)
+        return plan.report()
+
+    def _write_disables(self, plan: DisablePlan) -> None:
+        """Forget the expired and the restored, then remember the newly removed (replacing)."""
+        if plan.expired_before is not None:
+            self._kept.delete_many({"removed_at": {"$lt": t(plan.expired_before)}})
+        done = [_kept_id(*key) for key in [*plan.restore, *(k.key for k in plan.remember)]]
+        for start in range(0, len(done), _CHUNK):
+            self._kept.delete_many({"_id": {"$in": done[start : start + _CHUNK]}})
+        if plan.remember:
+            self._kept.insert_many([_kept_doc(k) for k in plan.remember])
+
+    @translated
+    def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
+        query: dict[str, Any] = {}
+        if host is not None:
+            query["host"] = host
+        if audit_name is not None:
+            query["audit_name"] = audit_name
+        rows = [_audit_row(doc) for doc in self._audits.find(query)]
+        return sorted(rows, key=lambda row: (row.host, row.audit_name))
+
+    @translated
+    def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:
+        from pymongo import UpdateOne
+
+        writes = []
+        for pair in pairs:
+            disabled, why, by = disabled_state(pair, reason)
+            writes.append(
+                UpdateOne(
+                    {"audit_name": pair.audit_name, "host": pair.host},
+                    {
+                        "$set": {
+                            "disabled": disabled,
+                            "disabled_reason": why,
+                            "disabled_by": by,
+                            "updated_at": t(now),
+                        }
+                    },
+                )
+            )
+        if not writes:
+            return 0
+        return self._audits.bulk_write(writes, ordered=False).matched_count
+
+    @translated
+    def schedule_rows(self) -> list[ScheduleRow]:
+        fields = {"audit_name": 1, "host": 1, "next_run": 1, "disabled": 1, "status": 1}
+        return [
+            ScheduleRow(
+                d["_id"], d["audit_name"], d["host"], dt(d["next_run"]), d["disabled"], d["status"]
+            )
+            for d in self._audits.find({}, fields)
+        ]
+
+    # -- claims, leases, results --------------------------------------------------------
+
+    @translated
+    def claim(
+        self,
+        ids: list[int],
+        engine_id: str,
+        now: datetime,
+        lease_until: datetime,
+        waiting: Iterable[int] = (),
+    ) -> dict[int, datetime]:
+        at, until = t(now), t(lease_until)
+        for chunk in _chunks(list(waiting)):
+            self._audits.update_many(
+                {
+                    "_id": {"$in": chunk},
+                    "status": Status.PROCESSED.value,
+                    "next_run": {"$lte": at},
+                },
+                {"$set": {"status": Status.NEW.value}},
+            )
+        claimed: dict[int, datetime] = {}
+        for chunk in _chunks(ids):
+            token = uuid.uuid4().hex
+            taken = self._audits.update_many(
+                {
+                    "_id": {"$in": chunk},
+                    "disabled": False,
+                    "next_run": {"$lte": at},
+                    "status": {"$ne": Status.PROCESSING.value},
+                },
+                {
+                    "$set": {
+                        "status": Status.PROCESSING.value,
+                        "claimed_by": engine_id,
+                        "lease_until": until,
+                        "updated_at": at,
+                        "claim": token,
+                    }
+                },
+            )
+            if taken.modified_count:
+                found = self._audits.find({"_id": {"$in": chunk}, "claim": token}, {"next_run": 1})
+                claimed.update((doc["_id"], dt(doc["next_run"])) for doc in found)
+        return claimed
+
+    @translated
+    def next_runs(self, ids: list[int]) -> dict[int, datetime]:
+        found: dict[int, datetime] = {}
+        for chunk in _chunks(ids):
+            for doc in self._audits.find({"_id": {"$in": chunk}}, {"next_run": 1}):
+                found[doc["_id"]] = dt(doc["next_run"])
+        return found
+
+    @translated
+    def renew_leases(self, engine_id: str, ids: list[int], lease_until: datetime) -> int:
+        renewed = 0
+        for chunk in _chunks(sorted(ids)):
+            renewed += self._audits.update_many(
+                {"_id": {"$in": chunk}, "claimed_by": engine_id, "status": Status.PROCESSING.value},
+                {"$set": {"lease_until": t(lease_until)}},
+            ).matched_count
+        return renewed
+
+    @translated
+    def record(self, records: list[RecordItem], engine_id: str) -> int:
+        from pymongo import UpdateOne
+
+        if not records:
+            return 0
+        records = sorted(records, key=lambda record: record[0])
+        token = uuid.uuid4().hex
+        writes = [
+            UpdateOne(
+                {"_id": row_id, "claimed_by": engine_id, "status": Status.PROCESSING.value},
+                {
+                    "$set": {
+                        "status": Status.PROCESSED.value,
+                        "result": _latest(result),
+                        "next_run": t(next_run),
+                        "claimed_by": None,
+                        "lease_until": None,
+                        "attempts": 0,
+                        "updated_at": t(result.finished_at),
+                        "recorded": token,
+                    }
+                },
+            )
+            for row_id, result, next_run in records
+        ]
+        updated = self._audits.bulk_write(writes, ordered=False).matched_count
+        if updated == len(records):
+            ours = [result for _, result, _ in records]
+        elif updated:  # some were fenced out: the history of the others only
+            ids = [row_id for row_id, _, _ in records]
+            mine = {
+                doc["_id"]
+                for doc in self._audits.find({"_id": {"$in": ids}, "recorded": token}, {"_id": 1})
+            }
+            ours = [result for row_id, result, _ in records if row_id in mine]
+        else:
+            ours = []
+        if ours:
+            self._insert_history([_history(result) for result in ours])
+        return updated
+
+    def _insert_history(self, docs: list[dict[str, Any]]) -> None:
+        """The rows are already updated: a passing failure here is tried again, not raised."""
+        from pymongo.errors import AutoReconnect
+
+        for attempt in range(_HISTORY_TRIES):
+            try:
+                self._results.insert_many(docs, ordered=False)
+                return
+            except AutoReconnect:
+                if attempt + 1 == _HISTORY_TRIES:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    @translated
+    def record_adhoc(self, row_id: int | None, result: Result) -> None:
+        if row_id is not None:
+            self._audits.update_one(
+                {"_id": row_id},
+                {"$set": {"result": _latest(result), "updated_at": t(result.finished_at)}},
+            )
+        self._results.insert_one(_history(result))
+
+    @translated
+    def release(self, engine_id: str, now: datetime) -> int:
+        return self._audits.update_many(
+            {"claimed_by": engine_id, "status": Status.PROCESSING.value},
+            {
+                "$set": {
+                    "status": Status.NEW.value,
+                    "claimed_by": None,
+                    "lease_until": None,
+                    "updated_at": t(now),
+                }
+            },
+        ).modified_count
+
+    @translated
+    def recover_expired(self, now: datetime, skew: float = 0.0) -> int:
+        expired = now - timedelta(seconds=skew)
+        return self._audits.update_many(
+            {"status": Status.PROCESSING.value, "lease_until": {"$lt": t(expired)}},
+            {
+                "$set": {
+                    "status": Status.NEW.value,
+                    "claimed_by": None,
+                    "lease_until": None,
+                    "updated_at": t(now),
+                },
+                "$inc": {"attempts": 1},
+            },
+        ).modified_count
+
+    @translated
+    def prune_results(self, before: datetime) -> int:
+        return self._results.delete_many({"finished_at": {"$lt": t(before)}}).deleted_count
+
+    @translated
+    def results(
+        self,
+        host: str | None = None,
+        audit_name: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[Result]:
+        query = {
+            k: v
+            for k, v in (("host", host), ("audit_name", audit_name), ("outcome", outcome))
+            if v is not None
+        }
+        found = self._results.find(query).sort([("finished_at", -1), ("_id", -1)]).limit(limit)
+        return [_result(doc) for doc in found]
+
+    # -- moving state between stores ---------------------------------------------------
+
+    @translated
+    def export_rows(self) -> StateDump:
+        rows = [_audit_row(doc) for doc in self._audits.find({}).sort("_id", 1)]
+        history = [_result(doc) for doc in self._results.find({}).sort("_id", 1)]
+        return StateDump(rows, history)
+
+    @translated
+    def import_rows(self, dump: StateDump) -> None:
+        self._results.delete_many({})
+        self._audits.delete_many({})
+        if dump.rows:
+            ids = self.mongo.next_ids("audits", len(dump.rows))
+            docs = [_row_doc(row_id, row) for row_id, row in zip(ids, dump.rows, strict=True)]
+            for start in range(0, len(docs), _CHUNK):
+                self._audits.insert_many(docs[start : start + _CHUNK])
+        history = [_history(result) for result in dump.results]
+        for start in range(0, len(history), _CHUNK):
+            self._results.insert_many(history[start : start + _CHUNK])
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _metrics_text(metrics: dict[str, Any] | None) -> str | None:
+    """Metrics as JSON text: perfdata labels may hold dots and dollars, odd values stay text."""
+    return json.dumps(metrics, default=str) if metrics else None
+
+
+def _latest(result: Result) -> dict[str, Any]:
+    latest = latest_of(result)
+    latest["metrics"] = _metrics_text(result.metrics)
+    return latest
+
+
+def _history(result: Result) -> dict[str, Any]:
+    return {
+        "host": result.host,
+        "audit_name": result.audit_name,
+        "slot": t(result.slot),
+        "outcome": result.outcome.value,
+        "summary": result.summary,
+        "output": result.output,
+        "metrics": _metrics_text(result.metrics),
+        "started_at": t(result.started_at),
+        "finished_at": t(result.finished_at),
+        "engine_id": result.engine_id,
+    }
+
+
+def _result(doc: dict[str, Any]) -> Result:
+    return Result(
+        Outcome(doc["outcome"]),
+        doc.get("summary") or "",
+        doc.get("output") or "",
+        json.loads(doc["metrics"]) if doc.get("metrics") else {},
+        dt(doc.get("started_at")),
+        dt(doc.get("finished_at")),
+        dt(doc.get("slot")),
+        doc.get("engine_id"),
+        doc.get("audit_name", ""),
+        doc.get("host", ""),
+    )
+
+
+def _audit_row(doc: dict[str, Any]) -> AuditRow:
+    result = doc.get("result")
+    if result is not None:
+        result = {
+            **result,
+            "metrics": json.loads(result["metrics"]) if result.get("metrics") else {},
+        }
+    by = doc.get("disabled_by")
+    return AuditRow(
+        id=doc["_id"],
+        host=doc["host"],
+        ip_address=doc["ip_address"],
+        audit_name=doc["audit_name"],
+        next_run=dt(doc["next_run"]),
+        created_at=dt(doc["created_at"]),
+        updated_at=dt(doc["updated_at"]),
+        disabled=bool(doc["disabled"]),
+        disabled_reason=doc.get("disabled_reason"),
+        status=Status(doc["status"]),
+        result=result,
+        disabled_by=DisabledBy(by) if by else None,
+        claimed_by=doc.get("claimed_by"),
+        lease_until=dt(doc.get("lease_until")),
+        attempts=int(doc.get("attempts") or 0),
+    )
+
+
+def _row_doc(row_id: int, row: AuditRow) -> dict[str, Any]:
+    result = row.result
+    if result is not None:
+        result = {**result, "metrics": _metrics_text(result.get("metrics"))}
+    return {
+        "_id": row_id,
+        "host": row.host,
+        "ip_address": row.ip_address,
+        "audit_name": row.audit_name,
+        "next_run": t(row.next_run),
+        "created_at": t(row.created_at),
+        "updated_at": t(row.updated_at),
+        "disabled": row.disabled,
+        "disabled_reason": row.disabled_reason,
+        "disabled_by": None if row.disabled_by is None else DisabledBy(row.disabled_by).value,
+        "status": Status(row.status).value,
+        "result": result,
+        "claimed_by": row.claimed_by,
+        "lease_until": t(row.lease_until),
+        "attempts": row.attempts,
+    }
+
+
+def _synced(doc: dict[str, Any]) -> _Synced:
+    return _Synced(
+        doc["_id"],
+        doc["audit_name"],
+        doc["host"],
+        doc["ip_address"],
+        dt(doc["next_run"]),  # type: ignore[arg-type]
+        bool(doc["disabled"]),
+        doc.get("disabled_reason"),
+        doc.get("disabled_by"),
+    )
+
+
+def _kept_id(audit_name: str, host: str) -> str:
+    return json.dumps([audit_name, host])
+
+
+def _kept_doc(kept: KeptDisable) -> dict[str, Any]:
+    return {"_id": _kept_id(*kept.key), "audit_name": kept.audit_name, "host": kept.host,
+            "disabled_reason": kept.reason, "removed_at": t(kept.removed_at),
+            "removed_by": kept.removed_by or None}  # fmt: skip
+
+
+def _kept(doc: dict[str, Any]) -> KeptDisable:
+    return KeptDisable(doc["audit_name"], doc["host"], doc.get("disabled_reason"),
+                       dt(doc["removed_at"]), doc.get("removed_by") or "")  # type: ignore[arg-type]  # fmt: skip

@@ -1,0 +1,183 @@
+"""What a sync changes, worked out the same way for every state store.
+
+A store reads its rows (only the columns below) and what it remembers of
+removed operator disables, asks `plan_sync` what to do, and applies the
+plan its own way (SQL statements, MongoDB bulk writes, dicts in memory).
+The rules live here once: new pairs get a stable splay, kept rows keep
+their state, follow the host's address and the definitions' disabled flag
+(never undoing an operator's disable), a next_run left far out by a
+shortened interval is pulled in, and removals beyond max_removal need
+consent (entropy.removal, checked before anything changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from ..model import DisabledBy, Pair, Status, SyncReport
+from ..removal import DisablePlan, KeptDisable, RemovalPolicy, check_removal, plan_disables
+
+
+class SyncedRow(Protocol):
+    """The columns of a stored row a sync looks at."""
+
+    id: int
+    audit_name: str
+    host: str
+    ip_address: str
+    next_run: datetime
+    disabled: bool
+    disabled_reason: str | None
+    disabled_by: str | None
+
+
+@dataclass(slots=True)
+class SyncPlan:
+    gone: list[int]  # row ids whose pair left the definitions
+    new: list[dict[str, Any]]  # rows to insert, column -> value (no id)
+    changes: list[dict[str, Any]]  # row_id, old_next_run, and the columns to set
+    kept: int
+    disables: DisablePlan  # operator disables to remember, put back, forget
+
+    def report(self) -> SyncReport:
+        restore = self.disables.restore
+        return SyncReport(
+            len(self.new), len(self.gone), self.kept, len(self.changes),
+            restored=len(restore), remembered=len(self.disables.remember),
+            put_back=tuple(kept.describe() for kept in restore.values()),
+        )  # fmt: skip
+
+
+def plan_sync(
+    existing: Iterable[SyncedRow],
+    pairs: Iterable[Pair],
+    now: datetime,
+    max_splay: float,
+    skew: float = 0.0,
+    policy: RemovalPolicy | None = None,
+    kept: Iterable[KeptDisable] = (),
+) -> SyncPlan:
+    """Compare the stored rows with the desired pairs; RemovalRefused past max_removal.
+
+    Each change carries `old_next_run`: a store applies its next_run only if
+    the row's next_run is still that one (another engine may have recorded
+    a result meanwhile, and its next_run stands). `kept`: the operator
+    disables the store remembers of removed pairs; a new pair that had one
+    comes back disabled.
+    """
+    policy = policy or RemovalPolicy()
+    desired = {pair.key: pair for pair in pairs}
+    slack = timedelta(seconds=skew)
+    gone: list[SyncedRow] = []
+    changes: list[dict[str, Any]] = []
+    latest: dict[Any, datetime] = {}
+    seen = 0
+    for row in existing:
+        seen += 1
+        pair = desired.pop((row.audit_name, row.host), None)
+        if pair is None:
+            gone.append(row)
+            continue
+        timing = pair.schedule.timing
+        if timing not in latest:
+            latest[timing] = timing.latest_next_run(now + slack)
+        change = _changes(row, pair, now, max_splay, latest[timing])
+        if change is not None:
+            changes.append(change)
+    check_removal(seen, [(row.audit_name, row.host) for row in gone], policy)
+    if not policy.remove:
+        gone = []
+    disables = plan_disables(gone, kept, desired, now, policy)
+    new = [new_row(p, now, max_splay) for p in desired.values()]
+    for values in new if disables.restore else ():
+        back = disables.restore.get((values["audit_name"], values["host"]))
+        if back is not None:
+            values.update(disabled=True, disabled_reason=back.reason,
+                          disabled_by=DisabledBy.OPERATOR.value)  # fmt: skip
+    return SyncPlan([row.id for row in gone], new, changes, seen - len(gone), disables)
+
+
+def new_row(pair: Pair, now: datetime, max_splay: float) -> dict[str, Any]:
+    """A new pair's row: due after its stable splay, disabled if the definitions say so."""
+    schedule = pair.schedule
+    return {
+        "host": pair.host,
+        "ip_address": pair.ip_address,
+        "audit_name": pair.audit_name,
+        "next_run": schedule.timing.first_run(now, pair.audit_name, pair.host, max_splay),
+        "created_at": now,
+        "updated_at": now,
+        "disabled": schedule.disabled,
+        "disabled_reason": schedule.disabled_reason if schedule.disabled else None,
+        "disabled_by": DisabledBy.DEFINITIONS.value if schedule.disabled else None,
+        "status": Status.NEW.value,
+        "attempts": 0,
+    }
+
+
+def _changes(
+    row: SyncedRow, pair: Pair, now: datetime, max_splay: float, latest_next_run: datetime
+) -> dict[str, Any] | None:
+    """The new values of a kept row's definition-driven columns, or None if none change."""
+    schedule = pair.schedule
+    if (
+        not row.disabled
+        and not schedule.disabled
+        and row.ip_address == pair.ip_address
+        and row.next_run <= latest_next_run
+    ):
+        return None  # the common case: nothing to change
+    disabled, reason, by = row.disabled, row.disabled_reason, row.disabled_by
+    if by != DisabledBy.OPERATOR:
+        if schedule.disabled:
+            disabled, reason, by = True, schedule.disabled_reason, DisabledBy.DEFINITIONS.value
+        else:
+            disabled, reason, by = False, None, None
+    next_run = row.next_run
+    if next_run > latest_next_run:
+        next_run = schedule.timing.first_run(now, pair.audit_name, pair.host, max_splay)
+    new = (pair.ip_address, next_run, disabled, reason, by)
+    if new == (row.ip_address, row.next_run, row.disabled, row.disabled_reason, row.disabled_by):
+        return None
+    return {
+        "row_id": row.id,
+        "ip_address": pair.ip_address,
+        "old_next_run": row.next_run,
+        "next_run": next_run,
+        "disabled": disabled,
+        "disabled_reason": reason,
+        "disabled_by": by,
+        "updated_at": now,
+    }
+
+
+def disabled_state(pair: Pair, reason: str | None) -> tuple[bool, str | None, str | None]:
+    """(disabled, disabled_reason, disabled_by) after `entropy disable/enable` on pair.
+
+    reason None lifts the operator's disable; the definitions' own stays.
+    """
+    if reason is not None:
+        return True, reason, DisabledBy.OPERATOR.value
+    if pair.schedule.disabled:
+        return True, pair.schedule.disabled_reason, DisabledBy.DEFINITIONS.value
+    return False, None, None
+
+
+def latest_of(result: Any) -> dict[str, Any]:
+    """The row's `result`: the latest result, small enough to read in bulk (times as ISO text)."""
+    return {
+        "outcome": result.outcome.value,
+        "summary": result.summary,
+        "metrics": result.metrics,
+        "slot": _iso(result.slot),
+        "started_at": _iso(result.started_at),
+        "finished_at": _iso(result.finished_at),
+        "engine_id": result.engine_id,
+    }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()

@@ -1,0 +1,157 @@
+"""The engine and the typed store errors, on the memory store with faults switched on.
+
+The store is the real reference store; only its claim or record raise the
+error a test switches on, the way a database would. What is checked is the
+engine's answer: retry what can recover, never retry for ever what cannot,
+and hold the workers (logged) when results pile up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import futurist
+import pytest
+
+from entropy.backends.base import Backend, RecordItem
+from entropy.backends.impl_dir import DirDefinitions
+from entropy.backends.impl_memory import MemoryStateStore, forget
+from entropy.clock import FakeClock
+from entropy.config import load_conf
+from entropy.engine import Engine, EngineSettings
+from entropy.errors import StorageFailure, StoreError, StoreUnavailable
+from entropy.model import Outcome, Result
+from entropy.scheduler import Due, Scheduler
+from fleets import write_fleet
+
+HOSTS = {f"h{i}.example": {"ip_address": "127.0.0.1", "host_type": "web"} for i in range(3)}
+SCRIPTS = {"check": {"kind": "python", "function": "os:getpid"}}
+SCHEDULES = {"a.yaml": {"web": {"audits": {"check": {"run_every": "10s"}}}}}
+
+
+class FaultyStore(MemoryStateStore):
+    """The memory store, raising `fault` from claim() or record() while it is set."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.claim_fault: Exception | None = None
+        self.record_fault: StoreError | None = None
+        self.record_calls = 0
+
+    def claim(self, *args: Any, **kwargs: Any) -> dict[int, datetime]:
+        if self.claim_fault is not None:
+            raise self.claim_fault
+        return super().claim(*args, **kwargs)
+
+    def record(self, records: list[RecordItem], engine_id: str) -> int:
+        self.record_calls += 1
+        if self.record_fault is not None:
+            raise self.record_fault
+        return super().record(records, engine_id)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[FaultyStore]:
+    made = FaultyStore(f"memory:{tmp_path}")
+    yield made
+    forget(str(tmp_path))
+
+
+def make_engine(tmp_path: Path, store: FaultyStore, clock: FakeClock, **settings: Any) -> Engine:
+    fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
+                        schedules=SCHEDULES)  # fmt: skip
+    conf = load_conf()
+    conf.set_override("max_splay", 0)
+    backend = Backend(conf, DirDefinitions(conf, str(fleet)), state=store)
+    scheduler = Scheduler(backend, clock, refresh_in_background=False)
+    scheduler.refresh()
+    engine = Engine(backend, scheduler, clock, EngineSettings("e1", **settings))
+    engine._executor = futurist.SynchronousExecutor()
+    return engine
+
+
+def run_due(engine: Engine, clock: FakeClock) -> list[Due]:
+    clock.set(engine.scheduler.next_due())
+    batch = engine.scheduler.next_batch(timeout=0) or engine.scheduler.next_batch(timeout=0)
+    for due in batch:
+        engine._pending[due.row_id] = due
+    engine._dispatch(fresh=[due.row_id for due in batch])
+    return batch
+
+
+def test_a_transient_claim_error_keeps_the_audits_waiting(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock
+) -> None:
+    engine = make_engine(tmp_path, store, clock)
+    store.claim_fault = StoreUnavailable("state store memory: connection lost")
+    batch = run_due(engine, clock)
+    assert len(batch) == 3 and set(engine._pending) == {due.row_id for due in batch}
+    store.claim_fault = None
+    engine._dispatch(fresh=[])  # the loop's next try
+    assert engine._pending == {} and engine._results.qsize() == 3
+
+
+def test_a_permanent_claim_error_skips_to_the_next_slot_and_says_so_once(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(tmp_path, store, clock)
+    store.claim_fault = StorageFailure("state store memory: no such column: lease_until")
+    first = run_due(engine, clock)
+    assert engine._pending == {}  # not retried as fast as the loop turns
+    assert engine.scheduler.next_due() == first[0].slot + timedelta(seconds=10)  # next slot
+    run_due(engine, clock)  # the next slot: refused again, not logged again within a minute
+    refused = [r for r in caplog.records if "refuses claims" in r.getMessage()]
+    assert len(refused) == 1 and "3 audits skip to their next slot" in refused[0].getMessage()
+    store.claim_fault = None
+    assert len(run_due(engine, clock)) == 3 and engine._results.qsize() == 3
+
+
+def test_a_claim_that_raises_a_bug_leaves_the_engine_running(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(tmp_path, store, clock)
+    store.claim_fault = KeyError("next_run")  # say, a reply without a field it should have
+    first = run_due(engine, clock)  # returns: the engine loop would go on
+    assert "claiming 3 audits failed" in caplog.text and "KeyError" in caplog.text
+    assert engine._pending == {}
+    assert engine.scheduler.next_due() == first[0].slot + timedelta(seconds=10)
+
+
+def test_results_wait_in_a_bounded_queue_and_the_workers_pause_when_it_is_full(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="entropy")
+    engine = make_engine(tmp_path, store, clock, result_queue_size=4, flush_size=2,
+                         flush_interval=0.01)  # fmt: skip
+    due = run_due(engine, clock)[0]  # one real claim, to have a row to record over
+    store.record_fault = StoreUnavailable("state store memory: connection lost")
+    recorder = threading.Thread(target=engine._record_loop, daemon=True)
+    recorder.start()
+
+    def result(n: int) -> tuple[Due, Result, datetime]:
+        now = clock.now()
+        done = Result(Outcome.OK, f"#{n}", started_at=now, finished_at=now, slot=due.slot,
+                      engine_id="e1", audit_name="check", host=due.pair.host)  # fmt: skip
+        return due, done, now
+
+    worker = threading.Thread(target=lambda: [engine._hand_over(result(n)) for n in range(8)])
+    worker.start()
+    deadline = time.monotonic() + 10
+    while "result queue full" not in caplog.text:
+        assert time.monotonic() < deadline, "no log line said the queue was full"
+        time.sleep(0.01)
+    assert worker.is_alive() and engine._results.qsize() <= 4  # held, not growing
+    assert engine.dropped == 0  # a transient error drops nothing
+    store.record_fault = None
+    worker.join(20)
+    assert not worker.is_alive()
+    assert "the result queue has room again" in caplog.text
+    engine._results.put(None)
+    recorder.join(20)
+    assert (engine.recorded, engine.dropped) == (3 + 8, 0)
