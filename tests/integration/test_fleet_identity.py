@@ -79,6 +79,19 @@ def test_a_fleet_state_from_before_is_adopted(
     assert f"state: {legacy.name}" in (fleet / ".entropy-state").read_text()
     shutil.move(fleet, tmp_path / "moved")
     assert history(tmp_path / "moved") == before
+    # A new fleet where that one was does not take its state (it was adopted).
+    write_fleet("dir", fleet)
+    assert "added 8" in run(fleet, "sync").stdout
+    assert history(fleet) == [] and history(tmp_path / "moved") == before
+
+
+def test_a_new_fleet_where_one_was_moved_from_starts_afresh(tmp_path: Path) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet")
+    before = with_history(fleet)
+    shutil.move(fleet, tmp_path / "moved")
+    write_fleet("dir", fleet)
+    assert "added 8" in run(fleet, "sync").stdout
+    assert history(fleet) == [] and history(tmp_path / "moved") == before
 
 
 def test_a_copy_of_a_fleet_gets_a_state_of_its_own(tmp_path: Path) -> None:

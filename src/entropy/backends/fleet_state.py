@@ -7,17 +7,22 @@ history. It also records where it was written: a copy of the directory
 (the original still there, with its own file) gets a state of its own
 rather than sharing rows with the original.
 
-Upgrading keeps history: a fleet with no such file whose path-keyed state
-file (what earlier versions used: state_dir/dir-<name>-<hash of the
-path>.sqlite) exists adopts it. A fleet directory that cannot be written
-(a read-only mount) falls back to that path-keyed name, with a warning.
-Read-only commands never write the file.
+A new fleet's file is named after its directory (path, device and inode:
+a directory made later at the same path is another fleet), so a command
+that only reads, and writes no marker, names the file the first write will
+use. Upgrading keeps history: a fleet with no marker whose path-keyed file
+(what earlier versions used: state_dir/dir-<name>-<hash of the path>.sqlite)
+exists adopts it, and marks it adopted (`<file>.adopted`), so that a new
+fleet at that path once this one has moved does not take it too. A fleet
+directory that cannot be written (a read-only mount) falls back to the
+path-keyed name, with a warning. Read-only commands never write anything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -70,10 +75,33 @@ def _resolve(conf: cfg.ConfigOpts, root: Path, legacy: Path, create: bool) -> Pa
                 _write_or_warn(marker, name, root, legacy)
             return state_dir(conf) / name
         LOG.warning("%s is a copy of the fleet at %s: it gets a state of its own", root, where)
+    adopt = legacy.exists() and not _adopted(legacy)
+    name = legacy.name if adopt else _own_name(root)
     if not create:
+        return state_dir(conf) / name
+    if not _write_or_warn(marker, name, root, legacy):
         return legacy
-    name = legacy.name if legacy.exists() else f"dir-{_safe(root.name)}-{_new_id()}.sqlite"
-    return state_dir(conf) / name if _write_or_warn(marker, name, root, legacy) else legacy
+    if adopt:
+        _mark_adopted(legacy, root)
+    return state_dir(conf) / name
+
+
+def _own_name(root: Path) -> str:
+    """A new fleet's file: stable for its directory, another for a directory made later."""
+    stat = root.stat()
+    digest = hashlib.sha1(f"{root}\0{stat.st_dev}\0{stat.st_ino}".encode()).hexdigest()[:12]
+    return f"dir-{_safe(root.name)}-{digest}.sqlite"
+
+
+def _adopted(legacy: Path) -> bool:
+    return Path(f"{legacy}.adopted").exists()
+
+
+def _mark_adopted(legacy: Path, root: Path) -> None:
+    try:
+        Path(f"{legacy}.adopted").write_text(f"adopted by the fleet at {root}\n")
+    except OSError as exc:  # then a new fleet at that path would adopt it as well: say so
+        LOG.warning("cannot write %s.adopted (%s)", legacy, exc.strerror)
 
 
 @contextlib.contextmanager
@@ -93,10 +121,6 @@ def _locked(directory: Path) -> Iterator[None]:
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip(".") or "root"
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def _read(marker: Path) -> tuple[str, str] | None:
