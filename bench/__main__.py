@@ -36,6 +36,7 @@ examples:
   python -m bench engines                      1, 2 and 4 engine processes on one PostgreSQL
                                                store, 100000 pairs due at once
   python -m bench engines --engines 4 --splay 20   the same at a steady 5000 audits/s
+  python -m bench validate                     entropy validate on 583000 hosts: time, peak RSS
   python -m bench monitoring                   what the monitoring rules cost per result
 
 Each scenario prints a table (median and min..max over the runs) and, with

@@ -144,7 +144,7 @@ RICH_SCRIPTS: dict[str, Any] = {
     },
     "check_shell": {
         "kind": "command",
-        "command": "test -f /etc/a, then: {x} # not a comment",
+        "command": "test -f /etc/a, then: {host} # not a comment",
         "shell": True,
         "output_limit": 4096,
     },

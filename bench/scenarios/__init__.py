@@ -30,6 +30,7 @@ SCENARIOS: dict[str, str] = {
     "sync": "bench.scenarios.sync",
     "memory": "bench.scenarios.memory",
     "engines": "bench.scenarios.engines",
+    "validate": "bench.scenarios.validate",
     "monitoring": "bench.scenarios.monitoring",
 }
 

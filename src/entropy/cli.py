@@ -24,7 +24,7 @@ import click
 import yaml
 from oslo_config import cfg
 
-from . import __version__
+from . import __version__, yamlread
 from .backends import Backend, Capability, fetch
 from .backends.base import EditableDefinitions, EngineRegistry, StateStore, safe_url
 from .cli_options import accept_global_options, log_level
@@ -39,7 +39,7 @@ from .cli_repairs import (
 )
 from .cli_transfer import export_command, import_command
 from .clock import SystemClock
-from .config import engine_id, lease_settings, load_conf, option
+from .config import engine_id, lease_settings, load_conf, option, splay_cap
 from .definitions import Problems, parse_entry, parse_hosts, parse_schedules, parse_scripts
 from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
@@ -53,6 +53,7 @@ from .runners import command as command_runner
 from .scheduler import Scheduler
 from .textout import print_table, stamp
 from .timing import format_duration, parse_duration
+from .yamlread import progress_on_terminal
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -225,7 +226,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 def validate(session: Session, as_json: bool) -> None:
     """Check every definition; print each problem as path:line:col (exit 2 if any)."""
     try:
-        catalog = session.backend.load()
+        with progress_on_terminal():  # a 50 MB hosts.yaml takes a while
+            catalog = session.backend.load()
     except ValidationError as exc:
         if not as_json:
             raise
@@ -414,7 +416,7 @@ def _planned_runs(
     audit_name: str | None,
 ) -> list[tuple[datetime, str, str]]:
     rows = {(r.audit_name, r.host): r for r in backend.audits(host=host, audit_name=audit_name)}
-    max_splay = float(backend.conf.max_splay)
+    max_splay = splay_cap(backend.conf)
     streams = []
     for pair in catalog.pairs:
         if (host and pair.host != host) or (audit_name and pair.audit_name != audit_name):
@@ -549,9 +551,9 @@ def _pairs(values: tuple[str, ...], option_name: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option_name)
-        try:
-            result[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
+        try:  # bounded like a file's YAML: aliases, nesting, 5000-digit numbers
+            result[key] = yamlread.loads(value) if value else ""
+        except (yaml.YAMLError, ValueError):
             result[key] = value
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Sequence
@@ -87,10 +88,11 @@ DEFAULT_OPTS = [
     ),
     cfg.IntOpt(
         "max_splay",
-        default=900,
         min=0,
-        help="Upper bound, in seconds, of the stable delay that spreads the first run "
-        "of new (audit, host) pairs across their interval.",
+        help="Optional cap, in seconds, on the stable delay that spreads the first run of "
+        "new (audit, host) pairs. Unset (the default), first runs spread over the whole "
+        "interval, so 100,000 daily audits spread over the day, every day; 0 runs them all "
+        "at once.",
     ),
     cfg.FloatOpt(
         "max_removal",
@@ -244,6 +246,12 @@ def option(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> object:
     except (cfg.ConfigFileValueError, ValueError) as exc:
         where = f"[{group or 'DEFAULT'}] {name}"
         raise EntropyError(f"config {where}: {exc}") from None
+
+
+def splay_cap(conf: cfg.ConfigOpts) -> float:
+    """max_splay in seconds, or infinity when unset (spread over the whole interval)."""
+    value = option(conf, "max_splay")
+    return math.inf if value is None else float(value)  # type: ignore[arg-type]
 
 
 def state_dir(conf: cfg.ConfigOpts) -> Path:

@@ -8,16 +8,15 @@ can find before failing, so one `entropy validate` shows them all.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
+import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import yaml
-
+from . import yamlread
 from .errors import ConfigError, DurationError, Location, ValidationError
 from .model import (
     REPAIRABLE_OUTCOMES,
@@ -33,9 +32,19 @@ from .model import (
     Schedule,
     Script,
 )
-from .timing import Every, Timing, parse_cron, parse_duration
-
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from .placeholders import env_name
+from .scriptcheck import check_pairs, check_script
+from .timing import (
+    MAX_DURATION,
+    MAX_INTERVAL,
+    MAX_TIMEOUT,
+    Every,
+    Timing,
+    parse_cron,
+    parse_duration,
+)
+from .values import data_problem, host_name_problem, ip_address_problem, name_problem
+from .yamlread import MarkedMap, Streamed, new_map
 
 # Keys each script kind needs, and the ones it may also have. The runners
 # (next layer up) read these; here they are only checked.
@@ -79,90 +88,31 @@ _WHEN_KEYS = frozenset({"audit", "outcome", "consecutive"})
 _GLOB_CHARS = frozenset("*?[")
 
 
-class MarkedMap(dict):
-    """A YAML mapping that remembers where it and each of its keys stood."""
-
-    __slots__ = ("key_marks", "mark")
-
-    def at(self, key: Any, missing: tuple[int, int] | None = None) -> tuple[int, int]:
-        """Where key stands; for an absent key, `missing` (say, the entry's name) if given."""
-        return self.key_marks.get(key, missing or self.mark)
+COUNT_MAX = 1_000_000  # max_concurrent, max_attempts, consecutive
+REASON_LIMIT = 1024  # characters of a disabled_reason
 
 
-def marked(entries: Iterable[tuple[Any, Any, tuple[int, int]]]) -> MarkedMap:
+def marked(items: Iterable[tuple[Any, Any, tuple[int, int]]]) -> MarkedMap:
     """(key, plain value, place) triples, as a document the parse_* functions take.
 
     For definitions that come from a database: each entry, and every key
     inside it, is reported at its own place (say, its row id).
     """
-    doc = _marked_map({}, (1, 1))
-    for key, value, place in entries:
+    doc = new_map((1, 1))
+    for key, value, place in items:
         doc[key] = _marked_map(value, place) if isinstance(value, dict) else value
         doc.key_marks[key] = place
     return doc
 
 
 def _marked_map(value: dict, place: tuple[int, int]) -> MarkedMap:
-    result = MarkedMap(
-        (k, _marked_map(v, place) if isinstance(v, dict) else v) for k, v in value.items()
-    )
-    result.mark, result.key_marks = place, {}
+    result = new_map(place)
+    for k, v in value.items():
+        result[k] = _marked_map(v, place) if isinstance(v, dict) else v
     return result
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    pass
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> MarkedMap:
-    loader.flatten_mapping(node)
-    result = MarkedMap()
-    result.mark = (node.start_mark.line + 1, node.start_mark.column + 1)
-    result.key_marks = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        where = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        try:
-            duplicate = key in result
-        except TypeError:
-            raise yaml.MarkedYAMLError(
-                "while reading a mapping",
-                node.start_mark,
-                "found an unhashable key",
-                key_node.start_mark,
-            ) from None
-        if duplicate:
-            first = result.key_marks[key]
-            raise yaml.MarkedYAMLError(
-                None,
-                None,
-                f"duplicate key {key!r} (first at line {first[0]})",
-                key_node.start_mark,
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_marks[key] = where
-    return result
-
-
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse one YAML file; a syntax error becomes a ConfigError at its line."""
-    try:
-        with open(path, "rb") as stream:
-            return yaml.load(stream, Loader=_Loader)
-    except FileNotFoundError:
-        raise ConfigError(Location(str(path)), "file not found") from None
-    except OSError as exc:
-        raise ConfigError(Location(str(path)), f"cannot read: {exc.strerror}") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Location(str(path), mark.line + 1, mark.column + 1) if mark else Location(str(path))
-        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        raise ConfigError(where, f"invalid YAML: {message}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(Location(str(path)), f"invalid YAML: {exc}") from None
+read_yaml = yamlread.read_yaml
 
 
 class Problems:
@@ -182,6 +132,15 @@ class Problems:
         """The parsed YAML document at path, or None after recording why it can't be read."""
         try:
             return read_yaml(path)
+        except ConfigError as exc:
+            self.items.append(exc)
+            self.unreadable.append(str(path))
+            return None
+
+    def stream(self, path: Path) -> Any:
+        """Like read(), but a file holding a mapping comes as a Streamed (see entries())."""
+        try:
+            return yamlread.stream(path)
         except ConfigError as exc:
             self.items.append(exc)
             self.unreadable.append(str(path))
@@ -229,76 +188,150 @@ def _unknown_keys(
             problems.add(path, entry.at(key), f"unknown key {key!r} in {what} (allowed: {choices})")
 
 
-def _is_ip_address(value: Any) -> bool:
-    """Text naming an IPv4/IPv6 address; ip_address() alone also takes ints (10 -> 0.0.0.10)."""
-    if not isinstance(value, str):
-        return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+EMPTY = {
+    "hosts": "every host, and every audit on it",
+    "scripts": "every script, and every audit that runs one",
+    "a schedule file": "every audit it schedules",
+    "repairs": "every repair rule",
+}
+
+
+def entries(
+    doc: Any, what: str, path: str, problems: Problems
+) -> Iterator[tuple[Any, Any, tuple[int, int]]]:
+    """(key, value, place) of each entry of a top-level mapping, a Streamed one included.
+
+    An empty document is a problem, not "no entries": a file truncated to
+    nothing would otherwise remove everything it defined. `{}` says "none".
+    """
+    if doc is None:
+        if path not in problems.unreadable:
+            problems.unreadable.append(path)  # cross-checks would only echo it
+            problems.add(
+                path,
+                (1, 1),
+                f"the {what} file is empty; write {{}} in it if it is meant to define nothing "
+                f"(an empty file would remove {EMPTY[what]})"
+                if what != "a schedule file"
+                else f"empty schedule file; write {{}} in it if it is meant to schedule nothing "
+                f"(an empty file would remove {EMPTY[what]})",
+            )
+        return
+    if isinstance(doc, Streamed):
+        try:
+            yield from doc
+        except ConfigError as exc:
+            problems.items.append(exc)
+            problems.unreadable.append(path)
+        return
+    if not _mapping(doc, what, path, (1, 1), problems):
+        return
+    for key, value in doc.items():
+        yield key, value, doc.at(key)
 
 
 def parse_hosts(doc: Any, path: str, problems: Problems) -> dict[str, Host]:
     """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
     hosts: dict[str, Host] = {}
-    if doc is None:
-        return hosts
-    if not _mapping(doc, "hosts", path, (1, 1), problems):
-        return hosts
-    for name, entry in doc.items():
-        at = doc.at(name)
-        if not isinstance(name, str) or not name:
-            problems.add(path, at, f"host name must be text, got {name!r}")
+    for name, entry, at in entries(doc, "hosts", path, problems):
+        problem = host_name_problem(name)
+        if problem:
+            problems.add(path, at, problem)
             continue
-        if not _mapping(entry, f"host {name!r}", path, at, problems):
-            continue
-        _unknown_keys(entry, _HOST_KEYS, f"host {name!r}", path, problems)
-        ip = entry.get("ip_address")
-        if not _is_ip_address(ip):
-            problems.add(
-                path,
-                entry.at("ip_address", at),
-                f"host {name!r}: ip_address must be an IP address, got {ip!r}",
-            )
-            continue
-        host_type = entry.get("host_type")
-        if not isinstance(host_type, str) or not host_type:
-            problems.add(
-                path, entry.at("host_type", at), f"host {name!r}: host_type is required text"
-            )
-            continue
-        groups = entry.get("groups") or []
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            problems.add(path, entry.at("groups"), f"host {name!r}: groups must be a list of names")
-            continue
-        host_vars = entry.get("vars") or {}
-        if not _mapping(host_vars, f"host {name!r}: vars", path, entry.at("vars"), problems):
-            continue
-        parents = _names(entry, "parents", f"host {name!r}", path, problems)
-        if parents is None:
-            continue
-        hosts[name] = Host(
-            name, str(ip), host_type, tuple(groups), dict(host_vars), Location(path, *at),
-            parents,
-        )  # fmt: skip
+        host = _parse_host(name, entry, at, path, problems)
+        if host is not None:
+            hosts[name] = host
     return hosts
+
+
+def _parse_host(
+    name: str, entry: Any, at: tuple[int, int], path: str, problems: Problems
+) -> Host | None:
+    what = f"host {name!r}"
+    if not _mapping(entry, what, path, at, problems):
+        return None
+    _unknown_keys(entry, _HOST_KEYS, what, path, problems)
+    ip = entry.get("ip_address")
+    problem = ip_address_problem(ip)
+    if problem:
+        problems.add(path, entry.at("ip_address", at), f"{what}: ip_address {problem}")
+        return None
+    host_type = entry.get("host_type")
+    if not isinstance(host_type, str) or not host_type:
+        problems.add(path, entry.at("host_type", at), f"{what}: host_type is required text")
+        return None
+    groups = entry.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        problems.add(path, entry.at("groups"), f"{what}: groups must be a list of names")
+        return None
+    problem = next(filter(None, (name_problem("group", g) for g in (host_type, *groups))), None)
+    if problem:
+        key = "host_type" if name_problem("group", host_type) else "groups"
+        problems.add(path, entry.at(key, at), f"{what}: {problem}")
+        return None
+    host_vars = _plain_mapping(entry, "vars", what, path, at, problems)
+    if host_vars is None:
+        return None
+    parents = _names(entry, "parents", what, path, problems)
+    if parents is None:
+        return None
+    # Interned: 583,000 hosts share a handful of group and var names (bench validate).
+    return Host(
+        name,
+        ip,
+        sys.intern(host_type),
+        tuple(sys.intern(g) for g in groups),
+        {sys.intern(k): v for k, v in host_vars.items()},
+        Location(path, *at),
+        parents,
+    )
+
+
+def _as_name(key: Any) -> Any:
+    """A YAML key used as a name: `123:` reads as the name '123', as before."""
+    return str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+
+
+def _plain_mapping(
+    entry: MarkedMap, key: str, what: str, path: str, at: tuple[int, int], problems: Problems
+) -> dict[str, Any] | None:
+    """A host's vars or a schedule's params: plain data, each key its own ENTROPY_* variable."""
+    value = entry.get(key) or {}
+    if not _mapping(value, f"{what}: {key}", path, entry.at(key, at), problems):
+        return None
+    problem = data_problem(value) or _env_clash(value, key)
+    if problem:
+        problems.add(path, entry.at(key, at), f"{what}: {key}: {problem}")
+        return None
+    return value
+
+
+def _env_clash(values: dict[str, Any], name: str) -> str | None:
+    """Two keys a command would find under one ENTROPY_* variable (`a-b` and `a_b`)."""
+    if len(values) < 2:
+        return None
+    seen: dict[str, str] = {}
+    for key in values:
+        variable = env_name(name, key)
+        if variable in seen:
+            return f"{seen[variable]!r} and {key!r} would both be ${variable}; rename one"
+        seen[variable] = key
+    return None
 
 
 def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
     """scripts.yaml: `name: {kind, <that kind's keys>, timeout?}`."""
     scripts: dict[str, Script] = {}
-    if doc is None:
-        return scripts
-    if not _mapping(doc, "scripts", path, (1, 1), problems):
-        return scripts
-    for name, entry in doc.items():
-        at = doc.at(name)
+    for name, entry, at in entries(doc, "scripts", path, problems):
+        name = _as_name(name)
+        problem = name_problem("script name", name)
+        if problem:
+            problems.add(path, at, problem)
+            continue
         if not _mapping(entry, f"script {name!r}", path, at, problems):
             continue
         kind = entry.get("kind")
-        if kind not in SCRIPT_KINDS:
+        if not isinstance(kind, str) or kind not in SCRIPT_KINDS:
             kinds = ", ".join(sorted(SCRIPT_KINDS))
             problems.add(
                 path,
@@ -314,19 +347,22 @@ def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
         if missing:
             problems.add(path, at, f"script {name!r} of kind {kind} needs {', '.join(missing)}")
             continue
-        timeout = _optional_duration(entry, "timeout", f"script {name!r}", path, problems)
+        check_script(name, kind, entry, lambda where, message: problems.add(path, where, message))
+        timeout = _optional_duration(
+            entry, "timeout", f"script {name!r}", path, problems, MAX_TIMEOUT
+        )
         params = {k: v for k, v in entry.items() if k not in _SCRIPT_COMMON}
-        scripts[str(name)] = Script(str(name), kind, params, timeout, Location(path, *at))
+        scripts[name] = Script(name, kind, params, timeout, Location(path, *at))
     return scripts
 
 
 def _optional_duration(
-    entry: MarkedMap, key: str, what: str, path: str, problems: Problems
+    entry: MarkedMap, key: str, what: str, path: str, problems: Problems, maximum: int
 ) -> int | None:
     if entry.get(key) is None:
         return None
     try:
-        return parse_duration(entry[key])
+        return parse_duration(entry[key], maximum)
     except DurationError as exc:
         problems.add(path, entry.at(key), f"{what}: {key}: {exc}")
         return None
@@ -335,27 +371,26 @@ def _optional_duration(
 def parse_schedules(doc: Any, path: str, problems: Problems, cron_timezone: str) -> list[Schedule]:
     """A schedule document in the design notes' format: `target: {audits: {name: {...}}}`."""
     schedules: list[Schedule] = []
-    if doc is None:
-        return schedules
-    if not _mapping(doc, "a schedule file", path, (1, 1), problems):
-        return schedules
-    for target, section in doc.items():
-        at = doc.at(target)
+    for target, section, at in entries(doc, "a schedule file", path, problems):
+        target = _as_name(target)
+        problem = name_problem("target", target)
+        if problem:
+            problems.add(path, at, problem)
+            continue
         if not _mapping(section, f"target {target!r}", path, at, problems):
             continue
         _unknown_keys(section, frozenset({"audits"}), f"target {target!r}", path, problems)
         audits = section.get("audits")
         if not _mapping(audits, f"{target!r} audits", path, section.at("audits", at), problems):
             continue
-        for audit_name, entry in audits.items():
+        for key, entry in audits.items():
+            audit_name = _as_name(key)
+            problem = name_problem("audit name", audit_name)
+            if problem:
+                problems.add(path, audits.at(key), problem)
+                continue
             schedule = _parse_schedule_entry(
-                str(target),
-                str(audit_name),
-                entry,
-                path,
-                audits.at(audit_name),
-                problems,
-                cron_timezone,
+                target, audit_name, entry, path, audits.at(key), problems, cron_timezone
             )
             if schedule:
                 schedules.append(schedule)
@@ -385,7 +420,7 @@ def _parse_schedule_entry(
         return None
     try:
         if "run_every" in entry:
-            timing = Every(parse_duration(entry["run_every"]))
+            timing = Every(parse_duration(entry["run_every"], MAX_INTERVAL))
         elif "cron" in entry:
             timing = parse_cron(entry["cron"], cron_timezone)
     except DurationError as exc:
@@ -397,10 +432,16 @@ def _parse_schedule_entry(
         problems.add(path, entry.at("disabled"), f"{what}: disabled must be true or false")
         return None
     reason = entry.get("disabled_reason")
-    params = entry.get("params") or {}
-    if not _mapping(params, f"{what}: params", path, entry.at("params"), problems):
+    problem = None if reason is None else data_problem(reason)
+    if reason is not None and not problem and len(str(reason)) > REASON_LIMIT:
+        problem = f"is longer than {REASON_LIMIT} characters (each of its audits keeps a copy)"
+    if problem:
+        problems.add(path, entry.at("disabled_reason"), f"{what}: disabled_reason {problem}")
         return None
-    timeout = _optional_duration(entry, "timeout", what, path, problems)
+    params = _plain_mapping(entry, "params", what, path, at, problems)
+    if params is None:
+        return None
+    timeout = _optional_duration(entry, "timeout", what, path, problems, MAX_TIMEOUT)
     if passive and monitoring is not None and monitoring.freshness:
         timing = Every(monitoring.freshness)  # how often its freshness is checked
     return Schedule(
@@ -419,12 +460,12 @@ def _parse_schedule_entry(
 def parse_repairs(doc: Any, path: str, problems: Problems) -> dict[str, RepairRule]:
     """repairs.yaml: `name: {when: {audit, outcome?, consecutive?}, run, cooldown?, ...}`."""
     repairs: dict[str, RepairRule] = {}
-    if doc is None:
-        return repairs
-    if not _mapping(doc, "repairs", path, (1, 1), problems):
-        return repairs
-    for name, entry in doc.items():
-        at = doc.at(name)
+    for name, entry, at in entries(doc, "repairs", path, problems):
+        name = _as_name(name)
+        problem = name_problem("repair name", name)
+        if problem:
+            problems.add(path, at, problem)
+            continue
         what = f"repair {name!r}"
         if not _mapping(entry, what, path, at, problems):
             continue
@@ -445,7 +486,7 @@ def parse_repairs(doc: Any, path: str, problems: Problems) -> dict[str, RepairRu
         consecutive = _count(when, "consecutive", 1, what, path, problems, "when.")
         max_concurrent = _count(entry, "max_concurrent", None, what, path, problems)
         max_attempts = _count(entry, "max_attempts", None, what, path, problems)
-        cooldown = _optional_duration(entry, "cooldown", what, path, problems)
+        cooldown = _optional_duration(entry, "cooldown", what, path, problems, MAX_INTERVAL)
         verify = entry.get("verify", False)
         if not isinstance(verify, bool):
             problems.add(path, entry.at("verify"), f"{what}: verify must be true or false")
@@ -466,7 +507,7 @@ def _outcomes(
     value = when.get("outcome", [Outcome.CRITICAL.value])
     names = value if isinstance(value, list) else [value]
     allowed = {o.value for o in REPAIRABLE_OUTCOMES}
-    bad = [n for n in names if n not in allowed]
+    bad = [n for n in names if not isinstance(n, str) or n not in allowed]
     if bad or not names:
         problems.add(
             path,
@@ -487,9 +528,11 @@ def _count(
     prefix: str = "",
 ) -> int | None:
     value = entry.get(key, default)
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value is None or (
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= COUNT_MAX
+    ):
         return value
-    message = f"{what}: {prefix}{key} must be a whole number >= 1, got {value!r}"
+    message = f"{what}: {prefix}{key} must be a whole number from 1 to {COUNT_MAX}, got {value!r}"
     problems.add(path, entry.at(key), message)
     return None
 
@@ -515,6 +558,7 @@ def build_catalog(
         catalog.pairs = expand(catalog, problems)
         _check_repairs(catalog, problems)
         _check_monitoring(catalog, problems)
+        check_pairs(catalog, problems.report)
     problems.raise_if_any()
     return catalog
 
@@ -629,8 +673,8 @@ def _parse_monitoring(
     """A schedule entry's monitoring keys: (valid, settings); settings None when none is set."""
     before = len(problems.items)
     max_attempts = _count(entry, "max_attempts", 1, what, path, problems) or 1
-    retry_every = _optional_duration(entry, "retry_every", what, path, problems)
-    freshness = _optional_duration(entry, "freshness", what, path, problems)
+    retry_every = _optional_duration(entry, "retry_every", what, path, problems, MAX_INTERVAL)
+    freshness = _optional_duration(entry, "freshness", what, path, problems, MAX_INTERVAL)
     passive = entry.get("passive", False)
     if not isinstance(passive, bool):
         problems.add(path, entry.at("passive"), f"{what}: passive must be true or false")
@@ -769,7 +813,7 @@ def _downtime_window(
     if ("start" in entry) == ("cron" in entry):
         problems.add(path, at, f"{what} needs exactly one of start (with end or duration) or cron")
         return None
-    duration = _optional_duration(entry, "duration", what, path, problems)
+    duration = _optional_duration(entry, "duration", what, path, problems, MAX_DURATION)
     if "cron" in entry:
         if "end" in entry or duration is None:
             problems.add(

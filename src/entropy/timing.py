@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from .errors import DurationError
 
@@ -28,12 +28,18 @@ _UNIT_SECONDS = {
     **dict.fromkeys(("d", "day", "days"), 86400),
     **dict.fromkeys(("w", "wk", "wks", "week", "weeks"), 604800),
 }
-_PART = re.compile(r"(\d+)\s*([a-z]+)\s*")
+_PART = re.compile(r"([0-9]+)\s*([a-z]+)\s*")
 _EXAMPLES = "e.g. 90s, 30mins, 1hour, 1day, 2days, 1h30m"
 
+DAY = 86400
+MAX_DURATION = 10 * 366 * DAY  # no duration Entropy takes is longer (dates stay in range)
+MAX_INTERVAL = 366 * DAY  # run_every and a repair's cooldown: a year at most
+MAX_TIMEOUT = DAY  # how long one audit or repair may run
+CRON_HORIZON_YEARS = 5  # a cron with no run within this long is refused
 
-def parse_duration(value: object) -> int:
-    """Seconds in a duration such as '1day', '30mins', '90s' or '1h30m'.
+
+def parse_duration(value: object, maximum: int = MAX_DURATION) -> int:
+    """Seconds in a duration such as '1day', '30mins', '90s' or '1h30m', at most `maximum`.
 
     A bare number is refused: '60' could mean seconds or minutes, and the
     original notes always wrote a unit.
@@ -47,12 +53,32 @@ def parse_duration(value: object) -> int:
     while pos < len(text):
         match = _PART.match(text, pos)
         if not match or match.group(2) not in _UNIT_SECONDS:
-            raise DurationError(f"invalid duration {value!r} ({_EXAMPLES})")
-        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            raise DurationError(f"invalid duration {_shown(value)} ({_EXAMPLES})")
+        digits = match.group(1).lstrip("0")
+        if len(digits) > 12:  # int() of thousands of digits is slow, then refused anyway
+            raise DurationError(f"duration {_shown(value)} is longer than {_limit(maximum)}")
+        total += int(digits or "0") * _UNIT_SECONDS[match.group(2)]
         pos = match.end()
     if total <= 0:
-        raise DurationError(f"duration {value!r} must be longer than zero")
+        raise DurationError(f"duration {_shown(value)} must be longer than zero")
+    if total > maximum:
+        raise DurationError(
+            f"duration {_shown(value)} is longer than {_limit(maximum)}, the most allowed here"
+        )
     return total
+
+
+def _limit(seconds: int) -> str:
+    return (
+        f"{seconds // DAY} days"
+        if seconds % DAY == 0 and seconds > DAY
+        else format_duration(seconds)
+    )
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def format_duration(seconds: float) -> str:
@@ -77,9 +103,16 @@ class Every:
 
     seconds: int
 
-    def first_run(self, now: datetime, audit_name: str, host: str, max_splay: float) -> datetime:
-        # The next whole second + a millisecond splay: slots stay on a millisecond
-        # grid, which is what the scheduler's time table keys on.
+    def first_run(
+        self, now: datetime, audit_name: str, host: str, max_splay: float = math.inf
+    ) -> datetime:
+        """The next whole second + a stable splay over the whole interval (or max_splay).
+
+        Over the whole interval, as Icinga does: a new fleet of daily audits
+        spreads over the day, and so does every day after (fixed rate). The
+        splay is in milliseconds: slots stay on a millisecond grid, which is
+        what the scheduler's time table keys on.
+        """
         span = min(self.seconds, max_splay)
         splay_ms = int(span * 1000 * splay_fraction(audit_name, host))
         base = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
@@ -113,7 +146,9 @@ class Cron:
     def _after(self, t: datetime) -> datetime:
         return _cron_after(self.expr, self.timezone, t)
 
-    def first_run(self, now: datetime, audit_name: str, host: str, max_splay: float) -> datetime:
+    def first_run(
+        self, now: datetime, audit_name: str, host: str, max_splay: float = math.inf
+    ) -> datetime:
         # Cron names exact moments; spreading them would break that promise.
         return self._after(now)
 
@@ -141,12 +176,26 @@ def _cron_after(expr: str, timezone: str, t: datetime) -> datetime:
 
 
 def parse_cron(expr: object, timezone: str = "UTC") -> Cron:
-    if not isinstance(expr, str) or len(expr.split()) != 5:
-        raise DurationError(f"cron must be five fields such as '*/5 * * * *', got {expr!r}")
+    """A five-field cron expression that fires within CRON_HORIZON_YEARS of now."""
+    if not isinstance(expr, str) or len(expr) > 255 or len(expr.split()) != 5:
+        raise DurationError(f"cron must be five fields such as '*/5 * * * *', got {_shown(expr)}")
     if not croniter.is_valid(expr):
         raise DurationError(f"invalid cron expression {expr!r}")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise DurationError(f"unknown timezone {timezone!r} for cron") from exc
+    _check_fires(expr, timezone)
     return Cron(expr, timezone)
+
+
+@lru_cache(maxsize=1024)
+def _check_fires(expr: str, timezone: str) -> None:
+    """Refuse a cron with no run soon (`0 0 30 2 *`): croniter would raise at every sync."""
+    start = datetime.now(UTC).astimezone(ZoneInfo(timezone))
+    try:
+        croniter(expr, start, max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+    except (CroniterBadDateError, CroniterError, ValueError, OverflowError):
+        raise DurationError(
+            f"cron {expr!r} never fires (no run within {CRON_HORIZON_YEARS} years)"
+        ) from None

@@ -40,8 +40,6 @@ from entropy.repairs import judge
 from entropy.timing import Every
 from fleets import ROW_FIELDS, SEED_HOSTS, SEED_PAIRS, SEED_SCHEDULES, write_fleet
 
-MAX_SPLAY = 900
-
 
 class Harness:
     """One definitions source over one state store, with its fleet in a temp dir.
@@ -176,7 +174,8 @@ def test_first_sync_adds_a_row_per_pair_with_every_field(harness: Harness, clock
         assert row.disabled is False and row.disabled_reason is None
         assert row.result is None
         assert row.created_at == now and row.updated_at == now  # microseconds survive
-        assert now <= row.next_run <= now + timedelta(seconds=min(SEED_PAIRS[key], MAX_SPLAY) + 1)
+        # No max_splay by default: the first run lies anywhere in the pair's interval.
+        assert now <= row.next_run <= now + timedelta(seconds=SEED_PAIRS[key] + 1)
         assert row.next_run.microsecond % 1000 == 0  # on the scheduler's millisecond grid
         assert set(row.public()) == ROW_FIELDS
     # The splay spreads the pairs out rather than firing them together.
@@ -238,8 +237,8 @@ def test_sync_follows_a_changed_ip_address(harness: Harness, clock: FakeClock) -
 
 
 def test_shortened_interval_pulls_a_far_next_run_in(harness: Harness, clock: FakeClock):
-    # A splay as long as the 2-day interval leaves the first run far out.
-    backend = harness.backend(max_splay=172800)
+    # A splay over the whole 2-day interval (the default) leaves the first run far out.
+    backend = harness.backend()
     backend.sync(backend.load(), clock.now())
     key = ("vm_count", "hv-01.example.com")
     assert rows_by_key(backend)[key].next_run > clock.now() + timedelta(minutes=1)

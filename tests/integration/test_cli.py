@@ -100,12 +100,12 @@ def test_plan_lists_runs_in_time_order(fleet: Path) -> None:
         per_pair.setdefault((r["audit_name"], r["host"]), []).append(
             datetime.fromisoformat(r["time"])
         )
-    # 30-minute audits run 4 times in 2h (first within the 15-minute splay), each 30m apart.
+    # 30-minute audits run 4 times in 2h (first within their interval), each 30m apart.
     api = per_pair["api_availability", "nova-api.mydomain.com"]
     assert len(api) == 4
     assert {b - a for a, b in itertools.pairwise(api)} == {timedelta(minutes=30)}
-    # 1-day and 2-day audits appear once (their first, splayed run).
-    assert len(per_pair["vm_count", "hv-01.example.com"]) == 1
+    # 1-day and 2-day audits appear at most once (their first run is splayed over the interval).
+    assert len(per_pair.get(("vm_count", "hv-01.example.com"), [])) <= 1
 
 
 def test_disable_and_enable_persist_and_survive_resync(fleet: Path) -> None:

@@ -6,12 +6,15 @@ On every editable backend: sqlalchemy (SQLite, PostgreSQL) and mongodb.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import insert
 
 from entropy.backends import fetch
+from entropy.backends.sqlalchemy.tables import hosts
 from entropy.cli import main
 from entropy.config import load_conf
 from entropy.model import Catalog
@@ -146,3 +149,33 @@ def fetch_catalog(db: str) -> Catalog:
         return backend.load()
     finally:
         backend.close()
+
+
+def test_hosts_stored_before_the_name_check_can_be_removed_one_at_a_time(
+    db: str, tmp_path: Path
+) -> None:
+    """A database written by an older Entropy may hold names now refused (issue 11)."""
+    build_fleet(db, tmp_path)
+    backend = fetch(load_conf(), db)
+    now = datetime.now(UTC)
+    names = ("db_1", "$(touch pwned)")
+    if db.startswith("mongodb"):  # written as an older Entropy would have, unchecked
+        backend.definitions._db()["hosts"].insert_many([
+            {"_id": name, "ip_address": "10.0.0.9", "host_type": "compute", "seq": 100 + n}
+            for n, name in enumerate(names)
+        ])  # fmt: skip
+    else:
+        with backend.state.transaction() as conn:
+            conn.execute(insert(hosts), [
+                {"name": name, "ip_address": "10.0.0.9", "host_type": "compute", "groups": [],
+                 "vars": {}, "created_at": now, "updated_at": now}
+                for name in names
+            ])  # fmt: skip
+    backend.close()
+    assert run("--backend", db, "validate", ok=False).exit_code == 2
+    refused = run("--backend", db, "host", "add", "a;b", "--ip", "10.0.0.1", "--type", "web",
+                  ok=False)  # fmt: skip
+    assert refused.exit_code == 2 and "DNS name" in refused.stderr  # adds a problem: refused
+    run("--backend", db, "host", "remove", "db_1")  # fixes one of two: goes through
+    run("--backend", db, "host", "remove", "$(touch pwned)")
+    assert run("--backend", db, "validate").stdout.startswith("2 hosts, ")

@@ -148,7 +148,7 @@ def _try_listen(url: str) -> Listener | None:
 def test_a_real_engine_repairs_and_verifies(tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
-    check = f'test -f {markers}/{{host}} && echo "OK" || {{ echo "CRITICAL - gone"; exit 2; }}'
+    check = f'test -f {markers}/"$ENTROPY_HOST" && echo OK || {{ echo "CRITICAL - gone"; exit 2; }}'
     fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS,
         scripts={"marker": {"kind": "command", "command": ["sh", "-c", check]},
                  "remake": {"kind": "command", "command": ["touch", f"{markers}/{{host}}"]}},

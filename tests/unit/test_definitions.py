@@ -776,9 +776,62 @@ def test_a_target_without_audits_is_reported_at_the_target(conf, tmp_path: Path)
         assert_at(problem, path, problem.where.line, problem.where.col)
 
 
-def test_an_empty_schedule_file_is_fine(conf, tmp_path: Path) -> None:
-    root = write_fleet(tmp_path, {"good.yaml": GOOD_AUDITS, "empty.yaml": "---\n"})
+@pytest.mark.parametrize("text", ["", "---\n", "# truncated by a bad deploy\n", "~\n", "null\n"])
+def test_an_empty_schedule_file_is_an_error_unless_it_says_so(
+    conf, tmp_path: Path, text: str
+) -> None:
+    """Emptied by mistake, it would remove every audit it scheduled (issue 11, item 2)."""
+    root = write_fleet(tmp_path, {"good.yaml": GOOD_AUDITS, "web.yaml": text})
+    problem = only_problem(conf, root)
+    assert_at(problem, root / "audits" / "web.yaml", 1, 1)
+    assert problem.message.startswith(
+        "empty schedule file; write {} in it if it is meant to schedule nothing"
+    )
+
+
+def test_a_schedule_file_that_says_it_is_empty_is_fine(conf, tmp_path: Path) -> None:
+    root = write_fleet(tmp_path, {"good.yaml": GOOD_AUDITS, "web.yaml": "# none yet\n{}\n"})
     assert len(load_dir(conf, root).pairs) == 3
+
+
+@pytest.mark.parametrize("name", ["hosts.yaml", "scripts.yaml", "repairs.yaml"])
+def test_an_empty_hosts_scripts_or_repairs_file_is_an_error(
+    conf, tmp_path: Path, name: str
+) -> None:
+    root = write_fleet(tmp_path, {"good.yaml": GOOD_AUDITS})
+    (root / name).write_text("# emptied\n")
+    problem = only_problem(conf, root)  # and no "unknown target" echoing it
+    assert_at(problem, root / name, 1, 1)
+    assert "file is empty; write {} in it if it is meant to define nothing" in problem.message
+    if name == "hosts.yaml":  # {} would be accepted, and leave the targets unknown
+        (root / name).write_text("{}\n")
+        assert all("unknown target" in p.message for p in problems_of(conf, root))
+
+
+@pytest.mark.parametrize(
+    ("text", "needle", "message"),
+    [
+        ("", None, "the definitions file is empty"),
+        ("# nothing\n", None, "the definitions file is empty"),
+        ("hosts: {}\nscripts: {}\n", None, "no schedules: section; write `schedules: {}`"),
+        ("hosts:\nscripts: {}\nschedules: {}\n", "hosts:", "hosts: is empty; write `hosts: {}`"),
+        ("hosts: {}\nscripts: {}\nschedules: {}\nrepairs:\n", "repairs:", "repairs: is empty"),
+    ],
+)
+def test_file_backend_empty_file_or_section_is_an_error(
+    conf, tmp_path: Path, text: str, needle: str | None, message: str
+) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    problem = only_problem(conf, path, FileBackend)
+    assert_at(problem, path, locate(path, needle)[0] if needle else 1)
+    assert problem.message.startswith(message)
+
+
+def test_file_backend_with_empty_sections_that_say_so_is_fine(conf, tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("hosts: {}\nscripts: {}\nschedules: {}\n")
+    assert FileBackend(conf, str(path)).load().pairs == []
 
 
 # --- hosts ----------------------------------------------------------------------

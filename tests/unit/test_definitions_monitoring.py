@@ -229,12 +229,12 @@ def test_a_passive_audit_needs_no_script_and_is_checked_every_freshness(tmp_path
         (
             "{run_every: 1h, max_attempts: 0}",
             "check_a",
-            "max_attempts must be a whole number >= 1, got 0",
+            "max_attempts must be a whole number from 1 to 1000000, got 0",
         ),
         (
             "{run_every: 1h, max_attempts: two}",
             "check_a",
-            "max_attempts must be a whole number >= 1, got 'two'",
+            "max_attempts must be a whole number from 1 to 1000000, got 'two'",
         ),
         (
             "{run_every: 1h, retry_every: 1m}",

@@ -81,7 +81,7 @@ def test_what_survives_the_round_trip(source: Catalog, tmp_path: Path) -> None:
         10,
     )
     assert catalog.scripts["check_shell"].params["command"] == (
-        "test -f /etc/a, then: {x} # not a comment"
+        "test -f /etc/a, then: {host} # not a comment"
     )
     assert catalog.scripts["vm_count"].timeout == 5400
     assert catalog.scripts["api"].params["verify_tls"] is False

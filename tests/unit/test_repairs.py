@@ -28,7 +28,8 @@ SCHEDULES = {"compute.yaml": {"compute": {"audits": {"marker": {"run_every": "1m
 
 def scripts(marker_dir: Path) -> dict[str, Any]:
     """`marker` is critical until the file DIR/HOST exists; `make_marker` creates it."""
-    check = f'test -f {marker_dir}/{{host}} && echo "OK - there" || {{ echo "CRITICAL"; exit 2; }}'
+    marker = f'{marker_dir}/"$ENTROPY_HOST"'  # from the environment: never parsed as code
+    check = f'test -f {marker} && echo "OK - there" || {{ echo "CRITICAL"; exit 2; }}'
     return {
         "marker": {"kind": "command", "command": ["sh", "-c", check]},
         "make_marker": {"kind": "command", "command": ["touch", f"{marker_dir}/{{host}}"]},
@@ -228,7 +229,7 @@ def test_rules_are_checked_against_the_scripts(tmp_path: Path, clock: FakeClock)
     assert messages == [
         "repair 'a': run: no script 'nope'",
         "repair 'b': when.audit: pattern 'mark*x' matches no script",
-        "repair 'c': when.consecutive must be a whole number >= 1, got 0",
+        "repair 'c': when.consecutive must be a whole number from 1 to 1000000, got 0",
         "repair 'c': when.outcome must be one or more of critical, error, timeout, unknown, "
         "warning, got ['ok']",
     ]

@@ -718,3 +718,38 @@ def test_run_job_runs_a_command(tmp_path: Path) -> None:
     assert (result.outcome, result.summary) == (Outcome.OK, "PING OK")
     assert result.metrics["rta"]["crit"] == "200"
     assert result.duration > 0
+
+
+# --- the summary is capped at 1 KiB (issue 11, item 9) -----------------------
+
+
+def test_a_300_kb_one_line_output_gives_a_1_kib_summary(tmp_path: Path) -> None:
+    path = script(tmp_path, "head -c 300000 /dev/zero | tr '\\0' 'x'; echo ' | t=1'\n")
+    result = run_job(job("command", command=[path]), SystemClock())
+    assert result.outcome is Outcome.OK
+    assert len(result.summary.encode()) <= 1024
+    assert result.summary.startswith("x" * 900)
+    # the summary is cut from the kept output's first line
+    assert result.summary.endswith(" [... summary cut at 1024 of 65536 bytes]")
+    assert len(result.output) > 64 * 1024  # the output keeps its own cap (output_limit)
+    assert result.output.endswith("[... output cut at 65536 of 300007 bytes ...]")
+
+
+def test_every_kind_s_summary_passes_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10,000 bytes: the cut falls between characters, never inside one
+    module = "def f(host, params):\n    return ('warning', 'é' * 5000)\n"
+    (tmp_path / "long_summary_mod.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run_job(job("python", function="long_summary_mod:f"), SystemClock())
+    assert result.outcome is Outcome.WARNING
+    data = result.summary.encode()
+    assert len(data) <= 1024
+    assert result.summary.endswith(" [... summary cut at 1024 of 10000 bytes]")
+    assert result.summary.startswith("é" * 400)
+
+
+def test_a_short_summary_is_left_alone() -> None:
+    result = run_job(job("command", command=["echo", "OK - fine | t=1"]), SystemClock())
+    assert result.summary == "OK - fine"

@@ -470,3 +470,23 @@ def test_timings_compare_by_value() -> None:
     assert Every(60) != Every(61)
     assert parse_cron("0 9 * * *") != parse_cron("0 9 * * *", "Europe/Paris")
     assert hash(Every(60)) == hash(Every(60))
+
+
+# --- splay over the whole interval (issue 11, item 11) ---------------------------
+
+
+def test_first_runs_spread_over_the_whole_interval_by_default() -> None:
+    """100,000 daily audits: about 1/24 of them in each hour of the day, none at once."""
+    every = Every(DAY)
+    hours = [0] * 24
+    for i in range(100_000):
+        first = every.first_run(T0, f"audit_{i % 10:02d}", f"compute-{i // 10:05d}.example.com")
+        assert T0 <= first < T0 + timedelta(days=1)
+        hours[int((first - T0).total_seconds() // HOUR)] += 1
+    expected = 100_000 / 24
+    assert all(0.9 * expected < count < 1.1 * expected for count in hours), hours
+
+
+def test_max_splay_still_caps_the_spread_when_set() -> None:
+    firsts = [Every(DAY).first_run(T0, "check", f"h{i}", 900) for i in range(1000)]
+    assert max(firsts) < T0 + timedelta(seconds=900)

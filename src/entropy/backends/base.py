@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from oslo_config import cfg
 
-from ..config import option, state_dir
+from ..config import option, splay_cap, state_dir
 from ..errors import BackendError, NoState, Unsupported
 from ..gcpause import gc_paused
 from ..model import (
@@ -759,7 +759,7 @@ class Backend:
             return self.state.sync(
                 catalog.pairs,
                 now,
-                float(option(self.conf, "max_splay")),
+                splay_cap(self.conf),
                 float(option(self.conf, "max_clock_skew")),
                 policy,
             )

@@ -9,7 +9,7 @@ a problem is reported at `WHERE#collection:number`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..definitions import (
@@ -21,6 +21,7 @@ from ..definitions import (
     parse_schedules,
     parse_scripts,
 )
+from ..errors import ConfigError, ValidationError
 from ..model import Catalog
 
 Entry = tuple[str, dict[str, Any], int]  # (name, the entry as in YAML, its number)
@@ -56,3 +57,24 @@ def catalog_from_entries(
 
 def _doc(entries: Iterable[Entry]) -> Any:
     return marked((name, entry, (number, 1)) for name, entry, number in entries)
+
+
+def problems_of(load: Callable[[], object]) -> list[ConfigError]:
+    """The problems `load()` finds in stored definitions; [] when they are valid."""
+    try:
+        load()
+    except ValidationError as exc:
+        return exc.problems
+    return []
+
+
+def refuse_new_problems(before: list[ConfigError], after: list[ConfigError]) -> None:
+    """Refuse a change that leaves valid definitions invalid, or adds problems to invalid ones.
+
+    Definitions written before a check existed (a host named `db_1`, say)
+    may be invalid now; the changes that fix them one at a time must go
+    through, so only a change that adds problems is refused.
+    """
+    if after and (not before or len(after) > len(before)):
+        known = {str(p) for p in before}
+        raise ValidationError([p for p in after if str(p) not in known] or after)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..config import option
 from ..definitions import (
+    MarkedMap,
     Problems,
     build_catalog,
     parse_hosts,
@@ -16,6 +17,7 @@ from ..definitions import (
 from ..dump import write_file
 from ..errors import BackendError
 from ..model import Catalog
+from ..yamlread import new_map
 from .base import DefinitionsSource, default_state_url
 
 SECTIONS = frozenset({"hosts", "scripts", "schedules", "repairs"})
@@ -61,12 +63,19 @@ class FileDefinitions(DefinitionsSource):
         problems = Problems()
         where = str(path)
         doc = problems.read(path)
+        if doc is None and where not in problems.unreadable:
+            problems.add(
+                where,
+                (1, 1),
+                "the definitions file is empty; it needs hosts:, scripts: and schedules: "
+                "sections (an empty file would remove every host and audit)",
+            )
         if doc is not None and not isinstance(doc, dict):
             problems.add(
                 where, (1, 1), "the file must be a mapping with hosts:, scripts:, schedules:"
             )
             doc = None
-        doc = doc or {}
+        doc = doc if doc is not None else new_map((1, 1))
         for key in doc:
             if key not in SECTIONS:
                 problems.add(
@@ -75,10 +84,11 @@ class FileDefinitions(DefinitionsSource):
                     f"unknown section {key!r} (allowed: {', '.join(sorted(SECTIONS))})",
                 )
         timezone = str(option(self.conf, "cron_timezone"))
-        hosts = parse_hosts(doc.get("hosts"), where, problems)
-        scripts = parse_scripts(doc.get("scripts"), where, problems)
-        schedules = parse_schedules(doc.get("schedules"), where, problems, timezone)
-        repairs = parse_repairs(doc.get("repairs"), where, problems)
+        sections = {key: _section(doc, key, where, problems) for key in SECTIONS}
+        hosts = parse_hosts(sections["hosts"], where, problems)
+        scripts = parse_scripts(sections["scripts"], where, problems)
+        schedules = parse_schedules(sections["schedules"], where, problems, timezone)
+        repairs = parse_repairs(sections["repairs"], where, problems)
         return build_catalog(hosts, scripts, schedules, [where], problems, repairs)
 
     def write_definitions(self, catalog: Catalog) -> None:
@@ -87,3 +97,26 @@ class FileDefinitions(DefinitionsSource):
 
 
 FileBackend = FileDefinitions  # its name before sources and stores were split (tests, plugins)
+
+
+def _section(doc: MarkedMap, key: str, where: str, problems: Problems) -> MarkedMap:
+    """A section's mapping; a missing or empty one is a problem (but repairs: is optional).
+
+    A section cut off or emptied by mistake would otherwise remove every
+    host, script or audit it held; `hosts: {}` says there are none.
+    """
+    if key not in doc:
+        if key != "repairs" and where not in problems.unreadable and doc:
+            problems.add(
+                where, (1, 1), f"no {key}: section; write `{key}: {{}}` if there are none"
+            )
+        return new_map((1, 1))
+    value = doc[key]
+    if value is None:
+        problems.add(
+            where,
+            doc.at(key),
+            f"{key}: is empty; write `{key}: {{}}` if it is meant to define none",
+        )
+        return new_map(doc.at(key))
+    return value

@@ -26,7 +26,13 @@ from ..dump import host_entry, repair_entry, schedule_entry, script_entry
 from ..errors import BackendError, NotFound
 from ..model import Catalog, Host, RepairRule, Schedule, Script
 from .base import EditableDefinitions, safe_url
-from .entries import Entry, ScheduleEntry, catalog_from_entries
+from .entries import (
+    Entry,
+    ScheduleEntry,
+    catalog_from_entries,
+    problems_of,
+    refuse_new_problems,
+)
 from .mongodb.client import t, translated
 from .mongodb.state import MongoStateStore
 
@@ -129,6 +135,7 @@ class MongoDefinitions(EditableDefinitions):
     @translated
     def _put(self, kind: str, doc: dict[str, Any], match: dict[str, Any]) -> bool:
         docs = self._read()
+        before = problems_of(lambda: self._catalog(docs))
         existing = next(
             (d for d in docs[kind] if all(d.get(k) == v for k, v in match.items())), None
         )
@@ -143,7 +150,7 @@ class MongoDefinitions(EditableDefinitions):
         else:
             doc = {**doc, "seq": max((int(d.get("seq") or 0) for d in docs[kind]), default=0) + 1}
             docs[kind] = [*docs[kind], doc]
-        self._catalog(docs)  # a ValidationError here changes nothing
+        refuse_new_problems(before, problems_of(lambda: self._catalog(docs)))
         collection = self._db()[kind]
         if existing is not None:
             collection.replace_one({"_id": existing["_id"]}, doc)
@@ -157,7 +164,8 @@ class MongoDefinitions(EditableDefinitions):
         kept = [d for d in docs[kind] if not all(d.get(k) == v for k, v in match.items())]
         if len(kept) == len(docs[kind]):
             raise NotFound(missing)
-        self._catalog({**docs, kind: kept})
+        before = problems_of(lambda: self._catalog(docs))
+        refuse_new_problems(before, problems_of(lambda: self._catalog({**docs, kind: kept})))
         self._db()[kind].delete_many(match)
 
     def put_host(self, host: Host) -> bool:

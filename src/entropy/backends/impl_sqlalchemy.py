@@ -22,7 +22,7 @@ from ..errors import NotFound
 from ..model import Catalog, Host, RepairRule, Schedule, Script
 from ..timing import Every, format_duration
 from .base import EditableDefinitions, safe_url
-from .entries import catalog_from_entries
+from .entries import catalog_from_entries, problems_of, refuse_new_problems
 from .sqlalchemy.state import SqlStateStore
 from .sqlalchemy.tables import hosts, repairs, schedules, scripts
 
@@ -82,10 +82,11 @@ class SqlalchemyDefinitions(EditableDefinitions):
     # -- writing ----------------------------------------------------------------
 
     def _change(self, write: Callable[[Connection, datetime], Any]) -> Any:
-        """Apply a change and re-validate everything before it commits."""
+        """Apply a change and re-validate everything before it commits (see refuse_new_problems)."""
         with self._store().transaction() as conn:
+            before = problems_of(lambda: self._read(conn))
             outcome = write(conn, datetime.now(UTC))
-            self._read(conn)  # a ValidationError rolls the change back
+            refuse_new_problems(before, problems_of(lambda: self._read(conn)))
             return outcome
 
     def write_definitions(self, catalog: Catalog) -> None:

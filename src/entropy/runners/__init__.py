@@ -2,8 +2,8 @@
 
 A runner is chosen by the script's `kind`. Each kind's module exposes
 `run(job) -> Result` (outcome, summary, output, metrics); `run_job()` adds
-the timestamps and turns any exception into outcome `error`, so a runner
-can never take the engine down.
+the timestamps, caps the summary at 1 KiB, and turns any exception into
+outcome `error`, so a runner can never take the engine down.
 Where a script runs (here, or later on the host over SSH) is the job's
 concern, not the engine's.
 """
@@ -14,6 +14,7 @@ from ..clock import Clock
 from ..model import Outcome, Result
 from . import command, http, python, tcp
 from .base import Job, Runner
+from .nagios import cap_summary
 
 RUNNERS: dict[str, Runner] = {
     "command": command.run,
@@ -32,5 +33,6 @@ def run_job(job: Job, clock: Clock) -> Result:
         result = RUNNERS[job.script.kind](job)
     except Exception as exc:  # the script's crash or a runner's bug: record it, don't die
         result = Result(Outcome.ERROR, f"{type(exc).__name__}: {exc}")
+    result.summary = cap_summary(str(result.summary))  # every kind's, bounded in one place
     result.started_at, result.finished_at = started, clock.now()
     return result

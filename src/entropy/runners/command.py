@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..model import Outcome, Result
+from ..scriptcheck import argv_problem
 from .base import Job
 from .nagios import cut, exit_outcome, parse_perfdata, split_output
 from .template import ScriptError, as_text, environment, render, render_shell
@@ -41,8 +42,9 @@ _killed: set[int] = set()  # groups kill_all() ended, so their run says why
 
 def run(job: Job) -> Result:
     try:
-        argv = _argv(job)
+        argv, shell_values = _argv(job)
         env = _env(job)
+        env.update(shell_values)
         cwd = _cwd(job)
         limit = _output_limit(job.script.params)
     except ScriptError as exc:
@@ -206,7 +208,8 @@ def _read(stream: IO[bytes], limit: int) -> str:
     return cut(stream.read(limit), limit, total)
 
 
-def _argv(job: Job) -> list[str]:
+def _argv(job: Job) -> tuple[list[str], dict[str, str]]:
+    """The argv to run, and the values a shell command reads from its environment."""
     params = job.script.params
     command = params.get("command")
     shell = params.get("shell", False)
@@ -215,13 +218,18 @@ def _argv(job: Job) -> list[str]:
     if shell:
         if not isinstance(command, str) or not command.strip():
             raise ScriptError("with shell: true, command must be one string")
-        return ["/bin/sh", "-c", render_shell(command, job)]
+        text, values = render_shell(command, job)
+        return ["/bin/sh", "-c", text], values
     if not isinstance(command, list | tuple) or not command:
         raise ScriptError(
             "command must be a list of arguments, e.g. [check_disk, -w, '10%'] "
             "(or one string with shell: true)"
         )
-    return [render(as_text(arg), job) for arg in command]
+    template = tuple(as_text(arg) for arg in command)
+    problem = argv_problem(template)  # refused by validate already; scripts made in code too
+    if problem:
+        raise ScriptError(problem)
+    return [render(arg, job) for arg in template], {}
 
 
 def _env(job: Job) -> dict[str, str]:

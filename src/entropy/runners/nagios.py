@@ -129,6 +129,25 @@ def time_metric(ms: float, warning_ms: float | None, critical_ms: float | None) 
     )
 
 
+SUMMARY_LIMIT = 1024  # bytes (UTF-8) of a result's summary, the marker included
+
+
+def cap_summary(summary: str, limit: int = SUMMARY_LIMIT) -> str:
+    """summary cut to `limit` UTF-8 bytes, marked where it was cut; short ones as they are.
+
+    A plugin printing 300 KB on one line made a 64 KiB summary, stored in
+    every row and printed whole; the output keeps the rest (output_limit).
+    """
+    if len(summary) <= limit // 4:  # the common case: no encoding needed to know it fits
+        return summary
+    data = summary.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return summary
+    marker = f" [... summary cut at {limit} of {len(data)} bytes]"
+    keep = limit - len(marker.encode())
+    return data[:keep].decode("utf-8", "ignore") + marker
+
+
 def cut(data: bytes, limit: int, total: int | None = None) -> str:
     """data as text, cut at limit bytes with a marker saying where (and of how much)."""
     total = len(data) if total is None else total

@@ -1,41 +1,36 @@
 """Placeholders in script parameters: `{host}`, `{ip_address}`, `{vars.NAME}`, `{params.NAME}`.
 
-A regex replaces exactly these, never str.format: a value can't reach an
-attribute or an index, and text that only looks like a format field (awk's
-`{print $1}`, JSON, `${HOME}`) is left alone. A name that looks like a
-placeholder but isn't one of these is an error, so a typo never runs as text.
-The same values reach a command's environment as ENTROPY_* variables.
+A regex replaces exactly these (see entropy.placeholders), never
+str.format. A name that looks like a placeholder but isn't one of these is
+an error, so a typo never runs as text. The same values reach a command's
+environment as ENTROPY_* variables.
+
+In a `shell: true` command no value is spliced into the script's text:
+each placeholder becomes a reference to an environment variable holding
+the value, quoted for where it stands, so the shell never parses a value.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
 from collections.abc import Callable
 from typing import Any
 
+from .. import codeargs
 from ..errors import EntropyError
+from ..placeholders import PLACEHOLDER, as_text, env_name
+from ..scriptcheck import shell_problem
 from .base import Job
 
-# `{name}` or `{name.key}`; not after `$` (shell `${VAR}`) or `\` (an escaped brace).
-PLACEHOLDER = re.compile(r"(?<![$\\])\{([A-Za-z_]\w*)(?:\.([^{}\s]+))?\}")
-_NOT_ENV = re.compile(r"[^A-Z0-9_]")
+__all__ = ["PLACEHOLDER", "ScriptError", "as_text", "environment", "render", "render_shell"]
+
+SHELL_VALUE = (
+    "ENTROPY_SHELL_"  # ENTROPY_SHELL_1, _2, ...: the values of a shell command's placeholders
+)
 
 
 class ScriptError(EntropyError):
     """A script that can't run as defined (bad key, unknown placeholder); outcome `error`."""
-
-
-def as_text(value: Any) -> str:
-    """How a var or param reads in a command: structured values as JSON, None as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, sort_keys=True, default=str)
-    return str(value)
 
 
 def lookup(job: Job, name: str, key: str | None) -> Any:
@@ -72,69 +67,39 @@ def render(text: str, job: Job, quote: Callable[[str], str] | None = None) -> st
     return PLACEHOLDER.sub(value, text)
 
 
-def render_shell(text: str, job: Job) -> str:
-    """A /bin/sh command with each value quoted for the quotes it stands in.
+def render_shell(text: str, job: Job) -> tuple[str, dict[str, str]]:
+    """A /bin/sh script with each placeholder as a quoted variable, and those variables.
 
-    Bare `{x}` gets shlex.quote; inside '...' the quote is closed and reopened
-    around it; inside "..." the four characters special there are escaped.
-    Where the quoting is too tangled to follow (backquotes, a heredoc, `$(`
-    inside double quotes) a placeholder is refused rather than risk injection.
+    `{host}` bare becomes `"${ENTROPY_SHELL_1}"`, inside "..." `${ENTROPY_SHELL_1}`,
+    and inside '...' the quote is closed and reopened around `"${ENTROPY_SHELL_1}"`.
+    The value itself is in the environment, where the shell expands it without
+    parsing it. Where the quoting is too tangled to follow (backquotes, a
+    heredoc, `$(` inside double quotes) or the value would be code again (`eval`,
+    a nested `sh -c`), the placeholder is refused.
     """
+    if "{" not in text:
+        return text, {}
+    problem = shell_problem(text)
+    if problem:
+        raise ScriptError(problem)
     out: list[str] = []
+    values: dict[str, str] = {}
     done = 0
     for match in PLACEHOLDER.finditer(text):
-        state = _shell_state(text, match.start())
-        shown = match.group(0)
-        if state == "tangled":
-            env = _env_name(match.group(1), match.group(2))
-            raise ScriptError(
-                f"placeholder {shown} follows a backquote, a heredoc or `$(` inside double "
-                f"quotes in a shell command; it can't be quoted safely there, use ${env}"
-            )
-        found = as_text(lookup(job, match.group(1), match.group(2)))
+        state = codeargs.shell_quoting(text, match.start())
+        name = f"{SHELL_VALUE}{len(values) + 1}"
+        values[name] = as_text(lookup(job, match.group(1), match.group(2)))
         if state == "'":
-            found = "'" + shlex.quote(found) + "'"
+            reference = "'\"${" + name + "}\"'"
         elif state == '"':
-            found = re.sub(r'([\\$`"])', r"\\\1", found)
+            reference = "${" + name + "}"
         else:
-            found = shlex.quote(found)
+            reference = '"${' + name + '}"'
         out.append(text[done : match.start()])
-        out.append(found)
+        out.append(reference)
         done = match.end()
     out.append(text[done:])
-    return "".join(out)
-
-
-def _shell_state(text: str, end: int) -> str:
-    """The sh quoting at text[end]: "" bare, "'" or '"' quoted, or "tangled"."""
-    state = ""
-    tangled = False
-    i = 0
-    while i < end:
-        char = text[i]
-        if state == "'":
-            if char == "'":
-                state = ""
-        elif char == "\\":
-            i += 1  # the next character is escaped
-        elif char == "`" or (state == '"' and text.startswith("$(", i)):
-            tangled = True  # a nested parse with its own quoting rules
-        elif state == '"':
-            if char == '"':
-                state = ""
-        elif char in "'\"":
-            state = char
-        elif text.startswith("<<", i):
-            tangled = True  # a heredoc body expands $(...) inside quote characters
-        i += 1
-    return "tangled" if tangled else state
-
-
-def _env_name(name: str, key: str | None) -> str:
-    if key is None:
-        return "ENTROPY_" + name.upper()
-    prefix = {"vars": "ENTROPY_VAR_", "params": "ENTROPY_PARAM_"}.get(name, "ENTROPY_")
-    return prefix + _NOT_ENV.sub("_", key.upper())
+    return "".join(out), values
 
 
 def environment(job: Job) -> dict[str, str]:
@@ -145,7 +110,7 @@ def environment(job: Job) -> dict[str, str]:
         "ENTROPY_AUDIT": job.audit_name,
     }
     for key, value in job.host.vars.items():
-        env[_env_name("vars", str(key))] = as_text(value)
+        env[env_name("vars", str(key))] = as_text(value)
     for key, value in job.params.items():
-        env[_env_name("params", str(key))] = as_text(value)
+        env[env_name("params", str(key))] = as_text(value)
     return env

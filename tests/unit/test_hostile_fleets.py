@@ -1,0 +1,441 @@
+"""Hostile fleets: host names, placeholders and values that must never run as code.
+
+Each fleet is written into tmp_path and loaded as `entropy validate` loads
+it; what would execute is a `touch` of a marker file, and the tests that
+run things check the marker was never made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from entropy.backends.impl_dir import DirBackend
+from entropy.clock import SystemClock
+from entropy.config import load_conf
+from entropy.errors import ConfigError, ValidationError
+from entropy.model import Host, Outcome, Script
+from entropy.runners import Job, command, run_job
+
+GOOD_HOST = {"ip_address": "10.0.0.1", "host_type": "web"}
+
+HOSTILE_NAMES = [
+    "$(touch pwned)",
+    "a;rm -rf x",
+    "`id`",
+    "-oProxyCommand=touch pwned",
+    "-leading.example.com",
+    "trailing-.example.com",
+    "with space.example.com",
+    "new\nline.example.com",
+    "tab\there",
+    "héllo.example.com",
+    "a..b.example.com",
+    ".example.com",
+    "under_score.example.com",
+    "x" * 64 + ".example.com",
+    ("a" * 60 + ".") * 5 + "com",  # 308 characters
+    "1.2.3.999",  # all digits: not an IP, and `ping` would read it as one
+    "a|b",
+    "a/b",
+    "a\x00b",
+    "",
+]
+GOOD_NAMES = [
+    "web-01.example.com",
+    "web-01.example.com.",
+    "localhost",
+    "123abc.example",
+    "xn--bcher-kva.example",
+    "10.0.0.1",
+    "fd00::1",
+    "fe80::1%eth0",
+    "A" * 63 + ".example",
+]
+
+
+@pytest.fixture
+def conf():
+    conf = load_conf()
+    conf.set_override("cron_timezone", "UTC")
+    return conf
+
+
+def write(root: Path, hosts: Any, scripts: Any, schedules: Any, repairs: Any = None) -> Path:
+    (root / "audits").mkdir(parents=True, exist_ok=True)
+    (root / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    (root / "scripts.yaml").write_text(yaml.safe_dump(scripts, sort_keys=False))
+    (root / "audits" / "a.yaml").write_text(yaml.safe_dump(schedules, sort_keys=False))
+    if repairs is not None:
+        (root / "repairs.yaml").write_text(yaml.safe_dump(repairs, sort_keys=False))
+    return root
+
+
+def problems_of(conf, root: Path) -> list[ConfigError]:
+    with pytest.raises(ValidationError) as info:
+        DirBackend(conf, str(root)).load()
+    return info.value.problems
+
+
+def line_of(path: Path, needle: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+ECHO = {"kind": "command", "command": ["echo", "{host}"]}
+ON_WEB = {"web": {"audits": {"check": {"run_every": "1h"}}}}
+
+
+# -- host names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=repr)
+def test_a_hostile_host_name_is_refused_at_its_line(conf, tmp_path: Path, name: str) -> None:
+    root = write(tmp_path, {}, {"check": ECHO}, ON_WEB)
+    (root / "hosts.yaml").write_text(  # one host a line; JSON strings are YAML too
+        "".join(f"{json.dumps(n)}: {{ip_address: 10.0.0.1, host_type: web}}\n"
+                for n in ("ok.example.com", name))
+    )  # fmt: skip
+    (problem,) = problems_of(conf, root)
+    assert problem.where.path == str(root / "hosts.yaml")
+    assert (problem.where.line, problem.where.col) == (2, 1)
+    assert "DNS name" in problem.message or "must be text" in problem.message
+    assert str(problem).startswith(f"{root / 'hosts.yaml'}:2:1: ")
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_dns_names_and_addresses_are_host_names(conf, tmp_path: Path, name: str) -> None:
+    root = write(tmp_path, {name: GOOD_HOST}, {"check": ECHO}, ON_WEB)
+    catalog = DirBackend(conf, str(root)).load()
+    assert [pair.host for pair in catalog.pairs] == [name]
+
+
+@pytest.mark.parametrize(
+    "ip", ["fe80::1%$(touch pwned)", "fe80::1%a b", "10.0.0.1 ", "example.com", 167772161]
+)
+def test_ip_address_must_be_an_address_with_a_plain_zone(conf, tmp_path: Path, ip: Any) -> None:
+    hosts = {"ok.example": GOOD_HOST, "web-1.example": {"ip_address": ip, "host_type": "web"}}
+    root = write(tmp_path, hosts, {"check": ECHO}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert "ip_address must be an IP address" in problem.message
+    assert problem.where.line == line_of(root / "hosts.yaml", "web-1.example") + 1
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"host_type": "web\x00x"}, "control character"),
+        ({"groups": ["g" * 256]}, "longer than 255"),
+        ({"vars": {"since": "2024-01-01"}}, None),  # quoted: text, fine
+        ({"vars": {1: "x"}}, "the key 1 is not text"),
+        ({"vars": {"n": float("nan")}}, "not a finite number"),
+        ({"vars": {"n": 2**70}}, "too large"),
+        ({"vars": {"x": "a\x00b"}}, "NUL"),
+    ],
+)
+def test_host_fields_that_would_break_later(
+    conf, tmp_path: Path, entry: dict, message: str | None
+) -> None:
+    hosts = {"ok.example": GOOD_HOST, "web-1.example": {**GOOD_HOST, **entry}}
+    root = write(tmp_path, hosts, {"check": ECHO}, ON_WEB)
+    if message is None:
+        DirBackend(conf, str(root)).load()
+        return
+    (problem,) = problems_of(conf, root)
+    assert message in problem.message
+
+
+def test_a_date_var_is_refused_with_a_hint_to_quote_it(conf, tmp_path: Path) -> None:
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": ECHO}, ON_WEB)
+    (root / "hosts.yaml").write_text(
+        "ok.example: {ip_address: 10.0.0.1, host_type: web}\n"
+        "web-1.example: {ip_address: 10.0.0.1, host_type: web, vars: {since: 2024-01-01}}\n"
+    )
+    (problem,) = problems_of(conf, root)
+    assert "2024-01-01 is a date; quote it" in problem.message
+
+
+# -- placeholders where a value would be code ------------------------------------------------
+
+CODE_ARGV = [
+    ["sh", "-c", "ping -c1 {host}"],
+    ["/bin/sh", "-c", "test -f /tmp/{host}"],
+    ["bash", "-ec", "echo {ip_address}"],
+    ["bash", "-o", "pipefail", "-c", "echo {vars.note}"],
+    ["dash", "-lc", "echo {params.size}"],
+    ["zsh", "-c", "x {host}"],
+    ["ksh", "-c", "x {host}"],
+    ["busybox", "sh", "-c", "x {host}"],
+    ["env", "LANG=C", "sh", "-c", "x {host}"],
+    ["/usr/bin/env", "-i", "bash", "-c", "x {host}"],
+    ["sudo", "-u", "nobody", "sh", "-c", "x {host}"],
+    ["sudo", "-s", "echo", "{host}"],
+    ["nice", "-n", "5", "sh", "-c", "x {host}"],
+    ["timeout", "5", "sh", "-c", "x {host}"],
+    ["xargs", "sh", "-c", "x {host}"],
+    ["python3", "-c", "print('{host}')"],
+    ["python3.11", "-Ic", "print('{host}')"],
+    ["perl", "-e", "print '{host}'"],
+    ["perl", "-lne", "print '{host}'"],
+    ["ruby", "-e", "puts '{host}'"],
+    ["node", "-e", "console.log('{host}')"],
+    ["node", "--eval=console.log('{host}')"],
+    ["php", "-r", "echo '{host}';"],
+    ["awk", 'BEGIN {print "{host}"}'],
+    ["awk", "-F:", '{print "{host}"}', "/etc/passwd"],
+    ["sed", "s/x/{vars.note}/"],
+    ["ssh", "{host}", "uptime; echo {host}"],
+    ["ssh", "-o", "ProxyCommand=nc {vars.note} 22", "h.example"],
+    ["su", "-c", "x {host}", "nobody"],
+    ["watch", "-n", "1", "echo", "{host}"],
+    ["psql", "-c", "\\! echo {host}"],
+    ["sqlite3", ":memory:", ".shell echo {host}"],
+]
+
+
+@pytest.mark.parametrize("argv", CODE_ARGV, ids=lambda a: " ".join(a)[:40])
+def test_a_placeholder_in_code_is_refused_naming_the_fix(
+    conf, tmp_path: Path, argv: list[str]
+) -> None:
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"note": "n"}}}
+    schedules = {"web": {"audits": {"check": {"run_every": "1h", "params": {"size": 1}}}}}
+    root = write(tmp_path, hosts, {"check": {"kind": "command", "command": argv}}, schedules)
+    problems = problems_of(conf, root)
+    assert len(problems) == 1, problems
+    problem = problems[0]
+    assert problem.where.line == line_of(root / "scripts.yaml", "command:")
+    assert re.search(r"command\[\d+\] is .*, where \{[\w.]+\} would", problem.message)
+    assert "environment" in problem.message or "remote command" in problem.message
+
+
+def test_the_fix_for_a_shell_names_the_variable_and_shell_true(conf, tmp_path: Path) -> None:
+    root = write(tmp_path, {"web-1.example": GOOD_HOST},
+                 {"check": {"kind": "command", "command": ["sh", "-c", "ping {host}"]}},
+                 ON_WEB)  # fmt: skip
+    (problem,) = problems_of(conf, root)
+    assert problem.message == (
+        "script 'check': command[2] is the script of `sh -c`, where {host} would run as shell "
+        'code; read it from the environment there ("$ENTROPY_HOST"), or write the command as '
+        "one string with shell: true, which quotes it"
+    )
+
+
+SAFE_ARGV = [
+    ["sh", "-c", 'ping -c1 "$1"', "sh", "{host}"],  # a positional parameter: never parsed
+    ["sh", "-c", 'ping -c1 "$ENTROPY_HOST"'],
+    ["ping", "-c", "1", "{host}"],
+    ["check_disk", "-w", "{params.size}", "-c", "{params.size}", "-H", "{ip_address}"],
+    ["awk", "-v", "h={host}", "BEGIN {print h}"],
+    ["python3", "/opt/check.py", "--host", "{host}"],
+    ["ssh", "-p", "22", "{host}", "uptime"],
+    ["sed", "-n", "p", "/etc/{vars.note}"],
+    ["test", "-f", "/etc/{vars.note}.conf"],
+]
+
+
+@pytest.mark.parametrize("argv", SAFE_ARGV, ids=lambda a: " ".join(a)[:40])
+def test_placeholders_outside_code_are_fine(conf, tmp_path: Path, argv: list[str]) -> None:
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"note": "n"}}}
+    schedules = {"web": {"audits": {"check": {"run_every": "1h", "params": {"size": 1}}}}}
+    root = write(tmp_path, hosts, {"check": {"kind": "command", "command": argv}}, schedules)
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("sh -c 'ping {host}'", "`sh -c`"),
+        ("eval echo {host}", "`eval`"),
+        ('echo ok; bash -c "x {vars.note}"', "`bash -c`"),
+        ("ssh h.example echo {host}", "remote"),
+        ("echo `echo {host}`", "backquote"),
+        ("x=$(( {params.size} + 1 ))", "`$((`"),
+        ("echo 'open {host}", "open quote"),
+    ],
+)
+def test_shell_true_refuses_placeholders_that_would_be_parsed_again(
+    conf, tmp_path: Path, line: str, needle: str
+) -> None:
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"note": "n"}}}
+    schedules = {"web": {"audits": {"check": {"run_every": "1h", "params": {"size": 1}}}}}
+    script = {"kind": "command", "command": line, "shell": True}
+    root = write(tmp_path, hosts, {"check": script}, schedules)
+    (problem,) = problems_of(conf, root)
+    assert needle in problem.message, problem.message
+
+
+# -- every placeholder against every host and schedule ------------------------------------------
+
+
+def test_a_placeholder_typo_is_refused_with_a_guess(conf, tmp_path: Path) -> None:
+    script = {"kind": "command", "command": ["ping", "-c1", "{hostname}"]}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert problem.where.path == str(root / "scripts.yaml")
+    assert problem.where.line == line_of(root / "scripts.yaml", "command:")
+    assert problem.message == (
+        "script 'check': command[2]: unknown placeholder {hostname}; did you mean {host}?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "guess"),
+    [
+        ({"kind": "http", "url": "http://{ipaddress}:80/"}, "{ip_address}"),
+        ({"kind": "tcp", "port": 22, "host": "{var.rack}"}, "{vars.rack}"),
+        ({"kind": "command", "command": ["x"], "env": {"A": "{param.x}"}}, "{params.x}"),
+        ({"kind": "command", "command": ["x"], "cwd": "/srv/{host.name}"}, "{host}"),
+    ],
+)
+def test_typos_in_every_templated_key(conf, tmp_path: Path, script: dict, guess: str) -> None:
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert f"did you mean {guess}?" in problem.message
+
+
+def test_a_var_missing_on_some_hosts_names_the_host_and_the_pair(conf, tmp_path: Path) -> None:
+    hosts = {
+        "web-1.example": {**GOOD_HOST, "vars": {"rack": "r1"}},
+        "web-2.example": GOOD_HOST,
+        "web-3.example": GOOD_HOST,
+    }
+    script = {"kind": "command", "command": ["check_rack", "{vars.rack}"]}
+    root = write(tmp_path, hosts, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert problem.where.path == str(root / "hosts.yaml")
+    assert problem.where.line == line_of(root / "hosts.yaml", "web-2.example")
+    schedule_at = f"{root / 'audits' / 'a.yaml'}:3:5"
+    scripts_at = f"{root / 'scripts.yaml'}:1:1"
+    assert problem.message == (
+        f"host 'web-2.example' has no var 'rack', which script 'check' ({scripts_at}) uses as "
+        f"{{vars.rack}} for audit 'check' on 'web' ({schedule_at}); the same for 'web-3.example'"
+    )
+
+
+def test_a_param_missing_on_a_schedule_is_refused_there(conf, tmp_path: Path) -> None:
+    script = {"kind": "command", "command": ["check_queue", "--max={params.depth}"]}
+    schedules = {
+        "web": {"audits": {"check": {"run_every": "1h"}}},
+        "web-1.example": {"audits": {"check": {"run_every": "1h", "params": {"depth": 3}}}},
+    }
+    hosts = {"web-1.example": GOOD_HOST, "web-2.example": GOOD_HOST}
+    root = write(tmp_path, hosts, {"check": script}, schedules)
+    (problem,) = problems_of(conf, root)
+    assert (problem.where.path, problem.where.line) == (str(root / "audits" / "a.yaml"), 3)
+    assert "uses {params.depth}, which this entry's params do not give" in problem.message
+
+
+def test_a_repair_script_gets_no_params_and_needs_its_hosts_vars(conf, tmp_path: Path) -> None:
+    scripts = {
+        "check": ECHO,
+        "fix": {"kind": "command", "command": ["fix", "{params.x}", "{vars.rack}"]},
+    }
+    repairs = {"fixit": {"when": {"audit": "check"}, "run": "fix"}}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, scripts, ON_WEB, repairs)
+    messages = sorted(p.message for p in problems_of(conf, root))
+    assert len(messages) == 2
+    assert "has no var 'rack', which repair 'fixit'" in messages[0]
+    assert "uses {params.x}, but a repair runs with no params" in messages[1]
+
+
+@pytest.mark.parametrize("value", ["-oProxyCommand=touch pwned", "--help", "-c"])
+def test_a_value_read_as_an_option_is_refused(conf, tmp_path: Path, value: str) -> None:
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"jump": value}}}
+    script = {"kind": "command", "command": ["ssh", "{vars.jump}", "uptime"]}
+    root = write(tmp_path, hosts, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert "starts with '-'" in problem.message and "option" in problem.message
+    assert problem.where.line == line_of(root / "hosts.yaml", "web-1.example")
+
+
+def test_a_negative_number_may_start_an_argument(conf, tmp_path: Path) -> None:
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"offset": -5}}}
+    script = {"kind": "command", "command": ["check_clock", "{vars.offset}"]}
+    root = write(tmp_path, hosts, {"check": script}, ON_WEB)
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
+
+
+# -- nothing runs ---------------------------------------------------------------------------
+
+
+def test_a_script_made_without_validation_still_refuses_code(tmp_path: Path) -> None:
+    """The runner checks too: a Script built in code never reaches a shell with a value."""
+    host = Host("h.example", "127.0.0.1", "web", vars={"x": "$(touch pwned)"})
+    for argv in (["sh", "-c", "echo {vars.x}"], ["env", "bash", "-c", "echo {host}"]):
+        script = Script("a", "command", {"command": argv, "cwd": str(tmp_path)})
+        result = run_job(Job("a", host, script, {}, 5.0), SystemClock())
+        assert result.outcome is Outcome.ERROR
+        assert "$ENTROPY_" in result.summary
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "nasty",
+    [
+        "x\ntouch pwned\n#",  # a comment ends at a newline: was run on 156156c
+        "$(touch pwned)",
+        "`touch pwned`",
+        "'; touch pwned; '",
+        '"; touch pwned; "',
+        "\\'; touch pwned #",
+    ],
+)
+def test_shell_true_never_parses_a_value(tmp_path: Path, nasty: str) -> None:
+    host = Host("h.example", "127.0.0.1", "web", vars={"v": nasty})
+    line = "printf '%s|' {vars.v} \"{vars.v}\" '{vars.v}' # comment {vars.v}"
+    script = Script("a", "command", {"command": line, "shell": True, "cwd": str(tmp_path)})
+    result = command.run(Job("a", host, script, {}, 5.0))
+    assert result.outcome is Outcome.OK, result
+    assert result.output == f"{nasty}|{nasty}|{nasty}|"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_vars_that_would_share_an_environment_variable(conf, tmp_path: Path) -> None:
+    hosts = {
+        "ok.example": GOOD_HOST,
+        "web-1.example": {**GOOD_HOST, "vars": {"rack-id": 1, "rack_id": 2}},
+    }
+    root = write(tmp_path, hosts, {"check": ECHO}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert "'rack-id' and 'rack_id' would both be $ENTROPY_VAR_RACK_ID" in problem.message
+
+
+@pytest.mark.parametrize("name", ["LD_PRELOAD", "BASH_ENV", "PATH", "PERL5OPT", "BASH_FUNC_x%%"])
+def test_a_placeholder_in_an_environment_variable_read_as_code(
+    conf, tmp_path: Path, name: str
+) -> None:
+    script = {"kind": "command", "command": ["check"], "env": {name: "{vars.x}", "OK": "{host}"}}
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"x": "/tmp/evil.so"}}}
+    root = write(tmp_path, hosts, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert f"env: {name} is read as code" in problem.message
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["{vars.tool}", "--check"],
+        ["timeout", "5", "{vars.tool}"],
+        ["sudo", "-u", "nobody", "{params.size}"],
+        ["env", "A=1", "{vars.tool}"],
+    ],
+)
+def test_a_value_may_not_choose_the_program(conf, tmp_path: Path, argv: list[str]) -> None:
+    hosts = {"web-1.example": {**GOOD_HOST, "vars": {"tool": "/bin/sh"}}}
+    schedules = {"web": {"audits": {"check": {"run_every": "1h", "params": {"size": 1}}}}}
+    root = write(tmp_path, hosts, {"check": {"kind": "command", "command": argv}}, schedules)
+    (problem,) = problems_of(conf, root)
+    assert "would choose what runs" in problem.message
+
+
+def test_a_host_name_may_name_a_per_host_script(conf, tmp_path: Path) -> None:
+    script = {"kind": "command", "command": ["/opt/checks/{host}.sh", "{ip_address}"]}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
