@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def test_sigint_stops_gracefully_and_says_when_the_grace_period_ends(tmp_path: P
         took = time.monotonic() - asked
     finally:
         engine.kill()
+        left = _processes_with(f"sleep {marker}")
+        for pid in left:  # what a failure leaves behind
+            os.kill(pid, signal.SIGKILL)
     output = log.read_text()
     assert engine.returncode == 0, output
     assert took < 5, output
@@ -99,7 +103,7 @@ def test_sigint_stops_gracefully_and_says_when_the_grace_period_ends(tmp_path: P
     assert "Traceback" not in output
     rows = entropy(fleet, "status", "--json")
     assert [r["status"] for r in rows] == ["new"]
-    assert not _processes_with(f"sleep {marker}")
+    assert not left
 
 
 def test_ctrl_c_ends_audit_run_and_its_command(tmp_path: Path) -> None:
@@ -116,6 +120,66 @@ def test_ctrl_c_ends_audit_run_and_its_command(tmp_path: Path) -> None:
         _, err = run.communicate(timeout=5)
     finally:
         run.kill()
+        left = _processes_with(f"sleep {marker}")
+        for pid in left:  # what a failure leaves behind
+            os.kill(pid, signal.SIGKILL)
     assert run.returncode == 130, err
     assert "entropy: interrupted by SIGINT" in err and "Traceback" not in err
-    assert not _processes_with(f"sleep {marker}")
+    assert not left
+
+
+HOLDER = """
+import sys, threading
+from entropy.model import Host, Script
+from entropy.runners import command
+from entropy.runners.base import Job
+
+def start(marker):
+    job = Job("a", Host("h", "127.0.0.1", "web"),
+              Script("a", "command", {"command": ["sleep", marker]}), timeout=600)
+    threading.Thread(target=command.run, args=(job,), daemon=True).start()
+
+for line in sys.stdin:
+    start(line.strip())
+"""
+
+
+def _parent(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_a_reaper_that_was_killed_is_replaced_and_told_what_runs(tmp_path: Path) -> None:
+    """Commands started before and after the reaper was killed still die with their process."""
+    first, second = (f"1000.{random.randrange(10**8)}" for _ in range(2))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, text=True)
+    try:
+        holder.stdin.write(f"{first}\n")
+        holder.stdin.flush()
+        wait_for(lambda: _processes_with(f"sleep {first}"), 20, "the first command")
+
+        def reapers() -> list[int]:
+            return [p for p in _processes_with("reaper.py") if _parent(p) == holder.pid]
+
+        (reaper,) = wait_for(reapers, 5, "the reaper")
+        os.kill(reaper, signal.SIGKILL)
+        holder.stdin.write(f"{second}\n")  # the next announcement finds it gone
+        holder.stdin.flush()
+        wait_for(lambda: _processes_with(f"sleep {second}"), 20, "the second command")
+        wait_for(lambda: [p for p in reapers() if p != reaper and _alive(p)], 5, "a new reaper")
+        holder.kill()
+        holder.wait(timeout=10)
+        wait_for(lambda: not (_processes_with(first) or _processes_with(second)), 5,
+                 "both commands to be gone")  # fmt: skip
+    finally:
+        holder.kill()
+        for pid in _processes_with(first) + _processes_with(second):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
