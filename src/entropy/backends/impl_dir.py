@@ -16,7 +16,8 @@ from ..definitions import (
 from ..dump import write_dir
 from ..errors import BackendError, Location
 from ..model import Catalog
-from .base import DefinitionsSource, default_state_url
+from .base import DefinitionsSource
+from .fleet_state import fleet_state_file
 
 
 class DirDefinitions(DefinitionsSource):
@@ -27,8 +28,22 @@ class DirDefinitions(DefinitionsSource):
         return Path(self.location or str(option(self.conf, "path", "dir"))).expanduser()
 
     def state_url(self) -> str:
+        """[dir] state_connection, else the fleet's own SQLite file (see fleet_state)."""
         configured = option(self.conf, "state_connection", "dir")
-        return str(configured) if configured else default_state_url(self.conf, "dir", self.path)
+        if configured:
+            return str(configured)
+        if self._fleet_state is None:
+            self._fleet_state = fleet_state_file(self.conf, self.path, create=not self.read_only)
+        return f"sqlite:///{self._fleet_state}"
+
+    _fleet_state: Path | None = None
+
+    def require_present(self) -> None:
+        if not self.path.is_dir():
+            raise BackendError(
+                f"definitions directory {self.path} not found; pass --backend dir:PATH "
+                f"or set [dir] path in entropy.conf"
+            )
 
     def hint(self) -> str:
         root = self.path
@@ -59,11 +74,7 @@ class DirDefinitions(DefinitionsSource):
 
     def load(self) -> Catalog:
         root = self.path
-        if not root.is_dir():
-            raise BackendError(
-                f"definitions directory {root} not found; pass --backend dir:PATH "
-                f"or set [dir] path in entropy.conf"
-            )
+        self.require_present()
         problems = Problems()
         hosts_path, scripts_path = root / "hosts.yaml", root / "scripts.yaml"
         # Streamed: a host's values are dropped once it is checked (583,000 hosts, 50 MB).
