@@ -39,6 +39,7 @@ from .cli_repairs import (
 )
 from .cli_ssh import ssh as ssh_commands
 from .cli_transfer import export_command, import_command
+from .cli_worker import worker, workers
 from .clock import SystemClock
 from .config import engine_id, lease_settings, load_conf, option, splay_cap
 from .definitions import Problems, parse_entry, parse_hosts, parse_schedules, parse_scripts
@@ -1217,6 +1218,8 @@ main.add_command(export_command)
 main.add_command(repair)
 main.add_command(events)
 main.add_command(ssh_commands)
+main.add_command(worker)
+main.add_command(workers)
 accept_global_options(main)  # last: every command, wherever it was defined
 
 _COLOURS = {
