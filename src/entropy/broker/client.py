@@ -63,6 +63,8 @@ class _Link:
     zones: set[str] = field(default_factory=set)  # zone queues declared on this connection
     published: int = 0
     unconfirmed: dict[int, tuple[JobMessage, float | None]] = field(default_factory=dict)
+    handled: int = 0  # the last delivery tag handled: acknowledged with the ones before it
+    acked: int = 0
 
 
 class JobClient:
@@ -157,6 +159,9 @@ class JobClient:
                             self._wakeup.close()
                             return
                     pump(link.connection, self._wakeup, 0.2 if self._closing.is_set() else 1.0)
+                    if link.handled > link.acked:  # one ack for every result taken meanwhile
+                        link.channel.basic_ack(link.handled, multiple=True)
+                        link.acked = link.handled
                     link.connection.heartbeat_check()
             except CONNECTION_ERRORS as exc:
                 LOG.warning("lost the connection to %s (%s); reconnecting", describe(self.url),
@@ -240,5 +245,5 @@ class JobClient:
             LOG.error("dropped a message on %s: %s", self.results_queue, exc)
         except Exception:  # the callback's bug: keep taking results
             LOG.exception("result callback failed")
-        link.channel.basic_ack(message.delivery_tag)
+        link.handled = message.delivery_tag
 

@@ -101,18 +101,26 @@ class Wakeup:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        # A wake-up is on its way: no need for another write.
+        self._pending = False
 
     def fileno(self) -> int:
         return self._read
 
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+        if self._pending:
+            return
+        self._pending = True
+        with contextlib.suppress(BlockingIOError, OSError):  # full: one is pending anyway
             os.write(self._write, b"!")
 
     def clear(self) -> None:
         with contextlib.suppress(BlockingIOError):
             while os.read(self._read, 4096):
                 pass
+        # After draining: a wake() between the two wrote nothing, and its work is
+        # already handed over; one after this writes again.
+        self._pending = False
 
     def close(self) -> None:
         for fd in (self._read, self._write):

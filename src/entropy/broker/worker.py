@@ -118,6 +118,33 @@ class _Link:
     prefetch: int = 0
     published: int = 0  # the last publish sequence number on `results`
     unconfirmed: dict[int, _Task] = field(default_factory=dict)  # sequence -> task
+    # Delivery tags not yet acknowledged, in delivery order -> whether their reply is in.
+    unacked: dict[int, bool] = field(default_factory=dict)
+
+    def ack(self, tags: list[int]) -> None:
+        """Acknowledge these deliveries: one multiple-ack for the run of them that comes
+        first, one ack each for the rest (a long job must not hold back those after it)."""
+        if not tags:
+            return
+        unacked = self.unacked
+        for tag in tags:
+            unacked[tag] = True
+        last = None
+        while unacked:
+            tag = next(iter(unacked))
+            if not unacked[tag]:
+                break
+            del unacked[tag]
+            last = tag
+        if last is not None:
+            self.jobs.basic_ack(last, multiple=True)
+        for tag in tags:
+            if unacked.pop(tag, False):  # behind a job still running
+                self.jobs.basic_ack(tag)
+
+    def reject(self, tag: int, requeue: bool) -> None:
+        self.unacked.pop(tag, None)
+        self.jobs.basic_reject(tag, requeue=requeue)
 
 
 class Worker:
@@ -342,6 +369,7 @@ class Worker:
             LOG.error("refused a job (it goes to the dead letters of its engine): %s", exc)
             link.jobs.basic_reject(tag, requeue=False)
             return
+        link.unacked[tag] = False
         headers = message.headers or {}
         count = headers.get("x-delivery-count")
         started = time.monotonic()
@@ -376,9 +404,10 @@ class Worker:
         link = self._link
         if link is None:
             return
-        for task in covered(link.unconfirmed, sequence, multiple):
-            if task.link == link.number and task.state is not _State.ABANDONED:
-                link.jobs.basic_ack(task.tag)
+        tasks = covered(link.unconfirmed, sequence, multiple)
+        link.ack([task.tag for task in tasks
+                  if task.link == link.number and task.state is not _State.ABANDONED])  # fmt: skip
+        for task in tasks:
             self._running.discard(task)
             self.done += 1
             if self.on_reply is not None and task.reply is not None:
@@ -496,7 +525,7 @@ class Worker:
         for task in left:
             self._running.discard(task)
             if task.link == link.number:
-                link.jobs.basic_reject(task.tag, requeue=True)
+                link.reject(task.tag, requeue=True)
         self.requeued += len(left)
         if left:
             self.on_notice(f"grace period over: killed {len(left)} running jobs; "
