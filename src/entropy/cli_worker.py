@@ -97,8 +97,8 @@ def worker_run(
       entropy worker run --zone dc-2
       OS_EXECUTOR__TRANSPORT_URL=amqp://entropy:secret@mq:5672/entropy entropy worker run
     """
-    url, topology = _broker(session)
     zone = _zone(zone or str(option(session.conf, "zone", "executor")), "--zone")
+    url, topology = _broker(session)
     seconds = None
     if run_for:
         try:
@@ -192,8 +192,8 @@ def workers(session: Any, zones: tuple[str, ...], wait: float, as_json: bool) ->
 
     --json prints {"workers": [...], "zones": [...]}.
     """
-    url, topology = _broker(session)
     expected = [_zone(zone, "--zone") for zone in zones]
+    url, topology = _broker(session)
     try:
         beats = live_workers(url, topology, wait)
         names = sorted({*expected, *(beat.zone for beat in beats)})
