@@ -82,6 +82,7 @@ def test_a_job_handed_out_and_never_finished_too_often_comes_back_dead(broker: B
     inbox = Inbox()
     engine = client(broker, inbox)
     job = a_job("deadly", "z", ["true"])
+    broker.zones.add("z")
     deliveries: list[dict[str, Any]] = []
     try:
         engine.publish([job])
@@ -105,6 +106,7 @@ def test_a_job_handed_out_and_never_finished_too_often_comes_back_dead(broker: B
 
 def test_dead_jobs_go_back_only_to_the_engine_that_sent_them(broker: Broker) -> None:
     mine, theirs = Inbox(), Inbox()
+    broker.zones.add("nobody")
     one, other = client(broker, mine, "engine-1"), client(broker, theirs, "engine-2")
     try:
         one.publish([a_job("expires", "nobody", ["true"])], ttl=0.1)
