@@ -123,3 +123,22 @@ def test_a_job_client_says_when_the_broker_is_no_rabbitmq(redis_url: str) -> Non
     made = JobClient(redis_url, "e", lambda _: None)
     with pytest.raises(Exception, match="needs RabbitMQ"):
         made.start()
+
+
+def test_a_zone_whose_queue_is_not_entropys_refuses_its_jobs_and_the_rest_go_on(
+    broker: Broker,
+) -> None:
+    broker.zones.update({"odd", "fine"})
+    with kombu.Connection(broker.url) as connection:  # someone else's queue, classic
+        connection.default_channel.queue_declare(broker.topology.zone_queue("odd"), durable=True)
+    inbox = Inbox()
+    engine = client(broker, inbox)
+    worker = broker.worker("fine")
+    try:
+        engine.publish([a_job("lost", "odd", ["true"]), a_job("kept", "fine", ["true"])])
+        wait_for(lambda: inbox.results, 20, "the other zone's reply")
+    finally:
+        worker.stop()
+        engine.close()
+    assert [(job.job.audit_name, reason) for job, reason in inbox.dead] == [("lost", "refused")]
+    assert [r.audit for r in inbox.results] == ["kept"]

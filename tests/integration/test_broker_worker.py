@@ -148,6 +148,28 @@ def test_a_python_audit_stuck_past_its_timeout_is_answered_and_its_thread_replac
     assert replies["after"].result.outcome.value == "ok"  # the one worker slot was freed
 
 
+def test_a_job_whose_engine_is_gone_is_still_acknowledged_and_the_worker_goes_on(
+    broker: Broker, engine: EngineStub
+) -> None:
+    """Its reply goes to a queue that no longer exists (RabbitMQ drops it): the job is
+    done all the same, not handed out again and again."""
+    orphan = a_job("orphan", "default", ["true"], row_id=1)
+    running = broker.worker("default")
+    try:
+        engine.producer.publish(
+            orphan.encode(), exchange=broker.topology.jobs_exchange, routing_key="default",
+            content_type="application/json", content_encoding="binary", delivery_mode=2,
+            reply_to=broker.topology.results_queue("engine-that-died"),
+        )  # fmt: skip
+        engine.send(a_job("next", "default", ["true"], row_id=2))
+        (reply,) = engine.wait(1)
+        wait_for(lambda: running.worker.done == 2, 10, "both jobs done")
+    finally:
+        running.stop()
+    assert reply.audit == "next"
+    assert broker.waiting("default") == 0
+
+
 # -- zones ---------------------------------------------------------------------------------
 
 

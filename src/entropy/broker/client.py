@@ -12,7 +12,8 @@ Results arrive on the engine's queue `entropy.results.<engine id>` and are
 handed to on_result on the loop's thread, then acknowledged. Jobs that
 died (delivery limit, TTL, refused by a worker) come back on the same
 queue and go to on_dead with the reason RabbitMQ gives (`delivery_limit`,
-`expired`, `rejected`).
+`expired`, `rejected`); a job whose zone queue exists with other
+arguments than Entropy's goes to on_dead at once (`refused`).
 
 Used by the bench and the tests as "the engine"; the engine's broker
 executor (later) drives it the same way.
@@ -33,6 +34,7 @@ import kombu
 from .connection import (
     CONNECTION_ERRORS,
     Backoff,
+    BrokerError,
     Wakeup,
     covered,
     describe,
@@ -197,10 +199,21 @@ class JobClient:
         channel, topology = link.channel, self.topology
         while self._outbox:
             job, ttl = item = self._outbox.popleft()
-            try:
-                if job.zone not in link.zones:
+            if job.zone not in link.zones:
+                try:
                     topology.declare_zone(channel, job.zone)
-                    link.zones.add(job.zone)
+                except BrokerError as exc:  # its queue exists with other arguments
+                    LOG.error("cannot send a job to zone %r: %s", job.zone, exc)
+                    self.dead += 1
+                    if self.on_dead is not None:
+                        self.on_dead(job, "refused")
+                    # The broker closed the channel: carry on with a new connection.
+                    raise ConnectionAbortedError(f"zone {job.zone!r} refused") from None
+                except BaseException:
+                    self._outbox.appendleft(item)
+                    raise
+                link.zones.add(job.zone)
+            try:
                 properties = {
                     "content_type": CONTENT_TYPE, "delivery_mode": 2,
                     "message_id": job.job_id, "correlation_id": job.job_id,
