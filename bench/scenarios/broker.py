@@ -59,7 +59,7 @@ TARGET_P99_MS = 50.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--workers", default="1,2", help="worker process counts (default: 1,2)")
-    add("--max-workers", type=int, default=32, help="of each worker (default: %(default)s)")
+    add("--max-workers", type=int, default=64, help="of each worker (default: %(default)s)")
     add("--jobs", type=int, default=20_000, help="throughput run (default: %(default)s)")
     add("--window", type=int, default=2_000, help="in flight at most (default: %(default)s)")
     add("--rate", type=float, default=1000.0, help="latency run, jobs/s (default: %(default)s)")

@@ -291,7 +291,7 @@ def _parse_host(
     if ssh is False:
         return None
     zone = entry.get("zone", DEFAULT_ZONE)
-    problem = zone_problem(zone)
+    problem = None if zone == DEFAULT_ZONE else zone_problem(zone)
     if problem:
         problems.add(path, entry.at("zone", at), f"{what}: {problem}")
         return None
