@@ -205,12 +205,12 @@ def test_a_worker_never_runs_more_jobs_at_once_than_max_workers(
 ) -> None:
     worker = broker.process("default", "--max-workers", "3")
     try:
-        jobs = [a_job(f"j{n}", "default", marked(tmp_path, 0.4), row_id=n, shell=True)
+        jobs = [a_job(f"j{n}", "default", marked(tmp_path, 0.5), row_id=n, shell=True)
                 for n in range(9)]  # fmt: skip
         for job in jobs:
             engine.send(job)
         wait_for(lambda: len(runs(tmp_path)) >= 3, 10, "the first jobs starting")
-        assert broker.waiting("default") >= 5  # the rest wait on the broker, not in the worker
+        assert broker.waiting("default") >= 3  # the rest wait on the broker, not in the worker
         engine.wait(len(jobs))
     finally:
         status, _, err = worker.stop()
@@ -259,15 +259,15 @@ def test_a_stopped_worker_finishes_within_its_grace_then_hands_the_rest_back(
     broker: Broker, engine: EngineStub, tmp_path: Path
 ) -> None:
     worker = broker.process("default", "--max-workers", "2",
-                            env=broker.env(OS_DEFAULT__SHUTDOWN_GRACE="1"))  # fmt: skip
-    engine.send(a_job("short", "default", marked(tmp_path, 0.3), row_id=1, shell=True))
+                            env=broker.env(OS_DEFAULT__SHUTDOWN_GRACE="3"))  # fmt: skip
+    engine.send(a_job("short", "default", marked(tmp_path, 1.0), row_id=1, shell=True))
     engine.send(a_job("long", "default", marked(tmp_path, 30), row_id=2, shell=True))
     wait_for(lambda: len(runs(tmp_path)) == 2, 10, "both jobs running")
     status, _, err = worker.stop(signal.SIGTERM)
     assert status == 0, err
     (reply,) = engine.wait(1)
     assert reply.audit == "short"
-    assert "stopping: no new jobs; 2 running get 1s" in err
+    assert "stopping: no new jobs; 2 running get 3s" in err
     assert "grace period over: killed 1 running jobs; the broker hands them out again" in err
     assert "worker stopped; 1 jobs done, 1 handed back, 0 refused" in err
     assert broker.waiting("default") == 1  # the long one, for the next worker
@@ -364,12 +364,14 @@ def test_a_worker_rides_out_its_connection_closed_by_the_broker(
         link = running.worker._link
         assert link is not None
         connection = _connection_from(link.connection.connection.sock.getsockname()[1])
-        # The first run lasts long enough for the connection to go under it; the next is quick.
-        first_long = f"if [ $(ls {tmp_path} | grep -c run) -le 1 ]; then sleep 4; fi"
-        job = a_job("across", "default", f"{marked(tmp_path, 0)}; {first_long}", shell=True)
+        # The first run lasts until the connection went under it; the next is quick.
+        first_waits = (f"if [ $(ls {tmp_path} | grep -c run) -le 1 ]; then "
+                       f"while [ ! -f {tmp_path}/closed ]; do sleep 0.05; done; fi")  # fmt: skip
+        job = a_job("across", "default", f"{marked(tmp_path, 0)}; {first_waits}", shell=True)
         engine.send(job)
         wait_for(lambda: runs(tmp_path), 10, "the job starting")
         _rabbitmqctl("close_connection", connection, "test: connection dropped")  # only ours
+        (tmp_path / "closed").touch()
         after = a_job("after", "default", ["true"], row_id=2)
         engine.send(after)
         replies = engine.wait(3, timeout=30)
