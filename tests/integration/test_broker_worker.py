@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -168,6 +169,38 @@ def test_a_job_whose_engine_is_gone_is_still_acknowledged_and_the_worker_goes_on
     finally:
         running.stop()
     assert reply.audit == "next"
+    assert broker.waiting("default") == 0
+
+
+def test_a_quick_job_done_behind_a_long_one_is_acknowledged_alone(
+    broker: Broker, engine: EngineStub, tmp_path: Path
+) -> None:
+    """Acknowledgements go out as soon as each reply is confirmed, but a run of them as one
+    (multiple) only up to the first job still running: that one stays the broker's."""
+    running = broker.worker("default", max_workers=2)
+    gate = tmp_path / "go"
+    try:
+        long = a_job("long", "default", f"while [ ! -f {gate} ]; do sleep 0.05; done",
+                     row_id=1, shell=True)  # fmt: skip
+        engine.send(long)
+        wait_for(lambda: running.worker.running == 1, 10, "the long job running")
+        engine.send(a_job("quick", "default", ["true"], row_id=2))
+        (quick,) = engine.wait(1)
+        # Cut the worker off: what is not acknowledged goes back to the queue.
+        link = running.worker._link
+        assert link is not None
+        link.connection.connection.sock.shutdown(socket.SHUT_RDWR)
+        wait_for(lambda: running.worker._link is not link and running.worker._link, 15,
+                 "the worker connected again")  # fmt: skip
+        gate.touch()
+        replies = engine.wait(3)
+    finally:
+        running.stop()
+    assert quick.audit == "quick"
+    # The long job was still the broker's: handed out again, it ran once more.
+    assert sorted((r.audit, r.redelivered) for r in replies) == [
+        ("long", False), ("long", True), ("quick", False)
+    ]
     assert broker.waiting("default") == 0
 
 
