@@ -174,7 +174,7 @@ def _print_reply_json(reply: ResultMessage) -> None:
 @click.option(
     "--wait",
     type=click.FloatRange(min=0.1),
-    default=1.0,
+    default=2.0,
     show_default=True,
     metavar="SECONDS",
     help="How long to listen for heartbeats after asking every worker for one.",

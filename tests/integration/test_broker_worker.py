@@ -312,7 +312,7 @@ def test_entropy_workers_lists_live_workers_by_zone_and_names_a_zone_without_one
 ) -> None:
     a, b = broker.process("a", "--max-workers", "2"), broker.process("b")
     try:
-        listed = subprocess.run([*ENTROPY, "workers", "--json"], env=broker.env(),
+        listed = subprocess.run([*ENTROPY, "workers", "--json", "--wait", "3"], env=broker.env(),
                                 capture_output=True, text=True, timeout=30)  # fmt: skip
         missing = subprocess.run(
             [*ENTROPY, "workers", "--zone", "a", "--zone", "c"], env=broker.env(),

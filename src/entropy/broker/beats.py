@@ -66,7 +66,7 @@ class ZoneQueue:
     consumers: int = 0  # workers consuming it (each connection counts once)
 
 
-def live_workers(url: str, topology: Topology, wait: float = 1.0) -> list[Beat]:
+def live_workers(url: str, topology: Topology, wait: float = 2.0) -> list[Beat]:
     """The workers that answer a ping (or beat) within `wait` seconds, by zone then id.
 
     Raises connection.CONNECTION_ERRORS when the broker is out of reach.

@@ -181,6 +181,8 @@ class Worker:
         self._links = 0
         self._next_beat = 0.0
         self._last_ping = 0.0
+        self._next_watch = 0.0  # monotonic: when the watchdog looks next
+        self._orphans = False  # jobs from a lost connection may still run (see _adjust_prefetch)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -266,6 +268,7 @@ class Worker:
     def _lost(self, link: _Link) -> None:
         """The connection died: its deliveries are the broker's again; resend its replies."""
         self._link = None
+        self._orphans = True
         unconfirmed = list(link.unconfirmed.values())
         link.unconfirmed.clear()
         self._outbox.extendleft(reversed(unconfirmed))
@@ -285,7 +288,8 @@ class Worker:
         while True:
             now = time.monotonic()
             self._publish(link)
-            self._watchdog(link, now)
+            if now >= self._next_watch:
+                self._watchdog(now)
             if until is not None and now >= until:
                 self._stopping.set()
             if self._stopping.is_set():
@@ -309,9 +313,7 @@ class Worker:
             wait = min(self._next_beat, next_check) - now
             if until is not None:
                 wait = min(wait, until - now)
-            deadlines = [t.deadline for t in self._running if t.state is _State.RUNNING]
-            if deadlines:
-                wait = min(wait, min(deadlines) - now)
+            wait = min(wait, self._next_watch - now)
             if grace_ends is not None:
                 wait = min(wait, grace_ends - now, 0.5)
             pump(link.connection, self._wakeup, max(wait, 0.0))
@@ -323,8 +325,11 @@ class Worker:
         end, the new connection takes that many fewer (prefetch 0 would be
         unlimited, so with none free it does not consume at all).
         """
-        orphans = sum(1 for task in self._running
-                      if task.link != link.number and task.state is _State.RUNNING)  # fmt: skip
+        orphans = 0
+        if self._orphans:
+            orphans = sum(1 for task in self._running
+                          if task.link != link.number and task.state is _State.RUNNING)  # fmt: skip
+            self._orphans = orphans > 0
         capacity = self.settings.max_workers - orphans
         if capacity == link.prefetch:
             return
@@ -475,9 +480,15 @@ class Worker:
             self._finished.append(task)
             self._wakeup.wake()
 
-    def _watchdog(self, link: _Link, now: float) -> None:
-        """Answer `timeout` for jobs still running well past their timeout."""
-        for task in [t for t in self._running if t.deadline < now]:
+    def _watchdog(self, now: float) -> None:
+        """Answer `timeout` for jobs still running well past their timeout.
+
+        Looks again at the earliest deadline, or within a second: a job that
+        starts meanwhile has WATCHDOG_MARGIN past its timeout anyway.
+        """
+        running = [t for t in self._running if t.state is _State.RUNNING]
+        self._next_watch = min([now + 1.0] + [t.deadline for t in running if t.deadline >= now])
+        for task in [t for t in running if t.deadline < now]:
             with self._lock:
                 if task.state is not _State.RUNNING:
                     continue
