@@ -154,7 +154,8 @@ def _measure(args: argparse.Namespace, count: int) -> dict[str, Any]:
         path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
         env = {**os.environ, "OS_EXECUTOR__TRANSPORT_URL": args.url,
                "OS_EXECUTOR__PREFIX": topology.prefix, "PYTHONPATH": path}  # fmt: skip
-        workers = [_start_worker(env, args.max_workers) for _ in range(count)]
+        for _ in range(count):
+            workers.append(_start_worker(env, args.max_workers))
         _burst(producer, args.warmup, args.window)  # connections, caches, queue warm
         cpu_before = _cpu(workers)
         started = time.perf_counter()

@@ -6,6 +6,7 @@ need only [executor] transport_url: they never open the state store.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -117,6 +118,7 @@ def worker_run(
     runner = Worker(settings, session.clock, on_reply=printer,
                     on_notice=lambda line: click.echo(line, err=True))  # fmt: skip
     _stop_on_signals(runner)
+    gc.freeze()  # what start-up made lives for good: full collections need not walk it
     click.echo(f"worker {runner.worker_id}: connecting to {describe(url)} for zone {zone!r}",
                err=True)  # fmt: skip
     runner.run(seconds)
