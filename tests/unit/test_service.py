@@ -133,7 +133,7 @@ def test_disable_and_enable_a_group_and_what_the_definitions_keep_disabled(rt: R
 
 
 def test_a_wrong_name_says_what_was_meant(rt: Runtime) -> None:
-    with pytest.raises(NotFound, match="unknown audit 'helthy'; did you mean healthy?"):
+    with pytest.raises(NotFound, match=r"unknown audit 'helthy'; did you mean healthy\?"):
         fleet.set_disabled(rt, "helthy", True, "x")
     with pytest.raises(NotFound, match="audit 'broken' does not run on host 'web-1'"):
         adhoc.run_audit(rt, "broken", host="web-1")
@@ -190,7 +190,8 @@ def test_repairs_plan_list_reset_and_history(rt: Runtime) -> None:
 
 
 def test_definitions_change_one_by_one_and_refuse_what_is_in_use(rt: Runtime) -> None:
-    assert definitions.add_host(rt, "web-4", "10.0.0.4", "compute", host_vars={"rack": 1}) == "added"
+    added = definitions.add_host(rt, "web-4", "10.0.0.4", "compute", host_vars={"rack": 1})
+    assert added == "added"
     assert definitions.add_host(rt, "web-4", "10.0.0.5", "compute") == "replaced"
     assert fleet.sync(rt).report.added == 1
     with pytest.raises(ValidationError):  # a schedule uses it

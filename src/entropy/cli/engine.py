@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from .output import (
     print_result_json,
     print_result_line,
     print_table,
+    say,
     stamp,
 )
 from .readonly import read_only
@@ -68,20 +70,20 @@ def engine_run(rt: Runtime, max_workers: int | None, run_for: str | None, as_jso
         rt, max_workers,
         on_result=print_result_json if as_json else print_result_line,
         on_repair=print_repair_json if as_json else print_repair_line,
-        on_notice=lambda line: click.echo(line, err=True),
+        on_notice=lambda line: say(line, logging.WARNING),
     )  # fmt: skip
     events = process.events
     publishing = f"; events to {events.describe()}" if events else ""
     banner = (f"engine {process.settings.engine_id} on {rt.backend.describe()}, "
               f"{process.settings.max_workers} workers{publishing}; Ctrl-C to stop")  # fmt: skip
-    done = process.run(until, on_start=lambda: click.echo(banner, err=True))
-    click.echo(f"engine stopped; {done.recorded} results recorded", err=True)
+    done = process.run(until, on_start=lambda: say(banner))
+    say(f"engine stopped; {done.recorded} results recorded")
     if done.dropped:  # the store did not take them (each one is in the log)
-        click.echo(f"entropy: error: {done.dropped} results could not be recorded: "
-                   f"{done.drop_reason}", err=True)  # fmt: skip
+        error = f"{done.dropped} results could not be recorded: {done.drop_reason}"
+        say(f"entropy: error: {error}", logging.ERROR, error)
     if done.stuck:
-        click.echo(f"{done.stuck} audits are still stuck in their workers; exiting anyway",
-                   err=True)  # fmt: skip
+        say(f"{done.stuck} audits are still stuck in their workers; exiting anyway",
+            logging.WARNING)
         process.exit_if_stuck(done)
     if done.exit_status:
         sys.exit(done.exit_status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 from ..backends.base import RepairRecord
 from ..jsonout import to_json
 from ..model import AuditRow, Outcome, RepairRun, RepairState, Result
+from ..service import logs
 from ..timing import format_duration
 
 COLOURS = {
@@ -20,6 +22,15 @@ COLOURS = {
     Outcome.ERROR: "red",
     Outcome.TIMEOUT: "red",
 }
+
+
+def say(text: str, level: int = logging.INFO, message: str | None = None) -> None:
+    """A line for the operator on stderr; under --log-format json, a JSON log line instead
+    (its message: `message`, else the text), so a log shipper reads every line."""
+    if logs.structured():
+        logs.notice(text if message is None else message, level)
+    else:
+        click.echo(text, err=True)
 
 
 def stamp(t: datetime) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..service.signals import Interrupted, raise_on_signals
 from . import audits, db, definitions, engine, fleet, repairs, ssh, transfer
 from .common import CONTEXT, Group
 from .options import accept_global_options, log_level
+from .output import say
 
 
 class EntropyGroup(Group):
@@ -26,16 +28,16 @@ class EntropyGroup(Group):
         except (Interrupted, KeyboardInterrupt) as exc:
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             message = str(exc) if isinstance(exc, Interrupted) else "interrupted by SIGINT"
-            click.echo(f"entropy: {message}", err=True)
+            say(f"entropy: {message}", logging.WARNING, message)
             ctx.exit(128 + signum)
         except ValidationError as exc:
             for problem in exc.problems:
-                click.echo(str(problem), err=True)
+                say(str(problem), logging.ERROR)
             count = len(exc.problems)
-            click.echo(f"{count} problem{'s' if count != 1 else ''}; nothing was changed", err=True)
+            say(f"{count} problem{'s' if count != 1 else ''}; nothing was changed", logging.ERROR)
             ctx.exit(2)
         except EntropyError as exc:
-            click.echo(f"entropy: error: {exc}", err=True)
+            say(f"entropy: error: {exc}", logging.ERROR, str(exc))
             ctx.exit(1)
 
 
@@ -105,7 +107,7 @@ def main(
 def _close(rt: Runtime) -> None:
     notice = rt.close()
     if notice:  # a read-only command found no store: it answered as an empty one
-        click.echo(f"entropy: {notice}", err=True)
+        say(f"entropy: {notice}", logging.WARNING, notice)
 
 
 for _module in (fleet, audits, definitions, db, engine, transfer, repairs, ssh):

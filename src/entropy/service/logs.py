@@ -32,6 +32,9 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler configure() installs, so a later --log-format finds it."""
 
 
+NOTICES = "entropy.cli"  # the logger of the lines a command says on stderr, in JSON mode
+
+
 def formatter(log_format: str) -> logging.Formatter:
     if log_format not in FORMATS:
         raise ValueError(f"log format {log_format!r} is none of {', '.join(FORMATS)}")
@@ -43,6 +46,8 @@ def configure(level: int, log_format: str = "text") -> None:
     handler = _Handler()
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=level, handlers=[handler])
+    if log_format == "json":
+        at_least_info(NOTICES)
 
 
 def use_format(log_format: str) -> None:
@@ -50,6 +55,19 @@ def use_format(log_format: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, _Handler):
             handler.setFormatter(formatter(log_format))
+    if log_format == "json":  # a command's own lines (see notice) log at INFO and up
+        at_least_info(NOTICES)
+
+
+def structured() -> bool:
+    """Whether logs go out as JSON lines (then a command's own stderr lines should too)."""
+    return any(isinstance(h, _Handler) and isinstance(h.formatter, JsonLines)
+               for h in logging.getLogger().handlers)  # fmt: skip
+
+
+def notice(message: str, level: int = logging.INFO) -> None:
+    """A line a command says to the operator, as a log record (JSON mode)."""
+    logging.getLogger(NOTICES).log(level, message)
 
 
 def set_level(level: int) -> None:
