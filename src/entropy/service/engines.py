@@ -55,7 +55,7 @@ def stop(rt: Runtime, engine_id: str | None, wait: float | None = None) -> StopR
     deadline = None if wait is None else time.monotonic() + wait
     registry, dead_after = _registry(rt)
     asked = registry.request_stop(engine_id, rt.clock.now(), dead_after)
-    pending = set(asked)
+    pending: set[str] = set(asked)
     while pending and deadline is not None and time.monotonic() < deadline:
         time.sleep(POLL)
         now = rt.clock.now()
