@@ -89,6 +89,14 @@ def test_audits_are_filtered_and_paged(rt: Runtime) -> None:
         reads.audits(rt, limit=0)
 
 
+def test_hosts_are_listed_by_name_by_group_and_paged(rt: Runtime) -> None:
+    assert [h.name for h in reads.hosts(rt).items] == ["db-1", "web-1", "web-2", "web-3"]
+    assert [h.name for h in reads.hosts(rt, group="storage").items] == ["db-1"]
+    page = reads.hosts(rt, group="compute", limit=2, offset=1)
+    assert ([h.name for h in page.items], page.next_offset) == (["web-2", "web-3"], None)
+    assert reads.hosts(rt, group="gpu").items == []
+
+
 def test_status_shows_rows_and_the_latest_results(rt: Runtime) -> None:
     adhoc.run_audit(rt, "broken")
     view = reads.status(rt, host="db-1")

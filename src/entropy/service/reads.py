@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 from ..backends.base import RepairRecord
 from ..config import splay_cap
-from ..model import AuditRow, Outcome, RepairState, Result, Status
+from ..model import AuditRow, Host, Outcome, RepairState, Result, Status
 from ..runplan import PlannedRun, planned_runs
 from .errors import BadRequest
 from .runtime import Runtime
@@ -77,6 +77,17 @@ def audits(
     if wanted:
         rows = [r for r in rows if all(test(r) for test in wanted)]
     return Page.of(rows, offset, limit)
+
+
+def hosts(
+    rt: Runtime, group: str | None = None, limit: int | None = None, offset: int = 0
+) -> Page[Host]:
+    """The hosts of the definitions (or of one group), by name."""
+    _check_window(limit, offset)
+    found = rt.backend.load().hosts.values()
+    chosen = sorted((h for h in found if group is None or h.in_group(group)),
+                    key=lambda h: h.name)  # fmt: skip
+    return Page.of(chosen, offset, limit)
 
 
 @dataclass(frozen=True, slots=True)
