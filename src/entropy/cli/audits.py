@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -11,7 +12,7 @@ from ..model import Outcome
 from ..service import adhoc, fleet, reads
 from ..service.runtime import Runtime
 from .common import command, exclusive_host_group, group, json_option, pass_runtime
-from .output import print_json, print_repair_history, print_result_json, print_result_line
+from .output import print_json, print_repair_history, print_result_json, print_result_line, say
 from .readonly import read_only
 
 
@@ -39,7 +40,7 @@ def _toggle_command(disable: bool) -> Any:
             + (f": {reason}" if disable else "")
         )
         for host_name, where in done.still_disabled:
-            click.echo(f"{host_name}: still disabled by the definitions at {where}", err=True)
+            say(f"{host_name}: still disabled by the definitions at {where}", logging.WARNING)
 
     return toggle
 
@@ -149,7 +150,7 @@ def results(
     for r in reversed(found):
         print_result_line(r)
     if not found:
-        click.echo("no results match", err=True)
+        say("no results match")
 
 
 COMMANDS = [disable, enable, audit, results]

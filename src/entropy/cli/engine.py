@@ -122,7 +122,7 @@ def engine_stop(
         print_json(done.to_dict())
     else:
         if not done.asked:
-            click.echo("no live engine to stop", err=True)
+            say("no live engine to stop")
         for name in done.asked:
             if done.still_running is None:
                 click.echo(f"asked {name} to stop")
@@ -148,7 +148,7 @@ def engines_list(rt: Runtime, as_json: bool) -> None:
         print_json(found.to_dicts())
         return
     if not found.engines:
-        click.echo("no engine has run on this state store", err=True)
+        say("no engine has run on this state store")
         return
     now = found.now
     table = [("ENGINE", "STATE", "HOST", "PID", "VERSION", "STARTED", "HEARTBEAT")]

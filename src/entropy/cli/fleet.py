@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -12,7 +13,7 @@ from ..service import fleet, reads
 from ..service.runtime import Runtime
 from ..yamlread import progress_on_terminal
 from .common import command, json_option, pass_runtime, seconds
-from .output import print_json, print_repair_summary, print_table, result_text, stamp, when
+from .output import print_json, print_repair_summary, print_table, result_text, say, stamp, when
 from .readonly import read_only
 
 
@@ -75,7 +76,7 @@ def sync(rt: Runtime, force: bool, as_json: bool) -> None:
     else:
         click.echo(f"{done.summary}; {done.report}")
         for line in done.report.put_back:
-            click.echo(f"put back the operator's disable of {line}", err=True)
+            say(f"put back the operator's disable of {line}", logging.WARNING)
 
 
 @command()
@@ -141,7 +142,7 @@ def plan(rt: Runtime, within: str, host: str | None, audit_name: str | None, as_
     for run in ahead.runs:
         late = "  (overdue)" if run.time < ahead.now else ""
         click.echo(f"{stamp(run.time)}  {run.host}  {run.audit_name}{late}")
-    click.echo(f"{len(ahead.runs)} runs within {within}", err=True)
+    say(f"{len(ahead.runs)} runs within {within}")
 
 
 COMMANDS = [validate, sync, status, plan]

@@ -143,4 +143,4 @@ def print_repair_history(found: list[RepairRecord], as_json: bool) -> None:
             f"after {r.audit_name} {(r.trigger_result or {}).get('outcome', '?')})"
         )
     if not found:
-        click.echo("no repair runs match", err=True)
+        say("no repair runs match")

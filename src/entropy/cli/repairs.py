@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -14,7 +15,7 @@ from ..model import Outcome
 from ..service import repairs
 from ..service.runtime import Runtime
 from .common import group, json_option, pass_runtime, seconds
-from .output import print_json, print_table, report, stamp
+from .output import print_json, print_table, report, say, stamp
 from .readonly import read_only
 
 _FAILING = [o.value for o in Outcome if o is not Outcome.OK]
@@ -216,7 +217,7 @@ def events_tail(
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
         repairs.tail_events(broker, show, pattern, count, limit,
-                            lambda text: click.echo(text, err=True))  # fmt: skip
+                            lambda text: say(text, logging.WARNING))  # fmt: skip
 
 
 COMMANDS = [repair, events]

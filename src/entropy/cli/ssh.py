@@ -9,7 +9,7 @@ import click
 from ..service import ssh as ssh_ops
 from ..service.runtime import Runtime
 from .common import exclusive_host_group, group, json_option, pass_runtime
-from .output import print_json, print_table
+from .output import print_json, print_table, say
 
 
 @group("ssh")
@@ -51,7 +51,7 @@ def check(rt: Runtime, host: str | None, group: str | None, as_json: bool) -> No
                           f"{row['seconds'] * 1000:.0f} ms", row["detail"]))  # fmt: skip
         print_table(table)
         failed = sum(1 for row in rows if row["result"] != "ok")
-        click.echo(f"{len(rows) - failed} of {len(rows)} hosts reached", err=True)
+        say(f"{len(rows) - failed} of {len(rows)} hosts reached")
     if any(row["result"] != "ok" for row in rows):
         sys.exit(1)
 

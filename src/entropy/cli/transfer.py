@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from ..model import Catalog
 from ..service import transfer
 from ..service.runtime import Runtime
 from .common import command, pass_runtime
-from .output import plural, print_json
+from .output import plural, print_json, say
 
 
 @command("import")
@@ -132,7 +134,7 @@ def export_command(rt: Runtime, src_url: str, to_url: str, force: bool, as_json:
 
 
 def _import_inventory(rt: Runtime, src_url: str, dst_url: str, as_json: bool) -> None:
-    warn = lambda text: click.echo(f"entropy: warning: {text}", err=True)  # noqa: E731
+    warn = lambda text: say(f"entropy: warning: {text}", logging.WARNING, text)  # noqa: E731
     done = transfer.import_inventory(rt, src_url, dst_url, on_warning=warn)
     if as_json:
         report = done.counts()
