@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import signal
 import subprocess
 from pathlib import Path
 
@@ -48,14 +49,21 @@ def test_an_engine_with_json_logs_and_json_results_writes_only_json_lines(tmp_pa
         scripts={"ok": {"kind": "command", "command": ["true"]}},
         schedules={"a.yaml": {"web": {"audits": {"ok": {"run_every": "1s"}}}}},
     )  # fmt: skip
-    done = subprocess.run(
+    engine = subprocess.Popen(
         [*ENTROPY, "--log-format", "json", "--backend", f"dir:{fleet}", "engine", "run", "--json",
-         "--for", "3s", "-v"],
-        capture_output=True, text=True, timeout=60,
+         "-v"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    results = _lines(done.stdout)
+    try:
+        first = engine.stdout.readline()  # type: ignore[union-attr]  # blocks until a result
+        engine.send_signal(signal.SIGTERM)
+        out, err = engine.communicate(timeout=60)
+    finally:
+        engine.kill()
+    assert engine.returncode == 0, err
+    results = _lines(first + out)
     assert results and {r["outcome"] for r in results} == {"ok"}
+    done = subprocess.CompletedProcess(engine.args, 0, first + out, err)
     logs = _lines(done.stderr)  # every line, or this fails
     assert all({"time", "level", "logger", "message"} <= set(line) for line in logs)
     said = [line["message"] for line in logs if line["logger"] == "entropy.cli"]
