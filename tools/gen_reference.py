@@ -209,7 +209,7 @@ def commands(
         cmd = group.get_command(ctx, name)
         if cmd is None or cmd.hidden:
             continue
-        sub = click.Context(cmd, info_name=name, parent=ctx)
+        sub = click.Context(cmd, info_name=name, parent=ctx, **cmd.context_settings)
         yield cmd, sub
         if isinstance(cmd, click.Group):
             yield from commands(cmd, sub)
@@ -241,7 +241,8 @@ def help_block(cmd: click.Command, ctx: click.Context, skip: set[str]) -> str:
 def commands_section() -> list[str]:
     from entropy.cli import main
 
-    root = click.Context(main, info_name="entropy")
+    # As `entropy` makes it (-h too): click keeps the help option of the first context.
+    root = click.Context(main, info_name="entropy", **main.context_settings)
     # Every command repeats the global options (so they work after it too): shown once.
     global_flags = {flag for p in main.get_params(root) for flag in p.opts} - {"--version"}
     out = [
