@@ -58,7 +58,7 @@ def test_every_concrete_backend_is_in_the_forbidden_list() -> None:
         ("repairs.py", "from .backends import impl_memory", "entropy.backends.impl_memory"),
         ("model.py", "from . import engine", "entropy.model -> entropy.engine"),
         ("backends/base.py", "from .. import scheduler", "entropy.backends.base -> "),
-        ("engine.py", "from . import service", "entropy.engine -> entropy.service"),
+        ("scheduler.py", "from . import service", "entropy.scheduler -> entropy.service"),
         ("service/fleet.py", "from .. import cli", "entropy.service.fleet -> entropy.cli"),
         ("config.py", "from .cli import root", "entropy.config is not allowed to import"),
         ("cli/fleet.py", "from ..backends import impl_dir", "entropy.backends.impl_dir"),
