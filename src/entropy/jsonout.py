@@ -1,4 +1,4 @@
-"""JSON for `--json`: datetimes as ISO 8601 UTC, enums by value, paths as text."""
+"""JSON for `--json` and events: datetimes as ISO 8601 UTC, enums by value, paths as text."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import click
-
 
 def to_json(value: Any, indent: int | None = 2, lenient: bool = False) -> str:
     """lenient: any other value as its text (an audit's odd metric), not an error."""
     return json.dumps(value, default=_lenient if lenient else _default, indent=indent)
-
-
-def print_json(value: Any) -> None:
-    click.echo(to_json(value))
 
 
 def _default(value: Any) -> Any:

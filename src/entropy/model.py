@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from difflib import get_close_matches
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .errors import Location
+from .errors import Location, NotFound
 from .timing import Cron, Timing
 
 
@@ -324,6 +325,49 @@ class Catalog:
             f"{len(self.hosts)} hosts, {len(self.scripts)} scripts, "
             f"{len(self.sources)} schedule files -> {len(self.pairs)} audits{repairs}"
         )
+
+    def select(self, audit: str, host: str | None = None, group: str | None = None) -> list[Pair]:
+        """AUDIT's pairs (on one host, or the hosts of a group); NotFound says what is not."""
+        pairs = [p for p in self.pairs if p.audit_name == audit]
+        if not pairs:
+            known = sorted({p.audit_name for p in self.pairs})
+            raise NotFound(f"unknown audit {audit!r}{_did_you_mean(audit, known)}")
+        if host:
+            if host not in self.hosts:
+                raise NotFound(f"unknown host {host!r}{_did_you_mean(host, list(self.hosts))}")
+            pairs = [p for p in pairs if p.host == host]
+            if not pairs:
+                raise NotFound(f"audit {audit!r} does not run on host {host!r}")
+        if group:
+            members = {h.name for h in self.hosts.values() if h.in_group(group)}
+            if not members:
+                raise NotFound(f"no host is in group {group!r}")
+            pairs = [p for p in pairs if p.host in members]
+            if not pairs:
+                raise NotFound(f"audit {audit!r} does not run on any host of group {group!r}")
+        return pairs
+
+    def select_hosts(self, host: str | None = None, group: str | None = None) -> list[Host]:
+        """Every host, one, or a group's; NotFound when none is."""
+        if host:
+            if host not in self.hosts:
+                close = get_close_matches(host, list(self.hosts), n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise NotFound(f"unknown host {host!r}{hint}")
+            return [self.hosts[host]]
+        hosts = list(self.hosts.values())
+        if group:
+            hosts = [h for h in hosts if h.in_group(group)]
+            if not hosts:
+                raise NotFound(f"no host is in group {group!r}")
+        if not hosts:
+            raise NotFound("the definitions have no hosts")
+        return hosts
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = get_close_matches(name, choices, n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 @dataclass(slots=True)

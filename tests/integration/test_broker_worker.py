@@ -356,6 +356,30 @@ def test_worker_commands_need_a_broker_and_say_so(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr + bad.stderr + redis.stderr
 
 
+def test_a_worker_that_cannot_reach_its_broker_retries_and_a_signal_ends_it_at_once(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    env = {**os.environ, "OS_EXECUTOR__TRANSPORT_URL": f"amqp://guest:guest@127.0.0.1:{port}//"}
+    proc = subprocess.Popen([*ENTROPY, "worker", "run"], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+    try:
+        first = proc.stderr.readline() + proc.stderr.readline()  # type: ignore[union-attr]
+        assert "cannot reach" in first and "retrying" in first, first
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143
+    assert time.monotonic() - started < 5
+    assert "interrupted by SIGTERM during start-up; the worker did not start" in err
+    assert "Traceback" not in first + err
+
+
 def test_a_wrong_password_is_an_error_at_start_up_not_a_retry_loop(rabbitmq_url: str) -> None:
     url = rabbitmq_url.replace("guest:guest@", "guest:wrong@")
     env = {**os.environ, "OS_EXECUTOR__TRANSPORT_URL": url}

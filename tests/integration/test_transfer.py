@@ -1,7 +1,6 @@
 """`entropy import` and `entropy export` end to end: YAML and SQL, definitions and state.
 
-The commands run through `entropy.cli.main` once it registers them; until
-then, through a group built like it (same Session, same error handling).
+The commands run through `entropy.cli.main`, as an operator runs them.
 """
 
 from __future__ import annotations
@@ -13,13 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 
 from entropy.backends import Backend, fetch
-from entropy.cli import EntropyGroup, Session, main
-from entropy.cli_transfer import export_command, import_command
+from entropy.cli import main
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.model import Catalog, Outcome
@@ -35,23 +32,8 @@ from fleets import (
 )
 
 
-def _cli() -> click.Group:
-    if "import" in main.commands and "export" in main.commands:
-        return main
-
-    @click.group(cls=EntropyGroup)
-    @click.pass_context
-    def group(ctx: click.Context) -> None:
-        ctx.obj = Session((), (), None)
-        ctx.call_on_close(ctx.obj.close)
-
-    group.add_command(import_command)
-    group.add_command(export_command)
-    return group
-
-
 def run(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(_cli(), list(args), catch_exceptions=False)
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert result.exit_code == code, result.output + result.stderr
     return result
 

@@ -2,7 +2,7 @@
 
 Its state store is opened read-only: a SQLite file is never created, locked
 or upgraded by it, and one that is not there yet is a clear error. Put it
-under the decorator that passes the session (pass_session, click.pass_obj).
+under the decorator that passes the runtime (pass_runtime).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 def read_only(command: Any) -> Any:
     @functools.wraps(command)
-    def only_reads(session: Any, *args: Any, **kwargs: Any) -> Any:
-        session.read_only = True
-        return command(session, *args, **kwargs)
+    def only_reads(rt: Any, *args: Any, **kwargs: Any) -> Any:
+        rt.read_only = True
+        return command(rt, *args, **kwargs)
 
     return only_reads

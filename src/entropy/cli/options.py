@@ -2,7 +2,7 @@
 
 click reads a group's options only before its subcommand's name. Every
 command (and sub-group) therefore also takes --config-file, --config-dir,
---backend and -v; they fill in the Session that `entropy` made just before
+--backend, -v and --log-format; they fill in the Runtime that `entropy` made just before
 (click runs the group's callback before it parses the subcommand's
 arguments), which opens nothing until the command asks for it. Given
 twice, the later --backend wins; config files and -v add up.
@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+
+from ..service import logs
 
 # Commands whose backends are their arguments: --backend would mean nothing there.
 NO_BACKEND = frozenset({"import", "export"})
@@ -43,6 +45,9 @@ def _options(with_backend: bool) -> list[click.Option]:
                      help="Global option: a directory of *.conf files (repeatable)."),
         click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_verbose,
                      help="Global option: log more (-v: info, -vv: debug)."),
+        click.Option(["--log-format"], type=click.Choice(logs.FORMATS), metavar="FMT",
+                     expose_value=False, callback=_log_format,
+                     help="Global option: log as text, or json (one JSON object a line)."),
     ]  # fmt: skip
     if with_backend:
         options.insert(0, click.Option(
@@ -69,4 +74,9 @@ def _backend(ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 def _verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
     if value:
         before = ctx.find_root().params.get("verbose") or 0
-        logging.getLogger().setLevel(log_level(before + value))
+        logs.set_level(log_level(before + value))
+
+
+def _log_format(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        logs.use_format(value)

@@ -1,0 +1,138 @@
+"""The composition root of an engine: built from the config, run as the process's main job.
+
+Here, and nowhere below, live the process-wide decisions: the garbage
+collector's knobs (engine_gc_tuning), the signal handlers (see signals) and
+leaving the process without joining threads that may never return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from .. import gctuning
+from ..config import engine_id, lease_settings
+from ..engine import Engine, EngineSettings
+from ..model import RepairRun, Result
+from ..repairs import Repairer
+from ..scheduler import Scheduler
+from .runtime import Runtime
+from .signals import stop_on_signals
+
+LOG = logging.getLogger(__name__)
+
+
+def engine_settings(rt: Runtime, max_workers: int | None = None) -> EngineSettings:
+    """EngineSettings from the config, in one place (max_workers overrides the config's)."""
+    lease, beat, skew = lease_settings(rt.conf)
+    return EngineSettings(
+        engine_id=engine_id(rt.conf),
+        max_workers=max_workers or rt.option("max_workers"),
+        default_timeout=rt.option("default_timeout"),
+        shutdown_grace=rt.option("shutdown_grace"),
+        result_retention=rt.option("result_retention"),
+        lease=lease,
+        heartbeat_interval=beat,
+        max_clock_skew=skew,
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineReport:
+    """How an engine run ended."""
+
+    engine_id: str
+    recorded: int  # results stored
+    dropped: int  # results the store refused for good (each one is in the log)
+    drop_reason: str
+    stuck: int  # audits still stuck in their workers
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.dropped else 0
+
+
+class EngineProcess:
+    """An engine with its scheduler, repairer and events, made from a Runtime's config."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        max_workers: int | None = None,
+        on_result: Callable[[Result], None] | None = None,
+        on_repair: Callable[[RepairRun], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        """on_notice: where the lines an operator watches for go (a stop, its grace period)."""
+        self.rt = rt
+        self.on_notice = on_notice or LOG.warning
+        backend = rt.backend  # first: missing definitions are the first thing to say
+        self.settings = settings = engine_settings(rt, max_workers)
+        scheduler = Scheduler(backend, rt.clock, rt.option("refresh_interval"),
+                              actor=f"engine {settings.engine_id}")  # fmt: skip
+        self.events = rt.events()
+        repairer = Repairer(
+            backend, rt.clock, settings.engine_id, settings.default_timeout, self.events,
+            on_repair=on_repair, workers=rt.option("repair_workers"),
+        )  # fmt: skip
+        self.engine = Engine(
+            backend, scheduler, rt.clock, settings, on_result=on_result, repairer=repairer,
+            events=self.events, on_notice=self.on_notice,
+        )  # fmt: skip
+
+    def run(
+        self, until: datetime | None = None, on_start: Callable[[], None] | None = None
+    ) -> EngineReport:
+        """Run until stopped (a signal, `entropy engine stop`) or `until`.
+
+        Signals are taken over first (see signals.stop_on_signals), then
+        on_start is called (say, to announce the engine), then it runs with
+        the GC knobs the config asks for, restored after.
+        """
+        # A third signal leaves at once, closing nothing: the store may be mid-call.
+        stop_on_signals(self.engine, self.on_notice, lambda status: leave_now(None, status))
+        if on_start is not None:
+            on_start()
+        with gc_tuned(bool(self.rt.option("engine_gc_tuning"))):
+            self.engine.run(until=until)
+        e = self.engine
+        return EngineReport(self.settings.engine_id, e.recorded, e.dropped, e.drop_reason, e.stuck)
+
+    def exit_if_stuck(self, report: EngineReport) -> None:
+        """Audits stuck in their workers never return, and futurist joins its workers at
+        exit: leave without them (exit status report.exit_status). Else return."""
+        if report.stuck:
+            leave_now(self.rt, report.exit_status)
+
+
+@contextlib.contextmanager
+def gc_tuned(enabled: bool) -> Iterator[None]:
+    """Within it, the engine's collector thresholds (gctuning.tune_for_engine) when enabled."""
+    if not enabled:
+        yield
+        return
+    previous = gc.get_threshold()
+    gctuning.tune_for_engine()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
+def leave_now(rt: Runtime | None, status: int) -> None:
+    """Exit without joining threads that may never return (stuck audits)."""
+    if rt is not None:
+        rt.close()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # from a signal handler, mid-write perhaps
+            stream.flush()
+    os._exit(status)
