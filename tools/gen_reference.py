@@ -39,6 +39,8 @@ HOST_HELP = {
     "`{vars.NAME}` in scripts, `ENTROPY_VAR_<NAME>` in their environment.",
     "parents": "Hosts this one sits behind (issue 15, dependencies; see docs/monitoring.md).",
     "ssh": "How `kind: ssh` scripts reach the host (the keys below).",
+    "zone": "Whose workers run its audits through the broker: a simple name (letters, "
+    "digits, `-`, `_`). Default: `default`. See docs/broker.md.",
 }
 HOST_SSH_HELP = {
     "address": "Where to connect. Default: ip_address.",

@@ -221,6 +221,47 @@ NOTIFICATIONS_OPTS = [
 ]
 
 
+EXECUTOR_OPTS = [
+    cfg.StrOpt(
+        "executor",
+        default="pool",
+        choices=["pool", "broker"],
+        help="How an engine runs the audits it claims: pool, on its own worker pool; broker, "
+        "as jobs on transport_url that `entropy worker run` processes take from their "
+        "zone's queue (the engine side of broker comes in a later release; workers run now).",
+    ),
+    cfg.StrOpt(
+        "transport_url",
+        secret=True,
+        help="The RabbitMQ broker that carries jobs, results and worker heartbeats (a kombu "
+        "amqp:// or amqps:// URL), e.g. amqp://entropy:secret@mq.example.com:5672/entropy. "
+        "All a worker needs: it never opens the state store.",
+    ),
+    cfg.StrOpt(
+        "zone",
+        default="default",
+        help="The zone `entropy worker run` takes jobs for when --zone is not given: the "
+        "zone: of the hosts it should audit (hosts without one are in 'default').",
+    ),
+    cfg.FloatOpt(
+        "heartbeat_interval",
+        default=5.0,
+        min=0.5,
+        help="Seconds between a worker's heartbeat messages (exchange entropy.workers), "
+        "which `entropy workers` lists.",
+    ),
+    cfg.StrOpt(
+        "prefix",
+        default="entropy",
+        regex=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        help="First word of every exchange and queue name on the broker (entropy.jobs.<zone>, "
+        "entropy.results.<engine>, entropy.workers, ...). Fleets that share a RabbitMQ vhost "
+        "use different prefixes (a vhost each is better); engines and workers of one fleet "
+        "use the same.",
+    ),
+]
+
+
 SSH_OPTS = [
     cfg.StrOpt(
         "user",
@@ -311,6 +352,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ("database", DATABASE_OPTS),
         ("mongodb", MONGODB_OPTS),
         ("notifications", NOTIFICATIONS_OPTS),
+        ("executor", EXECUTOR_OPTS),
         ("ssh", SSH_OPTS),
     ]
 

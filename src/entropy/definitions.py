@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from . import yamlread
 from .errors import ConfigError, DurationError, Location, ValidationError
 from .model import (
+    DEFAULT_ZONE,
     REPAIRABLE_OUTCOMES,
     Catalog,
     Dependency,
@@ -45,7 +46,13 @@ from .timing import (
     parse_cron,
     parse_duration,
 )
-from .values import data_problem, host_name_problem, ip_address_problem, name_problem
+from .values import (
+    data_problem,
+    host_name_problem,
+    ip_address_problem,
+    name_problem,
+    zone_problem,
+)
 from .yamlread import MarkedMap, Streamed, new_map
 
 # Keys each script kind needs, and the ones it may also have. The runners
@@ -73,7 +80,7 @@ SCRIPT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "ssh": (frozenset(), frozenset({"command", "shell", "env", "output_limit", "upload", "args"})),
 }
 _SCRIPT_COMMON = frozenset({"kind", "timeout", "description"})
-_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars", "parents", "ssh"})
+_HOST_KEYS = frozenset({"ip_address", "host_type", "groups", "vars", "parents", "ssh", "zone"})
 _HOST_SSH_KEYS = frozenset({"address", "port", "user", "jump"})
 _SCHEDULE_KEYS = frozenset(
     {"run_every", "cron", "disabled", "disabled_reason", "timeout", "params"}
@@ -236,7 +243,7 @@ def entries(
 
 
 def parse_hosts(doc: Any, path: str, problems: Problems) -> dict[str, Host]:
-    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?}`."""
+    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?, parents?, ssh?, zone?}`."""
     hosts: dict[str, Host] = {}
     for name, entry, at in entries(doc, "hosts", path, problems):
         problem = host_name_problem(name)
@@ -283,6 +290,11 @@ def _parse_host(
     ssh = _host_ssh(entry, f"{what}: ssh", path, at, problems)
     if ssh is False:
         return None
+    zone = entry.get("zone", DEFAULT_ZONE)
+    problem = None if zone == DEFAULT_ZONE else zone_problem(zone)
+    if problem:
+        problems.add(path, entry.at("zone", at), f"{what}: {problem}")
+        return None
     # Interned: 583,000 hosts share a handful of group and var names (bench validate).
     return Host(
         name,
@@ -293,6 +305,7 @@ def _parse_host(
         Location(path, *at),
         parents,
         ssh,
+        sys.intern(zone),
     )
 
 

@@ -25,7 +25,17 @@ from typing import Any
 import yaml
 
 from .errors import EntropyError
-from .model import Catalog, Downtime, Host, MonitorSettings, Outcome, RepairRule, Schedule, Script
+from .model import (
+    DEFAULT_ZONE,
+    Catalog,
+    Downtime,
+    Host,
+    MonitorSettings,
+    Outcome,
+    RepairRule,
+    Schedule,
+    Script,
+)
 from .timing import Cron, Every, format_duration
 
 # Keys a script entry has besides its kind's own (definitions._SCRIPT_COMMON).
@@ -53,7 +63,7 @@ class DumpError(EntropyError):
 
 
 def hosts_doc(catalog: Catalog) -> dict[str, Any]:
-    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?, ssh?}`."""
+    """hosts.yaml: `name: {ip_address, host_type, groups?, vars?, ssh?, zone?}`."""
     return {name: host_entry(host) for name, host in catalog.hosts.items()}
 
 
@@ -68,6 +78,8 @@ def host_entry(host: Host) -> dict[str, Any]:
         entry["parents"] = list(host.parents)
     if host.ssh is not None:
         entry["ssh"] = host.ssh.to_dict()
+    if host.zone != DEFAULT_ZONE:
+        entry["zone"] = host.zone
     return entry
 
 

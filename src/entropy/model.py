@@ -97,6 +97,9 @@ def parse_jump(spec: str) -> list[tuple[str | None, str, int | None]]:
     return hops
 
 
+DEFAULT_ZONE = "default"
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     name: str
@@ -107,6 +110,7 @@ class Host:
     where: Location = field(default=Location("<definitions>"), compare=False)
     parents: tuple[str, ...] = ()  # hosts this one is reached through (monitoring.py)
     ssh: HostSsh | None = None
+    zone: str = DEFAULT_ZONE  # whose workers run its audits (executor = broker)
 
     def in_group(self, group: str) -> bool:
         return self.host_type == group or group in self.groups

@@ -25,6 +25,7 @@ _IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
                    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")  # fmt: skip
 _SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")  # an interface name or number
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ZONE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _DNS_RULE = (
     "a host name must be a DNS name (labels of letters, digits and '-', each 1-63 "
     "characters, not starting or ending with '-', joined by dots; 253 characters at "
@@ -93,6 +94,16 @@ def name_problem(what: str, name: Any) -> str | None:
     if _CONTROL.search(name):
         return f"{what} {shown(name)} has a control character"
     return None
+
+
+def zone_problem(zone: Any) -> str | None:
+    """A zone names a queue on the broker (`entropy.jobs.<zone>`): one simple word."""
+    if isinstance(zone, str) and _ZONE.fullmatch(zone):
+        return None
+    return (
+        f"zone must be a simple name (letters, digits, '-' and '_', starting with a letter "
+        f"or digit, 63 characters at most), got {shown(zone)}"
+    )
 
 
 def data_problem(value: Any, depth: int = 0) -> str | None:

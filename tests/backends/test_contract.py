@@ -24,6 +24,7 @@ from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
 from entropy.clock import FakeClock
 from entropy.config import load_conf
+from entropy.dump import hosts_doc
 from entropy.errors import ValidationError
 from entropy.model import (
     AuditRow,
@@ -159,6 +160,20 @@ def test_load_expands_the_seed_schedules_to_their_pairs(harness: Harness) -> Non
     assert set(catalog.hosts) == set(SEED_HOSTS)
     ips = {p.host: p.ip_address for p in catalog.pairs}
     assert ips["hv-01.example.com"] == "10.0.1.1"
+
+
+def test_a_hosts_zone_round_trips(harness: Harness) -> None:
+    hosts = {**SEED_HOSTS, "hv-01.example.com": {**SEED_HOSTS["hv-01.example.com"],
+                                                  "zone": "site-b"}}  # fmt: skip
+    harness.write(hosts=hosts)
+    catalog = harness.backend().load()
+    zones = {name: host.zone for name, host in catalog.hosts.items()}
+    assert zones == {name: "site-b" if name == "hv-01.example.com" else "default"
+                     for name in SEED_HOSTS}  # fmt: skip
+    # Written back as hosts.yaml (export), only the zone that is not the default.
+    written = hosts_doc(catalog)
+    assert written["hv-01.example.com"]["zone"] == "site-b"
+    assert "zone" not in written["compute-02.example.com"]
 
 
 def test_first_sync_adds_a_row_per_pair_with_every_field(harness: Harness, clock: FakeClock):

@@ -1205,3 +1205,28 @@ def test_dir_backend_missing_directory(conf, tmp_path: Path) -> None:
 def test_dir_backend_reads_yml_files_too(conf, tmp_path: Path) -> None:
     root = write_fleet(tmp_path, {"x.yml": GOOD_AUDITS, "notes.txt": "compute: nonsense"})
     assert len(load_dir(conf, root).pairs) == 3
+
+
+# --- zones (executor = broker) --------------------------------------------------
+
+
+def test_a_host_names_its_zone_and_the_default_is_default(conf, tmp_path: Path) -> None:
+    hosts = HOSTS.replace("  host_type: hypervisor\n", "  host_type: hypervisor\n  zone: dc-2\n")
+    catalog = load_dir(conf, write_fleet(tmp_path, {"good.yaml": GOOD_AUDITS}, hosts=hosts))
+    assert catalog.hosts["hv-01"].zone == "dc-2"
+    assert {catalog.hosts[name].zone for name in ("compute-01", "compute-02", "api-01")} == {
+        "default"
+    }
+
+
+@pytest.mark.parametrize(
+    "zone", ["'dc 2'", "'a.b'", "'-x'", "''", "[a]", "'x/y'", "'" + "z" * 64 + "'"]
+)
+def test_a_zone_that_is_not_a_simple_name_is_refused_at_its_line(
+    conf, tmp_path: Path, zone: str
+) -> None:
+    hosts = HOSTS.replace("  host_type: hypervisor\n", f"  host_type: hypervisor\n  zone: {zone}\n")
+    root = write_fleet(tmp_path, {"good.yaml": GOOD_AUDITS}, hosts=hosts)
+    problem = only_problem(conf, root)
+    assert_at(problem, root / "hosts.yaml", locate(root / "hosts.yaml", "zone:")[0])
+    assert problem.message.startswith("host 'hv-01': zone must be a simple name (letters")

@@ -166,7 +166,7 @@ class SqlalchemyDefinitions(EditableDefinitions):
 
 def _host_entry(row: Any) -> dict[str, Any]:
     return {"ip_address": row.ip_address, "host_type": row.host_type, "groups": row.groups,
-            "vars": row.vars, "ssh": row.ssh}  # fmt: skip
+            "vars": row.vars, "ssh": row.ssh, "zone": row.zone}  # fmt: skip
 
 
 def _duration(key: str, seconds: int | None) -> dict[str, str]:
@@ -187,7 +187,8 @@ def _schedule_entry(row: Any) -> dict[str, Any]:
 def _host_row(host: Host, now: datetime) -> dict[str, Any]:
     return {"name": host.name, "ip_address": host.ip_address, "host_type": host.host_type,
             "groups": list(host.groups), "vars": host.vars, "created_at": now,
-            "updated_at": now, "ssh": None if host.ssh is None else host.ssh.to_dict()}  # fmt: skip
+            "updated_at": now, "ssh": None if host.ssh is None else host.ssh.to_dict(),
+            "zone": host.zone}  # fmt: skip
 
 
 def _script_row(script: Script, now: datetime) -> dict[str, Any]:

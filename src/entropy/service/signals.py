@@ -55,14 +55,19 @@ class Stoppable(Protocol):
 
 
 def stop_on_signals(
-    engine: Stoppable, on_notice: Callable[[str], None], leave: Callable[[int], None]
+    engine: Stoppable,
+    on_notice: Callable[[str], None],
+    leave: Callable[[int], None],
+    what: str = "engine",
+    unfinished: str = "unrecorded audits run again after their lease",
 ) -> None:
     """SIGINT/SIGTERM: during start-up, leave at once; then stop gracefully.
 
     Once running, the first signal stops the engine gracefully (running
     audits get shutdown_grace), the second ends the grace period now, a
     third leaves at once (`leave(status)`): what is not recorded runs again
-    after its lease.
+    after its lease. `what` and `unfinished` word the messages for another
+    main job (a worker: its unfinished jobs go back to the broker).
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -70,14 +75,13 @@ def stop_on_signals(
 
     def on_signal(signum: int, _frame: Any) -> None:
         if not engine.started:  # e.g. connecting to a database that does not answer
-            raise Interrupted(signum, " during start-up; the engine did not start")
+            raise Interrupted(signum, f" during start-up; the {what} did not start")
         received.append(signum)
         if len(received) <= 2:
             engine.stop()
             return
         name = signal.Signals(signum).name
-        on_notice(f"entropy: {name} a third time: leaving now; unrecorded audits run again "
-                  "after their lease")  # fmt: skip
+        on_notice(f"entropy: {name} a third time: leaving now; {unfinished}")
         kill_all_runs()
         leave(128 + signum)
 

@@ -131,6 +131,7 @@ hosts = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("ssh", JSON()),  # hosts.yaml's `ssh:` mapping, NULL when the host has none
+    Column("zone", String(64), nullable=False, server_default="default"),  # 0009
 )
 
 scripts = Table(

@@ -1,0 +1,262 @@
+"""The engine's side of the broker: publish jobs, take their results and dead jobs back.
+
+A JobClient owns one connection on a thread of its own (the event loop of
+connection.pump). publish() may be called from any thread: it queues the
+jobs and wakes the loop, which publishes them, persistent, with publisher
+confirms, to `entropy.jobs` with the host's zone as routing key (declaring
+the zone's queue the first time it meets a zone, so jobs wait there until
+a worker of that zone comes). Jobs the broker has not confirmed when the
+connection drops are published again on the next one.
+
+Results arrive on the engine's queue `entropy.results.<engine id>` and are
+handed to on_result on the loop's thread, then acknowledged. Jobs that
+died (delivery limit, TTL, refused by a worker) come back on the same
+queue and go to on_dead with the reason RabbitMQ gives (`delivery_limit`,
+`expired`, `rejected`); a job whose zone queue exists with other
+arguments than Entropy's goes to on_dead at once (`refused`).
+
+Used by the bench and the tests as "the engine"; the engine's broker
+executor (later) drives it the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import amqp
+import kombu
+
+from .connection import (
+    CONNECTION_ERRORS,
+    Backoff,
+    BrokerError,
+    Wakeup,
+    covered,
+    describe,
+    open_connection,
+    pump,
+)
+from .protocol import (
+    CONTENT_TYPE,
+    JobMessage,
+    ProtocolError,
+    ResultMessage,
+    decode_job,
+    decode_result,
+)
+from .topology import ENGINE_HEADER, Topology
+
+LOG = logging.getLogger(__name__)
+
+ResultCallback = Callable[[ResultMessage], None]
+DeadCallback = Callable[[JobMessage, str], None]
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    number: int
+    connection: kombu.Connection
+    channel: amqp.Channel  # confirm mode: jobs out, results in
+    zones: set[str] = field(default_factory=set)  # zone queues declared on this connection
+    published: int = 0
+    unconfirmed: dict[int, tuple[JobMessage, float | None]] = field(default_factory=dict)
+    handled: int = 0  # the last delivery tag handled: acknowledged with the ones before it
+    acked: int = 0
+
+
+class JobClient:
+    """Publish jobs with confirms; results and dead jobs to callbacks. Thread-safe publish()."""
+
+    def __init__(
+        self,
+        url: str,
+        engine_id: str,
+        on_result: ResultCallback,
+        on_dead: DeadCallback | None = None,
+        topology: Topology | None = None,
+        result_expiry: float = 60.0,
+        prefetch: int = 2000,
+    ) -> None:
+        """result_expiry: seconds the result queue outlives this engine (its lease)."""
+        self.url, self.engine_id = url, engine_id
+        self.on_result, self.on_dead = on_result, on_dead
+        self.topology = topology or Topology()
+        self.result_expiry, self.prefetch = result_expiry, prefetch
+        self.results_queue = self.topology.results_queue(engine_id)
+        self.confirmed = 0  # jobs the broker confirmed
+        self.received = 0  # results handed to on_result
+        self.dead = 0  # dead jobs handed to on_dead
+        self._outbox: deque[tuple[JobMessage, float | None]] = deque()
+        self._wakeup = Wakeup()
+        self._closing = threading.Event()
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="entropy-jobs", daemon=True)
+        self._links = 0
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect and start taking results; raise what stopped the first connection."""
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._failure is not None:
+            self.close()
+            raise self._failure or TimeoutError(f"no connection to {describe(self.url)}")
+
+    def publish(self, jobs: Iterable[JobMessage], ttl: float | None = None) -> None:
+        """Queue jobs for publishing; ttl: seconds a job may wait for a worker, then it dies."""
+        self._outbox.extend((job, ttl) for job in jobs)
+        self._wakeup.wake()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Jobs published or queued that the broker has not confirmed yet."""
+        link = self._link
+        return len(self._outbox) + (len(link.unconfirmed) if link is not None else 0)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish what is queued (for up to timeout seconds), then disconnect."""
+        self._closing.set()
+        self._wakeup.wake()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the loop's thread --------------------------------------------------------------
+
+    _link: _Link | None = None
+
+    def _loop(self) -> None:
+        backoff = Backoff()
+        deadline: float | None = None
+        while True:
+            try:
+                link = self._connect()
+            except CONNECTION_ERRORS as exc:
+                if not self._ready.is_set():
+                    self._failure = exc
+                    self._ready.set()
+                    return
+                if self._closing.is_set():
+                    return
+                if backoff.down_since is None:
+                    LOG.warning("cannot reach %s (%s); retrying", describe(self.url), exc)
+                time.sleep(backoff.failed())
+                continue
+            except BaseException as exc:  # a BrokerError: the broker will not do
+                self._failure = exc
+                self._ready.set()
+                return
+            backoff.connected()
+            self._ready.set()
+            try:
+                while True:
+                    self._publish(link)
+                    if self._closing.is_set():
+                        deadline = deadline or time.monotonic() + 5.0
+                        if not link.unconfirmed or time.monotonic() > deadline:
+                            link.connection.release()
+                            self._wakeup.close()
+                            return
+                    pump(link.connection, self._wakeup, 0.2 if self._closing.is_set() else 1.0)
+                    if link.handled > link.acked:  # one ack for every result taken meanwhile
+                        link.channel.basic_ack(link.handled, multiple=True)
+                        link.acked = link.handled
+                    link.connection.heartbeat_check()
+            except CONNECTION_ERRORS as exc:
+                LOG.warning("lost the connection to %s (%s); reconnecting", describe(self.url),
+                            exc)  # fmt: skip
+                self._link = None
+                self._outbox.extendleft(reversed(list(link.unconfirmed.values())))
+                try:
+                    link.connection.release()
+                except Exception:
+                    LOG.debug("closing a lost connection", exc_info=True)
+
+    def _connect(self) -> _Link:
+        connection = open_connection(self.url)
+        try:
+            self._links += 1
+            channel = connection.channel()
+            link = _Link(self._links, connection, channel)
+            self.topology.declare_results(channel, self.engine_id, self.result_expiry)
+            channel.confirm_select()
+            channel.events["basic_ack"].add(lambda seq, many: self._confirmed(link, seq, many))
+            channel.events["basic_nack"].add(lambda seq, many: self._nacked(link, seq, many))
+            channel.basic_qos(0, self.prefetch, False)
+            channel.basic_consume(
+                self.results_queue, callback=lambda m: self._received(link, m), no_ack=False
+            )
+        except BaseException:
+            connection.release()
+            raise
+        self._link = link
+        return link
+
+    def _publish(self, link: _Link) -> None:
+        channel, topology = link.channel, self.topology
+        while self._outbox:
+            job, ttl = item = self._outbox.popleft()
+            if job.zone not in link.zones:
+                try:
+                    topology.declare_zone(channel, job.zone)
+                except BrokerError as exc:  # its queue exists with other arguments
+                    LOG.error("cannot send a job to zone %r: %s", job.zone, exc)
+                    self.dead += 1
+                    if self.on_dead is not None:
+                        self.on_dead(job, "refused")
+                    # The broker closed the channel: carry on with a new connection.
+                    raise ConnectionAbortedError(f"zone {job.zone!r} refused") from None
+                except BaseException:
+                    self._outbox.appendleft(item)
+                    raise
+                link.zones.add(job.zone)
+            try:
+                properties = {
+                    "content_type": CONTENT_TYPE, "delivery_mode": 2,
+                    "message_id": job.job_id, "correlation_id": job.job_id,
+                    "reply_to": self.results_queue,
+                    "application_headers": {ENGINE_HEADER: self.engine_id},
+                }  # fmt: skip
+                if ttl is not None:
+                    properties["expiration"] = str(max(int(ttl * 1000), 1))
+                channel.basic_publish(
+                    amqp.Message(job.encode(), **properties),
+                    exchange=topology.jobs_exchange, routing_key=job.zone,
+                )  # fmt: skip
+            except BaseException:
+                self._outbox.appendleft(item)
+                raise
+            link.published += 1
+            link.unconfirmed[link.published] = item
+
+    def _confirmed(self, link: _Link, sequence: int, multiple: bool) -> None:
+        self.confirmed += len(covered(link.unconfirmed, sequence, multiple))
+
+    def _nacked(self, link: _Link, sequence: int, multiple: bool) -> None:
+        items = covered(link.unconfirmed, sequence, multiple)
+        LOG.warning("the broker refused %d jobs; publishing them again", len(items))
+        self._outbox.extend(items)
+
+    def _received(self, link: _Link, message: amqp.Message) -> None:
+        headers = message.headers or {}
+        try:
+            if "x-death" in headers:
+                deaths = headers["x-death"]
+                reason = str(deaths[0].get("reason", "unknown")) if deaths else "unknown"
+                job = decode_job(message.body)
+                self.dead += 1
+                if self.on_dead is not None:
+                    self.on_dead(job, reason)
+            else:
+                result = decode_result(message.body)
+                self.received += 1
+                self.on_result(result)
+        except ProtocolError as exc:
+            LOG.error("dropped a message on %s: %s", self.results_queue, exc)
+        except Exception:  # the callback's bug: keep taking results
+            LOG.exception("result callback failed")
+        link.handled = message.delivery_tag
+

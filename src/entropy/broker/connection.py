@@ -1,0 +1,166 @@
+"""Reaching RabbitMQ, and one thread's event loop over the connection.
+
+py-amqp connections are not thread-safe, so each peer does all its AMQP
+work on one thread; other threads hand it work and wake it through a
+pipe. The thread waits in select() on the connection's socket and that
+pipe, then handles every frame already there, without blocking: a finished
+job is published the moment it is handed over, not at the next poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import ssl
+import time
+from typing import Any
+
+import amqp
+import kombu
+import kombu.exceptions
+
+from ..errors import EntropyError
+
+RETRY = (0.5, 5.0)  # first and longest pause between tries to reach the broker
+AMQP_HEARTBEAT = 20  # seconds: a silent broker (or network) is noticed within 2 of these
+_DRAIN_AT_MOST = 500  # frames handled per wake-up, so a flood still lets the loop publish
+
+# What a lost broker connection raises, from connecting to publishing.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # socket errors, refused, reset; socket.timeout is one too
+    amqp.exceptions.ConnectionError,  # ConnectionForced (closed by the broker), ...
+    amqp.exceptions.RecoverableConnectionError,
+    kombu.exceptions.OperationalError,
+)
+
+
+class BrokerError(EntropyError):
+    """The broker cannot be used as configured (a URL of another kind, a refused login)."""
+
+
+class LoginRefused(BrokerError):
+    """RabbitMQ refused the user, its password or the vhost of the URL."""
+
+
+def open_connection(url: str, heartbeat: int = AMQP_HEARTBEAT) -> kombu.Connection:
+    """A connected kombu Connection to RabbitMQ; raises CONNECTION_ERRORS when it is down,
+    LoginRefused when it will not have us.
+
+    Only AMQP: workers rely on publisher confirms and quorum queues.
+    """
+    connection = kombu.Connection(url, heartbeat=heartbeat, connect_timeout=5)
+    if connection.transport.driver_type != "amqp":
+        raise BrokerError(
+            f"{connection.as_uri()}: the broker executor needs RabbitMQ (amqp:// or amqps://), "
+            f"not {connection.transport.driver_type}"
+        )
+    try:
+        connection.ensure_connection(max_retries=1)
+    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed) as exc:
+        connection.release()
+        raise LoginRefused(
+            f"{connection.as_uri()} refused the login: {exc.reply_text or exc}; check the "
+            "user, password and vhost of [executor] transport_url"
+        ) from None
+    except BaseException:
+        connection.release()
+        raise
+    return connection
+
+
+def describe(url: str) -> str:
+    """The broker's URL with its password hidden, for messages."""
+    return kombu.Connection(url).as_uri()
+
+
+class Backoff:
+    """Pauses between tries: RETRY[0], doubling up to RETRY[1]; reset once connected."""
+
+    def __init__(self) -> None:
+        self.pause = RETRY[0]
+        self.down_since: float | None = None
+
+    def failed(self) -> float:
+        """The pause to take now; the next one is longer."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        pause, self.pause = self.pause, min(self.pause * 2, RETRY[1])
+        return pause
+
+    def connected(self) -> float | None:
+        """Seconds the broker was out of reach, if it was; resets the pauses."""
+        down, self.down_since, self.pause = self.down_since, None, RETRY[0]
+        return None if down is None else time.monotonic() - down
+
+
+class Wakeup:
+    """A pipe another thread writes a byte to, so the loop's select() returns."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        # A wake-up is on its way: no need for another write.
+        self._pending = False
+
+    def fileno(self) -> int:
+        return self._read
+
+    def wake(self) -> None:
+        if self._pending:
+            return
+        self._pending = True
+        with contextlib.suppress(BlockingIOError, OSError):  # full: one is pending anyway
+            os.write(self._write, b"!")
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+        # After draining: a wake() between the two wrote nothing, and its work is
+        # already handed over; one after this writes again.
+        self._pending = False
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def pump(connection: kombu.Connection, wakeup: Wakeup, timeout: float) -> None:
+    """Wait up to timeout for frames or a wake-up; then handle the frames that are here.
+
+    Callbacks (deliveries, confirms) run inside this call, on this thread.
+    """
+    sock = connection.connection.sock
+    if sock is None:
+        raise ConnectionResetError("the broker connection is closed")
+    # An SSL socket may hold decrypted bytes that select() cannot see.
+    buffered = isinstance(sock, ssl.SSLSocket) and sock.pending()
+    if not buffered:
+        readable, _, _ = select.select([sock, wakeup], [], [], max(timeout, 0.0))
+        if wakeup in readable:
+            wakeup.clear()
+        if sock not in readable:
+            return
+    for _ in range(_DRAIN_AT_MOST):
+        try:
+            connection.drain_events(timeout=0)
+        except TimeoutError:
+            return
+
+
+def covered(pending: dict[int, Any], sequence: int, multiple: bool) -> list[Any]:
+    """What a publisher confirm covers, taken out of pending (sequence -> what was sent):
+    that one entry, or (multiple) every one up to sequence."""
+    if not multiple:
+        entry = pending.pop(sequence, None)
+        return [] if entry is None else [entry]
+    taken = []
+    while pending:
+        first = next(iter(pending))
+        if first > sequence:
+            break
+        taken.append(pending.pop(first))
+    return taken

@@ -1,0 +1,365 @@
+"""The job and result messages: JSON objects, versioned, self-contained.
+
+A job message carries everything a worker needs to run one script against
+one host without the state store: the script (kind, params, timeout), the
+host (name, address, vars, ssh settings, zone), the schedule's params, the
+timeout and the output limit; plus the job's identity, which the worker
+echoes back untouched in its result: the (audit, host) pair, the state
+row and slot, the claim (engine id + epoch: the fencing token with which
+the engine recognises, and fences out, a late result) and a context that
+only the engine reads.
+
+    {"type": "job", "v": 1, "job_id": "…", "audit": "check_disk", "row_id": 42,
+     "slot": "2026-03-01T12:00:00+00:00", "claim": {"engine_id": "e1", "epoch": 3},
+     "context": {}, "timeout": 60.0, "output_limit": 65536, "params": {},
+     "script": {"name": "check_disk", "kind": "command", "params": {"command": […]},
+                "timeout": 10, "where": "/etc/entropy/fleet/scripts.yaml"},
+     "host": {"name": "db-1.example.com", "ip_address": "10.0.0.5", "host_type": "db",
+              "groups": [], "vars": {}, "ssh": null, "zone": "dc-2"}}
+
+    {"type": "result", "v": 1, "job_id": "…", "audit": "check_disk",
+     "host": "db-1.example.com", "row_id": 42, "slot": "…", "claim": {…}, "context": {},
+     "outcome": "critical", "summary": "…", "output": "…", "metrics": {},
+     "started_at": "…", "finished_at": "…", "worker_id": "w1", "zone": "dc-2",
+     "redelivered": false, "delivery_count": 0}
+
+Times are ISO 8601 with their UTC offset. A reader refuses a message of
+another type or of a newer version (`v`), naming what it got; fields it
+does not know are ignored, so a later version may add some.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..errors import EntropyError, Location
+from ..model import DEFAULT_ZONE, Host, HostSsh, Outcome, Result, Script
+from ..runners.base import Job
+from ..runners.command import DEFAULT_OUTPUT_LIMIT
+from ..runners.nagios import cut
+from ..values import host_name_problem, ip_address_problem, zone_problem
+
+VERSION = 1
+CONTENT_TYPE = "application/json"
+
+
+class ProtocolError(EntropyError):
+    """A message that is not a job (or a result) this version can read; says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The fencing token: who claimed the row, and which claim of it this is."""
+
+    engine_id: str
+    epoch: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine_id": self.engine_id, "epoch": self.epoch}
+
+
+@dataclass(frozen=True, slots=True)
+class JobMessage:
+    """One job on the wire: the runners Job plus its identity."""
+
+    job_id: str
+    job: Job
+    claim: Claim
+    row_id: int | None = None  # None: a run outside the schedule (a repair, a verify)
+    slot: datetime | None = None
+    output_limit: int = DEFAULT_OUTPUT_LIMIT  # bytes of output its result carries at most
+    context: dict[str, Any] = field(default_factory=dict)  # the engine's own, echoed back
+
+    @property
+    def zone(self) -> str:
+        return self.job.host.zone
+
+    def to_dict(self) -> dict[str, Any]:
+        job = self.job
+        return {
+            "type": "job",
+            "v": VERSION,
+            "job_id": self.job_id,
+            "audit": job.audit_name,
+            "row_id": self.row_id,
+            "slot": _iso(self.slot),
+            "claim": self.claim.to_dict(),
+            "context": self.context,
+            "timeout": job.timeout,
+            "output_limit": self.output_limit,
+            "params": job.params,
+            "script": _script_dict(job.script),
+            "host": _host_dict(job.host),
+        }
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+
+@dataclass(slots=True)
+class ResultMessage:
+    """One result on the wire: what the run found, who ran it, and the job it answers."""
+
+    job_id: str
+    audit: str
+    host: str
+    claim: Claim
+    result: Result  # outcome, summary, output, metrics, started_at, finished_at
+    worker_id: str
+    zone: str
+    row_id: int | None = None
+    slot: datetime | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    redelivered: bool = False  # the broker had given this job to a worker before
+    delivery_count: int | None = None  # how many times before (quorum queues count)
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "type": "result",
+            "v": VERSION,
+            "job_id": self.job_id,
+            "audit": self.audit,
+            "host": self.host,
+            "row_id": self.row_id,
+            "slot": _iso(self.slot),
+            "claim": self.claim.to_dict(),
+            "context": self.context,
+            "outcome": r.outcome.value,
+            "summary": r.summary,
+            "output": r.output,
+            "metrics": r.metrics,
+            "started_at": _iso(r.started_at),
+            "finished_at": _iso(r.finished_at),
+            "worker_id": self.worker_id,
+            "zone": self.zone,
+            "redelivered": self.redelivered,
+            "delivery_count": self.delivery_count,
+        }
+
+    def encode(self) -> bytes:
+        # An odd metric value (not JSON) goes as its text, as the stores keep it.
+        return json.dumps(self.to_dict(), separators=(",", ":"), default=str).encode()
+
+    def to_result(self) -> Result:
+        """The model Result the engine records: the run's, stamped with its slot and claim."""
+        r = self.result
+        return Result(
+            r.outcome, r.summary, r.output, r.metrics, r.started_at, r.finished_at,
+            slot=self.slot, engine_id=self.claim.engine_id, audit_name=self.audit,
+            host=self.host,
+        )  # fmt: skip
+
+
+def reply(
+    message: JobMessage,
+    result: Result,
+    worker_id: str,
+    redelivered: bool = False,
+    delivery_count: int | None = None,
+) -> ResultMessage:
+    """The result message answering a job, its output cut to the job's output_limit."""
+    data = result.output.encode("utf-8", "replace")
+    if len(data) > message.output_limit:
+        result.output = cut(data, message.output_limit)
+    return ResultMessage(
+        message.job_id, message.job.audit_name, message.job.host.name, message.claim, result,
+        worker_id, message.zone, message.row_id, message.slot, message.context, redelivered,
+        delivery_count,
+    )  # fmt: skip
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def decode_job(body: bytes | str) -> JobMessage:
+    """A job message read back; ProtocolError saying what is wrong with it."""
+    doc = _document(body, "job")
+    read = _Reader(doc, "job")
+    script = _Reader(read.get("script", dict), "job: script")
+    host = _Reader(read.get("host", dict), "job: host")
+    job = Job(
+        read.get("audit", str),
+        _host(host),
+        Script(
+            script.get("name", str),
+            script.get("kind", str),
+            script.get("params", dict),
+            script.get("timeout", int, None),
+            Location(script.get("where", str, None) or "<job message>"),
+        ),
+        read.get("params", dict),
+        float(read.number("timeout")),
+    )
+    limit = read.get("output_limit", int)
+    if limit <= 0:
+        raise ProtocolError(f"job: output_limit must be a positive number, got {limit}")
+    return JobMessage(
+        read.get("job_id", str),
+        job,
+        _claim(read),
+        read.get("row_id", int, None),
+        read.time("slot"),
+        limit,
+        read.get("context", dict, {}),
+    )
+
+
+def decode_result(body: bytes | str) -> ResultMessage:
+    """A result message read back; ProtocolError saying what is wrong with it."""
+    read = _Reader(_document(body, "result"), "result")
+    outcome = read.get("outcome", str)
+    try:
+        verdict = Outcome(outcome)
+    except ValueError:
+        raise ProtocolError(f"result: outcome {outcome!r} is not an outcome") from None
+    result = Result(
+        verdict,
+        read.get("summary", str),
+        read.get("output", str, ""),
+        read.get("metrics", dict, {}),
+        read.time("started_at"),
+        read.time("finished_at"),
+    )
+    return ResultMessage(
+        read.get("job_id", str),
+        read.get("audit", str),
+        read.get("host", str),
+        _claim(read),
+        result,
+        read.get("worker_id", str),
+        read.get("zone", str),
+        read.get("row_id", int, None),
+        read.time("slot"),
+        read.get("context", dict, {}),
+        read.get("redelivered", bool, False),
+        read.get("delivery_count", int, None),
+    )
+
+
+_MISSING = object()
+
+
+class _Reader:
+    """Typed fields of one JSON object, each error naming the field."""
+
+    def __init__(self, doc: dict[str, Any], what: str) -> None:
+        self.doc, self.what = doc, what
+
+    def get(self, name: str, kind: type, default: Any = _MISSING) -> Any:
+        value = self.doc.get(name, _MISSING)
+        if value is _MISSING or (value is None and default is not _MISSING):
+            if default is _MISSING:
+                raise ProtocolError(f"{self.what}: {name} is missing")
+            return default
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ProtocolError(
+                f"{self.what}: {name} must be {_KINDS[kind]}, got {type(value).__name__}"
+            )
+        return value
+
+    def number(self, name: str) -> float:
+        value = self.doc.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError(f"{self.what}: {name} must be a number, got {value!r}")
+        return value
+
+    def time(self, name: str) -> datetime | None:
+        text = self.get(name, str, None)
+        if text is None:
+            return None
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ProtocolError(f"{self.what}: {name} is not an ISO 8601 time: {text!r}") from None
+        if value.tzinfo is None:
+            raise ProtocolError(f"{self.what}: {name} has no UTC offset: {text!r}")
+        return value
+
+
+_KINDS = {str: "text", int: "an integer", dict: "an object", list: "a list", bool: "true/false"}
+
+
+def _document(body: bytes | str, kind: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"not a {kind} message: not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"not a {kind} message: a JSON {type(doc).__name__}, not an object")
+    if doc.get("type") != kind:
+        raise ProtocolError(f"not a {kind} message: its type is {doc.get('type')!r}")
+    version = doc.get("v")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ProtocolError(f"{kind} message without a version (v)")
+    if version > VERSION:
+        raise ProtocolError(
+            f"{kind} message of protocol version {version}; this Entropy reads version "
+            f"{VERSION}: upgrade it"
+        )
+    return doc
+
+
+def _claim(read: _Reader) -> Claim:
+    claim = _Reader(read.get("claim", dict), f"{read.what}: claim")
+    return Claim(claim.get("engine_id", str), claim.get("epoch", int, 0))
+
+
+def _host(read: _Reader) -> Host:
+    name, ip = read.get("name", str), read.get("ip_address", str)
+    zone = read.get("zone", str, DEFAULT_ZONE)
+    # The engine sent what the definitions validated; a name still reaches argv here.
+    for problem in (host_name_problem(name), ip_address_problem(ip), zone_problem(zone)):
+        if problem:
+            raise ProtocolError(f"{read.what}: {problem}")
+    ssh = read.get("ssh", dict, None)
+    groups = read.get("groups", list, [])
+    return Host(
+        name,
+        ip,
+        read.get("host_type", str),
+        tuple(str(g) for g in groups),
+        read.get("vars", dict, {}),
+        ssh=None if ssh is None else _ssh(_Reader(ssh, f"{read.what}: ssh")),
+        zone=zone,
+    )
+
+
+def _ssh(read: _Reader) -> HostSsh:
+    return HostSsh(
+        read.get("address", str, None),
+        read.get("port", int, None),
+        read.get("user", str, None),
+        read.get("jump", str, None),
+    )
+
+
+def _host_dict(host: Host) -> dict[str, Any]:
+    return {
+        "name": host.name,
+        "ip_address": host.ip_address,
+        "host_type": host.host_type,
+        "groups": list(host.groups),
+        "vars": host.vars,
+        "ssh": None if host.ssh is None else host.ssh.to_dict(),
+        "zone": host.zone,
+    }
+
+
+def _script_dict(script: Script) -> dict[str, Any]:
+    # `where` only for its path: a relative `upload:` is found beside the scripts file.
+    where = script.where.path if script.where.path != "<definitions>" else None
+    return {
+        "name": script.name,
+        "kind": script.kind,
+        "params": script.params,
+        "timeout": script.timeout,
+        "where": where,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

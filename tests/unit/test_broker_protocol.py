@@ -1,0 +1,111 @@
+"""The job and result messages: what goes on the wire, and what a reader refuses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from entropy.broker.protocol import (
+    Claim,
+    JobMessage,
+    ProtocolError,
+    decode_job,
+    decode_result,
+    reply,
+)
+from entropy.errors import Location
+from entropy.model import Host, HostSsh, Outcome, Result, Script
+from entropy.runners.base import Job
+
+SLOT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+HOST = Host(
+    "db-1.example.com", "10.0.0.5", "db", ("mysql",), {"rack": "r1", "disks": [1, 2]},
+    Location("/fleet/hosts.yaml", 3, 1), ssh=HostSsh(port=2222, user="ops"), zone="dc-2",
+)  # fmt: skip
+SCRIPT = Script("check_disk", "command", {"command": ["check_disk", "-w", "{params.warn}"]}, 10,
+                Location("/fleet/scripts.yaml", 7, 1))  # fmt: skip
+
+
+def a_job(**changes: object) -> JobMessage:
+    fields = {
+        "job_id": "j-1", "job": Job("check_disk", HOST, SCRIPT, {"warn": "10%"}, 10.0),
+        "claim": Claim("engine-a", 4), "row_id": 42, "slot": SLOT, "output_limit": 100,
+        "context": {"kind": "audit"},
+    }  # fmt: skip
+    return JobMessage(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_a_job_message_carries_everything_a_worker_needs_and_reads_back_the_same() -> None:
+    message = a_job()
+    wire = json.loads(message.encode())
+    assert wire["type"] == "job" and wire["v"] == 1
+    assert wire["host"] == {"name": "db-1.example.com", "ip_address": "10.0.0.5",
+                            "host_type": "db", "groups": ["mysql"],
+                            "vars": {"rack": "r1", "disks": [1, 2]},
+                            "ssh": {"port": 2222, "user": "ops"}, "zone": "dc-2"}  # fmt: skip
+    assert wire["script"]["where"] == "/fleet/scripts.yaml"
+    assert wire["slot"] == "2026-03-01T12:00:00+00:00"
+    back = decode_job(message.encode())
+    assert back == message  # Host and Script compare without their Location
+    assert back.zone == "dc-2"
+    assert back.job.script.where.path == "/fleet/scripts.yaml"  # a relative upload: is found there
+
+
+def test_a_result_message_echoes_the_jobs_identity() -> None:
+    started = datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC)
+    result = Result(Outcome.CRITICAL, "DISK CRITICAL", "x" * 300, {"used": {"value": 91.0}},
+                    started, started)  # fmt: skip
+    answer = reply(a_job(), result, "worker-7", redelivered=True, delivery_count=1)
+    assert answer.result.output.startswith("x" * 100)
+    assert "[... output cut at 100 of 300 bytes ...]" in answer.result.output  # output_limit
+    back = decode_result(answer.encode())
+    assert back == answer
+    recorded = back.to_result()
+    assert (recorded.audit_name, recorded.host, recorded.slot, recorded.engine_id) == (
+        "check_disk", "db-1.example.com", SLOT, "engine-a"
+    )
+    assert (back.claim, back.row_id, back.context, back.zone) == (
+        Claim("engine-a", 4), 42, {"kind": "audit"}, "dc-2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"v": 2}, "protocol version 2; this Entropy reads version 1: upgrade it"),
+        ({"type": "result"}, "not a job message: its type is 'result'"),
+        ({"timeout": "10"}, "job: timeout must be a number"),
+        ({"claim": {"epoch": 1}}, "job: claim: engine_id is missing"),
+        ({"row_id": True}, "job: row_id must be an integer, got bool"),
+        ({"slot": "yesterday"}, "job: slot is not an ISO 8601 time"),
+        ({"slot": "2026-03-01T12:00:00"}, "job: slot has no UTC offset"),
+        ({"output_limit": 0}, "output_limit must be a positive number"),
+    ],
+)
+def test_a_job_message_that_is_not_right_is_refused_saying_why(
+    change: dict[str, object], words: str
+) -> None:
+    wire = {**json.loads(a_job().encode()), **change}
+    with pytest.raises(ProtocolError) as info:
+        decode_job(json.dumps(wire))
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["$(touch /tmp/x)", "-oProxyCommand=x", "a;b"])
+def test_a_hostile_host_name_in_a_job_is_refused(name: str) -> None:
+    wire = json.loads(a_job().encode())
+    wire["host"]["name"] = name
+    with pytest.raises(ProtocolError, match=r"job: host: host name .* must be a DNS name"):
+        decode_job(json.dumps(wire))
+
+
+def test_not_json_and_not_an_object_are_refused() -> None:
+    with pytest.raises(ProtocolError, match="not a job message: not JSON"):
+        decode_job(b"\xff\x00")
+    with pytest.raises(ProtocolError, match="a JSON list, not an object"):
+        decode_job(b"[]")
+    with pytest.raises(ProtocolError, match="result: outcome 'fine' is not an outcome"):
+        wire = json.loads(reply(a_job(), Result(Outcome.OK, "ok"), "w").encode())
+        decode_result(json.dumps({**wire, "outcome": "fine"}))
