@@ -59,8 +59,13 @@ def plan_sync(
     skew: float = 0.0,
     policy: RemovalPolicy | None = None,
     kept: Iterable[KeptDisable] = (),
+    stored: int | None = None,
 ) -> SyncPlan:
     """Compare the stored rows with the desired pairs; RemovalRefused past max_removal.
+
+    An incremental sync passes only the rows and the pairs of its scope, and
+    in `stored` how many rows the store holds in all: max_removal is a share
+    of every row, however the change came.
 
     Each change carries `old_next_run`: a store applies its next_run only if
     the row's next_run is still that one (another engine may have recorded
@@ -87,7 +92,8 @@ def plan_sync(
         change = _changes(row, pair, now, max_splay, latest[timing])
         if change is not None:
             changes.append(change)
-    check_removal(seen, [(row.audit_name, row.host) for row in gone], policy)
+    check_removal(seen if stored is None else stored,
+                  [(row.audit_name, row.host) for row in gone], policy)  # fmt: skip
     if not policy.remove:
         gone = []
     disables = plan_disables(gone, kept, desired, now, policy)
