@@ -28,8 +28,8 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    true,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import make_url
