@@ -223,9 +223,9 @@ class EngineHarness:
         self.idle = IdleMeter(self.engine, self.scheduler)
         refresh = self.scheduler.refresh
 
-        def noting_refresh() -> bool:
+        def noting_refresh(full: bool | None = None) -> bool:
             started = time.perf_counter()
-            ok = refresh()
+            ok = refresh(full)
             if self.ready_at is None:
                 self.ready_at = time.time()
             else:
@@ -319,7 +319,9 @@ def meter_refresh(scheduler: Scheduler) -> dict[str, Meter]:
     backend.sync = meters["sync"].wrap(backend.sync)  # type: ignore[method-assign]
     state = backend.state
     state.schedule_rows = meters["schedule_rows"].wrap(state.schedule_rows)  # type: ignore[method-assign]
-    scheduler._rebuild = meters["rebuild"].wrap(scheduler._rebuild)  # type: ignore[method-assign]
+    # The table: built anew (a full refresh) or changed in place (an incremental one).
+    scheduler._build = meters["rebuild"].wrap(scheduler._build)  # type: ignore[method-assign]
+    scheduler._apply = meters["rebuild"].wrap(scheduler._apply)  # type: ignore[method-assign]
     return meters
 
 

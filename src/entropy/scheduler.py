@@ -159,27 +159,9 @@ class Scheduler:
         report = self.backend.sync(catalog, now, previous=self.catalog, actor=self.actor)
         with self._lock:
             self._moved = {}
-        rows = self.backend.state.schedule_rows()
-        live = LivePairs.of(catalog.pairs)
-        index = live.index()
-        ids = live.ids
-        when = array("q", (NOT_ON,)) * len(live)
-        entries, disabled_ids = [], set()
-        for row_id, audit_name, host, next_run, disabled, _status in rows:
-            hosts = index.get(audit_name)
-            i = hosts.get(host) if hosts is not None else None
-            if i is None:
-                continue
-            ids[i] = row_id
-            if disabled:
-                disabled_ids.add(row_id)
-            else:
-                ms = when[i] = to_ms(next_run)
-                entries.append((ms, i))
-        del rows
-        table = TimeTable(entries)
-        count = len(entries)
-        del entries
+        built = self._build(catalog, self.backend.state.schedule_rows())
+        live, index, when, table, count, disabled_ids = built
+        del built
 
         def find(key: Key) -> int | None:
             hosts = index.get(key[0])
@@ -206,6 +188,31 @@ class Scheduler:
         del catalog, live, table
         give_back_free_memory()
         return report
+
+    @staticmethod
+    def _build(catalog: Catalog, rows: list[ScheduleRow]) -> tuple[
+        LivePairs, dict[str, dict[str, int]], array, TimeTable, int, set[int]
+    ]:  # fmt: skip
+        """A new table for the catalog from every row: pairs, their index, times, disabled."""
+        live = LivePairs.of(catalog.pairs)
+        index = live.index()
+        ids = live.ids
+        when = array("q", (NOT_ON,)) * len(live)
+        disabled_ids = set()
+        for row_id, audit_name, host, next_run, disabled, _status in rows:
+            hosts = index.get(audit_name)
+            i = hosts.get(host) if hosts is not None else None
+            if i is None:
+                continue
+            ids[i] = row_id
+            if disabled:
+                disabled_ids.add(row_id)
+            else:
+                when[i] = to_ms(next_run)
+        del rows
+        on = [i for i, ms in enumerate(when) if ms != NOT_ON]
+        table = TimeTable((when[i], i) for i in on)
+        return live, index, when, table, len(on), disabled_ids
 
     def _incremental(self, now: datetime) -> SyncReport | None:
         """Sync and re-time only the rows of what changed since the catalog in use."""

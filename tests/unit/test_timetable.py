@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import heapq
-from array import array
 import pickle
 import random
+from array import array
 from datetime import UTC, datetime
 
 from entropy.model import Host, Pair, Schedule
@@ -75,7 +75,7 @@ def test_pair_blocks_give_back_the_same_pairs() -> None:
 
 
 def test_live_pairs_keep_their_indexes_while_pairs_come_and_go() -> None:
-    hosts, schedules, pairs = _pairs()
+    _, schedules, pairs = _pairs()
     live = LivePairs.of(pairs)
     assert [live.pair(i) for i in range(len(live))] == pairs
     assert live.find(frozenset({"ping"}), frozenset()) == {("ping", "b.ex"): 2}

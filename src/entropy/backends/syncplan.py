@@ -12,7 +12,7 @@ consent (entropy.removal, checked before anything changes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -34,10 +34,40 @@ class SyncedRow(Protocol):
     disabled_by: str | None
 
 
+class NewRows:
+    """The rows a sync inserts (column -> value, no id), made as they are read.
+
+    A first sync of a million pairs would otherwise hold a million dicts at
+    once (about 400 MB); a store streams these into its bulk insert instead.
+    """
+
+    __slots__ = ("_max_splay", "_now", "_pairs", "restore")
+
+    def __init__(self, pairs: list[Pair], now: datetime, max_splay: float) -> None:
+        self._pairs, self._now, self._max_splay = pairs, now, max_splay
+        self.restore: dict[Any, KeptDisable] = {}  # operator disables put back
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __bool__(self) -> bool:
+        return bool(self._pairs)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        now, max_splay, restore = self._now, self._max_splay, self.restore
+        for pair in self._pairs:
+            values = new_row(pair, now, max_splay)
+            back = restore.get(pair.key) if restore else None
+            if back is not None:
+                values.update(disabled=True, disabled_reason=back.reason,
+                              disabled_by=DisabledBy.OPERATOR.value)  # fmt: skip
+            yield values
+
+
 @dataclass(slots=True)
 class SyncPlan:
     gone: list[int]  # row ids whose pair left the definitions
-    new: list[dict[str, Any]]  # rows to insert, column -> value (no id)
+    new: NewRows  # rows to insert
     changes: list[dict[str, Any]]  # row_id, old_next_run, and the columns to set
     kept: int
     disables: DisablePlan  # operator disables to remember, put back, forget
@@ -74,6 +104,14 @@ def plan_sync(
     comes back disabled.
     """
     policy = policy or RemovalPolicy()
+    existing = existing if isinstance(existing, list) else list(existing)
+    if not existing:
+        # Nothing to match or remove (a first sync): no dict of every pair (a million, at
+        # start-up). The catalog's pairs are unique by key (definitions.expand).
+        new = NewRows(list(pairs), now, max_splay)
+        disables = plan_disables([], kept, (pair.key for pair in new._pairs), now, policy)
+        new.restore = disables.restore
+        return SyncPlan([], new, [], 0, disables)
     desired = {pair.key: pair for pair in pairs}
     slack = timedelta(seconds=skew)
     gone: list[SyncedRow] = []
@@ -97,12 +135,8 @@ def plan_sync(
     if not policy.remove:
         gone = []
     disables = plan_disables(gone, kept, desired, now, policy)
-    new = [new_row(p, now, max_splay) for p in desired.values()]
-    for values in new if disables.restore else ():
-        back = disables.restore.get((values["audit_name"], values["host"]))
-        if back is not None:
-            values.update(disabled=True, disabled_reason=back.reason,
-                          disabled_by=DisabledBy.OPERATOR.value)  # fmt: skip
+    new = NewRows(list(desired.values()), now, max_splay)
+    new.restore = disables.restore
     return SyncPlan([row.id for row in gone], new, changes, seen - len(gone), disables)
 
 
