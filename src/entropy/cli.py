@@ -44,6 +44,7 @@ from .errors import DurationError, EntropyError, NotFound, ValidationError
 from .events import Events
 from .jsonout import print_json, to_json
 from .model import AuditRow, Catalog, Outcome, Pair, Result
+from .progress import progress_on_terminal
 from .removal import RemovalRefused
 from .repairs import Repairer
 from .runners import Job, run_job
@@ -51,7 +52,6 @@ from .scheduler import Scheduler
 from .ssh import settings as ssh_settings
 from .textout import print_table, stamp
 from .timing import format_duration, parse_duration
-from .yamlread import progress_on_terminal
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -243,9 +243,10 @@ def sync(session: Session, force: bool, as_json: bool) -> None:
     "message"} and exits 1.
     """
     backend = session.backend
-    catalog = backend.load()
     try:
-        report = backend.sync(catalog, session.clock.now(), force=force, actor=_actor("sync"))
+        with progress_on_terminal(quiet=as_json):  # a million rows take a while
+            catalog = backend.load()
+            report = backend.sync(catalog, session.clock.now(), force=force, actor=_actor("sync"))
     except RemovalRefused as exc:
         if not as_json:
             raise
@@ -893,7 +894,9 @@ def engine_run(
         pid=os.getpid(),
     )
     scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"),
-                          actor=f"engine {settings.engine_id}")  # fmt: skip
+                          actor=f"engine {settings.engine_id}",
+                          full_resync_interval=session.option("full_resync_interval"),
+                          first_load_progress=not as_json)  # fmt: skip
     printer = _print_result_json if as_json else _print_result_line
     events = session.events()
     repairer = Repairer(

@@ -20,6 +20,7 @@ from .dump import write_dir, write_file
 from .errors import BackendError
 from .jsonout import print_json
 from .model import Catalog
+from .progress import progress_on_terminal
 from .transfer import (
     catalog_differences,
     check_state_copy,
@@ -101,11 +102,12 @@ def import_command(
             )
         if with_state:  # open both stores now: a store that is behind fails before any write
             _ = (src.state, dst.state)
-        catalog = src.load()  # a problem in SRC's definitions changes nothing at DST
-        removed = check_state_copy(src, dst, force) if with_state else 0
-        dst.write_definitions(catalog)
-        _check_written(catalog, dst, dst_url)
-        rows, history = copy_state(src, dst) if with_state else (None, None)
+        with progress_on_terminal(quiet=as_json):  # a large fleet takes a while
+            catalog = src.load()  # a problem in SRC's definitions changes nothing at DST
+            removed = check_state_copy(src, dst, force) if with_state else 0
+            dst.write_definitions(catalog)
+            _check_written(catalog, dst, dst_url)
+            rows, history = copy_state(src, dst) if with_state else (None, None)
     finally:
         src.close()
         dst.close()

@@ -44,6 +44,7 @@ from .clock import Clock
 from .errors import BackendError, ValidationError
 from .memory import give_back_free_memory
 from .model import Catalog, Pair, Schedule, SyncReport
+from .progress import counted, progress_on_terminal
 from .removal import RemovalRefused
 from .timetable import LivePairs, TimeTable
 
@@ -83,7 +84,9 @@ class Scheduler:
         refresh_in_background: bool = True,
         actor: str = "an engine's refresh",
         full_resync_interval: float = 3600.0,
+        first_load_progress: bool = False,
     ) -> None:
+        """first_load_progress: show the first refresh's progress on a terminal (the CLI)."""
         self.backend = backend
         self.actor = actor  # who syncs, remembered with the operator disables a sync removes
         self.clock = clock
@@ -118,6 +121,7 @@ class Scheduler:
         self.refresh_in_background = refresh_in_background
         self._refresher: threading.Thread | None = None
         self._refreshing = threading.Lock()  # one refresh at a time
+        self.first_load_progress = first_load_progress
 
     # -- refreshing -----------------------------------------------------------
 
@@ -136,7 +140,11 @@ class Scheduler:
             self._full_requested = False
             self._signature = self.backend.definitions_signature()
             try:
-                report = self._full(now) if full or self.catalog is None else self._incremental(now)
+                if self.catalog is None:
+                    with progress_on_terminal(quiet=not self.first_load_progress):
+                        report = self._full(now)
+                else:
+                    report = self._full(now) if full else self._incremental(now)
             except (ValidationError, BackendError, RemovalRefused) as exc:
                 with self._lock:
                     self._moved = None
@@ -199,7 +207,9 @@ class Scheduler:
         ids = live.ids
         when = array("q", (NOT_ON,)) * len(live)
         disabled_ids = set()
-        for row_id, audit_name, host, next_run, disabled, _status in rows:
+        for row_id, audit_name, host, next_run, disabled, _status in counted(
+            rows, "building the time table", len(rows)
+        ):
             hosts = index.get(audit_name)
             i = hosts.get(host) if hosts is not None else None
             if i is None:

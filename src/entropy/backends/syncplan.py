@@ -12,12 +12,13 @@ consent (entropy.removal, checked before anything changes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..model import DisabledBy, Pair, Status, SyncReport
+from ..progress import counted
 from ..removal import DisablePlan, KeptDisable, RemovalPolicy, check_removal, plan_disables
 
 
@@ -32,6 +33,11 @@ class SyncedRow(Protocol):
     disabled: bool
     disabled_reason: str | None
     disabled_by: str | None
+
+
+TUPLE_COLUMNS = ("host", "ip_address", "audit_name", "next_run", "created_at", "updated_at",
+                 "disabled", "disabled_reason", "disabled_by", "status", "attempts")  # fmt: skip
+_TIMES = frozenset({"next_run", "created_at", "updated_at"})
 
 
 class NewRows:
@@ -53,9 +59,36 @@ class NewRows:
     def __bool__(self) -> bool:
         return bool(self._pairs)
 
+    def tuples(self, when: Callable[[datetime], Any], flag: Callable[[bool], Any]) -> Iterator[
+        tuple
+    ]:  # fmt: skip
+        """The same rows as tuples in TUPLE_COLUMNS order, times and booleans converted as
+        a driver takes them (no dict per row: a first sync's bulk path)."""
+        if self.restore:
+            for values in self:
+                yield tuple(
+                    when(values[c]) if c in _TIMES else flag(values[c]) if c == "disabled"
+                    else values[c]
+                    for c in TUPLE_COLUMNS
+                )  # fmt: skip
+            return
+        now, max_splay = self._now, self._max_splay
+        at = when(now)
+        new, definitions = Status.NEW.value, DisabledBy.DEFINITIONS.value
+        on, off = flag(True), flag(False)
+        for pair in counted(self._pairs, "inserting audit rows", len(self._pairs)):
+            schedule = pair.schedule
+            first = schedule.timing.first_run(now, pair.audit_name, pair.host, max_splay)
+            if schedule.disabled:
+                disabled, reason, by = on, schedule.disabled_reason, definitions
+            else:
+                disabled, reason, by = off, None, None
+            yield (pair.host, pair.ip_address, pair.audit_name, when(first), at, at,
+                   disabled, reason, by, new, 0)  # fmt: skip
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         now, max_splay, restore = self._now, self._max_splay, self.restore
-        for pair in self._pairs:
+        for pair in counted(self._pairs, "inserting audit rows", len(self._pairs)):
             values = new_row(pair, now, max_splay)
             back = restore.get(pair.key) if restore else None
             if back is not None:

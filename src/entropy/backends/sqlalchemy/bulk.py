@@ -10,36 +10,61 @@ in one prepared statement, MySQL/MariaDB's driver batches the VALUES).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ..base import ScheduleRow
+from ..syncplan import TUPLE_COLUMNS, NewRows
+from .tables import audits
 
-COLUMNS = ("host", "ip_address", "audit_name", "next_run", "created_at", "updated_at",
-           "disabled", "disabled_reason", "disabled_by", "status", "attempts")  # fmt: skip
 _CHUNK = 5000  # rows per executemany (SQLite, MySQL)
-_TIMES = ("next_run", "created_at", "updated_at")
+# Indexes a bulk insert into an empty SQLite table builds afterwards, in one sorted pass,
+# instead of row by row (1.7 s of 7.5 s at a million rows, measured).
+_DEFERRED = ("ix_audits_next_run", "ix_audits_host")
+_DEFER_FROM = 50_000  # rows
+_BULK_CACHE_KIB = 65_536  # SQLite's page cache while it inserts that many rows
 
 
-def insert_rows(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert new audit rows (column -> value, no id); how many."""
+def insert_rows(conn: Connection, rows: NewRows, empty: bool = False) -> int:
+    """Insert new audit rows; how many. `empty`: the table had no row before this sync."""
     dialect = conn.dialect.name
-    convert = _sqlite_text if dialect == "sqlite" else _naive_utc
-    values = _tuples(rows, convert, as_int=dialect == "sqlite")
+    sqlite = dialect == "sqlite"
+    values = rows.tuples(_sqlite_text if sqlite else _naive_utc, int if sqlite else bool)
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO audits ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+    sql = (f"INSERT INTO audits ({', '.join(TUPLE_COLUMNS)}) "
+           f"VALUES ({', '.join([mark] * len(TUPLE_COLUMNS))})")  # fmt: skip
     base = conn.dialect.loaded_dbapi.Error
     try:
         if dialect == "postgresql":
             return _copy(conn, values)
+        if sqlite and empty and len(rows) >= _DEFER_FROM:
+            return _with_indexes_after(conn, sql, values)
         return _executemany(conn, sql, values)
     except base as exc:  # as SQLAlchemy would raise it: a duplicate key is a race to retry
         raise DBAPIError.instance(sql, None, exc, base, dialect=conn.dialect) from exc
+
+
+def _with_indexes_after(conn: Connection, sql: str, values: Iterator[tuple]) -> int:
+    """SQLite, empty table: drop the plain indexes, insert, build them again (all in the
+    sync's transaction: a failure leaves them as they were)."""
+    indexes = [index for index in audits.indexes if index.name in _DEFERRED]
+    for index in indexes:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
+    # The unique (audit, host) index is still built row by row: with SQLite's default
+    # 2 MB page cache it spills and reads back pages all along (twice the time).
+    cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
+    try:
+        count = _executemany(conn, sql, values)
+        for index in indexes:
+            index.create(conn)
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
+    return count
 
 
 def _executemany(conn: Connection, sql: str, values: Iterator[tuple]) -> int:
@@ -58,33 +83,13 @@ def _copy(conn: Connection, values: Iterator[tuple]) -> int:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     count = 0
     try:
-        with cursor.copy(f"COPY audits ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY audits ({', '.join(TUPLE_COLUMNS)}) FROM STDIN") as copy:
             for row in values:
                 copy.write_row(row)
                 count += 1
     finally:
         cursor.close()
     return count
-
-
-def _tuples(rows: Iterable[dict[str, Any]], convert: Any, as_int: bool) -> Iterator[tuple]:
-    """Each row's values in COLUMNS order; times converted once per distinct value."""
-    seen: dict[datetime, Any] = {}
-    for row in rows:
-        values = []
-        for name in COLUMNS:
-            value = row[name]
-            if name in _TIMES:
-                got = seen.get(value)
-                if got is None:
-                    if len(seen) > 65_536:
-                        seen.clear()
-                    got = seen[value] = convert(value)
-                value = got
-            elif name == "disabled" and as_int:
-                value = int(value)
-            values.append(value)
-        yield tuple(values)
 
 
 def schedule_rows(conn: Connection) -> list[ScheduleRow]:

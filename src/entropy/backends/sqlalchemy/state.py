@@ -38,6 +38,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from ...catalogdiff import SyncScope
 from ...errors import BackendError, SchemaOutOfDate
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from ...progress import Bar
 from ...removal import RemovalPolicy
 from ..base import (
     Capability,
@@ -261,7 +262,8 @@ class SqlStateStore(StateStore):
                 conn.execute(delete(audits).where(c.id.in_(chunk)))
             kept_disables.write(conn, plan.disables)
             if plan.new:
-                bulk.insert_rows(conn, plan.new)
+                bulk.insert_rows(conn, plan.new, empty=scope is None and not plan.kept
+                                 and not plan.gone)  # fmt: skip
             if plan.changes:
                 when = UTCDateTime()
                 # Another engine may have recorded a result since the read above: its
@@ -563,8 +565,13 @@ class SqlStateStore(StateStore):
             conn.execute(delete(results))
             conn.execute(delete(audits))
             for table, items in ((audits, rows), (results, history)):
+                bar = Bar.start(f"copying {table.name}", len(items), size=len(items))
                 for start in range(0, len(items), _INSERT_CHUNK):
                     conn.execute(table.insert(), items[start : start + _INSERT_CHUNK])
+                    if bar is not None:
+                        bar.advance(len(items[start : start + _INSERT_CHUNK]))
+                if bar is not None:
+                    bar.done()
 
 
 class _HotWriter:
