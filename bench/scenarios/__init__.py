@@ -33,6 +33,7 @@ SCENARIOS: dict[str, str] = {
     "validate": "bench.scenarios.validate",
     "monitoring": "bench.scenarios.monitoring",
     "ssh": "bench.scenarios.ssh",
+    "million": "bench.scenarios.million",
 }
 
 
