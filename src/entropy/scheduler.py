@@ -37,6 +37,7 @@ from collections.abc import Collection, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from . import resync
 from .backends import Backend
 from .backends.base import ScheduleRow
 from .catalogdiff import SyncScope, changed_scope, pairs_in
@@ -85,8 +86,13 @@ class Scheduler:
         actor: str = "an engine's refresh",
         full_resync_interval: float = 3600.0,
         first_load_progress: bool = False,
+        full_resync_in_child: bool | None = None,
     ) -> None:
-        """first_load_progress: show the first refresh's progress on a terminal (the CLI)."""
+        """first_load_progress: show the first refresh's progress on a terminal (the CLI).
+
+        full_resync_in_child: run the full re-syncs after the first in a process of
+        their own (entropy.resync); by default when refreshes run in the background.
+        """
         self.backend = backend
         self.actor = actor  # who syncs, remembered with the operator disables a sync removes
         self.clock = clock
@@ -122,6 +128,9 @@ class Scheduler:
         self._refresher: threading.Thread | None = None
         self._refreshing = threading.Lock()  # one refresh at a time
         self.first_load_progress = first_load_progress
+        self.full_resync_in_child = (
+            refresh_in_background if full_resync_in_child is None else full_resync_in_child
+        )
 
     # -- refreshing -----------------------------------------------------------
 
@@ -143,8 +152,12 @@ class Scheduler:
                 if self.catalog is None:
                     with progress_on_terminal(quiet=not self.first_load_progress):
                         report = self._full(now)
+                elif not full:
+                    report = self._incremental(now)
+                elif self.full_resync_in_child:
+                    report = self._full_in_child(now)
                 else:
-                    report = self._full(now) if full else self._incremental(now)
+                    report = self._full(now)
             except (ValidationError, BackendError, RemovalRefused) as exc:
                 with self._lock:
                     self._moved = None
@@ -224,13 +237,40 @@ class Scheduler:
         table = TimeTable((when[i], i) for i in on)
         return live, index, when, table, len(on), disabled_ids
 
-    def _incremental(self, now: datetime) -> SyncReport | None:
-        """Sync and re-time only the rows of what changed since the catalog in use."""
+    def _full_in_child(self, now: datetime) -> SyncReport:
+        """The full re-sync in a child process; then only the rows it changed are re-read."""
+        url = resync.backend_url(self.backend)
+        if url is None:  # e.g. the memory backend: it lives in this process only
+            return self._full(now)
+        started = time.monotonic()
+        try:
+            report, touched = resync.full_resync(resync.job_for(self.backend, url, now,
+                                                                self.actor))  # fmt: skip
+        except RemovalRefused as exc:
+            exc.previous = self.catalog
+            raise
+        if len(touched) > len(self._live) // 4:  # most rows changed: build the table anew
+            return self._full(now)
+        self._incremental(now, SyncScope(hosts=frozenset(host for _, host in touched)))
+        self._next_full = now + self.full_resync_interval
+        self.last_refresh = (
+            f"full, in a child process: {len(touched)} rows changed there; "
+            f"{time.monotonic() - started:.2f}s"
+        )
+        return report
+
+    def _incremental(self, now: datetime, extra: SyncScope | None = None) -> SyncReport | None:
+        """Sync and re-time only the rows of what changed since the catalog in use.
+
+        extra: rows to re-read as well (those a full re-sync elsewhere changed).
+        """
         started = time.monotonic()
         previous = self.catalog
         assert previous is not None
         catalog = self.backend.load()
         scope = changed_scope(previous, catalog)
+        if extra:
+            scope = scope | extra
         report = None
         if scope:
             report = self.backend.sync(catalog, now, previous=previous, actor=self.actor,

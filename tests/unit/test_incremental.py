@@ -12,6 +12,7 @@ import pytest
 
 from entropy.backends import Backend, fetch
 from entropy.backends.impl_memory import _space, space_name
+from entropy.catalogdiff import SyncScope
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.model import AuditRow, Outcome, Result, Status
@@ -229,3 +230,43 @@ def test_the_memory_space_is_per_fleet(make: Any) -> None:  # the fixture's own 
     state = scheduler.backend.state
     if hasattr(state, "space"):
         assert state.space is _space(space_name(str(make.fleet)))
+
+
+def test_a_full_resync_in_a_child_process_puts_rows_right_and_re_reads_only_those(
+    tmp_path: Path, clock: FakeClock
+):
+    """What an engine does every full_resync_interval (entropy.resync): the child syncs
+    every row; this process re-reads the rows the child changed, and refusals come back
+    as they would in-process."""
+    fleet = tmp_path / "fleet"
+    write_fleet("dir", fleet, hosts=HOSTS, scripts=SCRIPTS, schedules=schedules())
+    conf = load_conf()
+    conf.set_override("state_connection", f"sqlite:///{tmp_path}/s.sqlite", group="dir")
+    conf.set_override("max_removal", 0.1)
+    backend = fetch(conf, f"dir:{fleet}")
+    try:
+        scheduler = Scheduler(backend, clock, refresh_in_background=False,
+                              full_resync_in_child=True)  # fmt: skip
+        scheduler.refresh()
+        before = rows(scheduler)
+        by_hand(scheduler, ("c", "db1.example"), delete=True)
+        by_hand(scheduler, ("b", "h3.example"), ip_address="192.0.2.99")
+        read: list[Any] = []
+        schedule_rows = backend.state.schedule_rows
+        backend.state.schedule_rows = lambda **kw: read.append(kw) or schedule_rows(**kw)  # type: ignore
+        assert scheduler.refresh(full=True)
+        assert scheduler.last_refresh.startswith("full, in a child process: 1 rows changed")
+        assert read == [{"scope": SyncScope(hosts=frozenset({"db1.example"}))}]
+        got = rows(scheduler)
+        assert got["b", "h3.example"].ip_address == "10.0.0.3"
+        assert got["c", "db1.example"].id != before["c", "db1.example"].id
+        assert scheduler._live.ids[scheduler._live.find(frozenset({"c"}), frozenset())[
+            ("c", "db1.example")]] == got["c", "db1.example"].id
+        assert ("c", "db1.example") in table(scheduler)
+        write_fleet("dir", fleet, hosts={k: v for k, v in HOSTS.items() if k in ("h1.example",
+                    "db1.example")}, scripts=SCRIPTS, schedules=schedules())  # fmt: skip
+        assert not scheduler.refresh(full=True)
+        assert "refused: it would remove 6 of the 10 audit rows" in str(scheduler.last_problem)
+        assert set(rows(scheduler)) == set(before)
+    finally:
+        backend.close()
