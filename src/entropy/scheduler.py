@@ -233,9 +233,8 @@ class Scheduler:
             else:
                 when[i] = to_ms(next_run)
         del rows
-        on = [i for i, ms in enumerate(when) if ms != NOT_ON]
-        table = TimeTable((when[i], i) for i in on)
-        return live, index, when, table, len(on), disabled_ids
+        table = TimeTable.of_times(when, NOT_ON)
+        return live, index, when, table, len(table), disabled_ids
 
     def _full_in_child(self, now: datetime) -> SyncReport:
         """The full re-sync in a child process; then only the rows it changed are re-read."""

@@ -50,6 +50,26 @@ class TimeTable:
         self._seconds = list(buckets)
         heapq.heapify(self._seconds)
 
+    @classmethod
+    def of_times(cls, when: array, absent: int) -> TimeTable:
+        """A table of (when[i], i) for every i whose when[i] is not `absent`."""
+        table = cls()
+        buckets = table._buckets
+        count = 0
+        for index, ms in enumerate(when):
+            if ms == absent:
+                continue
+            second, rest = divmod(ms, 1000)
+            bucket = buckets.get(second)
+            if bucket is None:
+                bucket = buckets[second] = array("q")
+            bucket.append((rest << INDEX_BITS) | index)
+            count += 1
+        table._len = count
+        table._seconds = list(buckets)
+        heapq.heapify(table._seconds)
+        return table
+
     def __len__(self) -> int:
         return self._len
 

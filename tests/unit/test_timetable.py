@@ -102,3 +102,15 @@ def test_first_ms_follows_pushes_into_the_first_second() -> None:
     assert table.first_ms() == 5_000
     assert table.pop_due(86_400_499) == [(5_000, 4), (86_400_100, 3)]
     assert table.first_ms() == 86_400_500
+
+
+def test_a_table_of_times_is_the_table_of_those_entries() -> None:
+    rng = random.Random(5)
+    absent = -(1 << 62)
+    when = array("q", [rng.choice([absent, 1_767_225_600_000 + rng.randrange(90_000)])
+                       for _ in range(2_000)])  # fmt: skip
+    table = TimeTable.of_times(when, absent)
+    plain = TimeTable([(ms, i) for i, ms in enumerate(when) if ms != absent])
+    assert len(table) == len(plain) == sum(ms != absent for ms in when)
+    assert table.first_ms() == plain.first_ms()
+    assert table.pop_due(1_767_225_700_000) == plain.pop_due(1_767_225_700_000)

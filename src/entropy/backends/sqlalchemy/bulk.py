@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..base import ScheduleRow
 from ..syncplan import TUPLE_COLUMNS, NewRows
+from .rowtext import times
 from .tables import audits
 
 _CHUNK = 5000  # rows per executemany (SQLite, MySQL)
@@ -111,8 +112,8 @@ def schedule_rows(conn: Connection) -> list[ScheduleRow]:
 
 
 def _sqlite_text(t: datetime) -> str:
-    # SQLAlchemy's SQLite DateTime format, microseconds always written.
-    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    """SQLAlchemy's SQLite DateTime format, microseconds always written (rowtext's cache)."""
+    return times(t)[0]  # type: ignore[return-value]
 
 
 def _naive_utc(t: datetime) -> datetime:
