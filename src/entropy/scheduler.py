@@ -524,9 +524,16 @@ class Scheduler:
             i = self._out.pop(key, _GONE)
             if i == _GONE:
                 return next_run
-            first = self._table.first_ms()
+            table = self._table
+            first = table.first_ms()
             earliest = first is None or entry_ms < first
-            self._put(i, entry_ms)
+            when = self._when
+            if when[i] == NOT_ON:  # the usual case: it was in flight (see _put)
+                when[i] = entry_ms
+                table.push(entry_ms, i)
+                self._count += 1
+            else:
+                self._put(i, entry_ms)
         if earliest:
             self._wake.set()
         return next_run
