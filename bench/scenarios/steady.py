@@ -28,8 +28,9 @@ the engine shows up as lateness. --refresh-kind says which refresh:
 audit's timeout changed, so an incremental refresh re-syncs and re-times
 that audit's pairs (1 in --audits of them); "incremental" asks for one
 with nothing changed; "full" for a full re-sync of every row (what runs
-every full_resync_interval). Without --refresh-at no refresh falls in the
-window.
+every full_resync_interval, in a child process); "full-in-process" for the
+same in the engine's process, as before issue 18, to compare. Without
+--refresh-at no refresh falls in the window.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--refresh-kind",
-        choices=("change", "incremental", "full"),
+        choices=("change", "incremental", "full", "full-in-process"),
         default="change",
         help="with --refresh-at: which refresh (default: %(default)s; see above)",
     )
@@ -248,7 +249,9 @@ def measure_steady(
                 )
                 if refresh_kind == "change":
                     _change_one_audit(fleet)
-                harness.scheduler.request_refresh(full=refresh_kind == "full")
+                if refresh_kind == "full-in-process":
+                    harness.scheduler.full_resync_in_child = False
+                harness.scheduler.request_refresh(full=refresh_kind.startswith("full"))
             problem = problem or harness.wait(
                 lambda: time.time() >= window_end, stall_after, window_end + 1
             )
