@@ -126,7 +126,8 @@ class Scheduler:
         # refreshes in step with the clock.
         self.refresh_in_background = refresh_in_background
         self._refresher: threading.Thread | None = None
-        self._refreshing = threading.Lock()  # one refresh at a time
+        self._refreshing = threading.Lock()  # one refresh (or retime) at a time
+        self._retime_after: set[int] = set()  # rows to re-read once a refresh ends
         self.first_load_progress = first_load_progress
         self.full_resync_in_child = (
             refresh_in_background if full_resync_in_child is None else full_resync_in_child
@@ -165,6 +166,8 @@ class Scheduler:
                     raise
                 self._log_refusal(exc, now)
                 return False
+            finally:
+                self._retime_later()
         self.last_problem = None
         self._refused_since = None
         LOG.info("refreshed (%s): %s; %s", self.last_refresh,
@@ -288,7 +291,7 @@ class Scheduler:
                 self._repoint(previous, catalog, scope)
                 self._catalog = catalog
         # Operator disables (`entropy disable/enable`) change rows, not definitions.
-        self.retime(self.backend.state.disabled_ids() ^ self._disabled)
+        self._retime(self.backend.state.disabled_ids() ^ self._disabled)
         self.last_refresh = (
             f"incremental, {scope.describe()} changed, {time.monotonic() - started:.2f}s"
         )
@@ -363,8 +366,30 @@ class Scheduler:
     def retime(self, ids: Collection[int]) -> int:
         """Re-read these rows (say, taken back from a dead engine) and re-time their pairs.
 
-        Only those rows are read; how many pairs were re-timed.
+        Only those rows are read; how many pairs were re-timed. While a refresh
+        runs, they are left to it: it re-times them when it is done.
         """
+        if not self._refreshing.acquire(blocking=False):
+            with self._lock:
+                self._retime_after.update(ids)
+            return 0
+        try:
+            return self._retime(ids)
+        finally:
+            self._refreshing.release()
+
+    def _retime_later(self) -> None:
+        """The rows retime() was asked for while a refresh ran (the refresh lock held)."""
+        with self._lock:
+            ids, self._retime_after = self._retime_after, set()
+        if ids and self.catalog is not None:
+            try:
+                self._retime(ids)
+            except BackendError as exc:
+                LOG.error("could not re-read %d rows taken back: %s", len(ids), exc)
+
+    def _retime(self, ids: Collection[int]) -> int:
+        """retime(), with the refresh lock held (the pairs' indexes stay put meanwhile)."""
         if not ids:
             return 0
         rows = {row.id: row for row in self.backend.state.schedule_rows(ids=ids)}

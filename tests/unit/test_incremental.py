@@ -270,3 +270,19 @@ def test_a_full_resync_in_a_child_process_puts_rows_right_and_re_reads_only_thos
         assert set(rows(scheduler)) == set(before)
     finally:
         backend.close()
+
+
+def test_rows_taken_back_during_a_refresh_are_re_read_when_it_ends(
+    make: Any, clock: FakeClock
+) -> None:
+    """A heartbeat's retime() never waits for a refresh, nor races its swap of the table."""
+    scheduler = make()
+    key = ("b", "h2.example")
+    row = rows(scheduler)[key]
+    earlier = row.next_run - timedelta(minutes=30)
+    by_hand(scheduler, key, next_run=earlier)  # as recover_expired leaves a row: due again
+    with scheduler._refreshing:  # a refresh is running
+        assert scheduler.retime([row.id]) == 0
+    assert table(scheduler)[key] != int(earlier.timestamp() * 1000)
+    assert scheduler.refresh()  # ... and re-reads that row when it ends
+    assert table(scheduler)[key] == int(earlier.timestamp() * 1000)
