@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import getpass
@@ -11,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -26,6 +28,7 @@ from . import __version__, yamlread
 from .backends import Backend, Capability, fetch
 from .backends.base import EditableDefinitions, EngineRegistry, StateStore, safe_url
 from .cli_options import accept_global_options, log_level
+from .cli_readonly import read_only
 from .cli_repairs import (
     events,
     print_repair_history,
@@ -48,6 +51,7 @@ from .progress import progress_on_terminal
 from .removal import RemovalRefused
 from .repairs import Repairer
 from .runners import Job, run_job
+from .runners import kill_all as kill_all_runs
 from .scheduler import Scheduler
 from .ssh import settings as ssh_settings
 from .textout import print_table, stamp
@@ -69,12 +73,16 @@ class Session:
         )
         self.clock = SystemClock()
         self.failed = False  # set by a command whose exit status should say so
+        self.read_only = False  # set by @read_only commands before they open the backend
         self._backend: Backend | None = None
 
     @property
     def backend(self) -> Backend:
+        """The backend --backend (or the config) names; an error if its definitions are missing."""
         if self._backend is None:
             self._backend = fetch(self.conf, self.backend_url)
+            self._backend.read_only = self.read_only
+            self._backend.require_present()
         return self._backend
 
     @functools.cached_property
@@ -96,6 +104,40 @@ class Session:
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
+            if self._backend.no_state is not None:  # it answered as an empty store
+                click.echo(f"entropy: {self._backend.no_state}", err=True)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM ended a command; raised in the main thread by the signal handler.
+
+    A BaseException, so no `except Exception` on the way out swallows it.
+    """
+
+    def __init__(self, signum: int, during: str = "") -> None:
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}{during}")
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    kill_all_runs()  # `audit run` waits for its commands (local and ssh): end them
+    raise Interrupted(signum)
+
+
+def _raise_on_signals(ctx: click.Context) -> None:
+    """Ctrl-C and SIGTERM end any command at once, with a message (restored on close)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach only the main thread (a test may call us from another)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _interrupt)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    ctx.call_on_close(restore)
 
 
 class EntropyGroup(click.Group):
@@ -104,6 +146,11 @@ class EntropyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            message = str(exc) if isinstance(exc, Interrupted) else "interrupted by SIGINT"
+            click.echo(f"entropy: {message}", err=True)
+            ctx.exit(128 + signum)
         except ValidationError as exc:
             for problem in exc.problems:
                 click.echo(str(problem), err=True)
@@ -169,6 +216,7 @@ def main(
     session = Session(config_file, config_dir, backend_url)
     ctx.obj = session
     ctx.call_on_close(session.close)
+    _raise_on_signals(ctx)
 
 
 pass_session = click.make_pass_decorator(Session)
@@ -178,6 +226,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @main.command()
 @json_option
 @pass_session
+@read_only
 def validate(session: Session, as_json: bool) -> None:
     """Check every definition; print each problem as path:line:col (exit 2 if any)."""
     try:
@@ -284,6 +333,7 @@ def _actor(command: str) -> str:
 @click.option("--audit", "audit_name", metavar="AUDIT", help="Only this audit's rows.")
 @json_option
 @pass_session
+@read_only
 def status(session: Session, host: str | None, audit_name: str | None, as_json: bool) -> None:
     """Show the audit rows: when each runs next, its status and latest result.
 
@@ -333,6 +383,7 @@ def status(session: Session, host: str | None, audit_name: str | None, as_json: 
 @click.option("--audit", "audit_name", metavar="AUDIT", help="Only this audit.")
 @json_option
 @pass_session
+@read_only
 def plan(
     session: Session, within: str, host: str | None, audit_name: str | None, as_json: bool
 ) -> None:
@@ -777,12 +828,14 @@ def db() -> None:
 
 
 def _state_store(session: Session) -> StateStore:
-    return session.backend.open_state(check_schema=False)
+    # An upgrade may rewrite big tables: no statement timeout for it.
+    return session.backend.open_state(check_schema=False, long_statements=not session.read_only)
 
 
 @db.command("current")
 @json_option
 @pass_session
+@read_only
 def db_current(session: Session, as_json: bool) -> None:
     """Print the schema revision of the state store and the one this Entropy needs.
 
@@ -795,7 +848,7 @@ def db_current(session: Session, as_json: bool) -> None:
         at, needed = store.schema_revision(), store.schema_head()
     finally:
         store.close()
-    url = safe_url(store.url)
+    url = safe_url(session.backend.state_url())  # not store.url: one not made yet reads empty
     if as_json:
         print_json({"url": url, "current": at, "head": needed, "up_to_date": at == needed})
     else:
@@ -906,10 +959,9 @@ def engine_run(
     )  # fmt: skip
     runner = Engine(
         backend, scheduler, session.clock, settings, on_result=printer, repairer=repairer,
-        events=events,
+        events=events, on_notice=lambda line: click.echo(line, err=True),
     )  # fmt: skip
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: runner.stop())
+    _stop_on_signals(runner)
     publishing = f"; events to {events.describe()}" if events else ""
     click.echo(
         f"engine {settings.engine_id} on {backend.describe()}, "
@@ -918,14 +970,54 @@ def engine_run(
     )
     runner.run(until=until)
     click.echo(f"engine stopped; {runner.recorded} results recorded", err=True)
+    status = 0
+    if runner.dropped:  # the store did not take them (each one is in the log)
+        click.echo(f"entropy: error: {runner.dropped} results could not be recorded: "
+                   f"{runner.drop_reason}", err=True)  # fmt: skip
+        status = 1
     if runner.stuck:
         # futurist joins its workers at exit, and these never return: leave without them.
         click.echo(f"{runner.stuck} audits are still stuck in their workers; exiting anyway",
                    err=True)  # fmt: skip
+        _leave_now(session, status)
+    if status:
+        sys.exit(status)
+
+
+def _stop_on_signals(runner: Engine) -> None:
+    """SIGINT/SIGTERM: during start-up, leave at once; then stop gracefully.
+
+    Once running, the first signal stops the engine gracefully (running
+    audits get shutdown_grace), the second ends the grace period now, a
+    third leaves at once: what is not recorded runs again after its lease.
+    """
+    received = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not runner.started:  # e.g. connecting to a database that does not answer
+            raise Interrupted(signum, " during start-up; the engine did not start")
+        received.append(signum)
+        if len(received) <= 2:
+            runner.stop()
+            return
+        name = signal.Signals(signum).name
+        click.echo(f"entropy: {name} a third time: leaving now; unrecorded audits run again "
+                   "after their lease", err=True)  # fmt: skip
+        kill_all_runs()
+        _leave_now(None, 128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+
+
+def _leave_now(session: Session | None, status: int) -> None:
+    """Exit without joining threads that may never return (stuck audits)."""
+    if session is not None:
         session.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # from a signal handler, mid-write perhaps
+            stream.flush()
+    os._exit(status)
 
 
 def _registry(session: Session) -> tuple[EngineRegistry, float]:
@@ -994,6 +1086,7 @@ def engine_stop(
 @main.command("engines")
 @json_option
 @pass_session
+@read_only
 def engines_list(session: Session, as_json: bool) -> None:
     """List the engines registered in the state store: running, stopping, stopped or dead.
 
@@ -1086,6 +1179,7 @@ def audit_run(
 )
 @json_option
 @pass_session
+@read_only
 def results(
     session: Session,
     kind: str,

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from .backends.base import RepairRecord, RepairStore
+from .cli_readonly import read_only
 from .config import option
 from .definitions import parse_entry, parse_repairs
 from .errors import DurationError, EntropyError
@@ -50,6 +51,7 @@ def repair() -> None:
 @repair.command("plan")
 @json_option
 @click.pass_obj
+@read_only
 def repair_plan(session: Any, as_json: bool) -> None:
     """Show which repairs the current results would fire, and what holds the others back.
 
@@ -75,6 +77,7 @@ def repair_plan(session: Any, as_json: bool) -> None:
 @click.option("--host", help="Only this host.")
 @json_option
 @click.pass_obj
+@read_only
 def repair_list(session: Any, host: str | None, as_json: bool) -> None:
     """Show what the guardrails remember per (repair, host): attempts, last run, flag."""
     states = session.backend.state.repairs.states(host=host)

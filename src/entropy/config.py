@@ -160,6 +160,33 @@ SQLALCHEMY_OPTS = [
 ]
 
 
+DATABASE_OPTS = [
+    cfg.IntOpt(
+        "connect_timeout",
+        default=10,
+        min=2,
+        help="Seconds to wait for a SQL state store's database to accept a connection and "
+        "answer its handshake; then the command fails naming the store. (MongoDB: the "
+        "timeouts of its URL.)",
+    ),
+    cfg.IntOpt(
+        "statement_timeout",
+        default=60,
+        min=0,
+        help="Seconds one SQL statement may run (PostgreSQL statement_timeout; MySQL/MariaDB: "
+        "the client's read and write timeouts). 0: no limit. `entropy db upgrade` runs "
+        "without it.",
+    ),
+    cfg.IntOpt(
+        "lock_timeout",
+        default=10,
+        min=1,
+        help="Seconds a statement waits for a lock another writer holds (SQLite busy_timeout, "
+        "PostgreSQL lock_timeout, InnoDB innodb_lock_wait_timeout).",
+    ),
+]
+
+
 MONGODB_OPTS = [
     cfg.StrOpt(
         "connection",
@@ -280,6 +307,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ("dir", DIR_OPTS),
         ("file", FILE_OPTS),
         ("sqlalchemy", SQLALCHEMY_OPTS),
+        ("database", DATABASE_OPTS),
         ("mongodb", MONGODB_OPTS),
         ("notifications", NOTIFICATIONS_OPTS),
         ("ssh", SSH_OPTS),

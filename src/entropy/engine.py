@@ -58,6 +58,7 @@ from .scheduler import Due, Scheduler
 LOG = logging.getLogger(__name__)
 
 ResultCallback = Callable[[Result], None]
+NoticeCallback = Callable[[str], None]
 _RETRY = 0.5  # seconds between tries while due audits wait unclaimed
 _MAX_RETRY = 5.0  # the longest wait between claims while the database fails
 _TRIES_AT_STOP = 3  # database errors tolerated while flushing the last results
@@ -94,7 +95,9 @@ class Engine:
         on_result: ResultCallback | None = None,
         repairer: Repairer | None = None,
         events: Events | None = None,
+        on_notice: NoticeCallback | None = None,
     ) -> None:
+        """on_notice: where the lines an operator watches for go (a stop, its grace period)."""
         self.backend = backend
         self.scheduler = scheduler
         self.clock = clock
@@ -102,6 +105,7 @@ class Engine:
         self.on_result = on_result
         self.repairer = repairer
         self.events = events
+        self.on_notice = on_notice or LOG.warning
         self._pending: OrderedDict[int, Due] = OrderedDict()  # due, not yet claimed
         self._running: dict[int, Due] = {}
         self._running_lock = threading.Lock()
@@ -110,6 +114,9 @@ class Engine:
         self._burst = False  # the recorder's last batch was full (see _collect)
         self._results: queue.SimpleQueue[tuple[Due, Result, datetime] | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
+        self._hurry = threading.Event()  # stop() again: the grace period ends now
+        self._flushing = threading.Event()  # the recorder's last call: stop backing off
+        self.started = False  # the main loop runs: start-up (register, first refresh) is over
         self._abandoned = False  # past the grace period: late results are not recorded
         self._executor: futurist.ThreadPoolExecutor | None = None
         # Claimed audits not started yet, taken in turn by at most max_workers drainers.
@@ -128,6 +135,7 @@ class Engine:
         self._claim_refused_logged = 0.0  # monotonic time a permanent claim error was logged
         self._queue_full = False  # workers are waiting for room in _results
         self.dropped = 0  # results the store refused for good (logged, released)
+        self.drop_reason = ""  # why the latest ones were (for the exit message)
         self.heartbeat = Heartbeat(self)
 
     @functools.cached_property
@@ -169,6 +177,7 @@ class Engine:
         recorder = threading.Thread(target=self._record_loop, name="entropy-recorder", daemon=True)
         recorder.start()
         self.heartbeat.start()
+        self.started = True
         try:
             while not self._stopping.is_set():
                 now = self.clock.now()
@@ -199,7 +208,12 @@ class Engine:
         return batch[start:] + batch[:start]
 
     def stop(self) -> None:
-        """Ask the engine to stop; safe from a signal handler or another thread."""
+        """Ask the engine to stop; safe from a signal handler or another thread.
+
+        Asked again while stopping, it ends the grace period at once.
+        """
+        if self._stopping.is_set():
+            self._hurry.set()
         self._stopping.set()
         self.scheduler.stop()
 
@@ -448,10 +462,13 @@ class Engine:
                     if stop:
                         tries_left -= 1
                     if stop and not tries_left:
-                        self._drop(batch, f"stopping without recording them: {exc}")
+                        self._drop(batch, f"stopping without recording them: {exc}", str(exc))
                         return
                     LOG.error("cannot record %d results, will retry: %s", len(batch), exc)
-                    time.sleep(backoff)
+                    if stop:  # a few quick tries, not the backoff of a long outage
+                        time.sleep(min(backoff, 1.0))
+                    else:  # until the engine stops: then at once
+                        self._flushing.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
                 except Exception as exc:  # permanent (StorageFailure, a bug): a few tries only
@@ -506,9 +523,15 @@ class Engine:
                 self._stored([item], stored)
         return []
 
-    def _drop(self, items: list[tuple[Due, Result, datetime]], why: str) -> None:
-        """Give up on results: log each with its content, release its row (its lease runs out)."""
+    def _drop(
+        self, items: list[tuple[Due, Result, datetime]], why: str, cause: str | None = None
+    ) -> None:
+        """Give up on results: log each with its content, release its row (its lease runs out).
+
+        cause: the store's error alone, for the engine's last word (drop_reason).
+        """
         self.dropped += len(items)
+        self.drop_reason = cause or why
         LOG.error("dropping %d results the state store did not take: %s", len(items), why)
         for due, result, _ in items:
             LOG.error("dropped result: %s", _content(due, result))
@@ -597,15 +620,9 @@ class Engine:
         self.scheduler.stop()
         executor = self._executor
         if executor is not None:
-            # Claimed audits still queued now skip (see _run_one) instead of starting.
-            deadline = time.monotonic() + self.settings.shutdown_grace
-            while self._running and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._running:
-                LOG.warning("grace period over: stopping %d running audits", len(self._running))
-                self._abandoned = True
-                runners.kill_all()
+            self._wait_for_running()
             executor.shutdown(wait=False)
+        self._flushing.set()
         self._results.put(None)
         recorder.join()
         if self.repairer:  # after the recorder: it may still hand over repairs
@@ -623,6 +640,38 @@ class Engine:
             with self._running_lock:
                 self._owned.clear()
         self._unregister()
+
+    def _wait_for_running(self) -> None:
+        """Give running audits the grace period, saying so; then kill what still runs.
+
+        Claimed audits still queued skip (see _run_one) instead of starting.
+        """
+        grace = self.settings.shutdown_grace
+        running = len(self._deadlines)
+        if not running:
+            self.on_notice("stopping: no new claims; no audits running")
+        else:
+            self.on_notice(
+                f"stopping: no new claims; {running} audits running get {grace:g}s "
+                "(stop again to end them now)"
+            )
+        began = time.monotonic()
+        deadline = began + grace
+        while self._running and time.monotonic() < deadline and not self._hurry.is_set():
+            self._hurry.wait(0.05)
+        if self._running:
+            left = len(self._deadlines)
+            self.on_notice(
+                f"grace period over: killing {left} audits still running; "
+                "they go back to new"
+            )
+            self._abandoned = True
+            runners.kill_all()  # local commands and remote (ssh) ones
+        elif running:
+            self.on_notice(
+                f"grace period over: the running audits finished in "
+                f"{time.monotonic() - began:.1f}s"
+            )
 
     def _unregister(self) -> None:
         try:

@@ -78,7 +78,8 @@ class SchemaOutOfDate(StoreError):
 
 class StorageFailure(StoreError):
     """Permanent: the store refuses the operation itself (a missing column, a
-    constraint, a full disk). Retrying the same write will not help."""
+    constraint). Retrying the same write will not help. (A full disk is
+    StoreUnavailable: once space is freed, the same write succeeds.)"""
 
 
 class NotFound(EntropyError):
@@ -87,3 +88,13 @@ class NotFound(EntropyError):
 
 class DurationError(EntropyError, ValueError):
     """A duration or cron expression could not be understood."""
+
+
+class NoState(BackendError):
+    """A command that only reads found no state store: nothing was synced or run yet."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"no state yet at {path}; run `entropy sync` or `entropy engine run` first"
+        )
+        self.path = path

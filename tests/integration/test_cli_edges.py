@@ -1,4 +1,4 @@
-"""The CLI's edges: README and commands agree, global options anywhere, --json on every change.
+"""The CLI's edges: global options anywhere, --json on every change (docs: tests/unit/test_docs.py).
 
 Each runs the real `entropy` command (click's runner) on a real SQLite or
 PostgreSQL store.
@@ -6,10 +6,8 @@ PostgreSQL store.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.cli import main
 from fleets import write_fleet
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 # Commands that change something: each takes --json and its --help says what it prints.
 CHANGING = {
     ("sync",), ("disable",), ("enable",), ("import",), ("export",), ("audit", "run"),
@@ -45,41 +42,6 @@ def leaves(group: click.Group = main, path: tuple[str, ...] = ()) -> Iterator[tu
             yield from leaves(cmd, (*path, name))
         else:
             yield (*path, name)
-
-
-def readme_commands() -> set[tuple[str, ...]]:
-    """Every `entropy COMMAND [SUBCOMMAND]` in the README's code, alternatives expanded."""
-    text = README.read_text()
-    blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
-    spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
-    word = re.compile(r"^[a-z][a-z-]*(\\?\|[a-z][a-z-]*)*$")
-    found = set()
-    for code in blocks + spans:
-        for match in re.finditer(r"(?<![\w/.-])entropy\s+(.*)", code):
-            tokens = match.group(1).split()
-            while tokens and tokens[0].startswith(("-", "[")):  # global options and values
-                tokens = tokens[1 if tokens[0].startswith("[") or "=" in tokens[0] else 2 :]
-            words = list(itertools.takewhile(word.match, tokens[:2]))
-            for path in itertools.product(*(re.split(r"\\?\|", w) for w in words)):
-                found.add(_command_part(path))
-    return found - {()}
-
-
-def _command_part(path: tuple[str, ...]) -> tuple[str, ...]:
-    """The command in `path`, without what follows a leaf (its arguments)."""
-    group: click.Command = main
-    for i, name in enumerate(path):
-        if not isinstance(group, click.Group):
-            return path[:i]
-        group = group.commands.get(name) or click.Command(f"unknown:{name}")
-    return path
-
-
-def test_every_command_the_readme_lists_exists_and_every_command_is_in_it() -> None:
-    listed, commands = readme_commands(), set(leaves())
-    assert ("script", "remove") in listed  # the one that was missing
-    assert listed - commands == set()
-    assert commands - listed == set()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])

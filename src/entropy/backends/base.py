@@ -37,7 +37,7 @@ from oslo_config import cfg
 
 from ..catalogdiff import SyncScope, pairs_in
 from ..config import option, splay_cap, state_dir
-from ..errors import BackendError, Unsupported
+from ..errors import BackendError, NoState, Unsupported
 from ..model import (
     AuditRow,
     Catalog,
@@ -235,6 +235,13 @@ class DefinitionsSource(Capable, abc.ABC):
 
     def close(self) -> None:
         """Release what the source holds of its own (most hold nothing)."""
+
+    # Set for commands that only read: state_url() then writes nothing (see fleet_state).
+    read_only: bool = False
+
+    def require_present(self) -> None:
+        """Raise BackendError when the definitions this source names are not there."""
+        return None  # a database is there if it answers
 
 
 class EditableDefinitions(DefinitionsSource):
@@ -617,10 +624,18 @@ def state_scheme(url: str) -> str:
     return scheme.split("+")[0].lower()
 
 
-def open_state_store(url: str, check_schema: bool = True) -> StateStore:
+def open_state_store(
+    url: str,
+    check_schema: bool = True,
+    *,
+    read_only: bool = False,
+    timeouts: Timeouts | None = None,
+) -> StateStore:
     """The state store a URL names, by its scheme (entry points `entropy.state_stores`).
 
     check_schema=False opens a store whose schema is behind (for `entropy db`).
+    read_only: for commands that only read; a store that is not there yet
+    is NoState, never created. timeouts: the bounds of its connections.
     """
     from stevedore import DriverManager  # here: plain use of base.py needs no plugin machinery
     from stevedore.exception import NoMatches
@@ -633,7 +648,7 @@ def open_state_store(url: str, check_schema: bool = True) -> StateStore:
         raise BackendError(
             f"no state store for {safe_url(url)!r} (scheme {scheme!r}); known schemes: {known}"
         ) from None
-    return manager.driver(url, check_schema=check_schema)
+    return manager.driver(url, check_schema=check_schema, read_only=read_only, timeouts=timeouts)
 
 
 def _names(group: str) -> set[str]:
@@ -671,15 +686,45 @@ class Backend:
     @property
     def state(self) -> StateStore:
         if self._state is None:
-            self._state = open_state_store(self.state_url())
+            self._state = self.open_state()
         return self._state
 
     def state_url(self) -> str:
         return self.definitions.state_url()
 
-    def open_state(self, check_schema: bool = True) -> StateStore:
-        """A state store of its own for this backend (`entropy db` opens one unchecked)."""
-        return open_state_store(self.state_url(), check_schema=check_schema)
+    def open_state(self, check_schema: bool = True, long_statements: bool = False) -> StateStore:
+        """A state store of its own for this backend (`entropy db` opens one unchecked).
+
+        Bounded by the [database] timeouts; long_statements: no statement
+        timeout (`entropy db upgrade`). Read-only, a store not made yet reads
+        as an empty one (in memory) and no_state says why.
+        """
+        bounds = timeouts(self.conf, statement=not long_statements)
+        url = self.state_url()
+        try:
+            return open_state_store(url, check_schema, read_only=self.read_only, timeouts=bounds)
+        except NoState as missing:
+            if not self.read_only:
+                raise
+            self.no_state = missing
+            return open_state_store("sqlite://", check_schema)  # empty, in memory, this once
+
+    # -- commands that only read (trust-faults) -------------------------------------------
+
+    no_state: NoState | None = None  # why a read-only store read as empty: none was there
+
+    @property
+    def read_only(self) -> bool:
+        """Set by commands that only read: the store is opened read-only, never created."""
+        return self.definitions.read_only
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        self.definitions.read_only = value
+
+    def require_present(self) -> None:
+        """Raise BackendError when the definitions this backend names are not there."""
+        self.definitions.require_present()
 
     def load(self) -> Catalog:
         """Read and validate every definition; raise ValidationError on any problem."""
@@ -762,10 +807,41 @@ class Backend:
 
 def default_state_url(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> str:
     """A SQLite file per definitions path, so two fleets never share rows by accident."""
+    return f"sqlite:///{path_keyed_state(conf, backend, definitions)}"
+
+
+def path_keyed_state(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> Path:
+    """state_dir/<backend>-<name>-<hash of the resolved path>.sqlite."""
     resolved = definitions.expanduser().resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
     stem = resolved.stem or "root"
-    return f"sqlite:///{state_dir(conf) / f'{backend}-{stem}-{digest}.sqlite'}"
+    return state_dir(conf) / f"{backend}-{stem}-{digest}.sqlite"
+
+
+# -- time bounds of a store's connections (trust-faults) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds a state store may take to connect, run a statement, wait for a lock.
+
+    statement None: no limit. SQL stores apply all three; other stores
+    keep bounds of their own (MongoDB: its client's timeouts).
+    """
+
+    connect: float = 10.0
+    statement: float | None = 60.0
+    lock: float = 10.0
+
+
+def timeouts(conf: cfg.ConfigOpts, statement: bool = True) -> Timeouts:
+    """The [database] options; statement=False for work that may run long (db upgrade)."""
+    limit = int(option(conf, "statement_timeout", "database"))  # type: ignore[arg-type]
+    return Timeouts(
+        connect=float(option(conf, "connect_timeout", "database")),  # type: ignore[arg-type]
+        statement=float(limit) if limit and statement else None,
+        lock=float(option(conf, "lock_timeout", "database")),  # type: ignore[arg-type]
+    )
 
 
 def safe_url(url: str) -> str:

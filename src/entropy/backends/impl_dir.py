@@ -19,7 +19,8 @@ from ..dump import write_dir
 from ..errors import BackendError, Location
 from ..model import Catalog, Schedule
 from ..parsecache import ParseCache
-from .base import DefinitionsSource, default_state_url
+from .base import DefinitionsSource
+from .fleet_state import fleet_state_file
 
 
 def _schedules_of(path: Path, problems: Problems, timezone: str) -> list[Schedule]:
@@ -34,8 +35,22 @@ class DirDefinitions(DefinitionsSource):
         return Path(self.location or str(option(self.conf, "path", "dir"))).expanduser()
 
     def state_url(self) -> str:
+        """[dir] state_connection, else the fleet's own SQLite file (see fleet_state)."""
         configured = option(self.conf, "state_connection", "dir")
-        return str(configured) if configured else default_state_url(self.conf, "dir", self.path)
+        if configured:
+            return str(configured)
+        if self._fleet_state is None:
+            self._fleet_state = fleet_state_file(self.conf, self.path, create=not self.read_only)
+        return f"sqlite:///{self._fleet_state}"
+
+    _fleet_state: Path | None = None
+
+    def require_present(self) -> None:
+        if not self.path.is_dir():
+            raise BackendError(
+                f"definitions directory {self.path} not found; pass --backend dir:PATH "
+                f"or set [dir] path in entropy.conf"
+            )
 
     def hint(self) -> str:
         root = self.path
@@ -68,11 +83,7 @@ class DirDefinitions(DefinitionsSource):
         """Every definition, validated as a whole; files unchanged since the last load are
         not parsed again (see entropy.parsecache)."""
         root = self.path
-        if not root.is_dir():
-            raise BackendError(
-                f"definitions directory {root} not found; pass --backend dir:PATH "
-                f"or set [dir] path in entropy.conf"
-            )
+        self.require_present()
         cache = self._cache
         cache.start()
         problems = Problems()

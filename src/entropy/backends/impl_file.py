@@ -37,6 +37,13 @@ class FileDefinitions(DefinitionsSource):
         configured = option(self.conf, "state_connection", "file")
         return str(configured) if configured else default_state_url(self.conf, "file", self.path)
 
+    def require_present(self) -> None:
+        if not self.path.is_file():
+            raise BackendError(
+                f"definitions file {self.path} not found; pass --backend file:PATH.yaml "
+                f"or set [file] path in entropy.conf"
+            )
+
     def hint(self) -> str:
         return f"{self.path} (sections hosts:, scripts:, schedules:, repairs:)"
 

@@ -255,7 +255,8 @@ class MemoryStateStore(StateStore):
     name = "memory"
     capabilities = frozenset({Capability.SHARED_ENGINES})  # engines of this process
 
-    def __init__(self, url: str, check_schema: bool = True) -> None:
+    def __init__(self, url: str, check_schema: bool = True, **_opened: object) -> None:
+        """_opened: read_only, timeouts (see open_state_store): nothing to bound in memory."""
         super().__init__(f"memory:{space_name(url)}")
         self.space = _space(space_name(url))
         self._repairs = MemoryRepairStore(self.space)

@@ -6,16 +6,23 @@ temporary files, not pipes: memory stays bounded whatever a script prints,
 and a grandchild holding the files open can't make us wait for it. Each run
 is its own process group, so a timeout (or kill_all at shutdown) kills the
 script's children too; only a child that started a new session escapes.
+
+Each group is also announced to a reaper process (runners/reaper.py),
+started once per process: when this process dies, even by kill -9, the
+reaper kills every group still running, so no command outlives its engine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
+from pathlib import Path
 from typing import IO, Any
 
 from ..model import Outcome, Result
@@ -23,6 +30,8 @@ from ..scriptcheck import argv_problem
 from .base import Job
 from .nagios import cut, exit_outcome, parse_perfdata, split_output
 from .template import ScriptError, as_text, environment, render, render_shell
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024  # bytes of stdout (and of stderr) kept per run
 
@@ -115,6 +124,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, bo
     """(exit code, timed out, killed by kill_all) once the process has ended."""
     with _lock:
         _running[proc.pid] = proc
+    _reaper.announce(b"+%d\n" % proc.pid)
     timed_out = False
     try:
         try:
@@ -132,7 +142,73 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, bo
             del _running[proc.pid]
             shut_down = proc.pid in _killed
             _killed.discard(proc.pid)
+        _reaper.announce(b"-%d\n" % proc.pid)
     return code, timed_out, shut_down
+
+
+class _Reaper:
+    """This process's reaper (runners/reaper.py): told of each command's group.
+
+    Started on first use. Announcing is one write of a few bytes to a pipe
+    (atomic, so threads need no lock). Should the reaper die, the next
+    announcement starts another and tells it of every group running.
+    """
+
+    SCRIPT = Path(__file__).with_name("reaper.py")
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fd = -1
+        self._owner = 0  # the pid that started it: a forked child needs its own
+        self._start_lock = threading.Lock()
+        self._failed = False  # could not start one: commands still run, unguarded
+
+    def announce(self, line: bytes) -> None:
+        fd = self._fd if self._owner == os.getpid() else self._start()
+        if fd < 0:
+            return
+        try:
+            os.write(fd, line)
+        except OSError:  # it died (or was killed): start another with what runs now
+            fd = self._start(replace=fd)
+            if fd >= 0 and line.startswith(b"+"):
+                with contextlib.suppress(OSError):
+                    os.write(fd, line)
+
+    def _start(self, replace: int | None = None) -> int:
+        with self._start_lock:
+            if self._owner == os.getpid() and self._fd != replace:
+                return self._fd  # another thread started it meanwhile
+            if self._failed:
+                return -1
+            if self._proc is not None and self._owner == os.getpid():
+                LOG.warning("the reaper of audit commands ended; starting another")
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()  # type: ignore[union-attr]
+                self._proc.poll()
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", str(self.SCRIPT), str(os.getpid())],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,  # no terminal's Ctrl-C; it ends with our pipe
+                )
+            except OSError as exc:
+                self._failed = True
+                LOG.warning("cannot start the reaper of audit commands (%s): commands of "
+                            "an engine that dies are not killed", exc)  # fmt: skip
+                return -1
+            self._proc, self._fd, self._owner = proc, proc.stdin.fileno(), os.getpid()  # type: ignore[union-attr]
+            with _lock:
+                running = list(_running)
+        with contextlib.suppress(OSError):
+            for pgid in running:
+                os.write(self._fd, b"+%d\n" % pgid)
+        return self._fd
+
+
+_reaper = _Reaper()
 
 
 def _killpg(pgid: int) -> None:

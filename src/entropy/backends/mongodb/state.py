@@ -70,7 +70,8 @@ class MongoStateStore(StateStore):
         {Capability.SHARED_ENGINES, Capability.SCHEMA_MIGRATIONS, Capability.PERSISTENT}
     )
 
-    def __init__(self, url: str, check_schema: bool = True) -> None:
+    def __init__(self, url: str, check_schema: bool = True, **_opened: object) -> None:
+        """_opened: read_only, timeouts (see open_state_store); the client's own timeouts hold."""
         super().__init__(url)
         self.mongo = Mongo(url)
         self.where = self.mongo.where

@@ -28,10 +28,21 @@ _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable
                        "disk i/o error")  # fmt: skip
 
 
-def translate(exc: SQLAlchemyError, where: str) -> StoreError:
-    """The typed error for `exc`, its message naming the store `where`."""
-    kind = _kind(exc)
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
+def translate(
+    exc: SQLAlchemyError,
+    where: str,
+    reason: str | None = None,
+    kind: type[StoreError] | None = None,
+) -> StoreError:
+    """The typed error for `exc`, its message naming the store `where`.
+
+    reason, kind: what the caller knows better (connecting.explain: what timed
+    out, a full disk); by default the driver's first line and the code's kind.
+    """
+    kind = kind or _kind(exc)
+    if reason is not None:
+        pass
+    elif isinstance(exc, DBAPIError) and exc.orig is not None:
         reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc.orig)
     else:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

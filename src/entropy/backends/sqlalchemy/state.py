@@ -9,10 +9,12 @@ serves the three databases; driver errors become typed StoreErrors in
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import threading
+import urllib.parse
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -36,7 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ...catalogdiff import SyncScope
-from ...errors import BackendError, SchemaOutOfDate
+from ...errors import BackendError, NoState, SchemaOutOfDate, StoreUnavailable
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
 from ...progress import Bar
 from ...removal import RemovalPolicy
@@ -48,10 +50,12 @@ from ..base import (
     ScheduleRow,
     StateDump,
     StateStore,
+    Timeouts,
 )
 from ..retry import retried_on_race
 from ..syncplan import disabled_state, latest_of, plan_sync
 from . import bulk, kept_disables, rowtext, schema
+from .connecting import engine_arguments, explain
 from .errors import translate
 from .repair_store import SqlRepairStore
 from .tables import UTCDateTime, audits, results
@@ -59,40 +63,53 @@ from .tables import UTCDateTime, audits, results
 LOG = logging.getLogger(__name__)
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
+_PRUNE_BATCH = 5000  # history rows deleted per transaction
 
 
-def create_sql_engine(url: str) -> Engine:
-    """An engine for URL with the settings Entropy relies on, or a clear BackendError."""
+def create_sql_engine(url: str, bounds: Timeouts | None = None, read_only: bool = False) -> Engine:
+    """An engine for URL with the settings Entropy relies on, or a clear BackendError.
+
+    Every connection is time-bounded (see connecting.Timeouts). read_only: a
+    SQLite file is opened read-only, and one that is not there is NoState.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise BackendError(f"invalid database URL {url!r}") from None
+    bounds = bounds or Timeouts()
     # An audit's odd metric value (a Decimal, a datetime) stores as text, never fails a write.
     options: dict[str, Any] = {"future": True, "json_serializer": _to_json}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not read_only:
+            parent = Path(parsed.database).expanduser().parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendError(
+                    f"state store {safe_url(url)}: cannot create {parent}: {exc.strerror}"
+                ) from None
     else:
         options["pool_pre_ping"] = True
         if parsed.get_backend_name() in ("mysql", "mariadb"):
             # Engines share rows: in READ COMMITTED an UPDATE locks only the rows it
             # changes, not every row it scans (InnoDB's REPEATABLE READ default).
             options["isolation_level"] = "READ COMMITTED"
+    opened, options["connect_args"], on_connect = engine_arguments(parsed, bounds, read_only)
     try:
-        engine = create_engine(parsed, **options)
+        engine = create_engine(opened, **options)
     except NoSuchModuleError:
         raise BackendError(f"no SQLAlchemy dialect for {parsed.drivername!r}") from None
     except ModuleNotFoundError as exc:
         extra = {"postgresql": "postgresql", "mysql": "mysql"}.get(parsed.get_backend_name(), "")
         hint = f"; install it with: pip install 'entropy[{extra}]'" if extra else ""
         raise BackendError(f"database driver {exc.name!r} is not installed{hint}") from None
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+    if on_connect is not None:
+        event.listen(engine, "connect", on_connect)
     return engine
 
 
 @contextmanager
-def _schema_lock(engine: Engine) -> Iterator[None]:
+def _schema_lock(engine: Engine, url: str) -> Iterator[None]:
     """Serialise schema creation between processes sharing one SQLite file.
 
     create_all checks, then creates; two processes starting together (an
@@ -102,22 +119,20 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
     if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
         yield
         return
-    with open(f"{Path(database).expanduser()}.lock", "a") as lock:
+    path = f"{Path(database).expanduser()}.lock"
+    try:
+        lock = open(path, "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        full = " (disk full)" if exc.errno == errno.ENOSPC else ""
+        raise BackendError(
+            f"state store {safe_url(url)}: cannot create {path}: {exc.strerror}{full}"
+        ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # Wait for locks rather than fail; first, since switching to WAL takes one.
-    cursor.execute("PRAGMA busy_timeout=10000")
-    # WAL lets readers (status, plan) work while an engine writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def safe_url(url: str) -> str:
@@ -133,9 +148,22 @@ class SqlStateStore(StateStore):
 
     name = "sql"
 
-    def __init__(self, url: str, check_schema: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        check_schema: bool = True,
+        *,
+        read_only: bool = False,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        """read_only: for commands that only read (a SQLite file that is not there is NoState).
+
+        timeouts: the time bounds of every connection (default: Timeouts()).
+        """
         super().__init__(url)
-        self.engine = create_sql_engine(url)
+        self.read_only = read_only
+        self.timeouts = timeouts or Timeouts()
+        self.engine = create_sql_engine(url, self.timeouts, read_only)
         self._writer = _HotWriter(self.engine)
         database = self.engine.url.database
         file = self.engine.url.get_backend_name() != "sqlite" or database not in (
@@ -163,13 +191,28 @@ class SqlStateStore(StateStore):
     def _ensure_schema(self) -> None:
         """Upgrade a SQLite file in place; refuse a shared database that is behind."""
         needed = schema.head()
-        with _schema_lock(self.engine), self._connect() as conn:
-            at = schema.current(conn)
+        if self.read_only:  # no lock file, no upgrade: this command only reads
+            with self._connect() as conn:
+                at = schema.current(conn)
+                sqlite = conn.dialect.name == "sqlite"
             if at == needed:
                 return
-            if conn.dialect.name == "sqlite":
-                schema.upgrade(conn)
-                return
+            if sqlite and at is None:  # an empty file (an earlier version left it)
+                raise NoState(self.engine.url.database)
+            if sqlite:
+                raise BackendError(
+                    f"state store {safe_url(self.url)} is at revision {at}; this Entropy needs "
+                    f"revision {needed}. Run `entropy db upgrade` (or `entropy sync`), then "
+                    "this command again"
+                )
+        else:
+            with _schema_lock(self.engine, self.url), self._connect() as conn:
+                at = schema.current(conn)
+                if at == needed:
+                    return
+                if conn.dialect.name == "sqlite":
+                    schema.upgrade(conn)
+                    return
         state = f"is at revision {at}" if at else "has no Entropy tables"
         raise SchemaOutOfDate(
             f"state store {safe_url(self.url)} {state}; this Entropy needs revision {needed}. "
@@ -185,7 +228,7 @@ class SqlStateStore(StateStore):
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Bring the schema to this version's head; return (before, after)."""
-        with _schema_lock(self.engine), self._connect() as conn:
+        with _schema_lock(self.engine, self.url), self._connect() as conn:
             before = schema.current(conn)
             schema.upgrade(conn)
             return before, schema.current(conn) or ""
@@ -209,7 +252,20 @@ class SqlStateStore(StateStore):
             with self._writer.begin() if hot else self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise translate(exc, safe_url(self.url)) from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: SQLAlchemyError) -> BackendError:
+        """The typed error naming the store and what went wrong (what timed out, a full disk).
+
+        A full disk is StoreUnavailable: the engine keeps the results and
+        retries (someone frees space), rather than dropping them as refused.
+        """
+        url = self.engine.url
+        database = url.database if url.get_backend_name() == "sqlite" else None
+        if database and database.startswith("file:"):  # opened read-only (a URI)
+            database = urllib.parse.unquote(database[5:].partition("?")[0])
+        why, disk_full = explain(exc, self.timeouts, database)
+        return translate(exc, safe_url(self.url), why, StoreUnavailable if disk_full else None)
 
     def sync(
         self,
@@ -521,8 +577,22 @@ class SqlStateStore(StateStore):
         return taken
 
     def prune_results(self, before: datetime) -> int:
-        with self._connect() as conn:
-            return conn.execute(delete(results).where(results.c.finished_at < before)).rowcount
+        """Delete the history older than `before`, _PRUNE_BATCH rows per transaction.
+
+        One DELETE of a long backlog (a first prune after weeks) would run past
+        statement_timeout, fail, and be tried again every time, holding its
+        locks meanwhile; batches each finish in a moment and add up.
+        """
+        r, pruned = results.c, 0
+        while True:
+            with self._connect() as conn:
+                old = conn.execute(
+                    select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH)
+                ).scalars().all()
+                for chunk in _chunks(list(old)):
+                    pruned += conn.execute(delete(results).where(r.id.in_(chunk))).rowcount
+            if len(old) < _PRUNE_BATCH:
+                return pruned
 
     def results(
         self,

@@ -1,0 +1,96 @@
+"""Real faults for tests: a database that never answers, a small tmpfs (read-only or full).
+
+Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the tests
+that need it skip and say why, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
+
+class SilentServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never says a word."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self._listener.getsockname()[1]
+        self.accepted = 0
+        self.first_accepted_at: float | None = None  # time.monotonic()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            self._held.append(conn)  # kept open, never read from nor written to
+            if self.first_accepted_at is None:
+                self.first_accepted_at = time.monotonic()
+            self.accepted += 1
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _cannot_mount(reason: str) -> None:
+    if UNDER_CI:
+        pytest.fail(f"cannot mount a tmpfs: {reason} (CI=true: these tests must run)")
+    pytest.skip(f"cannot mount a tmpfs ({reason}): needs root with CAP_SYS_ADMIN")
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str = "4m") -> Iterator[Path]:
+    """A fresh tmpfs of `size` mounted at where (created), unmounted afterwards."""
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "none", str(where)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode:
+        _cannot_mount(done.stderr.strip() or f"mount exited {done.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def remount_read_only(where: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+
+
+def fill(where: Path) -> Path:
+    """Write a file in where until its filesystem is full; the file, for freeing it later."""
+    path = where / "filler"
+    with open(path, "wb", buffering=0) as out:
+        for size in (65536, 4096, 512):  # smaller writes take what bigger ones left
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    return path
