@@ -177,14 +177,16 @@ def held_bytes(scheduler: Scheduler) -> dict[str, int]:
     assert catalog is not None
     seen: set[int] = set()
     held = {
-        "scheduler: time table": _walk([scheduler._table], seen),
-        "scheduler: ids array": _walk([scheduler._ids], seen),
+        "scheduler: time table": _walk([scheduler._table, scheduler._when], seen),
+        "scheduler: pairs by index (LivePairs)": _walk(
+            [scheduler._live.host_of, scheduler._live.schedule_of, scheduler._live.ids], seen
+        ),
         "scheduler: in flight": _walk([scheduler._out], seen),
         "catalog: hosts": _walk([catalog.hosts], seen),
         "catalog: scripts, schedules": _walk(
             [catalog.scripts, catalog.schedules, catalog.sources], seen
         ),
-        # A PairTable (index arrays) once the scheduler has compacted them, else Pair objects.
+        # PairBlocks: a schedule x an array of host positions per block.
         "catalog: pairs": _walk([catalog.pairs], seen),
     }
     return held
