@@ -179,10 +179,9 @@ class Scheduler:
     def _full(self, now: datetime) -> SyncReport:
         """Sync every row, build a new table off the lock, swap it in."""
         started = time.monotonic()
+        self._track_moves()
         catalog = self.backend.load()
         report = self.backend.sync(catalog, now, previous=self.catalog, actor=self.actor)
-        with self._lock:
-            self._moved = {}
         built = self._build(catalog, self.backend.state.schedule_rows())
         live, index, when, table, count, disabled_ids = built
         del built
@@ -269,6 +268,7 @@ class Scheduler:
         started = time.monotonic()
         previous = self.catalog
         assert previous is not None
+        self._track_moves()
         catalog = self.backend.load()
         scope = changed_scope(previous, catalog)
         if extra:
@@ -277,8 +277,6 @@ class Scheduler:
         if scope:
             report = self.backend.sync(catalog, now, previous=previous, actor=self.actor,
                                        scope=scope)  # fmt: skip
-            with self._lock:
-                self._moved = {}
             rows = self.backend.state.schedule_rows(scope=scope)
             wanted = {pair.key: pair for pair in pairs_in(catalog, scope)}
             old = self._live.find(scope.audits, scope.hosts)
@@ -289,13 +287,20 @@ class Scheduler:
         else:
             with self._catalog_lock, self._lock:
                 self._repoint(previous, catalog, scope)
-                self._catalog = catalog
+                self._catalog, self._moved = catalog, None
         # Operator disables (`entropy disable/enable`) change rows, not definitions.
         self._retime(self.backend.state.disabled_ids() ^ self._disabled)
         self.last_refresh = (
             f"incremental, {scope.describe()} changed, {time.monotonic() - started:.2f}s"
         )
         return report
+
+    def _track_moves(self) -> None:
+        """From now until the swap, note what done() puts back: rows read meanwhile may not
+        show it yet (the recorder writes a moment later), and the swap must not undo it."""
+        with self._lock:
+            if self._moved is None:
+                self._moved = {}
 
     def _apply(self, wanted: dict[Key, Pair], old: dict[Key, int],
                rows: dict[Key, ScheduleRow]) -> None:  # fmt: skip
