@@ -17,9 +17,11 @@ store handed in by a test) is re-synced in the engine's process instead.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from oslo_config import cfg
@@ -39,8 +41,13 @@ class ResyncJob:
 
     options: tuple[tuple[str | None, str, Any], ...]
     url: str
-    now: datetime
+    now: datetime  # the engine's clock when the job was made ...
     actor: str
+    wall: float = 0.0  # ... and time.time() then: the child reads its rows later
+
+    def now_in_child(self) -> datetime:
+        """The engine's clock moved on by the wall time since (the rows are read now)."""
+        return self.now + timedelta(seconds=max(time.time() - self.wall, 0.0))
 
 
 def backend_url(backend: Backend) -> str | None:
@@ -58,7 +65,7 @@ def backend_url(backend: Backend) -> str | None:
 
 
 def job_for(backend: Backend, url: str, now: datetime, actor: str) -> ResyncJob:
-    return ResyncJob(_options(backend.conf), url, now, actor)
+    return ResyncJob(_options(backend.conf), url, now, actor, time.time())
 
 
 def _options(conf: cfg.ConfigOpts) -> tuple[tuple[str | None, str, Any], ...]:
@@ -80,8 +87,11 @@ def full_resync(job: ResyncJob) -> tuple[SyncReport, list[Key]]:
     BackendError.
     """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        outcome = pool.submit(run_job, job).result()
+    try:
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            outcome = pool.submit(run_job, job).result()
+    except (BrokenProcessPool, OSError) as exc:  # killed, out of memory, cannot start
+        raise BackendError(f"the full re-sync's child process failed: {exc}") from exc
     kind, payload = outcome
     if kind == "ok":
         return payload
@@ -102,9 +112,11 @@ def run_job(job: ResyncJob) -> tuple[str, Any]:
     backend = fetch(conf, job.url)
     try:
         state = backend.state
-        before = _fingerprints(state.schedule_rows())
         catalog = backend.load()
-        report = backend.sync(catalog, job.now, actor=job.actor)
+        before = _fingerprints(state.schedule_rows())
+        # When the rows are read: a row recorded since the job was made has a next_run
+        # up to an interval past that, which the job's `now` would take for old timing.
+        report = backend.sync(catalog, job.now_in_child(), actor=job.actor)
         del catalog
         # Rows it removed need no re-reading: their pairs are in no catalog (or the
         # engine's own comparison of catalogs covers them).

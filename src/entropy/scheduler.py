@@ -181,6 +181,9 @@ class Scheduler:
         started = time.monotonic()
         self._track_moves()
         catalog = self.backend.load()
+        # The time the rows are read, not the refresh's start: a row recorded since has a
+        # next_run up to an interval past now, which an older `now` takes for old timing.
+        now = self.clock.now()
         report = self.backend.sync(catalog, now, previous=self.catalog, actor=self.actor)
         built = self._build(catalog, self.backend.state.schedule_rows())
         live, index, when, table, count, disabled_ids = built
@@ -275,6 +278,7 @@ class Scheduler:
             scope = scope | extra
         report = None
         if scope:
+            now = self.clock.now()  # as in _full: when the rows are read
             report = self.backend.sync(catalog, now, previous=previous, actor=self.actor,
                                        scope=scope)  # fmt: skip
             rows = self.backend.state.schedule_rows(scope=scope)

@@ -324,3 +324,28 @@ def test_what_done_puts_back_during_a_refresh_is_not_undone_by_its_swap(
     assert scheduler.last_refresh.startswith("full" if full else "incremental")
     got = table(scheduler)
     assert {key: got[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_a_result_recorded_while_a_refresh_loads_keeps_its_next_run(
+    make: Any, clock: FakeClock, full: bool
+) -> None:
+    """The sync compares next_runs with the time it reads the rows: a slot recorded after
+    the refresh began (next_run up to an interval past it) is not old timing to re-splay."""
+    scheduler = make(max_removal=1)
+    key = ("b", "h2.example")
+    load = scheduler.backend.load
+
+    def load_taking_a_minute() -> Any:  # meanwhile the engine records a result
+        catalog = load()
+        clock.advance(seconds=60)
+        by_hand(scheduler, key, next_run=clock.now() + timedelta(hours=1))
+        return catalog
+
+    scheduler.backend.load = load_taking_a_minute  # type: ignore[method-assign]
+    if not full:  # h2's address changes: its rows are in the incremental sync's scope
+        rewrite(make, hosts={**HOSTS, "h2.example": {"ip_address": "10.0.9.2",
+                                                     "host_type": "web"}})  # fmt: skip
+    assert scheduler.refresh(full=full)
+    assert scheduler.last_refresh.startswith("full" if full else "incremental")
+    assert rows(scheduler)[key].next_run == clock.now() + timedelta(hours=1)
