@@ -30,6 +30,7 @@ import entropy.runners
 from entropy.backends import Backend
 from entropy.clock import SystemClock
 from entropy.engine import Engine, EngineSettings
+from entropy.gctuning import collector_paused
 from entropy.model import Result
 from entropy.scheduler import Scheduler
 
@@ -188,7 +189,7 @@ class EngineHarness:
     def __init__(self, backend: Backend, max_workers: int, mark: float | None = None) -> None:
         self.backend = backend
         self.clock = SystemClock()
-        self.scheduler = Scheduler(backend, self.clock)
+        self.scheduler = Scheduler(backend, self.clock, around_first_load=collector_paused)
         self.engine = Engine(
             backend,
             self.scheduler,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from entropy.clock import SystemClock
+from entropy.gctuning import collector_paused
 from entropy.scheduler import Scheduler
 
 from ..common import (
@@ -140,7 +141,8 @@ def measure_memory(fleet: Fleet, state_url: str, breakdown: bool) -> dict[str, A
     """In this (fresh) process: RSS around the first refresh of a new Scheduler."""
     backend = open_backend(fleet, state_url)
     try:
-        scheduler = Scheduler(backend, SystemClock())
+        # As `entropy engine run` makes it (the collector paused over its first load).
+        scheduler = Scheduler(backend, SystemClock(), around_first_load=collector_paused)
         meters = meter_refresh(scheduler)  # opens the state store: part of the baseline
         release_free_memory()
         before = rss_mib()

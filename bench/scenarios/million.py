@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from entropy.clock import SystemClock
+from entropy.gctuning import collector_paused
 from entropy.scheduler import Scheduler
 
 from ..common import (
@@ -183,7 +184,8 @@ def first_start(fleet: Fleet, state_url: str) -> dict[str, Any]:
     try:
         before = rss_mib()
         started = time.perf_counter()
-        scheduler = Scheduler(backend, SystemClock(), refresh_in_background=False)
+        scheduler = Scheduler(backend, SystemClock(), refresh_in_background=False,
+                              around_first_load=collector_paused)  # as `engine run` does
         scheduler.refresh()
         took = time.perf_counter() - started
         return {"seconds": took, "peak_mib": peak_rss_mib(), "rss_before_mib": before,
@@ -201,7 +203,8 @@ def refreshes(root: Path, fleet: Fleet, state_url: str) -> dict[str, Any]:
         started = time.perf_counter()
         # As an engine does: the full re-syncs after the first in a child process.
         scheduler = Scheduler(backend, SystemClock(), refresh_in_background=False,
-                              full_resync_in_child=True)  # fmt: skip
+                              full_resync_in_child=True,
+                              around_first_load=collector_paused)  # fmt: skip
         scheduler.refresh()
         restart = {"seconds": time.perf_counter() - started, "rss_mib": rss_mib()}
         for step in STEPS:

@@ -45,6 +45,7 @@ from .definitions import Problems, parse_entry, parse_hosts, parse_schedules, pa
 from .engine import Engine, EngineSettings
 from .errors import DurationError, EntropyError, NotFound, ValidationError
 from .events import Events
+from .gctuning import collector_paused
 from .jsonout import print_json, to_json
 from .model import AuditRow, Catalog, Outcome, Pair, Result
 from .progress import progress_on_terminal
@@ -293,7 +294,7 @@ def sync(session: Session, force: bool, as_json: bool) -> None:
     """
     backend = session.backend
     try:
-        with progress_on_terminal(quiet=as_json):  # a million rows take a while
+        with progress_on_terminal(quiet=as_json), collector_paused():  # a million rows
             catalog = backend.load()
             report = backend.sync(catalog, session.clock.now(), force=force, actor=_actor("sync"))
     except RemovalRefused as exc:
@@ -949,7 +950,8 @@ def engine_run(
     scheduler = Scheduler(backend, session.clock, session.option("refresh_interval"),
                           actor=f"engine {settings.engine_id}",
                           full_resync_interval=session.option("full_resync_interval"),
-                          first_load_progress=not as_json)  # fmt: skip
+                          first_load_progress=not as_json,
+                          around_first_load=collector_paused)  # fmt: skip
     printer = _print_result_json if as_json else _print_result_line
     events = session.events()
     repairer = Repairer(

@@ -18,6 +18,7 @@ from .backends.base import safe_url
 from .definitions import Problems
 from .dump import write_dir, write_file
 from .errors import BackendError
+from .gctuning import collector_paused
 from .jsonout import print_json
 from .model import Catalog
 from .progress import progress_on_terminal
@@ -102,7 +103,7 @@ def import_command(
             )
         if with_state:  # open both stores now: a store that is behind fails before any write
             _ = (src.state, dst.state)
-        with progress_on_terminal(quiet=as_json):  # a large fleet takes a while
+        with progress_on_terminal(quiet=as_json), collector_paused():  # a large fleet
             catalog = src.load()  # a problem in SRC's definitions changes nothing at DST
             removed = check_state_copy(src, dst, force) if with_state else 0
             dst.write_definitions(catalog)

@@ -33,9 +33,11 @@ import logging
 import threading
 import time
 from array import array
-from collections.abc import Collection, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from . import resync
 from .backends import Backend
@@ -87,8 +89,12 @@ class Scheduler:
         full_resync_interval: float = 3600.0,
         first_load_progress: bool = False,
         full_resync_in_child: bool | None = None,
+        around_first_load: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         """first_load_progress: show the first refresh's progress on a terminal (the CLI).
+
+        around_first_load: a context the first refresh runs in, as the program that
+        makes the scheduler chooses (`entropy engine run`: gctuning.collector_paused).
 
         full_resync_in_child: run the full re-syncs after the first in a process of
         their own (entropy.resync); by default when refreshes run in the background.
@@ -129,6 +135,7 @@ class Scheduler:
         self._refreshing = threading.Lock()  # one refresh (or retime) at a time
         self._retime_after: set[int] = set()  # rows to re-read once a refresh ends
         self.first_load_progress = first_load_progress
+        self.around_first_load = around_first_load or nullcontext
         self.full_resync_in_child = (
             refresh_in_background if full_resync_in_child is None else full_resync_in_child
         )
@@ -151,7 +158,8 @@ class Scheduler:
             self._signature = self.backend.definitions_signature()
             try:
                 if self.catalog is None:
-                    with progress_on_terminal(quiet=not self.first_load_progress):
+                    with (progress_on_terminal(quiet=not self.first_load_progress),
+                          self.around_first_load()):  # fmt: skip
                         report = self._full(now)
                 elif not full:
                     report = self._incremental(now)

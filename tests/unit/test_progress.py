@@ -58,3 +58,31 @@ def test_an_engines_first_load_shows_progress_only_when_asked(
         assert "inserting audit rows: 8" in first and "building the time table: 8" in first
     else:
         assert first == ""
+
+
+def test_the_collector_is_paused_only_where_a_program_asks(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Library code leaves the cyclic GC alone; `around_first_load` is the program's choice."""
+    import gc
+
+    from entropy.gctuning import collector_paused
+
+    seen: list[bool] = []
+    conf = load_conf()
+    conf.set_override("state_connection", f"sqlite:///{tmp_path}/s.sqlite", group="dir")
+    backend = fetch(conf, f"dir:{write_fleet('dir', tmp_path / 'fleet')}")
+    load = backend.load
+    backend.load = lambda: seen.append(gc.isenabled()) or load()  # type: ignore[method-assign]
+    try:
+        assert gc.isenabled()
+        plain = Scheduler(backend, clock, refresh_in_background=False)
+        plain.refresh()
+        plain.refresh(full=True)
+        paused = Scheduler(backend, clock, refresh_in_background=False,
+                           around_first_load=collector_paused)  # fmt: skip
+        paused.refresh()
+        paused.refresh(full=True)  # only the first load
+    finally:
+        backend.close()
+    assert seen == [True, True, False, True] and gc.isenabled()
