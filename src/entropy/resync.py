@@ -29,6 +29,7 @@ from oslo_config import cfg
 from .backends import Backend, Capability
 from .config import list_opts, load_conf
 from .errors import BackendError, ConfigError, EntropyError, ValidationError
+from .gctuning import collector_paused
 from .model import SyncReport
 from .removal import RemovalRefused
 
@@ -104,7 +105,12 @@ def full_resync(job: ResyncJob) -> tuple[SyncReport, list[Key]]:
 
 def run_job(job: ResyncJob) -> tuple[str, Any]:
     """In the child: load, sync every row, and say which rows the table must re-read."""
-    from .backends import fetch  # the child's own imports
+    with collector_paused():  # the child is a program of its own, doing bulk work only
+        return _run_job(job)
+
+
+def _run_job(job: ResyncJob) -> tuple[str, Any]:
+    from .backends import fetch
 
     conf = load_conf()
     for group, name, value in job.options:
