@@ -30,6 +30,7 @@ import entropy.runners
 from entropy.backends import Backend
 from entropy.clock import SystemClock
 from entropy.engine import Engine, EngineSettings
+from entropy.gctuning import collector_paused
 from entropy.model import Result
 from entropy.scheduler import Scheduler
 
@@ -188,7 +189,7 @@ class EngineHarness:
     def __init__(self, backend: Backend, max_workers: int, mark: float | None = None) -> None:
         self.backend = backend
         self.clock = SystemClock()
-        self.scheduler = Scheduler(backend, self.clock)
+        self.scheduler = Scheduler(backend, self.clock, around_first_load=collector_paused)
         self.engine = Engine(
             backend,
             self.scheduler,
@@ -223,9 +224,9 @@ class EngineHarness:
         self.idle = IdleMeter(self.engine, self.scheduler)
         refresh = self.scheduler.refresh
 
-        def noting_refresh() -> bool:
+        def noting_refresh(full: bool | None = None) -> bool:
             started = time.perf_counter()
-            ok = refresh()
+            ok = refresh(full)
             if self.ready_at is None:
                 self.ready_at = time.time()
             else:
@@ -319,7 +320,9 @@ def meter_refresh(scheduler: Scheduler) -> dict[str, Meter]:
     backend.sync = meters["sync"].wrap(backend.sync)  # type: ignore[method-assign]
     state = backend.state
     state.schedule_rows = meters["schedule_rows"].wrap(state.schedule_rows)  # type: ignore[method-assign]
-    scheduler._rebuild = meters["rebuild"].wrap(scheduler._rebuild)  # type: ignore[method-assign]
+    # The table: built anew (a full refresh) or changed in place (an incremental one).
+    scheduler._build = meters["rebuild"].wrap(scheduler._build)  # type: ignore[method-assign]
+    scheduler._apply = meters["rebuild"].wrap(scheduler._apply)  # type: ignore[method-assign]
     return meters
 
 

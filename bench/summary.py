@@ -93,12 +93,15 @@ def build(results: list[dict[str, Any]]) -> dict[str, Any]:
     t = _Table()
     by_name: dict[str, dict[str, Any]] = {}
     dispatch: dict[str, dict[str, Any]] = {}
+    million: dict[str, dict[str, Any]] = {}
     for result in results:
         if result.get("skipped"):
             t.notes.append(f"{result['scenario']} skipped: {result['skipped']}")
             continue
         if result["scenario"] == "dispatch":
             dispatch[result["params"].get("store", "sqlite")] = result
+        elif result["scenario"] == "million":
+            million[result["params"].get("store", "sqlite")] = result
         else:
             by_name[result["scenario"]] = result
     aps = _peer(by_name.get("apscheduler"))
@@ -112,6 +115,8 @@ def build(results: list[dict[str, Any]]) -> dict[str, Any]:
     _engines(t, by_name.get("engines"))
     _monitoring(t, by_name.get("monitoring"))
     _ssh(t, by_name.get("ssh"))
+    for store in ("sqlite", "postgresql"):
+        _million(t, million.get(store))
     _own_targets(t, results)
     if aps:
         versions = by_name["apscheduler"]["params"]["versions"]
@@ -366,7 +371,30 @@ OWN_TARGETS = {
     ("ssh", "a_vs_b"): ("ssh: kind ssh / ssh per audit, audits/s", ""),
     ("ssh", "a_vs_c"): ("ssh: kind ssh / Ansible ad-hoc, audits/s", ""),
     ("ssh", "idle_kib"): ("ssh: RSS per idle connection, 1,000 held (KiB)", ""),
+    ("million", "first_start_s"): ("million: first start, 1,000,000 pairs", "s"),
+    ("million", "first_start_peak_mib"): ("million: peak RSS over the first start", "MiB"),
+    ("million", "one file_s"): ("million: one schedule file changed, applied", "s"),
+    ("million", "one file_peak_over_mib"): ("million: peak RSS over that refresh", "MiB"),
 }
+
+
+def _million(t: _Table, result: dict[str, Any] | None) -> None:
+    if not result:
+        return
+    p, s = result["params"], result["summary"]
+    name = f"million {p['pairs']:,} pairs, {p['store']}"
+    for key, measure, unit in (
+        ("first_start_s", "first start: validate + sync + time table", "s"),
+        ("first_start_peak_mib", "first start: peak RSS", "MiB"),
+        ("one file_s", "refresh, one schedule file changed (1% of pairs)", "s"),
+        ("one file_peak_over_mib", "  peak RSS over steady state", "MiB"),
+        ("no change_s", "refresh, nothing changed", "s"),
+        ("host gone_s", "refresh, one host removed", "s"),
+        ("full re-sync_s", "full re-sync (in a child process)", "s"),
+        ("full re-sync_peak_over_mib", "  engine's peak RSS over steady state", "MiB"),
+        ("child_peak_mib", "  the child's peak RSS", "MiB"),
+    ):
+        t.row(name, measure, unit, s.get(key), p["runs"])
 
 
 def _own_targets(t: _Table, results: list[dict[str, Any]]) -> None:

@@ -34,6 +34,7 @@ SCENARIOS: dict[str, str] = {
     "monitoring": "bench.scenarios.monitoring",
     "ssh": "bench.scenarios.ssh",
     "broker": "bench.scenarios.broker",
+    "million": "bench.scenarios.million",
 }
 
 

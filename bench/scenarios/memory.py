@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from entropy.clock import SystemClock
+from entropy.gctuning import collector_paused
 from entropy.scheduler import Scheduler
 
 from ..common import (
@@ -140,7 +141,8 @@ def measure_memory(fleet: Fleet, state_url: str, breakdown: bool) -> dict[str, A
     """In this (fresh) process: RSS around the first refresh of a new Scheduler."""
     backend = open_backend(fleet, state_url)
     try:
-        scheduler = Scheduler(backend, SystemClock())
+        # As `entropy engine run` makes it (the collector paused over its first load).
+        scheduler = Scheduler(backend, SystemClock(), around_first_load=collector_paused)
         meters = meter_refresh(scheduler)  # opens the state store: part of the baseline
         release_free_memory()
         before = rss_mib()
@@ -177,14 +179,16 @@ def held_bytes(scheduler: Scheduler) -> dict[str, int]:
     assert catalog is not None
     seen: set[int] = set()
     held = {
-        "scheduler: time table": _walk([scheduler._table], seen),
-        "scheduler: ids array": _walk([scheduler._ids], seen),
+        "scheduler: time table": _walk([scheduler._table, scheduler._when], seen),
+        "scheduler: pairs by index (LivePairs)": _walk(
+            [scheduler._live.host_of, scheduler._live.schedule_of, scheduler._live.ids], seen
+        ),
         "scheduler: in flight": _walk([scheduler._out], seen),
         "catalog: hosts": _walk([catalog.hosts], seen),
         "catalog: scripts, schedules": _walk(
             [catalog.scripts, catalog.schedules, catalog.sources], seen
         ),
-        # A PairTable (index arrays) once the scheduler has compacted them, else Pair objects.
+        # PairBlocks: a schedule x an array of host positions per block.
         "catalog: pairs": _walk([catalog.pairs], seen),
     }
     return held

@@ -22,8 +22,15 @@ seconds after the window.
 
 --refresh-at S asks the scheduler for a refresh S seconds into the window
 (as its refresh_interval, 300 s by default, or a changed file would): the
-refresh runs on the engine's loop thread, so its length shows up as
-lateness. Without it no refresh falls in the window.
+refresh runs on its own thread while the engine goes on, so what it costs
+the engine shows up as lateness. --refresh-kind says which refresh:
+"change" (the default) first rewrites the fleet's schedule file with one
+audit's timeout changed, so an incremental refresh re-syncs and re-times
+that audit's pairs (1 in --audits of them); "incremental" asks for one
+with nothing changed; "full" for a full re-sync of every row (what runs
+every full_resync_interval, in a child process); "full-in-process" for the
+same in the engine's process, as before issue 18, to compare. Without
+--refresh-at no refresh falls in the window.
 """
 
 from __future__ import annotations
@@ -107,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="request a scheduler refresh S seconds into the window (default: none)",
     )
     parser.add_argument(
+        "--refresh-kind",
+        choices=("change", "incremental", "full", "full-in-process"),
+        default="change",
+        help="with --refresh-at: which refresh (default: %(default)s; see above)",
+    )
+    parser.add_argument(
         "--stall",
         type=float,
         default=10.0,
@@ -160,6 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.drain,
                 args.stall,
                 args.refresh_at,
+                args.refresh_kind,
             )
             one.update(run=number, setup=prep, ready_slack_s=prep["first_due"] - one["ready_at"])
             problems += [f"run {number}: {p}" for p in _check(one, prep, args.pairs)]
@@ -172,6 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "audits": args.audits,
             "rate": args.rate,
             "refresh_at": args.refresh_at,
+            "refresh_kind": args.refresh_kind if args.refresh_at is not None else None,
             "seconds": args.seconds,
             "runs": args.runs,
             "max_workers": args.workers,
@@ -216,6 +231,7 @@ def measure_steady(
     drain: float,
     stall_after: float,
     refresh_at: float | None = None,
+    refresh_kind: str = "change",
 ) -> dict[str, Any]:
     """In this (fresh) process: run the engine through the window, then drain it."""
     window_end = first_slot + seconds
@@ -231,7 +247,11 @@ def measure_steady(
                 problem = harness.wait(
                     lambda: time.time() >= first_slot + refresh_at, stall_after, window_end + 1
                 )
-                harness.scheduler.request_refresh()
+                if refresh_kind == "change":
+                    _change_one_audit(fleet)
+                if refresh_kind == "full-in-process":
+                    harness.scheduler.full_resync_in_child = False
+                harness.scheduler.request_refresh(full=refresh_kind.startswith("full"))
             problem = problem or harness.wait(
                 lambda: time.time() >= window_end, stall_after, window_end + 1
             )
@@ -285,6 +305,16 @@ def measure_steady(
         "stop_s": harness.stop_s,
         "refreshes_s": harness.refreshes,
     }
+
+
+def _change_one_audit(fleet: Fleet) -> None:
+    """Give the first audit of the schedule file a timeout: its pairs' settings change."""
+    path = next(iter(sorted((fleet.location / "audits").glob("*.yaml"))))
+    lines = path.read_text().splitlines(keepends=True)
+    at = next(k for k, line in enumerate(lines) if line.strip().startswith(("run_every", "cron")))
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    lines.insert(at + 1, f"{indent}timeout: 7s\n")
+    path.write_text("".join(lines))
 
 
 def _check(run: dict[str, Any], prep: dict[str, Any], pairs: int) -> list[str]:
@@ -395,7 +425,8 @@ def render(result: dict[str, Any]) -> str:
         f"{p['timing']}: {p['rate']:,.0f} audits/s for {p['seconds']:g} s, no-op python "
         f"audits, max_workers {p['max_workers']}, SQLite state (fresh per run), "
         f"{p['runs']} run(s)"
-        + (f", refresh requested at {p['refresh_at']:g} s" if p["refresh_at"] is not None else ""),
+        + (f", {p.get('refresh_kind') or ''} refresh requested at {p['refresh_at']:g} s"
+           if p["refresh_at"] is not None else ""),
         context_line(result["environment"]),
         "",
         table(["measure", "median", "min..max", "target", "verdict"], rows),

@@ -2,4 +2,5 @@
 
 from .cli import main
 
-main(prog_name="entropy")
+if __name__ == "__main__":  # not when a spawned child (a full re-sync) imports it again
+    main(prog_name="entropy")

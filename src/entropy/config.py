@@ -24,7 +24,17 @@ DEFAULT_OPTS = [
         "refresh_interval",
         default=300,
         min=1,
-        help="Seconds between two reloads of the definitions by the scheduler.",
+        help="Seconds between two reloads of the definitions by the scheduler. Each reload "
+        "is incremental: only the files (or tables) that changed are read again, and only "
+        "the audit rows of what changed are synced.",
+    ),
+    cfg.IntOpt(
+        "full_resync_interval",
+        default=3600,
+        min=1,
+        help="Seconds between two full re-syncs by an engine: every audit row is compared "
+        "with the definitions and put right (a row removed or edited by other hands comes "
+        "back). The reloads between them (refresh_interval) look only at what changed.",
     ),
     cfg.StrOpt("engine_id", help="This engine's name in the state store. Default: HOSTNAME:PID."),
     cfg.StrOpt(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
@@ -29,12 +30,12 @@ from .model import (
     HostSsh,
     MonitorSettings,
     Outcome,
-    Pair,
     RepairRule,
     Schedule,
     Script,
     parse_jump,
 )
+from .pairs import PairBlocks
 from .placeholders import env_name
 from .scriptcheck import check_pairs, check_script
 from .timing import (
@@ -632,18 +633,23 @@ def _check_repairs(catalog: Catalog, problems: Problems) -> None:
             )
 
 
-def expand(catalog: Catalog, problems: Problems) -> list[Pair]:
-    """Schedules x hosts -> the desired (audit, host) pairs.
+def expand(catalog: Catalog, problems: Problems) -> PairBlocks:
+    """Schedules x hosts -> the desired (audit, host) pairs, as blocks (see entropy.pairs).
 
     A host's own entry beats a group's (as in Nagios); two groups that give
-    one pair different settings is an error naming both places.
+    one pair different settings is an error naming both places. An audit
+    scheduled once, on a group, with no host entry of its own (the common
+    case) costs no work per pair: its block is the group's array of hosts.
     """
-    members: dict[str, list[Host]] = defaultdict(list)
-    for host in catalog.hosts.values():
-        members[host.host_type].append(host)
+    host_list = list(catalog.hosts.values())
+    members: dict[str, array] = {}
+    for k, host in enumerate(host_list):
+        members.setdefault(host.host_type, array("I")).append(k)
         for group in host.groups:
             if group != host.host_type:
-                members[group].append(host)
+                found = members.setdefault(group, array("I"))
+                if not found or found[-1] != k:  # a group listed twice by one host
+                    found.append(k)
 
     chosen: dict[tuple[str, str], Schedule] = {}
     group_schedules: list[Schedule] = []
@@ -664,15 +670,36 @@ def expand(catalog: Catalog, problems: Problems) -> list[Pair]:
             else:
                 chosen[key] = schedule
 
-    own_entries = set(chosen)
+    position = {host.name: k for k, host in enumerate(host_list)} if chosen else {}
+    blocks: list[tuple[Schedule, array]] = [
+        (schedule, array("I", (position[host_name],)))
+        for (_, host_name), schedule in chosen.items()
+    ]
+    own: dict[str, set[int]] = defaultdict(set)  # audit -> hosts with an entry of their own
+    for audit_name, host_name in chosen:
+        own[audit_name].add(position[host_name])
+    per_audit: dict[str, int] = defaultdict(int)
+    for schedule in group_schedules:
+        per_audit[schedule.audit_name] += 1
+    taken: dict[str, dict[int, Schedule]] = defaultdict(dict)  # the first schedule wins
     clashes: dict[tuple[int, int], tuple[Schedule, Schedule, list[str]]] = {}
     for schedule in group_schedules:
-        for host in members[schedule.target]:
-            key = (schedule.audit_name, host.name)
-            seen = chosen.setdefault(key, schedule)
-            if seen is schedule or key in own_entries or seen.settings() == schedule.settings():
+        audit_name, positions = schedule.audit_name, members[schedule.target]
+        if per_audit[audit_name] == 1 and audit_name not in own:
+            blocks.append((schedule, positions))  # shared with the group: never changed
+            continue
+        mine, firsts, kept = own.get(audit_name, ()), taken[audit_name], array("I")
+        for k in positions:
+            if k in mine:
                 continue
-            clashes.setdefault((id(seen), id(schedule)), (seen, schedule, []))[2].append(host.name)
+            seen = firsts.setdefault(k, schedule)
+            if seen is schedule:
+                kept.append(k)
+            elif seen.settings() != schedule.settings():
+                clash = clashes.setdefault((id(seen), id(schedule)), (seen, schedule, []))
+                clash[2].append(host_list[k].name)
+        if kept:
+            blocks.append((schedule, kept))
     for first, second, clashed in clashes.values():
         hosts_text = repr(clashed[0]) + (
             f" and {len(clashed) - 1} more" if len(clashed) > 1 else ""
@@ -683,16 +710,11 @@ def expand(catalog: Catalog, problems: Problems) -> list[Pair]:
             f"{first.target!r} ({first.where}) and {second.target!r} with different "
             f"settings; give the host its own entry or make them agree",
         )
-
-    hosts = catalog.hosts
-    return [
-        Pair(audit_name, host_name, hosts[host_name].ip_address, schedule)
-        for (audit_name, host_name), schedule in chosen.items()
-    ]
+    return PairBlocks(host_list, blocks)
 
 
 def _target_problem(
-    schedule: Schedule, catalog: Catalog, members: dict[str, list[Host]]
+    schedule: Schedule, catalog: Catalog, members: dict[str, array]
 ) -> str | None:
     passive = schedule.monitoring is not None and schedule.monitoring.passive
     if schedule.audit_name not in catalog.scripts and not passive:

@@ -741,7 +741,8 @@ class Heartbeat:
             state.renew_leases(
                 settings.engine_id, engine.owned(), now + timedelta(seconds=settings.lease)
             )
-            recovered = state.recover_expired(now, settings.max_clock_skew)
+            taken = state.take_back_expired(now, settings.max_clock_skew)
+            recovered = len(taken)
         except BackendError as exc:
             lasting = not isinstance(exc, (StoreUnavailable, StoreConflict))
             if not self.failures or (lasting and self.failures % self._repeat == 0):
@@ -754,7 +755,11 @@ class Heartbeat:
         if recovered:
             self.recovered += recovered
             LOG.warning("took back %d audits whose engine's lease ran out", recovered)
-            engine.scheduler.request_refresh()
+            try:  # only those rows are read again
+                engine.scheduler.retime(taken)
+            except BackendError as exc:
+                LOG.error("could not re-read the rows taken back, refreshing instead: %s", exc)
+                engine.scheduler.request_refresh()
         if stop_asked and not engine._stopping.is_set():
             LOG.warning("asked to stop through the state store; stopping")
             engine.stop()

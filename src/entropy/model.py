@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from difflib import get_close_matches
@@ -315,7 +316,7 @@ class Catalog:
     scripts: dict[str, Script]
     schedules: list[Schedule]
     sources: list[str] = field(default_factory=list)
-    pairs: list[Pair] = field(default_factory=list)
+    pairs: Sequence[Pair] = field(default_factory=list)  # a PairBlocks once loaded
     repairs: dict[str, RepairRule] = field(default_factory=dict)
     downtimes: dict[str, Downtime] = field(default_factory=dict)
 

@@ -7,8 +7,9 @@ each. These tables keep 8-byte numbers in arrays instead.
 - TimeTable: (ms, index) entries by due time, in one array per second of
   due time, sorted when that second comes up. Pushing is an append; popping
   what is due takes a sorted slice.
-- PairTable: the pairs as two arrays of indexes (host, schedule); a Pair is
-  made when one is asked for, which is when it falls due.
+- LivePairs: the pairs as two arrays of indexes (host, schedule) and their
+  row ids; a Pair is made when one falls due. Indexes stay put across
+  incremental refreshes.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import heapq
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from typing import overload
 
 from .model import Host, Pair, Schedule
+from .pairs import PairBlocks
 
 INDEX_BITS = 24  # up to 16.7 million pairs
 INDEX_MASK = (1 << INDEX_BITS) - 1
@@ -48,6 +49,26 @@ class TimeTable:
             self._len += 1
         self._seconds = list(buckets)
         heapq.heapify(self._seconds)
+
+    @classmethod
+    def of_times(cls, when: array, absent: int) -> TimeTable:
+        """A table of (when[i], i) for every i whose when[i] is not `absent`."""
+        table = cls()
+        buckets = table._buckets
+        count = 0
+        for index, ms in enumerate(when):
+            if ms == absent:
+                continue
+            second, rest = divmod(ms, 1000)
+            bucket = buckets.get(second)
+            if bucket is None:
+                bucket = buckets[second] = array("q")
+            bucket.append((rest << INDEX_BITS) | index)
+            count += 1
+        table._len = count
+        table._seconds = list(buckets)
+        heapq.heapify(table._seconds)
+        return table
 
     def __len__(self) -> int:
         return self._len
@@ -125,59 +146,116 @@ class TimeTable:
                 yield base + (e >> INDEX_BITS), e & INDEX_MASK
 
 
-class PairTable(Sequence[Pair]):
-    """A catalog's pairs, as indexes into its hosts and schedules; Pairs made on demand."""
+class LivePairs:
+    """The scheduler's pairs, by index: indexes stay put while refreshes change the pairs.
 
-    __slots__ = ("_host_of", "_hosts", "_schedule_of", "_schedules")
+    A pair is two slots (its host's, its schedule's) and its row id, in
+    arrays: about 16 bytes, and no object until it falls due. An
+    incremental refresh changes the pairs it touches in place: a kept pair
+    keeps its index (so the engine's in-flight audits and the time table
+    stay valid), a new one is appended, a removed one is marked dead. Dead
+    slots are reclaimed when a full refresh builds a new one.
+    """
 
-    def __init__(self, hosts: list[Host], schedules: list[Schedule], host_of: array,
-                 schedule_of: array) -> None:  # fmt: skip
-        self._hosts, self._schedules = hosts, schedules
-        self._host_of, self._schedule_of = host_of, schedule_of
+    __slots__ = ("_schedule_slot", "host_of", "host_slot", "hosts", "ids", "schedule_of",
+                 "schedules")  # fmt: skip
+
+    DEAD = 0xFFFFFFFF
+
+    def __init__(self) -> None:
+        self.hosts: list[Host | None] = []
+        self.host_slot: dict[str, int] = {}
+        self.schedules: list[Schedule] = []
+        self._schedule_slot: dict[int, int] = {}  # id(schedule) -> slot; schedules are kept
+        self.host_of, self.schedule_of, self.ids = array("I"), array("I"), array("q")
 
     @classmethod
-    def of(cls, pairs: Sequence[Pair], hosts: dict[str, Host],
-           schedules: list[Schedule]) -> PairTable | None:  # fmt: skip
-        """The same pairs, compact; None if one is not what its host and schedule say."""
-        host_list = list(hosts.values())
-        host_index = {host.name: k for k, host in enumerate(host_list)}
-        schedule_list = list(schedules)
-        schedule_index = {id(s): k for k, s in enumerate(schedule_list)}
-        host_of, schedule_of = array("I"), array("I")
-        for pair in pairs:
-            k = host_index.get(pair.host)
-            schedule = pair.schedule
-            if (
-                k is None
-                or host_list[k].ip_address != pair.ip_address
-                or schedule.audit_name != pair.audit_name
-            ):
-                return None
-            s = schedule_index.get(id(schedule))
-            if s is None:
-                s = schedule_index[id(schedule)] = len(schedule_list)
-                schedule_list.append(schedule)
-            host_of.append(k)
-            schedule_of.append(s)
-        return cls(host_list, schedule_list, host_of, schedule_of)
+    def of(cls, pairs: Sequence[Pair]) -> LivePairs:
+        """The pairs of a catalog, each at its position in it."""
+        live = cls()
+        if isinstance(pairs, PairBlocks):
+            live.hosts = list(pairs.hosts)
+            live.host_slot = {host.name: k for k, host in enumerate(live.hosts)}  # type: ignore[union-attr]
+            for schedule, positions in pairs.blocks:
+                s = live.schedule(schedule)
+                live.host_of.extend(positions)
+                live.schedule_of.extend(array("I", (s,)) * len(positions))
+        else:
+            for pair in pairs:
+                live.host_of.append(live.host(pair.host, pair.ip_address, pair.schedule))
+                live.schedule_of.append(live.schedule(pair.schedule))
+        live.ids = array("q", bytes(8 * len(live.host_of)))
+        return live
 
     def __len__(self) -> int:
-        return len(self._host_of)
+        """Slots, the dead ones included."""
+        return len(self.host_of)
 
-    @overload
-    def __getitem__(self, i: int) -> Pair: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Pair]: ...
-    def __getitem__(self, i: int | slice) -> Pair | list[Pair]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        host = self._hosts[self._host_of[i]]
-        schedule = self._schedules[self._schedule_of[i]]
+    def schedule(self, schedule: Schedule) -> int:
+        """The slot of this schedule object, made if new."""
+        s = self._schedule_slot.get(id(schedule))
+        if s is None:
+            s = self._schedule_slot[id(schedule)] = len(self.schedules)
+            self.schedules.append(schedule)
+        return s
+
+    def replace(self, old: Schedule, new: Schedule) -> None:
+        """Let the pairs of schedule `old` use `new` (an equal one, read again)."""
+        s = self._schedule_slot.pop(id(old), None)
+        if s is not None and id(new) not in self._schedule_slot:
+            self.schedules[s] = new
+            self._schedule_slot[id(new)] = s
+        elif s is not None:
+            self._schedule_slot[id(old)] = s  # both in use: leave it
+
+    def host(self, name: str, ip_address: str, schedule: Schedule | None = None) -> int:
+        """The slot of the host of this name (for a bare Pair: a host made of its address)."""
+        k = self.host_slot.get(name)
+        if k is None:
+            k = self.host_slot[name] = len(self.hosts)
+            self.hosts.append(Host(name, ip_address, schedule.target if schedule else name))
+        return k
+
+    def pair(self, i: int) -> Pair:
+        host = self.hosts[self.host_of[i]]
+        schedule = self.schedules[self.schedule_of[i]]
+        assert host is not None
         return Pair(schedule.audit_name, host.name, host.ip_address, schedule)
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
+    def key(self, i: int) -> tuple[str, str]:
+        host = self.hosts[self.host_of[i]]
+        assert host is not None
+        return (self.schedules[self.schedule_of[i]].audit_name, host.name)
 
-    __hash__ = None  # type: ignore[assignment]
+    def alive(self) -> Iterator[int]:
+        dead = self.DEAD
+        return (i for i, k in enumerate(self.host_of) if k != dead)
+
+    def index(self) -> dict[str, dict[str, int]]:
+        """audit -> host -> index of every live pair (a full refresh's matching of rows)."""
+        found: dict[str, dict[str, int]] = {}
+        hosts, schedules, dead = self.hosts, self.schedules, self.DEAD
+        for i, (k, s) in enumerate(zip(self.host_of, self.schedule_of, strict=True)):
+            if k != dead:
+                found.setdefault(schedules[s].audit_name, {})[hosts[k].name] = i  # type: ignore[union-attr]
+        return found
+
+    def find(self, audits: frozenset[str], hosts: frozenset[str]) -> dict[tuple[str, str], int]:
+        """(audit, host) -> index of the live pairs of these audits or these hosts."""
+        by_schedule = {s for s, sch in enumerate(self.schedules) if sch.audit_name in audits}
+        by_host = {self.host_slot[h] for h in hosts if h in self.host_slot}
+        found = {}
+        for i, (k, s) in enumerate(zip(self.host_of, self.schedule_of, strict=True)):
+            if (s in by_schedule or k in by_host) and k != self.DEAD:
+                found[self.key(i)] = i
+        return found
+
+    def append(self, host_slot: int, schedule_slot: int, row_id: int) -> int:
+        self.host_of.append(host_slot)
+        self.schedule_of.append(schedule_slot)
+        self.ids.append(row_id)
+        return len(self.host_of) - 1
+
+    def kill(self, i: int) -> None:
+        self.host_of[i] = self.DEAD
+        self.ids[i] = 0

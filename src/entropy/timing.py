@@ -92,6 +92,12 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
+@lru_cache(maxsize=16)
+def _next_whole_second(now: datetime) -> datetime:
+    """now, rounded up to a whole second (a sync's million new rows share one `now`)."""
+    return now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
+
+
 def splay_fraction(audit_name: str, host: str) -> float:
     """A stable number in [0, 1) for a pair: every engine and restart agrees on it."""
     return zlib.crc32(f"{audit_name}\0{host}".encode()) / 2**32
@@ -115,8 +121,7 @@ class Every:
         """
         span = min(self.seconds, max_splay)
         splay_ms = int(span * 1000 * splay_fraction(audit_name, host))
-        base = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
-        return base + timedelta(milliseconds=splay_ms)
+        return _next_whole_second(now) + timedelta(milliseconds=splay_ms)
 
     def latest_next_run(self, now: datetime) -> datetime:
         """No correct next_run lies later than this; a later one is left from old timing."""

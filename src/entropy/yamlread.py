@@ -19,15 +19,14 @@ and without the rarely used !!set, !!omap and !!pairs collections.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
+from . import progress
 from .errors import ConfigError, Location
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -416,25 +415,18 @@ def stream(path: Path) -> Streamed | Any:
 # -- progress on a terminal ------------------------------------------------------------
 
 PROGRESS_FROM = 8 * 1024 * 1024  # bytes: smaller files are read before anyone waits
-PROGRESS_EVERY = 1.0  # seconds between two redraws
-
-# Where progress goes: None (the default, e.g. in the engine) or a text stream;
-# `entropy validate` sets stderr when it is a terminal.
-progress_to: IO[str] | None = None
 
 
-class _Progress:
+class _Progress(progress.Bar):
     """`reading hosts.yaml: 41% (240,000 entries)` on one line, redrawn about once a second."""
 
     def __init__(self, path: Path, stream: IO[bytes], size: int, out: IO[str]) -> None:
-        self.path, self.stream, self.size, self.out = path, stream, size, out
-        self.count = 0
-        self.next_at = time.monotonic() + PROGRESS_EVERY
-        self.shown = False
+        super().__init__(f"reading {path.name}", None, out)
+        self.path, self.stream, self.size = path, stream, size
 
     @classmethod
-    def start(cls, path: Path, stream: IO[bytes]) -> _Progress | None:
-        out = progress_to
+    def start(cls, path: Path, stream: IO[bytes]) -> _Progress | None:  # type: ignore[override]
+        out = progress.progress_to
         if out is None:
             return None
         try:
@@ -447,38 +439,15 @@ class _Progress:
         self.count += 1
         if self.count & 1023 or time.monotonic() < self.next_at:
             return
-        self.next_at = time.monotonic() + PROGRESS_EVERY
+        self.next_at = time.monotonic() + progress.EVERY
         try:
             done = min(self.stream.tell() / self.size, 1.0)
         except (OSError, ValueError):
             return
-        self._write(f"\rreading {self.path.name}: {done:4.0%} ({self.count:,} entries)")
-        self.shown = True
+        self.draw(f"reading {self.path.name}: {done:4.0%} ({self.count:,} entries)")
 
-    def done(self) -> None:
-        if self.shown:
-            self._write(f"\rread {self.path.name}: {self.count:,} entries{' ' * 12}\n")
-
-    def _write(self, text: str) -> None:
-        try:
-            self.out.write(text)
-            self.out.flush()
-        except (OSError, ValueError):
-            pass
+    def done(self, text: str | None = None) -> None:
+        super().done(f"read {self.path.name}: {self.count:,} entries")
 
 
-@contextmanager
-def progress_on_terminal(out: IO[str] | None = None) -> Iterator[None]:
-    """Within it, reading a large file shows progress on `out` (stderr) if it is a terminal."""
-    global progress_to
-    out = out if out is not None else sys.stderr
-    previous = progress_to
-    try:
-        tty = out.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    progress_to = out if tty else None
-    try:
-        yield
-    finally:
-        progress_to = previous
+progress_on_terminal = progress.progress_on_terminal  # where `entropy validate` found it

@@ -22,6 +22,7 @@ import pytest
 from entropy.backends import Backend, fetch, open_state_store
 from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
+from entropy.catalogdiff import SyncScope
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.dump import hosts_doc
@@ -655,3 +656,89 @@ def test_an_odd_metric_value_is_stored_as_text(harness: Harness, clock: FakeCloc
     backend.state.record_adhoc(None, result)
     (stored,) = backend.state.results(host="h")
     assert stored.metrics == {"load": {"value": "1.5"}}
+
+
+# -- incremental refresh: a sync and a read of some rows only (issue 18) ---------------
+
+
+def test_a_scoped_sync_reads_and_writes_only_the_rows_of_its_scope(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    before = rows_by_key(backend)
+    hosts = {k: v for k, v in SEED_HOSTS.items() if k != "compute-02.example.com"}
+    hosts["hv-01.example.com"] = {"ip_address": "10.9.9.9", "host_type": "hypervisor"}
+    harness.write(hosts=hosts)
+    clock.advance(minutes=5)
+    catalog = backend.load()
+    scope = SyncScope(hosts=frozenset({"hv-01.example.com"}))
+    report = backend.sync(catalog, clock.now(), scope=scope)
+    assert (report.added, report.removed, report.kept, report.updated) == (0, 0, 1, 1)
+    after = rows_by_key(backend)
+    assert after["vm_count", "hv-01.example.com"].ip_address == "10.9.9.9"
+    # compute-02 left the definitions, but not the scope: its rows stay until a full sync.
+    assert after == {**before, ("vm_count", "hv-01.example.com"): after["vm_count",
+                                                                        "hv-01.example.com"]}
+    report = backend.sync(catalog, clock.now(), force=True)
+    assert report.removed == 2 and ("vm_count", "compute-02.example.com") not in rows_by_key(
+        backend
+    )
+
+
+def test_a_scoped_sync_counts_max_removal_over_every_stored_row(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend(max_removal=0.3)  # 2 of 8 may go, but not 2 of the scope's 2
+    backend.sync(backend.load(), clock.now())
+    schedules = {k: v for k, v in SEED_SCHEDULES.items() if k != "hypervisor_audits.yaml"}
+    harness.write(schedules=schedules)
+    scope = SyncScope(audits=frozenset({"vm_count"}))
+    report = backend.sync(backend.load(), clock.now(), scope=scope)
+    assert (report.removed, report.kept) == (2, 0)
+    assert len(rows_by_key(backend)) == 6
+    strict = harness.backend(max_removal=0.1)
+    harness.write()
+    strict.sync(strict.load(), clock.now())
+    harness.write(schedules=schedules)
+    with pytest.raises(RemovalRefused):
+        strict.sync(strict.load(), clock.now(), scope=scope)
+    assert len(rows_by_key(strict)) == 8  # nothing changed
+
+
+def test_schedule_rows_of_a_scope_or_of_ids_are_exactly_those_rows(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    backend.sync(backend.load(), clock.now())
+    everything = {row.id: row for row in backend.state.schedule_rows()}
+    assert {(r.audit_name, r.host) for r in everything.values()} == set(SEED_PAIRS)
+    scope = SyncScope(audits=frozenset({"vm_count"}), hosts=frozenset({"nova-api.mydomain.com"}))
+    got = {row.id: row for row in backend.state.schedule_rows(scope=scope)}
+    assert got == {i: r for i, r in everything.items() if scope.covers(r.audit_name, r.host)}
+    assert len(got) == 4
+    some = sorted(everything)[:3]
+    assert {row.id: row for row in backend.state.schedule_rows(ids=some)} == {
+        i: everything[i] for i in some
+    }
+    assert backend.state.schedule_rows(ids=[]) == []
+
+
+def test_take_back_expired_names_the_rows_it_took_and_disabled_ids_the_disabled(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    first, second = rows[0].id, rows[1].id
+    now = clock.now()
+    backend.state.claim([first, second], "dead-engine", now, now + timedelta(seconds=30))
+    assert backend.state.take_back_expired(now) == []
+    clock.advance(seconds=31)
+    assert sorted(backend.state.take_back_expired(clock.now())) == sorted([first, second])
+    assert backend.state.take_back_expired(clock.now()) == []
+    assert backend.state.disabled_ids() == set()
+    catalog = backend.load()
+    pairs = [p for p in catalog.pairs if p.audit_name == "vm_count"]
+    backend.set_disabled(pairs, "maintenance", clock.now())
+    disabled = {r.id for r in backend.audits() if r.audit_name == "vm_count"}
+    assert backend.state.disabled_ids() == disabled and len(disabled) == 2

@@ -28,8 +28,6 @@ KNOB_HOMES = {"service/compose.py", "service/signals.py", "gctuning.py", "runner
 # whose module no longer does must go: the test fails on it too.
 PENDING = {
     "engine.py": "engine-pkg: gc.set_threshold moves to gctuning.tune_for_engine",
-    "scheduler.py": "million: gc.freeze moves to the composition root",
-    "gcpause.py": "million: gc_paused() (gc.disable for every thread) moves out of libraries",
 }
 
 

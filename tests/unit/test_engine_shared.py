@@ -130,6 +130,8 @@ def test_a_heartbeat_renews_what_it_holds_and_takes_back_what_a_dead_engine_held
     state.claim([mine], "live", clock.now(), clock.now() + timedelta(seconds=30))
     live._owned.add(mine)  # as _dispatch does for what it claimed
     state.claim([theirs], "dead", clock.now(), clock.now() + timedelta(seconds=30))
+    for due in live.scheduler.next_batch(timeout=0):  # as a lost claim does: its next slot
+        live.scheduler.done(due, clock.now())
     for _ in range(6):  # 30 s of heartbeats
         clock.advance(5)
         live.heartbeat.beat()
@@ -142,7 +144,12 @@ def test_a_heartbeat_renews_what_it_holds_and_takes_back_what_a_dead_engine_held
     assert (rows[theirs].status, rows[theirs].attempts) == (Status.NEW, 1)
     assert rows[mine].status is Status.PROCESSING
     assert live.heartbeat.recovered == 1
-    assert live.scheduler._refresh_requested  # the taken-back row runs now, not next slot
+    # The taken-back row runs now, at the slot it was claimed for, not at its next slot; only
+    # its row was read again (no refresh).
+    assert not live.scheduler._refresh_requested
+    live.scheduler.next_batch(timeout=0)  # the wake-up retime() gave
+    slots = {due.row_id: due.slot for due in live.scheduler.next_batch(timeout=0)}
+    assert slots[theirs] == rows[theirs].next_run
 
 
 def test_a_stop_asked_through_the_store_stops_the_engine_at_its_next_heartbeat(

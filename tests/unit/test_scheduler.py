@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from entropy import scheduler as scheduler_module
 from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
@@ -307,25 +306,3 @@ def test_a_background_refresh_lets_due_audits_through_meanwhile(fleet: Path, clo
         complete(scheduler, due, clock.now())
     ran = run_for(scheduler, clock, 30)
     assert {d.pair.key for d in ran} == {("other", "a.example")}
-
-
-def test_a_compacted_catalog_is_the_same_catalog(
-    fleet: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past COMPACT_FROM pairs a refresh re-makes the catalog; nothing else may change."""
-    plain = make(fleet, clock, every(30, timeout="5s"))
-    monkeypatch.setattr(scheduler_module, "COMPACT_FROM", 0)
-    compacted = Scheduler(open_backend(fleet), clock, refresh_in_background=False)
-    compacted.refresh()
-    a, b = plain.catalog, compacted.catalog
-    assert a is not None and b is not None
-    assert (a.hosts, a.scripts, a.schedules, list(a.pairs)) == (
-        b.hosts,
-        b.scripts,
-        b.schedules,
-        list(b.pairs),
-    )
-    assert len(b.pairs) == 3 and type(b.pairs).__name__ == "PairTable"
-    ran = run_for(compacted, clock, 65)
-    assert sorted(due.pair.host for due in ran) == sorted(list(HOSTS) * 2)
-    assert all(due.pair.schedule.timeout == 5 for due in ran)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import heapq
 import pickle
 import random
+from array import array
 from datetime import UTC, datetime
 
 from entropy.model import Host, Pair, Schedule
-from entropy.timetable import PairTable, TimeTable
+from entropy.pairs import PairBlocks
+from entropy.timetable import LivePairs, TimeTable
 from entropy.timing import Every
 
 
@@ -62,21 +64,28 @@ def _pairs() -> tuple[dict[str, Host], list[Schedule], list[Pair]]:
     return hosts, schedules, pairs
 
 
-def test_pair_table_gives_back_the_same_pairs() -> None:
+def test_pair_blocks_give_back_the_same_pairs() -> None:
     hosts, schedules, pairs = _pairs()
-    table = PairTable.of(pairs, hosts, schedules[:1])  # a schedule it was not told of: added
-    assert table is not None
-    assert len(table) == 3 and list(table) == pairs and table == pairs
-    assert table[-1] == pairs[-1] and table[1:] == pairs[1:]
-    assert table[2].schedule is schedules[1]
-    assert pickle.loads(pickle.dumps(table)) == pairs
+    blocks = PairBlocks(list(hosts.values()), [(schedules[0], array("I", [0, 1])),
+                                               (schedules[1], array("I", [1]))])  # fmt: skip
+    assert len(blocks) == 3 and list(blocks) == pairs and blocks == pairs
+    assert blocks[-1] == pairs[-1] and blocks[1:] == pairs[1:]
+    assert blocks[2].schedule is schedules[1]
+    assert pickle.loads(pickle.dumps(blocks)) == pairs
 
 
-def test_pair_table_refuses_pairs_that_disagree_with_their_host() -> None:
-    hosts, schedules, pairs = _pairs()
-    odd = [*pairs, Pair("disk", "a.ex", "192.0.2.1", schedules[0])]
-    assert PairTable.of(odd, hosts, schedules) is None
-    assert PairTable.of([Pair("disk", "c.ex", "10.0.0.9", schedules[0])], hosts, schedules) is None
+def test_live_pairs_keep_their_indexes_while_pairs_come_and_go() -> None:
+    _, schedules, pairs = _pairs()
+    live = LivePairs.of(pairs)
+    assert [live.pair(i) for i in range(len(live))] == pairs
+    assert live.find(frozenset({"ping"}), frozenset()) == {("ping", "b.ex"): 2}
+    assert live.find(frozenset(), frozenset({"b.ex"})) == {("disk", "b.ex"): 1, ("ping", "b.ex"): 2}
+    live.kill(1)
+    i = live.append(live.host("c.ex", "10.0.0.3"), live.schedule(schedules[0]), 7)
+    assert (i, live.key(i), live.ids[i]) == (3, ("disk", "c.ex"), 7)
+    assert live.find(frozenset({"disk"}), frozenset()) == {("disk", "a.ex"): 0, ("disk", "c.ex"): 3}
+    assert live.index() == {"disk": {"a.ex": 0, "c.ex": 3}, "ping": {"b.ex": 2}}
+    assert live.pair(0) == pairs[0] and live.pair(2) == pairs[2]
 
 
 def test_datetime_sanity() -> None:  # the table keys on ms since the epoch, UTC
@@ -93,3 +102,15 @@ def test_first_ms_follows_pushes_into_the_first_second() -> None:
     assert table.first_ms() == 5_000
     assert table.pop_due(86_400_499) == [(5_000, 4), (86_400_100, 3)]
     assert table.first_ms() == 86_400_500
+
+
+def test_a_table_of_times_is_the_table_of_those_entries() -> None:
+    rng = random.Random(5)
+    absent = -(1 << 62)
+    when = array("q", [rng.choice([absent, 1_767_225_600_000 + rng.randrange(90_000)])
+                       for _ in range(2_000)])  # fmt: skip
+    table = TimeTable.of_times(when, absent)
+    plain = TimeTable([(ms, i) for i, ms in enumerate(when) if ms != absent])
+    assert len(table) == len(plain) == sum(ms != absent for ms in when)
+    assert table.first_ms() == plain.first_ms()
+    assert table.pop_due(1_767_225_700_000) == plain.pop_due(1_767_225_700_000)

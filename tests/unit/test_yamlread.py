@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from entropy import yamlread
+from entropy import progress, yamlread
 from entropy.errors import ConfigError
 from entropy.yamlread import ALIAS_BASE, MarkedMap, Streamed, read_yaml, stream
 
@@ -148,7 +148,7 @@ def test_reading_a_large_file_shows_progress_on_a_terminal_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(yamlread, "PROGRESS_FROM", 1)  # "large", for the test
-    monkeypatch.setattr(yamlread, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(progress, "EVERY", 0.0)
     path = tmp_path / "hosts.yaml"
     path.write_text("".join(f"h{i}.example: {{host_type: web}}\n" for i in range(5000)))
     terminal, pipe = _Terminal(), io.StringIO()
@@ -159,7 +159,7 @@ def test_reading_a_large_file_shows_progress_on_a_terminal_only(
     assert any(line.startswith("reading hosts.yaml: ") and "entries)" in line for line in lines)
     assert lines[-1] == "read hosts.yaml: 5,000 entries" + " " * 12 + "\n"
     assert pipe.getvalue() == ""
-    assert yamlread.progress_to is None  # back to silent (the engine's default)
+    assert progress.progress_to is None  # back to silent (the engine's default)
 
 
 @pytest.mark.parametrize("text", ["a: !!bool yes9\n", "a: !!timestamp 2001-1x\n", "a: !!float\n"])

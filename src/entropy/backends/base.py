@@ -25,7 +25,7 @@ import abc
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,9 +35,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from oslo_config import cfg
 
+from ..catalogdiff import SyncScope, pairs_in
 from ..config import option, splay_cap, state_dir
 from ..errors import BackendError, NoState, Unsupported
-from ..gcpause import gc_paused
 from ..model import (
     AuditRow,
     Catalog,
@@ -489,8 +489,14 @@ class StateStore(Capable, abc.ABC):
         max_splay: float,
         skew: float = 0.0,
         policy: RemovalPolicy | None = None,
+        scope: SyncScope | None = None,
     ) -> SyncReport:
         """Make the rows match the pairs: add new ones, remove gone ones, keep the rest.
+
+        With a `scope` (an incremental refresh), `pairs` are the catalog's pairs
+        in it, and only the rows it covers are read, added, changed or removed;
+        the rest stay as they are, even if edited by hand (the next full sync
+        puts those right). max_removal still counts every stored row.
 
         Kept rows keep their state; they follow the host's address and the
         definitions' disabled flag (an operator's disable stays), and a
@@ -514,8 +520,15 @@ class StateStore(Capable, abc.ABC):
         """
 
     @abc.abstractmethod
-    def schedule_rows(self) -> list[ScheduleRow]:
-        """Every row, for the scheduler's time table."""
+    def schedule_rows(
+        self, scope: SyncScope | None = None, ids: Collection[int] | None = None
+    ) -> list[ScheduleRow]:
+        """Every row, for the scheduler's time table; or only those in `scope`, or of `ids`."""
+
+    @abc.abstractmethod
+    def disabled_ids(self) -> set[int]:
+        """The ids of the disabled rows: how a refresh follows `entropy disable/enable`
+        without reading every row."""
 
     # -- claims, leases, results --------------------------------------------------------
 
@@ -562,8 +575,15 @@ class StateStore(Capable, abc.ABC):
         """Give this engine's unfinished claims back (`new`), e.g. at shutdown."""
 
     @abc.abstractmethod
+    def take_back_expired(self, now: datetime, skew: float = 0.0) -> list[int]:
+        """Rows whose lease ran out more than `skew` ago go back to `new`, attempts + 1.
+
+        Returns their ids, so an engine re-reads only those rows.
+        """
+
     def recover_expired(self, now: datetime, skew: float = 0.0) -> int:
-        """Rows whose lease ran out more than `skew` ago go back to `new`, attempts + 1."""
+        """take_back_expired(), counted."""
+        return len(self.take_back_expired(now, skew))
 
     @abc.abstractmethod
     def prune_results(self, before: datetime) -> int:
@@ -708,8 +728,7 @@ class Backend:
 
     def load(self) -> Catalog:
         """Read and validate every definition; raise ValidationError on any problem."""
-        with gc_paused():
-            return self.definitions.load()
+        return self.definitions.load()
 
     def definitions_signature(self) -> Hashable:
         return self.definitions.signature()
@@ -741,12 +760,14 @@ class Backend:
         remove: bool = True,
         previous: Catalog | None = None,
         actor: str = "",
+        scope: SyncScope | None = None,
     ) -> SyncReport:
         """Make the state rows match the catalog, within max_removal unless forced.
 
         remove=False only adds and updates rows. A refusal (RemovalRefused)
         names where the rows came from when `previous`, the catalog they were
-        synced from, is given.
+        synced from, is given. `scope`: only the rows it covers (see
+        StateStore.sync), for an incremental refresh.
         """
         policy = RemovalPolicy(
             max_removal=float(option(self.conf, "max_removal")),
@@ -757,11 +778,12 @@ class Backend:
         )
         try:
             return self.state.sync(
-                catalog.pairs,
+                catalog.pairs if scope is None else pairs_in(catalog, scope),
                 now,
                 splay_cap(self.conf),
                 float(option(self.conf, "max_clock_skew")),
                 policy,
+                scope,
             )
         except RemovalRefused as exc:
             exc.current, exc.previous = catalog, previous

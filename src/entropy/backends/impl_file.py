@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 from ..config import option
 from ..definitions import (
@@ -17,6 +19,7 @@ from ..definitions import (
 from ..dump import write_file
 from ..errors import BackendError
 from ..model import Catalog
+from ..parsecache import ParseCache
 from ..yamlread import new_map
 from .base import DefinitionsSource, default_state_url
 
@@ -54,6 +57,8 @@ class FileDefinitions(DefinitionsSource):
         return [self.path]
 
     def load(self) -> Catalog:
+        """Every definition, validated as a whole; the file is parsed again only if it changed
+        (see entropy.parsecache)."""
         path = self.path
         if not path.is_file():
             raise BackendError(
@@ -61,6 +66,17 @@ class FileDefinitions(DefinitionsSource):
                 f"or set [file] path in entropy.conf"
             )
         problems = Problems()
+        self._cache.start()
+        hosts, scripts, schedules, repairs = self._cache.get(
+            path, problems, lambda: self._parse(path, problems), _copy_parts
+        )
+        return build_catalog(hosts, scripts, schedules, [str(path)], problems, repairs)
+
+    @functools.cached_property
+    def _cache(self) -> ParseCache:
+        return ParseCache()
+
+    def _parse(self, path: Path, problems: Problems) -> tuple[Any, Any, Any, Any]:
         where = str(path)
         doc = problems.read(path)
         if doc is None and where not in problems.unreadable:
@@ -89,7 +105,7 @@ class FileDefinitions(DefinitionsSource):
         scripts = parse_scripts(sections["scripts"], where, problems)
         schedules = parse_schedules(sections["schedules"], where, problems, timezone)
         repairs = parse_repairs(sections["repairs"], where, problems)
-        return build_catalog(hosts, scripts, schedules, [where], problems, repairs)
+        return hosts, scripts, schedules, repairs
 
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace the file's definitions with the catalog's (written atomically)."""
@@ -97,6 +113,11 @@ class FileDefinitions(DefinitionsSource):
 
 
 FileBackend = FileDefinitions  # its name before sources and stores were split (tests, plugins)
+
+
+def _copy_parts(parts: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
+    hosts, scripts, schedules, repairs = parts
+    return dict(hosts), dict(scripts), list(schedules), dict(repairs)
 
 
 def _section(doc: MarkedMap, key: str, where: str, problems: Problems) -> MarkedMap:

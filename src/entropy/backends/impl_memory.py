@@ -20,12 +20,13 @@ import copy
 import dataclasses
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from oslo_config import cfg
 
+from ..catalogdiff import SyncScope
 from ..definitions import Problems, build_catalog
 from ..errors import NotFound, SchemaOutOfDate
 from ..model import (
@@ -287,11 +288,17 @@ class MemoryStateStore(StateStore):
         max_splay: float,
         skew: float = 0.0,
         policy: RemovalPolicy | None = None,
+        scope: SyncScope | None = None,
     ) -> SyncReport:
         space = self.space
         with space.lock:
-            plan = plan_sync(list(space.rows.values()), pairs, now, max_splay, skew, policy,
-                             list(space.kept_disables.values()))  # fmt: skip
+            rows = list(space.rows.values())
+            stored = None
+            if scope is not None:
+                stored = len(rows)
+                rows = [r for r in rows if scope.covers(r.audit_name, r.host)]
+            plan = plan_sync(rows, pairs, now, max_splay, skew, policy,
+                             list(space.kept_disables.values()), stored)  # fmt: skip
             for row_id in plan.gone:
                 row = space.rows.pop(row_id)
                 del space.keys[(row.audit_name, row.host)]
@@ -349,12 +356,23 @@ class MemoryStateStore(StateStore):
                 changed += 1
         return changed
 
-    def schedule_rows(self) -> list[ScheduleRow]:
+    def schedule_rows(
+        self, scope: SyncScope | None = None, ids: Collection[int] | None = None
+    ) -> list[ScheduleRow]:
         with self.space.lock:
+            rows: Iterable[AuditRow] = self.space.rows.values()
+            if ids is not None:
+                rows = [self.space.rows[i] for i in ids if i in self.space.rows]
+            elif scope is not None:
+                rows = [r for r in rows if scope.covers(r.audit_name, r.host)]
             return [
                 ScheduleRow(r.id, r.audit_name, r.host, r.next_run, r.disabled, r.status.value)
-                for r in self.space.rows.values()
+                for r in rows
             ]
+
+    def disabled_ids(self) -> set[int]:
+        with self.space.lock:
+            return {row.id for row in self.space.rows.values() if row.disabled}
 
     # -- claims, leases, results ------------------------------------------------------
 
@@ -448,9 +466,9 @@ class MemoryStateStore(StateStore):
                     released += 1
         return released
 
-    def recover_expired(self, now: datetime, skew: float = 0.0) -> int:
+    def take_back_expired(self, now: datetime, skew: float = 0.0) -> list[int]:
         expired = now - timedelta(seconds=skew)
-        recovered = 0
+        taken = []
         with self.space.lock:
             for row in self.space.rows.values():
                 if (
@@ -461,8 +479,8 @@ class MemoryStateStore(StateStore):
                     row.status, row.claimed_by, row.lease_until = Status.NEW, None, None
                     row.attempts += 1
                     row.updated_at = now
-                    recovered += 1
-        return recovered
+                    taken.append(row.id)
+        return taken
 
     def prune_results(self, before: datetime) -> int:
         space = self.space

@@ -16,6 +16,7 @@ serialised against each other (each change is still validated).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,6 +78,16 @@ class MongoDefinitions(EditableDefinitions):
         return store.mongo.db
 
     # -- reading ----------------------------------------------------------------
+
+    @translated
+    def signature(self) -> Hashable:
+        """Each collection's (documents, latest updated_at): any change moves one of them."""
+        db = self._db()
+        found = []
+        for kind in _KINDS:
+            latest = db[kind].find_one({}, {"updated_at": 1}, sort=[("updated_at", -1)])
+            found.append((db[kind].count_documents({}), (latest or {}).get("updated_at")))
+        return tuple(found)
 
     @translated
     def load(self) -> Catalog:

@@ -10,11 +10,11 @@ the definitions invalid is rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from ..config import option, state_dir
 from ..dump import repair_entry
@@ -52,6 +52,18 @@ class SqlalchemyDefinitions(EditableDefinitions):
         return store
 
     # -- reading ----------------------------------------------------------------
+
+    def signature(self) -> Hashable:
+        """Each table's (rows, highest id, latest updated_at): any change moves one of them,
+        so an engine's watch picks up `entropy host add` within seconds."""
+        found = []
+        with self._store().transaction() as conn:
+            for table in (hosts, scripts, schedules, repairs):
+                c = table.c
+                found.append(tuple(conn.execute(
+                    select(func.count(), func.max(c.id), func.max(c.updated_at))
+                ).one()))  # fmt: skip
+        return tuple(found)
 
     def load(self) -> Catalog:
         with self._store().transaction() as conn:

@@ -12,12 +12,13 @@ consent (entropy.removal, checked before anything changes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..model import DisabledBy, Pair, Status, SyncReport
+from ..progress import counted
 from ..removal import DisablePlan, KeptDisable, RemovalPolicy, check_removal, plan_disables
 
 
@@ -34,10 +35,72 @@ class SyncedRow(Protocol):
     disabled_by: str | None
 
 
+TUPLE_COLUMNS = ("host", "ip_address", "audit_name", "next_run", "created_at", "updated_at",
+                 "disabled", "disabled_reason", "disabled_by", "status", "attempts")  # fmt: skip
+_TIMES = frozenset({"next_run", "created_at", "updated_at"})
+
+
+class NewRows:
+    """The rows a sync inserts (column -> value, no id), made as they are read.
+
+    A first sync of a million pairs would otherwise hold a million dicts at
+    once (about 400 MB); a store streams these into its bulk insert instead.
+    """
+
+    __slots__ = ("_max_splay", "_now", "_pairs", "restore")
+
+    def __init__(self, pairs: list[Pair], now: datetime, max_splay: float) -> None:
+        self._pairs, self._now, self._max_splay = pairs, now, max_splay
+        self.restore: dict[Any, KeptDisable] = {}  # operator disables put back
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __bool__(self) -> bool:
+        return bool(self._pairs)
+
+    def tuples(self, when: Callable[[datetime], Any], flag: Callable[[bool], Any]) -> Iterator[
+        tuple
+    ]:  # fmt: skip
+        """The same rows as tuples in TUPLE_COLUMNS order, times and booleans converted as
+        a driver takes them (no dict per row: a first sync's bulk path)."""
+        if self.restore:
+            for values in self:
+                yield tuple(
+                    when(values[c]) if c in _TIMES else flag(values[c]) if c == "disabled"
+                    else values[c]
+                    for c in TUPLE_COLUMNS
+                )  # fmt: skip
+            return
+        now, max_splay = self._now, self._max_splay
+        at = when(now)
+        new, definitions = Status.NEW.value, DisabledBy.DEFINITIONS.value
+        on, off = flag(True), flag(False)
+        for pair in counted(self._pairs, "inserting audit rows", len(self._pairs)):
+            schedule = pair.schedule
+            first = schedule.timing.first_run(now, pair.audit_name, pair.host, max_splay)
+            if schedule.disabled:
+                disabled, reason, by = on, schedule.disabled_reason, definitions
+            else:
+                disabled, reason, by = off, None, None
+            yield (pair.host, pair.ip_address, pair.audit_name, when(first), at, at,
+                   disabled, reason, by, new, 0)  # fmt: skip
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        now, max_splay, restore = self._now, self._max_splay, self.restore
+        for pair in counted(self._pairs, "inserting audit rows", len(self._pairs)):
+            values = new_row(pair, now, max_splay)
+            back = restore.get(pair.key) if restore else None
+            if back is not None:
+                values.update(disabled=True, disabled_reason=back.reason,
+                              disabled_by=DisabledBy.OPERATOR.value)  # fmt: skip
+            yield values
+
+
 @dataclass(slots=True)
 class SyncPlan:
     gone: list[int]  # row ids whose pair left the definitions
-    new: list[dict[str, Any]]  # rows to insert, column -> value (no id)
+    new: NewRows  # rows to insert
     changes: list[dict[str, Any]]  # row_id, old_next_run, and the columns to set
     kept: int
     disables: DisablePlan  # operator disables to remember, put back, forget
@@ -59,8 +122,13 @@ def plan_sync(
     skew: float = 0.0,
     policy: RemovalPolicy | None = None,
     kept: Iterable[KeptDisable] = (),
+    stored: int | None = None,
 ) -> SyncPlan:
     """Compare the stored rows with the desired pairs; RemovalRefused past max_removal.
+
+    An incremental sync passes only the rows and the pairs of its scope, and
+    in `stored` how many rows the store holds in all: max_removal is a share
+    of every row, however the change came.
 
     Each change carries `old_next_run`: a store applies its next_run only if
     the row's next_run is still that one (another engine may have recorded
@@ -69,6 +137,14 @@ def plan_sync(
     comes back disabled.
     """
     policy = policy or RemovalPolicy()
+    existing = existing if isinstance(existing, list) else list(existing)
+    if not existing:
+        # Nothing to match or remove (a first sync): no dict of every pair (a million, at
+        # start-up). The catalog's pairs are unique by key (definitions.expand).
+        new = NewRows(list(pairs), now, max_splay)
+        disables = plan_disables([], kept, (pair.key for pair in new._pairs), now, policy)
+        new.restore = disables.restore
+        return SyncPlan([], new, [], 0, disables)
     desired = {pair.key: pair for pair in pairs}
     slack = timedelta(seconds=skew)
     gone: list[SyncedRow] = []
@@ -87,16 +163,13 @@ def plan_sync(
         change = _changes(row, pair, now, max_splay, latest[timing])
         if change is not None:
             changes.append(change)
-    check_removal(seen, [(row.audit_name, row.host) for row in gone], policy)
+    check_removal(seen if stored is None else stored,
+                  [(row.audit_name, row.host) for row in gone], policy)  # fmt: skip
     if not policy.remove:
         gone = []
     disables = plan_disables(gone, kept, desired, now, policy)
-    new = [new_row(p, now, max_splay) for p in desired.values()]
-    for values in new if disables.restore else ():
-        back = disables.restore.get((values["audit_name"], values["host"]))
-        if back is not None:
-            values.update(disabled=True, disabled_reason=back.reason,
-                          disabled_by=DisabledBy.OPERATOR.value)  # fmt: skip
+    new = NewRows(list(desired.values()), now, max_splay)
+    new.restore = disables.restore
     return SyncPlan([row.id for row in gone], new, changes, seen - len(gone), disables)
 
 

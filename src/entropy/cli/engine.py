@@ -71,6 +71,7 @@ def engine_run(rt: Runtime, max_workers: int | None, run_for: str | None, as_jso
         on_result=print_result_json if as_json else print_result_line,
         on_repair=print_repair_json if as_json else print_repair_line,
         on_notice=lambda line: say(line, logging.WARNING),
+        first_load_progress=not as_json,
     )  # fmt: skip
     events = process.events
     publishing = f"; events to {events.describe()}" if events else ""

@@ -8,10 +8,11 @@ import sys
 import click
 
 from ..errors import ValidationError
+from ..gctuning import collector_paused
+from ..progress import progress_on_terminal
 from ..removal import RemovalRefused
 from ..service import fleet, reads
 from ..service.runtime import Runtime
-from ..yamlread import progress_on_terminal
 from .common import command, json_option, pass_runtime, seconds
 from .output import print_json, print_repair_summary, print_table, result_text, say, stamp, when
 from .readonly import read_only
@@ -65,7 +66,8 @@ def sync(rt: Runtime, force: bool, as_json: bool) -> None:
     "message"} and exits 1.
     """
     try:
-        done = fleet.sync(rt, force=force)
+        with progress_on_terminal(quiet=as_json), collector_paused():  # a million rows
+            done = fleet.sync(rt, force=force)
     except RemovalRefused as exc:
         if not as_json:
             raise

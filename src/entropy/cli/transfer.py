@@ -6,7 +6,9 @@ import logging
 
 import click
 
+from ..gctuning import collector_paused
 from ..model import Catalog
+from ..progress import progress_on_terminal
 from ..service import transfer
 from ..service.runtime import Runtime
 from .common import command, pass_runtime
@@ -73,7 +75,8 @@ def import_command(
             raise click.UsageError("an Ansible inventory has no state: leave out --with-state")
         _import_inventory(rt, src_url, dst_url, as_json)
         return
-    done = transfer.import_fleet(rt, src_url, dst_url, with_state, force)
+    with progress_on_terminal(quiet=as_json), collector_paused():  # a large fleet
+        done = transfer.import_fleet(rt, src_url, dst_url, with_state, force)
     state = done.state
     if as_json:
         report = done.counts()

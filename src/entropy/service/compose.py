@@ -71,14 +71,19 @@ class EngineProcess:
         on_result: Callable[[Result], None] | None = None,
         on_repair: Callable[[RepairRun], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
+        first_load_progress: bool = False,
     ) -> None:
-        """on_notice: where the lines an operator watches for go (a stop, its grace period)."""
+        """on_notice: where the lines an operator watches for go (a stop, its grace period);
+        first_load_progress: a progress bar on a terminal while the first load runs."""
         self.rt = rt
         self.on_notice = on_notice or LOG.warning
         backend = rt.backend  # first: missing definitions are the first thing to say
         self.settings = settings = engine_settings(rt, max_workers)
         scheduler = Scheduler(backend, rt.clock, rt.option("refresh_interval"),
-                              actor=f"engine {settings.engine_id}")  # fmt: skip
+                              actor=f"engine {settings.engine_id}",
+                              full_resync_interval=rt.option("full_resync_interval"),
+                              first_load_progress=first_load_progress,
+                              around_first_load=gctuning.collector_paused)  # fmt: skip
         self.events = rt.events()
         repairer = Repairer(
             backend, rt.clock, settings.engine_id, settings.default_timeout, self.events,

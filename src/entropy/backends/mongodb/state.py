@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from ...catalogdiff import SyncScope
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
 from ...removal import DisablePlan, KeptDisable, RemovalPolicy
 from ..base import (
@@ -118,8 +119,9 @@ class MongoStateStore(StateStore):
         max_splay: float,
         skew: float = 0.0,
         policy: RemovalPolicy | None = None,
+        scope: SyncScope | None = None,
     ) -> SyncReport:
-        return self._sync(list(pairs), now, max_splay, skew, policy)
+        return self._sync(list(pairs), now, max_splay, skew, policy, scope)
 
     @retried_on_race  # engines starting together insert the same new pairs: the loser re-reads
     @translated
@@ -130,12 +132,19 @@ class MongoStateStore(StateStore):
         max_splay: float,
         skew: float,
         policy: RemovalPolicy | None,
+        scope: SyncScope | None,
     ) -> SyncReport:
         from pymongo import UpdateOne
 
-        existing = [_synced(doc) for doc in self._audits.find({}, _SYNC_FIELDS)]
+        stored = None
+        if scope is None:
+            existing = [_synced(doc) for doc in self._audits.find({}, _SYNC_FIELDS)]
+        else:
+            existing = [_synced(doc) for doc in self._audits.find(_scope_query(scope),
+                                                                  _SYNC_FIELDS)]  # fmt: skip
+            stored = self._audits.count_documents({})
         kept = [_kept(doc) for doc in self._kept.find({})]
-        plan = plan_sync(existing, pairs, now, max_splay, skew, policy, kept)
+        plan = plan_sync(existing, pairs, now, max_splay, skew, policy, kept, stored)
         for chunk in _chunks(plan.gone):
             self._audits.delete_many({"_id": {"$in": chunk}})
         self._write_disables(plan.disables)
@@ -214,14 +223,26 @@ class MongoStateStore(StateStore):
         return self._audits.bulk_write(writes, ordered=False).matched_count
 
     @translated
-    def schedule_rows(self) -> list[ScheduleRow]:
+    def schedule_rows(
+        self, scope: SyncScope | None = None, ids: Collection[int] | None = None
+    ) -> list[ScheduleRow]:
         fields = {"audit_name": 1, "host": 1, "next_run": 1, "disabled": 1, "status": 1}
+        queries: list[dict[str, Any]] = [{}]
+        if ids is not None:
+            queries = [{"_id": {"$in": chunk}} for chunk in _chunks(sorted(ids))]
+        elif scope is not None:
+            queries = [_scope_query(scope)]
         return [
             ScheduleRow(
                 d["_id"], d["audit_name"], d["host"], dt(d["next_run"]), d["disabled"], d["status"]
             )
-            for d in self._audits.find({}, fields)
+            for query in queries
+            for d in self._audits.find(query, fields)
         ]
+
+    @translated
+    def disabled_ids(self) -> set[int]:
+        return {doc["_id"] for doc in self._audits.find({"disabled": True}, {"_id": 1})}
 
     # -- claims, leases, results --------------------------------------------------------
 
@@ -366,20 +387,27 @@ class MongoStateStore(StateStore):
         ).modified_count
 
     @translated
-    def recover_expired(self, now: datetime, skew: float = 0.0) -> int:
-        expired = now - timedelta(seconds=skew)
-        return self._audits.update_many(
-            {"status": Status.PROCESSING.value, "lease_until": {"$lt": t(expired)}},
-            {
-                "$set": {
-                    "status": Status.NEW.value,
-                    "claimed_by": None,
-                    "lease_until": None,
-                    "updated_at": t(now),
+    def take_back_expired(self, now: datetime, skew: float = 0.0) -> list[int]:
+        expired = t(now - timedelta(seconds=skew))
+        query = {"status": Status.PROCESSING.value, "lease_until": {"$lt": expired}}
+        found = [doc["_id"] for doc in self._audits.find(query, {"_id": 1})]
+        taken = []
+        for chunk in _chunks(found):
+            done = self._audits.update_many(
+                {**query, "_id": {"$in": chunk}},
+                {
+                    "$set": {
+                        "status": Status.NEW.value,
+                        "claimed_by": None,
+                        "lease_until": None,
+                        "updated_at": t(now),
+                    },
+                    "$inc": {"attempts": 1},
                 },
-                "$inc": {"attempts": 1},
-            },
-        ).modified_count
+            )
+            if done.modified_count:
+                taken += chunk
+        return taken
 
     @translated
     def prune_results(self, before: datetime) -> int:
@@ -517,6 +545,11 @@ def _row_doc(row_id: int, row: AuditRow) -> dict[str, Any]:
         "lease_until": t(row.lease_until),
         "attempts": row.attempts,
     }
+
+
+def _scope_query(scope: SyncScope) -> dict[str, Any]:
+    return {"$or": [{"audit_name": {"$in": sorted(scope.audits)}},
+                    {"host": {"$in": sorted(scope.hosts)}}]}  # fmt: skip
 
 
 def _synced(doc: dict[str, Any]) -> _Synced:

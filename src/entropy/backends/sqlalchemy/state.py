@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,15 +29,18 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from ...catalogdiff import SyncScope
 from ...errors import BackendError, NoState, SchemaOutOfDate, StoreUnavailable
-from ...gcpause import gc_paused
 from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from ...progress import Bar
 from ...removal import RemovalPolicy
 from ..base import (
     Capability,
@@ -51,7 +54,7 @@ from ..base import (
 )
 from ..retry import retried_on_race
 from ..syncplan import disabled_state, latest_of, plan_sync
-from . import kept_disables, rowtext, schema
+from . import bulk, kept_disables, rowtext, schema
 from .connecting import engine_arguments, explain
 from .errors import translate
 from .repair_store import SqlRepairStore
@@ -271,6 +274,7 @@ class SqlStateStore(StateStore):
         max_splay: float,
         skew: float = 0.0,
         policy: RemovalPolicy | None = None,
+        scope: SyncScope | None = None,
     ) -> SyncReport:
         """Make the rows match the pairs: add new ones, remove gone ones, keep the rest.
 
@@ -286,27 +290,36 @@ class SqlStateStore(StateStore):
         force: beyond that, RemovalRefused and nothing changes. An operator's
         disable of a removed pair is remembered, and put back if the pair
         returns within the policy's disable_retention (see entropy.removal).
+
+        With `scope`, only the rows it covers are read and written (an
+        incremental refresh; see StateStore.sync).
         """
-        return self._sync(list(pairs), now, max_splay, skew, policy or RemovalPolicy())
+        return self._sync(list(pairs), now, max_splay, skew, policy or RemovalPolicy(), scope)
 
     @retried_on_race
     def _sync(
         self, pairs: list[Pair], now: datetime, max_splay: float, skew: float,
-        policy: RemovalPolicy,
+        policy: RemovalPolicy, scope: SyncScope | None,
     ) -> SyncReport:  # fmt: skip
         c = audits.c
-        with gc_paused(), self._connect() as conn:
-            existing = conn.execute(
-                select(c.id, c.audit_name, c.host, c.ip_address, c.next_run, c.disabled,
-                       c.disabled_reason, c.disabled_by)
-            ).all()  # fmt: skip
+        columns = (c.id, c.audit_name, c.host, c.ip_address, c.next_run, c.disabled,
+                   c.disabled_reason, c.disabled_by)  # fmt: skip
+        with self._connect() as conn:
+            stored = None
+            if scope is None:
+                existing = conn.execute(select(*columns)).all()
+            else:
+                existing = _in_scope(conn, columns, scope)
+                stored = conn.execute(select(func.count()).select_from(audits)).scalar_one()
             plan = plan_sync(existing, pairs, now, max_splay, skew, policy,
-                             kept_disables.read(conn))  # fmt: skip
+                             kept_disables.read(conn), stored)  # fmt: skip
+            del existing
             for chunk in _chunks(plan.gone):
                 conn.execute(delete(audits).where(c.id.in_(chunk)))
             kept_disables.write(conn, plan.disables)
             if plan.new:
-                conn.execute(audits.insert(), plan.new)
+                bulk.insert_rows(conn, plan.new, empty=scope is None and not plan.kept
+                                 and not plan.gone)  # fmt: skip
             if plan.changes:
                 when = UTCDateTime()
                 # Another engine may have recorded a result since the read above: its
@@ -375,14 +388,29 @@ class SqlStateStore(StateStore):
 
     # -- what the scheduler and the engine need -------------------------------
 
-    def schedule_rows(self) -> list[ScheduleRow]:
-        """(id, audit_name, host, next_run, disabled, status) of every row, for the time table."""
+    def schedule_rows(
+        self, scope: SyncScope | None = None, ids: Collection[int] | None = None
+    ) -> list[ScheduleRow]:
+        """(id, audit_name, host, next_run, disabled, status) of every row, for the time table.
+
+        Only those `scope` covers, or those of `ids`, when given.
+        """
+        c = audits.c
+        columns = (c.id, c.audit_name, c.host, c.next_run, c.disabled, c.status)
+        with self._connect() as conn:
+            if ids is not None:
+                found: list[Any] = []
+                for chunk in _chunks(sorted(ids)):
+                    found += conn.execute(select(*columns).where(c.id.in_(chunk))).all()
+                return list(map(ScheduleRow._make, found))
+            if scope is not None:
+                return list(map(ScheduleRow._make, _in_scope(conn, columns, scope)))
+            return bulk.schedule_rows(conn)
+
+    def disabled_ids(self) -> set[int]:
         c = audits.c
         with self._connect() as conn:
-            rows = conn.execute(
-                select(c.id, c.audit_name, c.host, c.next_run, c.disabled, c.status)
-            )
-            return list(map(ScheduleRow._make, rows))
+            return set(conn.execute(select(c.id).where(c.disabled == true())).scalars())
 
     def claim(
         self,
@@ -511,28 +539,42 @@ class SqlStateStore(StateStore):
                 .values(status=Status.NEW.value, claimed_by=None, lease_until=None, updated_at=now)
             ).rowcount
 
-    def recover_expired(self, now: datetime, skew: float = 0.0) -> int:
+    def take_back_expired(self, now: datetime, skew: float = 0.0) -> list[int]:
         """Rows whose lease ran out (their engine died) go back to `new`, attempts + 1.
 
         `skew`: how far the clocks of engines may differ. A lease is set on
         its holder's clock and checked here on ours, so it counts as expired
         only `skew` seconds after it ran out: a fast clock never takes a
-        live engine's claim.
+        live engine's claim. Returns the ids taken back.
         """
         c = audits.c
         expired = now - timedelta(seconds=skew)
+        taken: list[int] = []
         with self._connect() as conn:
-            return conn.execute(
-                update(audits)
+            found = conn.execute(
+                select(c.id)
                 .where(c.lease_until < expired, c.status == Status.PROCESSING.value)
-                .values(
-                    status=Status.NEW.value,
-                    claimed_by=None,
-                    lease_until=None,
-                    attempts=c.attempts + 1,
-                    updated_at=now,
-                )
-            ).rowcount
+                .with_for_update(skip_locked=True)
+            ).scalars().all()  # fmt: skip
+            for chunk in _chunks(sorted(found)):
+                rows = conn.execute(
+                    update(audits)
+                    .where(
+                        c.id.in_(chunk),
+                        c.lease_until < expired,
+                        c.status == Status.PROCESSING.value,
+                    )
+                    .values(
+                        status=Status.NEW.value,
+                        claimed_by=None,
+                        lease_until=None,
+                        attempts=c.attempts + 1,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if rows:
+                    taken += chunk
+        return taken
 
     def prune_results(self, before: datetime) -> int:
         """Delete the history older than `before`, _PRUNE_BATCH rows per transaction.
@@ -593,8 +635,13 @@ class SqlStateStore(StateStore):
             conn.execute(delete(results))
             conn.execute(delete(audits))
             for table, items in ((audits, rows), (results, history)):
+                bar = Bar.start(f"copying {table.name}", len(items), size=len(items))
                 for start in range(0, len(items), _INSERT_CHUNK):
                     conn.execute(table.insert(), items[start : start + _INSERT_CHUNK])
+                    if bar is not None:
+                        bar.advance(len(items[start : start + _INSERT_CHUNK]))
+                if bar is not None:
+                    bar.done()
 
 
 class _HotWriter:
@@ -835,7 +882,7 @@ def _aware_utc(t: datetime) -> datetime:
 
 
 def _from_sqlite(t: str) -> datetime:
-    return datetime.fromisoformat(t).replace(tzinfo=UTC)
+    return datetime.fromisoformat(t + "+00:00")  # one call: 7x faster than .replace()
 
 
 def _sqlite_time(t: datetime | None) -> str | None:
@@ -843,6 +890,17 @@ def _sqlite_time(t: datetime | None) -> str | None:
     if t is None:
         return None
     return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _in_scope(conn: Connection, columns: Sequence[Any], scope: SyncScope) -> list[Any]:
+    """The rows of the scope's audits and hosts (indexed both ways), each once."""
+    c = audits.c
+    found: dict[int, Any] = {}
+    for column, names in ((c.audit_name, scope.audits), (c.host, scope.hosts)):
+        for chunk in _chunks(sorted(names)):  # type: ignore[arg-type]
+            for row in conn.execute(select(*columns).where(column.in_(chunk))):
+                found[row[0]] = row
+    return list(found.values())
 
 
 def _chunks(ids: list[int]) -> Iterator[list[int]]:
