@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,18 @@ from entropy.catalogdiff import SyncScope
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.dump import hosts_doc
-from entropy.errors import ValidationError
+from entropy.errors import StoreConflict, ValidationError
 from entropy.model import (
+    Ack,
     AuditRow,
     DisabledBy,
+    Downtime,
+    MonitorState,
     Outcome,
     RepairRule,
     RepairRun,
     Result,
+    StateType,
     Status,
     Verify,
 )
@@ -742,3 +746,99 @@ def test_take_back_expired_names_the_rows_it_took_and_disabled_ids_the_disabled(
     backend.set_disabled(pairs, "maintenance", clock.now())
     disabled = {r.id for r in backend.audits() if r.audit_name == "vm_count"}
     assert backend.state.disabled_ids() == disabled and len(disabled) == 2
+
+
+# -- monitoring state (issue 15): per-pair state, ad hoc downtimes, acknowledgements --------
+
+
+def _monitor_state(at: datetime, attempt: int = 2) -> MonitorState:
+    return MonitorState(Outcome.CRITICAL, StateType.SOFT, attempt, Outcome.OK, at, None, True,
+                        0b1011, at - timedelta(minutes=5))  # fmt: skip
+
+
+def test_a_monitor_state_is_written_with_its_result_fenced_and_read_back(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    now = clock.now()
+    watched, plain = rows[0], rows[1]
+    state = backend.state
+    state.claim([watched.id, plain.id], "engine-a", now, now + timedelta(minutes=1))
+    at = now + timedelta(seconds=2, microseconds=7)
+    soft = _monitor_state(at)
+    records = [
+        (row.id, Result(Outcome.CRITICAL, "down", started_at=now, finished_at=at, slot=now,
+                        engine_id="engine-a", audit_name=row.audit_name, host=row.host),
+         now + timedelta(minutes=1))
+        for row in (watched, plain)
+    ]  # fmt: skip
+    assert state.record(records, "engine-b", {watched.id: soft}) == 0  # fenced out
+    assert rows_by_key(backend)[(watched.audit_name, watched.host)].monitor is None
+    assert state.record(records, "engine-a", {watched.id: soft}) == 2
+    after = rows_by_key(backend)
+    assert after[(watched.audit_name, watched.host)].monitor == soft  # microseconds kept
+    assert after[(plain.audit_name, plain.host)].monitor is None  # no monitoring: none kept
+    found = state.monitor_rows([(watched.audit_name, watched.host),
+                                (plain.audit_name, plain.host), ("nope", "nohost")])  # fmt: skip
+    assert set(found) == {(watched.audit_name, watched.host), (plain.audit_name, plain.host)}
+    mine = found[(watched.audit_name, watched.host)]
+    assert (mine.id, mine.monitor, mine.outcome, mine.last_result_at) == (
+        watched.id, soft, Outcome.CRITICAL, at)
+    assert found[(plain.audit_name, plain.host)].monitor is None
+    # A submitted result writes its state with it; a record without states leaves them.
+    hard = MonitorState(Outcome.CRITICAL, StateType.HARD, 1, Outcome.CRITICAL, at, at + timedelta(1))
+    later = Result(Outcome.CRITICAL, "still down", started_at=at, finished_at=at + timedelta(1),
+                   slot=at, engine_id="x", audit_name=watched.audit_name, host=watched.host)
+    state.record_adhoc(watched.id, later, hard)
+    assert rows_by_key(backend)[(watched.audit_name, watched.host)].monitor == hard
+    state.claim([watched.id], "engine-a", clock.advance(days=3), clock.now() + timedelta(1))
+    state.record([(watched.id, later, clock.now() + timedelta(1))], "engine-a")
+    assert rows_by_key(backend)[(watched.audit_name, watched.host)].monitor == hard
+
+
+def test_ad_hoc_downtimes_are_kept_listed_removed_and_expired(
+    harness: Harness, clock: FakeClock
+) -> None:
+    state = harness.backend().state
+    now = clock.now()
+    first = Downtime("dt-1", "kernel upgrade", hosts=("compute-*",), audits=("check_*",),
+                     start=now, end=now + timedelta(hours=2), skip_checks=True,
+                     created_by="alice", created_at=now)  # fmt: skip
+    second = Downtime("dt-0", "rack move", groups=("control",), start=now - timedelta(hours=1),
+                      end=now + timedelta(minutes=30), created_by="bob", created_at=now)
+    state.add_downtime(first)
+    state.add_downtime(second)
+    with pytest.raises(StoreConflict, match="dt-1"):
+        state.add_downtime(first)
+    # Another process (a restarted CLI) sees them, by start.
+    assert harness.backend().state.downtimes() == [second, first]
+    assert state.expire_downtimes(now + timedelta(minutes=30)) == 1  # dt-0 ended
+    assert state.downtimes() == [first]
+    assert state.remove_downtime("dt-1") is True
+    assert state.remove_downtime("dt-1") is False
+    assert state.downtimes() == []
+
+
+def test_acks_are_one_per_pair_replaced_cleared_and_expired(
+    harness: Harness, clock: FakeClock
+) -> None:
+    state = harness.backend().state
+    now = clock.now()
+    web = Ack("vmbooter", "nova-api.mydomain.com", "on it", Outcome.CRITICAL, False,
+              now + timedelta(hours=4), "alice", now)  # fmt: skip
+    db = Ack("vm_count", "hv-01.example.com", "known", Outcome.WARNING, True, None, "bob", now)
+    state.set_ack(web)
+    state.set_ack(db)
+    sticky = Ack(web.audit_name, web.host, "still on it", Outcome.WARNING, True,
+                 now + timedelta(hours=1), "carol", now)  # fmt: skip
+    state.set_ack(sticky)  # replaces alice's
+    assert harness.backend().state.acks() == [db, sticky]  # by host, then audit
+    assert state.acks(host="hv-01.example.com") == [db]
+    assert state.acks(audit_name="vmbooter") == [sticky]
+    assert state.expire_acks(now + timedelta(minutes=59)) == 0
+    assert state.expire_acks(now + timedelta(hours=1)) == 1  # the one without expiry stays
+    assert state.acks() == [db]
+    assert state.clear_ack(db.audit_name, db.host) is True
+    assert state.clear_ack(db.audit_name, db.host) is False
+    assert state.acks() == []
