@@ -625,8 +625,16 @@ def test_repair_runs_are_recorded_and_a_flag_is_reset(harness: Harness, clock: F
                      audit_name="check_a", host="h1")  # fmt: skip
     result = Result(Outcome.OK, "fixed it", "out", started_at=now, finished_at=now,
                     engine_id="e1", audit_name="fix_script", host="h1")  # fmt: skip
-    run = RepairRun("fix", "check_a", "fix_script", 1, result, trigger, Verify.NOT_FIXED,
-                    Result(Outcome.CRITICAL, "still bad", started_at=now, finished_at=now))
+    run = RepairRun(
+        "fix",
+        "check_a",
+        "fix_script",
+        1,
+        result,
+        trigger,
+        Verify.NOT_FIXED,
+        Result(Outcome.CRITICAL, "still bad", started_at=now, finished_at=now),
+    )
     store.finish(run, "e1", flag="1 runs of fix did not fix check_a")
     (record,) = store.runs(host="h1")
     stored = record.to_dict()
@@ -682,8 +690,10 @@ def test_a_scoped_sync_reads_and_writes_only_the_rows_of_its_scope(
     after = rows_by_key(backend)
     assert after["vm_count", "hv-01.example.com"].ip_address == "10.9.9.9"
     # compute-02 left the definitions, but not the scope: its rows stay until a full sync.
-    assert after == {**before, ("vm_count", "hv-01.example.com"): after["vm_count",
-                                                                        "hv-01.example.com"]}
+    assert after == {
+        **before,
+        ("vm_count", "hv-01.example.com"): after["vm_count", "hv-01.example.com"],
+    }
     report = backend.sync(catalog, clock.now(), force=True)
     assert report.removed == 2 and ("vm_count", "compute-02.example.com") not in rows_by_key(
         backend
@@ -784,12 +794,25 @@ def test_a_monitor_state_is_written_with_its_result_fenced_and_read_back(
     assert set(found) == {(watched.audit_name, watched.host), (plain.audit_name, plain.host)}
     mine = found[(watched.audit_name, watched.host)]
     assert (mine.id, mine.monitor, mine.outcome, mine.last_result_at) == (
-        watched.id, soft, Outcome.CRITICAL, at)
+        watched.id,
+        soft,
+        Outcome.CRITICAL,
+        at,
+    )
     assert found[(plain.audit_name, plain.host)].monitor is None
     # A submitted result writes its state with it; a record without states leaves them.
-    hard = MonitorState(Outcome.CRITICAL, StateType.HARD, 1, Outcome.CRITICAL, at, at + timedelta(1))
-    later = Result(Outcome.CRITICAL, "still down", started_at=at, finished_at=at + timedelta(1),
-                   slot=at, engine_id="x", audit_name=watched.audit_name, host=watched.host)
+    day = timedelta(days=1)
+    hard = MonitorState(Outcome.CRITICAL, StateType.HARD, 1, Outcome.CRITICAL, at, at + day)
+    later = Result(
+        Outcome.CRITICAL,
+        "still down",
+        started_at=at,
+        finished_at=at + timedelta(1),
+        slot=at,
+        engine_id="x",
+        audit_name=watched.audit_name,
+        host=watched.host,
+    )
     state.record_adhoc(watched.id, later, hard)
     assert rows_by_key(backend)[(watched.audit_name, watched.host)].monitor == hard
     state.claim([watched.id], "engine-a", clock.advance(days=3), clock.now() + timedelta(1))
@@ -805,8 +828,15 @@ def test_ad_hoc_downtimes_are_kept_listed_removed_and_expired(
     first = Downtime("dt-1", "kernel upgrade", hosts=("compute-*",), audits=("check_*",),
                      start=now, end=now + timedelta(hours=2), skip_checks=True,
                      created_by="alice", created_at=now)  # fmt: skip
-    second = Downtime("dt-0", "rack move", groups=("control",), start=now - timedelta(hours=1),
-                      end=now + timedelta(minutes=30), created_by="bob", created_at=now)
+    second = Downtime(
+        "dt-0",
+        "rack move",
+        groups=("control",),
+        start=now - timedelta(hours=1),
+        end=now + timedelta(minutes=30),
+        created_by="bob",
+        created_at=now,
+    )
     state.add_downtime(first)
     state.add_downtime(second)
     with pytest.raises(StoreConflict, match="dt-1"):

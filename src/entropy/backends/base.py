@@ -605,9 +605,7 @@ class StateStore(Capable, abc.ABC):
         result (and monitoring state, when given), in one transaction; next_run stays."""
 
     @abc.abstractmethod
-    def monitor_rows(
-        self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], MonitorRow]:
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
         """The rows of these (audit, host) pairs, with their monitoring state and latest outcome;
         a pair without a row is left out."""
 

@@ -482,9 +482,7 @@ class MemoryStateStore(StateStore):
                     row.monitor = monitor
             space.results.append(_stored(result))
 
-    def monitor_rows(
-        self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], MonitorRow]:
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
         space = self.space
         with space.lock:
             found = [space.rows[space.keys[k]] for k in keys if k in space.keys]

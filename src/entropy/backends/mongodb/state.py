@@ -394,9 +394,7 @@ class MongoStateStore(StateStore):
         self._results.insert_one(_history(result))
 
     @translated
-    def monitor_rows(
-        self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], MonitorRow]:
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
         wanted = sorted(set(keys))
         found: dict[tuple[str, str], MonitorRow] = {}
         for start in range(0, len(wanted), _CHUNK):

@@ -549,9 +549,7 @@ class SqlStateStore(StateStore):
                 conn.execute(update(audits).where(audits.c.id == row_id).values(**values))
             conn.execute(results.insert(), [_history(result)])
 
-    def monitor_rows(
-        self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], MonitorRow]:
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
         return monitoring.monitor_rows(self._connect, keys, _audit_row)
 
     # -- downtimes and acknowledgements (sqlalchemy/monitoring.py) --------------------------
@@ -637,9 +635,11 @@ class SqlStateStore(StateStore):
         r, pruned = results.c, 0
         while True:
             with self._connect() as conn:
-                old = conn.execute(
-                    select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH)
-                ).scalars().all()
+                old = (
+                    conn.execute(select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH))
+                    .scalars()
+                    .all()
+                )
                 for chunk in _chunks(list(old)):
                     pruned += conn.execute(delete(results).where(r.id.in_(chunk))).rowcount
             if len(old) < _PRUNE_BATCH:
@@ -670,9 +670,7 @@ class SqlStateStore(StateStore):
                 _audit_row(row._mapping)
                 for row in conn.execute(select(audits).order_by(audits.c.id))
             ]
-            history = [
-                _result(row) for row in conn.execute(select(results).order_by(results.c.id))
-            ]
+            history = [_result(row) for row in conn.execute(select(results).order_by(results.c.id))]
         return StateDump(rows, history)
 
     def import_rows(self, dump: StateDump) -> None:
