@@ -635,11 +635,9 @@ class SqlStateStore(StateStore):
         r, pruned = results.c, 0
         while True:
             with self._connect() as conn:
-                old = (
-                    conn.execute(select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH))
-                    .scalars()
-                    .all()
-                )
+                old = conn.execute(
+                    select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH)
+                ).scalars().all()
                 for chunk in _chunks(list(old)):
                     pruned += conn.execute(delete(results).where(r.id.in_(chunk))).rowcount
             if len(old) < _PRUNE_BATCH:
@@ -670,7 +668,9 @@ class SqlStateStore(StateStore):
                 _audit_row(row._mapping)
                 for row in conn.execute(select(audits).order_by(audits.c.id))
             ]
-            history = [_result(row) for row in conn.execute(select(results).order_by(results.c.id))]
+            history = [
+                _result(row) for row in conn.execute(select(results).order_by(results.c.id))
+            ]
         return StateDump(rows, history)
 
     def import_rows(self, dump: StateDump) -> None:
