@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from entropy import definitions
 from entropy.backends import Backend, fetch, open_state_store
 from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
@@ -30,8 +31,11 @@ from entropy.errors import StoreConflict, ValidationError
 from entropy.model import (
     Ack,
     AuditRow,
+    Dependency,
     DisabledBy,
     Downtime,
+    Flapping,
+    MonitorSettings,
     MonitorState,
     Outcome,
     RepairRule,
@@ -872,3 +876,60 @@ def test_acks_are_one_per_pair_replaced_cleared_and_expired(
     assert state.clear_ack(db.audit_name, db.host) is True
     assert state.clear_ack(db.audit_name, db.host) is False
     assert state.acks() == []
+
+
+MONITORED_HOSTS = {
+    **SEED_HOSTS,
+    "compute-02.example.com": {
+        **SEED_HOSTS["compute-02.example.com"],
+        "parents": ["hv-01.example.com"],
+    },
+}
+MONITORED_SCHEDULES = {
+    **SEED_SCHEDULES,
+    "compute_audits.yaml": {
+        "compute": {
+            "audits": {
+                "check_nova_config_exists": {
+                    "run_every": "1day", "max_attempts": 3, "retry_every": "2m",
+                    "flapping": {"low": 20, "high": 40},
+                    "depends_on": {"audit": "vm_count", "host": "parent"},
+                },
+                "check_nova_compute_log_file_exists": {"passive": True, "freshness": "1h"},
+            }
+        }
+    },
+}  # fmt: skip
+MONITORED_DOWNTIMES = {
+    "kernel": {"hosts": ["compute-*"], "audits": ["check_nova_*"], "cron": "0 2 * * 6",
+               "duration": "2h", "reason": "kernel upgrades"},
+    "dc-move": {"groups": ["control"], "start": "2026-03-01T22:00:00+00:00",
+                "end": "2026-03-02T04:00:00+00:00", "reason": "moving racks",
+                "skip_checks": True},
+}  # fmt: skip
+
+
+def test_monitoring_definitions_round_trip_through_every_source(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """parents, a schedule's monitoring keys and downtimes, as the dir backend reads them."""
+    monkeypatch.setattr(definitions, "MONITORING_WIRED", True)  # until phase 2 lands
+    harness.write(hosts=MONITORED_HOSTS, schedules=MONITORED_SCHEDULES,
+                  downtimes=MONITORED_DOWNTIMES)  # fmt: skip
+    catalog = harness.backend().load()
+    assert catalog.hosts["compute-02.example.com"].parents == ("hv-01.example.com",)
+    schedules = {s.audit_name: s for s in catalog.schedules}
+    watched = schedules["check_nova_config_exists"].monitoring
+    assert watched == MonitorSettings(3, 120, Flapping(20.0, 40.0),
+                                      Dependency("vm_count", "parent"))  # fmt: skip
+    passive = schedules["check_nova_compute_log_file_exists"]
+    assert passive.monitoring == MonitorSettings(passive=True, freshness=3600)
+    assert passive.timing == Every(3600)
+    assert schedules["vm_count"].monitoring is None
+    assert set(catalog.downtimes) == {"kernel", "dc-move"}
+    kernel, move = catalog.downtimes["kernel"], catalog.downtimes["dc-move"]
+    assert (kernel.hosts, kernel.audits, kernel.cron.expr, kernel.duration) == (
+        ("compute-*",), ("check_nova_*",), "0 2 * * 6", 7200)
+    assert (move.groups, move.skip_checks, move.reason) == (("control",), True, "moving racks")
+    assert (move.start, move.end) == (datetime.fromisoformat("2026-03-01T22:00:00+00:00"),
+                                      datetime.fromisoformat("2026-03-02T04:00:00+00:00"))
