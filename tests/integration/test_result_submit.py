@@ -115,3 +115,37 @@ def test_the_service_refuses_what_the_cli_cannot_send(fleet: str) -> None:
         assert rt.backend.state.results(HOST, AUDIT)[0].summary == "disk 91%"
     finally:
         rt.close()
+
+
+def test_submitted_results_count_toward_soft_and_hard_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A passive audit with max_attempts 2: soft after one critical, hard after two."""
+    from entropy import definitions
+    from fleets import SEED_SCHEDULES
+
+    monkeypatch.setattr(definitions, "MONITORING_WIRED", True)  # until phase 2 lands
+    schedules = {
+        **SEED_SCHEDULES,
+        "backups.yaml": {"compute": {"audits": {"backup_done": {
+            "passive": True, "freshness": "1d", "max_attempts": 2}}}},
+    }  # fmt: skip
+    fleet = f"dir:{write_fleet('dir', tmp_path / 'fleet', schedules=schedules)}"
+    host = "compute-02.example.com"
+
+    def submit(outcome: str) -> dict:
+        return json.loads(run("--backend", fleet, "result", "submit", "backup_done",
+                              "--host", host, "--outcome", outcome, "--json").stdout)  # fmt: skip
+
+    first = submit("critical")["monitor"]
+    assert (first["state"], first["state_type"], first["attempt"]) == ("critical", "soft", 1)
+    assert first["hard_state"] == "ok"
+    second = submit("critical")["monitor"]
+    assert (second["state"], second["state_type"], second["hard_state"]) == (
+        "critical",
+        "hard",
+        "critical",
+    )
+    assert second["last_hard_state_change"] is not None
+    back = submit("ok")["monitor"]
+    assert (back["state"], back["state_type"], back["hard_state"]) == ("ok", "hard", "ok")

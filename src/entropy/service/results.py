@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFound
-from ..model import REPAIRABLE_OUTCOMES, AuditRow, Outcome, Result
+from ..model import REPAIRABLE_OUTCOMES, AuditRow, MonitorState, Outcome, Result
+from ..monitor_record import apply
 from ..runners.nagios import SUMMARY_LIMIT, cap_summary, metric
 from .errors import BadRequest
 from .runtime import Runtime, actor
@@ -32,9 +33,11 @@ class Submitted:
 
     result: Result
     row_id: int
+    monitor: MonitorState | None = None  # the pair's state after it, with monitoring
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.result.to_dict(), "row_id": self.row_id}
+        state = None if self.monitor is None else self.monitor.to_dict()
+        return {**self.result.to_dict(), "row_id": self.row_id, "monitor": state}
 
 
 def submit_result(
@@ -84,8 +87,12 @@ def submit_result(
         audit_name=pair.audit_name,
         host=pair.host,
     )
-    backend.state.record_adhoc(row.id, result)
-    return Submitted(result, row.id)
+    monitor = None
+    if pair.schedule.monitoring is not None:  # soft/hard, flapping, dependencies, acks
+        (applied,) = apply(backend.state, catalog, [(row.id, pair, result, None)], now)
+        result, monitor = applied.result, applied.state
+    backend.state.record_adhoc(row.id, result, monitor)
+    return Submitted(result, row.id, monitor)
 
 
 def _row(rt: Runtime, audit: str, host: str) -> AuditRow | None:
