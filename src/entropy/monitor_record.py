@@ -19,7 +19,7 @@ written by the caller with the results, in the same write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,11 +57,14 @@ def apply(
     catalog: Catalog,
     items: Sequence[tuple[int, Pair, Result, datetime | None]],
     now: datetime,
+    fresh: Mapping[tuple[str, str], Outcome] | None = None,
 ) -> list[Applied]:
     """The monitoring rules over (row id, pair, result, slot) of monitored pairs, in order.
 
-    Each pair's schedule must have monitoring. Acks that no longer hold are
-    cleared in the store here; the states are the caller's to write.
+    Each pair's schedule must have monitoring. `fresh`: outcomes of pairs
+    without monitoring recorded in the same batch, not stored yet (a parent's
+    ping beside its children's checks). Acks that no longer hold are cleared
+    in the store here; the states are the caller's to write.
     """
     if not items:
         return []
@@ -73,6 +76,10 @@ def apply(
         if dependency is not None and host is not None:
             keys.update(dependency_keys(dependency, host))
     rows: dict[tuple[str, str], MonitorRow] = dict(store.monitor_rows(keys))
+    for key, outcome in (fresh or {}).items():
+        row = rows.get(key)
+        if row is not None and row.monitor is None:
+            rows[key] = row._replace(outcome=outcome)
     acks = _acks_of(store, [pair.key for _, pair, _, _ in items])
     done = []
     for row_id, pair, result, slot in items:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from ..events import Events
 from ..model import Result
+from ..monitor_record import Applied
 from ..repairs import Repairer
 from ..scheduler import Scheduler
 from .results import Finished
@@ -37,7 +38,8 @@ class Publisher:
         self.events = events
         self.repairer = repairer
 
-    def recorded(self, batch: list[Finished]) -> None:
+    def recorded(self, batch: list[Finished], applied: dict[int, Applied] | None = None) -> None:
+        """applied: what the monitoring rules made of the batch's monitored results, by row."""
         if self.on_result:
             for _, result, _ in batch:
                 try:

@@ -1,0 +1,88 @@
+"""The recorder's monitoring step: soft/hard states, retries, dependencies, acks (issue 15).
+
+Engine.finished() makes the one check per result: a pair whose schedule has
+no monitoring gets its next slot there, as before, and nothing here runs
+(`used` stays False, so the recorder does not even look at its batches).
+A pair with monitoring is queued without a next slot; before the batch is
+written, apply() runs monitor_record.apply over those (one store read per
+batch), puts each pair back on the scheduler's table at the transition's
+next run (a retry at retry_every while soft, never later than its regular
+slot), and keeps the states for the write, which stores them with their
+results in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..backends import Backend
+from ..clock import Clock
+from ..model import MonitorState
+from ..monitor_record import Applied, apply
+from ..scheduler import Scheduler
+from .results import Finished
+
+LOG = logging.getLogger(__name__)
+
+
+class Monitoring:
+    """States waiting to be written with their results: the recorder thread's own.
+
+    `used` is set (never cleared) by the executor's threads before they queue
+    the first result of a pair with monitoring; the queue hands it over.
+    """
+
+    def __init__(self, backend: Backend, scheduler: Scheduler, clock: Clock) -> None:
+        self.backend = backend
+        self.scheduler = scheduler
+        self.clock = clock
+        self.used = False
+        self.applied: dict[int, Applied] = {}  # row id -> what its result did, until written
+
+    def apply(self, batch: list[Finished]) -> None:
+        """Give the batch's monitored results their state and next run, in place."""
+        pending = [i for i, (_, _, next_run) in enumerate(batch) if next_run is None]
+        if not pending:
+            return
+        now = self.clock.now()
+        items = [(batch[i][0].row_id, batch[i][0].pair, batch[i][1], batch[i][0].slot)
+                 for i in pending]  # fmt: skip
+        fresh = None
+        settings = [pair.schedule.monitoring for _, pair, _, _ in items]
+        if any(s is not None and s.depends_on for s in settings):
+            # A dependency recorded in this batch is not stored yet: its outcome from here.
+            fresh = {due.pair.key: result.outcome for due, result, next_run in batch
+                     if next_run is not None}  # fmt: skip
+        try:
+            catalog = self.scheduler.catalog
+            assert catalog is not None, "results come only after the first load"
+            done = apply(self.backend.state, catalog, items, now, fresh)
+        except Exception as exc:  # the store or a bug: record them plainly, on their slots
+            LOG.error("monitoring rules not applied to %d results (recorded without a state "
+                      "change, next run on their regular slot): %s", len(pending), exc)  # fmt: skip
+            for i in pending:
+                due, result, _ = batch[i]
+                batch[i] = (due, result, self.scheduler.done(due, result.finished_at or now))
+            return
+        for i, applied in zip(pending, done, strict=True):
+            due = batch[i][0]
+            at = applied.result.finished_at or now
+            next_run = self.scheduler.done(due, at, next_run=applied.transition.next_run)
+            batch[i] = (due, applied.result, next_run)
+            self.applied[due.row_id] = applied
+
+    def states(self, batch: list[Finished]) -> dict[int, MonitorState] | None:
+        """The states to write with these results; None when none of them has one."""
+        if not self.applied:
+            return None
+        applied = self.applied
+        found = {due.row_id: applied[due.row_id].state for due, _, _ in batch
+                 if due.row_id in applied}  # fmt: skip
+        return found or None
+
+    def written(self, batch: list[Finished]) -> dict[int, Applied]:
+        """Forget the states of a batch written (or dropped); what they did, for the publisher."""
+        if not self.applied:
+            return {}
+        return {due.row_id: a for due, _, _ in batch
+                if (a := self.applied.pop(due.row_id, None)) is not None}  # fmt: skip
