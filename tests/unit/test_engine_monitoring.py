@@ -23,7 +23,7 @@ from entropy.backends.impl_memory import MemoryStateStore, forget
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.engine import Engine, EngineSettings, WorkerPool
-from entropy.model import AuditRow, Outcome, StateType
+from entropy.model import AuditRow, Outcome, Result, StateType
 from fleets import write_fleet
 
 VERDICTS: dict[str, str] = {}  # host -> the outcome its audits answer
@@ -51,13 +51,15 @@ def _wired(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 class Fleet:
-    def __init__(self, tmp_path: Path, clock: FakeClock, check: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, clock: FakeClock, check: dict[str, Any],
+                 more: dict[str, Any] | None = None) -> None:  # fmt: skip
         schedules = {
             "compute.yaml": {"compute": {"audits": {
                 "check": {"run_every": "10m", **check},
                 "plain": {"run_every": "10m"},
             }}},
             "switch.yaml": {"switch": {"audits": {"ping": {"run_every": "10m"}}}},
+            **(more or {}),
         }  # fmt: skip
         root = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
                            schedules=schedules)  # fmt: skip
@@ -163,3 +165,41 @@ def test_pairs_without_monitoring_are_recorded_as_before(make_fleet):
     assert fleet.engine.monitoring.used is False  # the recorder never looked at a batch
     assert all(row.monitor is None for row in fleet.backend.audits())
     assert fleet.row("check", "h2").next_run == start + timedelta(minutes=10)
+
+
+def test_a_passive_audit_turns_unknown_after_its_freshness(tmp_path: Path, clock: FakeClock):
+    backups = {"backup.yaml": {"compute": {"audits": {
+        "backup_done": {"passive": True, "freshness": "1h"}}}}}  # fmt: skip
+    fleet = Fleet(tmp_path, clock, {}, backups)
+    created = fleet.row("backup_done", "h2").created_at
+    # A result submitted in time keeps it fresh: nothing is recorded at its first check.
+    submitted = Result(Outcome.OK, "backup 42 GiB", started_at=clock.now(),
+                       finished_at=clock.now() + timedelta(minutes=30),
+                       audit_name="backup_done", host="h2")  # fmt: skip
+    fleet.store.record_adhoc(fleet.row("backup_done", "h2").id, submitted)
+    first = fleet.scheduler.next_due()
+    assert first <= created + timedelta(hours=1)
+    fleet.run_at(first)
+    assert fleet.store.results(host="h2", audit_name="backup_done") == [submitted]
+
+    # Checked again when it would go stale; nothing more came: unknown.
+    def backups() -> int:
+        return len(fleet.store.results(host="h2", audit_name="backup_done"))
+
+    stale_at = submitted.finished_at + timedelta(hours=1)
+    fleet.run_at(stale_at - timedelta(seconds=1))
+    assert backups() == 1
+    fleet.run_at(stale_at)
+    assert backups() == 2
+    latest = fleet.store.results(host="h2", audit_name="backup_done")[0]
+    assert (latest.outcome, latest.summary) == (
+        Outcome.UNKNOWN,
+        "no result for backup_done on h2 in 1h",
+    )
+    assert latest.engine_id == "e1"
+    assert fleet.row("backup_done", "h2").monitor.state is Outcome.UNKNOWN
+    # And again every freshness while nothing arrives.
+    fleet.run_at(stale_at + timedelta(minutes=59))
+    assert backups() == 2
+    fleet.run_at(stale_at + timedelta(hours=1))
+    assert backups() == 3

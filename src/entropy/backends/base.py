@@ -183,6 +183,7 @@ class MonitorRow(NamedTuple):
     monitor: MonitorState | None  # None: no monitoring state kept (yet)
     outcome: Outcome | None  # the latest result's; None before any
     last_result_at: datetime | None  # when that result finished
+    created_at: datetime | None = None  # the row's: a passive pair's freshness counts from it
 
     @classmethod
     def of(cls, row: AuditRow) -> MonitorRow:
@@ -191,7 +192,8 @@ class MonitorRow(NamedTuple):
         if isinstance(finished, str):
             finished = datetime.fromisoformat(finished)
         return cls(row.id, row.audit_name, row.host, row.monitor,
-                   None if outcome is None else Outcome(outcome), finished)  # fmt: skip
+                   None if outcome is None else Outcome(outcome), finished,
+                   row.created_at)  # fmt: skip
 
 
 RecordItem = tuple[int, Result, datetime]  # (row id, result, the row's next_run after it)

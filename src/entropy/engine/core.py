@@ -65,6 +65,7 @@ class Engine:
         self.registration = Registration(backend, settings)
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
                                      self.leases)  # fmt: skip
+        self.dispatcher.finished = self.finished  # a passive pair's stale result
         self.publisher = Publisher(scheduler, on_result, events, repairer)
         self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,

@@ -13,11 +13,14 @@ import logging
 import math
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ..backends import Backend
 from ..clock import Clock
 from ..errors import BackendError, StoreConflict, StoreUnavailable
+from ..model import Result
+from ..monitoring import passive_check
 from ..runners.base import Job
 from ..scheduler import Due, Scheduler
 from .executor import Executor
@@ -54,6 +57,8 @@ class Dispatcher:
         self._rate = 0.0  # audits finished per second, recently
         self._rate_count = 0  # executor.completed() when _rate_since was taken
         self._rate_since = clock.monotonic()
+        # Where a passive pair's stale result goes once claimed (Engine.finished).
+        self.finished: Callable[[Due, Result], None] | None = None
 
     def waiting(self) -> int:
         """Due rows waiting to be claimed."""
@@ -109,18 +114,24 @@ class Dispatcher:
         now = self.clock.now()
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
         jobs = {}
+        passive = []
         for due in take:
             try:
                 jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
-            except KeyError:  # a refresh just removed its host or script
-                self.scheduler.done(due, now)
-        take = [due for due in take if due.row_id in jobs]
+            except KeyError:  # no script: passive, or a refresh just removed its host or script
+                settings = due.pair.schedule.monitoring
+                if settings is not None and settings.passive and due.pair.host in catalog.hosts:
+                    passive.append(due)
+                else:
+                    self.scheduler.done(due, now)
+        stale = self._freshness(passive, now) if passive else {}
+        take = [due for due in take if due.row_id in jobs or due.row_id in stale]
         lease_until = now + timedelta(seconds=self.settings.lease)
         waiting = [row_id for row_id in fresh if row_id in self._pending]
         state = self.backend.state
         try:
-            claimed = state.claim(list(jobs), self.settings.engine_id, now, lease_until,
-                                       waiting)  # fmt: skip
+            claimed = state.claim([*jobs, *stale], self.settings.engine_id, now, lease_until,
+                                  waiting)  # fmt: skip
         except (StoreUnavailable, StoreConflict) as exc:
             # A claim whose commit was lost with the connection is not ours to
             # renew: its lease runs out and it comes back (recover_expired).
@@ -156,8 +167,44 @@ class Dispatcher:
                 continue
             if slot != due.slot:  # the database knows better what is due (see claim())
                 due = Due(due.row_id, due.pair, slot)
+            if due.row_id in stale:  # nothing to run: its result is already known
+                result = stale[due.row_id]
+                result.slot, result.engine_id = due.slot, self.settings.engine_id
+                assert self.finished is not None, "the engine hands passive results on"
+                self.finished(due, result)
+                continue
             work.append((due, jobs[due.row_id]))
         self.executor.submit(work)
+
+    def _freshness(self, passive: list[Due], now: datetime) -> dict[int, Result]:
+        """Passive pairs (no script; results come from `entropy result submit`): the stale.
+
+        A pair with a result within its freshness goes back on the table at the
+        time it would go stale; a stale one gets an `unknown` result, returned
+        here to be claimed and recorded as any result (monitoring.passive_check).
+        """
+        try:
+            rows = self.backend.state.monitor_rows([due.pair.key for due in passive])
+        except BackendError as exc:  # looked at again at the next freshness slot
+            LOG.error("cannot check the freshness of %d passive audits: %s", len(passive), exc)
+            for due in passive:
+                self.scheduler.done(due, now)
+            return {}
+        stale = {}
+        for due in passive:
+            row = rows.get(due.pair.key)
+            freshness = due.pair.schedule.monitoring.freshness  # type: ignore[union-attr]
+            if row is None or not freshness:  # a refresh just removed it
+                self.scheduler.done(due, now)
+                continue
+            since = row.created_at or due.slot
+            check = passive_check(due.pair.audit_name, due.pair.host, freshness,
+                                  row.last_result_at, since, now)  # fmt: skip
+            if check.result is None:
+                self.scheduler.done(due, now, next_run=check.next_run)
+            else:
+                stale[due.row_id] = check.result
+        return stale
 
     def _claims_refused(self, take: list[Due], now: datetime, exc: BackendError) -> None:
         """A permanent claim error: these audits and every pending one skip to their next slot.
