@@ -69,6 +69,7 @@ ROW_FIELDS = frozenset(
         "disabled_reason",
         "status",
         "result",
+        "monitor",
     ]
 )
 

@@ -454,10 +454,14 @@ class AuditRow:
         "disabled_reason",
         "status",
         "result",
+        "monitor",
     )
 
     def public(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.PUBLIC_FIELDS}
+        found = {name: getattr(self, name) for name in self.PUBLIC_FIELDS}
+        if self.monitor is not None:
+            found["monitor"] = self.monitor.to_dict()
+        return found
 
 
 @dataclass(slots=True)

@@ -116,7 +116,12 @@ def _acks_of(store: StateStore, keys: Iterable[tuple[str, str]]) -> dict[tuple[s
 
 
 def live_ack(
-    store: StateStore, audit_name: str, host: str, current: Outcome | None, now: datetime
+    store: StateStore,
+    audit_name: str,
+    host: str,
+    current: Outcome | None,
+    now: datetime,
+    clear: bool = True,
 ) -> Ack | None:
     """The pair's acknowledgement if it still holds, for pairs the recorder does not watch.
 
@@ -124,7 +129,7 @@ def live_ack(
     is checked here, where it matters (a repair, a plan): gone at its expiry,
     on recovery (an ok result since it was made), or, unless sticky, when the
     outcome is no longer the one acknowledged. One that no longer holds is
-    cleared.
+    cleared (unless `clear` is False: a command that only reads).
     """
     found = store.acks(host=host, audit_name=audit_name)
     if not found:
@@ -139,7 +144,8 @@ def live_ack(
     )
     if holds:
         return ack
-    store.clear_ack(audit_name, host)
+    if clear:
+        store.clear_ack(audit_name, host)
     return None
 
 

@@ -131,17 +131,19 @@ def hold_of(
     outcome: Outcome | None,
     now: datetime,
     downtimes: list[Downtime] | None = None,
+    clear: bool = True,
 ) -> str | None:
     """Why the monitoring rules hold a repair of this pair now (repair_hold), or None.
 
-    `downtimes`: the ad hoc ones, when the caller read them already (plan).
+    `downtimes`: the ad hoc ones, when the caller read them already (plan);
+    `clear`: drop an ack found no longer holding (False for a read-only plan).
     """
     host = catalog.hosts.get(pair.host)
     if host is None:
         return None
     adhoc = store.downtimes() if downtimes is None else downtimes
     every = [*catalog.downtimes.values(), *adhoc]
-    ack = live_ack(store, pair.audit_name, pair.host, outcome, now)
+    ack = live_ack(store, pair.audit_name, pair.host, outcome, now, clear)
     settings = pair.schedule.monitoring
     return repair_hold(pair.audit_name, host, now, state, settings, every, ack)
 
@@ -372,7 +374,7 @@ def plan(backend: Backend, catalog: Catalog, now: datetime) -> list[PlanItem]:
             pair = pairs.get((row.audit_name, row.host))
             if pair is not None:
                 hold = hold_of(state_store, catalog, pair, row.monitor, Outcome(outcome), now,
-                               adhoc)  # fmt: skip
+                               adhoc, clear=False)  # fmt: skip
                 if hold is not None:
                     items.append(PlanItem(*item, "held", hold))
                     continue
