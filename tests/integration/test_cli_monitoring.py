@@ -124,3 +124,12 @@ def test_status_overdue_lists_pairs_silent_for_twice_their_interval(
         ("vmbooter", "nova-api.mydomain.com"),
         ("api_availability", "nova-api.mydomain.com"),
     }
+
+
+def test_plan_marks_runs_in_a_downtime(fleet: str) -> None:
+    run("--backend", fleet, "sync")
+    made = as_json("--backend", fleet, "downtime", "add", "--host", HOST, "--audit", AUDIT,
+                   "--for", "1d", "--reason", "moving it")  # fmt: skip
+    lines = run("--backend", fleet, "plan", "--within", "2d").stdout.splitlines()
+    marked = [line for line in lines if f"in downtime {made['name']}" in line]
+    assert marked and all(HOST in line and AUDIT in line for line in marked)

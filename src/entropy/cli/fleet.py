@@ -164,7 +164,8 @@ def plan(rt: Runtime, within: str, host: str | None, audit_name: str | None, as_
 
     Overdue rows are shown at their missed time (they run at once, once).
     Pairs not yet synced show when their first run would be. Disabled rows
-    never run and are left out.
+    never run and are left out. A pair in a downtime or acknowledged says so
+    (a downtime with skip_checks: true skips its runs).
     """
     window = seconds(within, "--within")
     ahead = reads.plan(rt, window, host, audit_name)
@@ -173,7 +174,9 @@ def plan(rt: Runtime, within: str, host: str | None, audit_name: str | None, as_
         return
     for run in ahead.runs:
         late = "  (overdue)" if run.time < ahead.now else ""
-        click.echo(f"{stamp(run.time)}  {run.host}  {run.audit_name}{late}")
+        marks = ahead.marks.get((run.audit_name, run.host))
+        marked = f"  [{marks}]" if marks else ""
+        click.echo(f"{stamp(run.time)}  {run.host}  {run.audit_name}{late}{marked}")
     say(f"{len(ahead.runs)} runs within {within}")
 
 

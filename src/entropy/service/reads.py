@@ -148,6 +148,7 @@ def monitoring_marks(
 class Plan:
     now: datetime
     runs: list[PlannedRun]
+    marks: dict[tuple[str, str], str] = field(default_factory=dict)  # see monitoring_marks
 
 
 def plan(
@@ -167,7 +168,8 @@ def plan(
         if not (host and p.host != host) and not (audit_name and p.audit_name != audit_name)
     ]  # fmt: skip
     end = now + timedelta(seconds=within)
-    return Plan(now, planned_runs(pairs, rows, now, end, splay_cap(backend.conf)))
+    runs = planned_runs(pairs, rows, now, end, splay_cap(backend.conf))
+    return Plan(now, runs, monitoring_marks(rt, list(rows.values()), now) if runs else {})
 
 
 def results(
