@@ -23,7 +23,8 @@ from entropy.backends.impl_memory import MemoryStateStore, forget
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.engine import Engine, EngineSettings, WorkerPool
-from entropy.model import AuditRow, Outcome, Result, StateType
+from entropy.events import Events
+from entropy.model import Ack, AuditRow, Downtime, Outcome, Result, StateType
 from fleets import write_fleet
 
 VERDICTS: dict[str, str] = {}  # host -> the outcome its audits answer
@@ -52,7 +53,7 @@ def _wired(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 class Fleet:
     def __init__(self, tmp_path: Path, clock: FakeClock, check: dict[str, Any],
-                 more: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 more: dict[str, Any] | None = None, events: Events | None = None) -> None:  # fmt: skip
         schedules = {
             "compute.yaml": {"compute": {"audits": {
                 "check": {"run_every": "10m", **check},
@@ -74,7 +75,8 @@ class Fleet:
         self.scheduler.refresh()
         settings = EngineSettings("e1")
         pool = WorkerPool(settings.max_workers, clock, "e1", inline=True)
-        self.engine = Engine(self.backend, self.scheduler, clock, settings, executor=pool)
+        self.engine = Engine(self.backend, self.scheduler, clock, settings, executor=pool,
+                             events=events)  # fmt: skip
 
     def run_at(self, when: Any) -> list[tuple[str, str]]:
         """Move the clock there and run one pass: the (audit, host) pairs that ran."""
@@ -203,3 +205,59 @@ def test_a_passive_audit_turns_unknown_after_its_freshness(tmp_path: Path, clock
     assert backups() == 2
     fleet.run_at(stale_at + timedelta(hours=1))
     assert backups() == 3
+
+
+def test_events_state_changes_flapping_downtime_ack_and_unreachable(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from test_events import collect
+
+    url = f"memory://{tmp_path.name}"
+    connection, queue = collect(url)
+    events = Events(url)
+    check = {"max_attempts": 2, "retry_every": "1m", "flapping": {"low": 2, "high": 5},
+             "depends_on": {"audit": "ping", "host": "parent"}}  # fmt: skip
+    fleet = Fleet(tmp_path, clock, check, events=events)
+    start = fleet.scheduler.next_due()
+    VERDICTS["h2"] = "critical"
+    fleet.run_at(start)  # soft: its audit event only
+    fleet.run_at(start + timedelta(minutes=1))  # hard: and state.check.critical
+    now = fleet.clock.now()
+    fleet.store.set_ack(Ack("check", "h2", "on it", Outcome.CRITICAL, created_at=now))
+    fleet.run_at(start + timedelta(minutes=10))  # acknowledged, no change: not published
+    fleet.store.clear_ack("check", "h2")
+    fleet.store.add_downtime(Downtime("dt-9", "kernel", hosts=("h2",), start=now,
+                                      end=now + timedelta(hours=1)))  # fmt: skip
+    fleet.run_at(start + timedelta(minutes=20))  # in downtime: marked
+    VERDICTS["sw-1"] = "critical"  # h1's parent: h1's failure is unreachable, not published
+    fleet.run_at(start + timedelta(minutes=30))
+    VERDICTS["h1"] = "critical"
+    fleet.run_at(start + timedelta(minutes=40))
+    events.close()
+    got = []
+    while True:
+        try:
+            message = queue.get(timeout=0.5)
+        except Exception:
+            break
+        message.ack()
+        got.append((message.delivery_info["routing_key"], message.payload))
+    connection.close()
+    checks = [(key, body) for key, body in got if body.get("audit_name") == "check"]
+    h2 = [(key, body) for key, body in checks if body["host"] == "h2"]
+    keys = [key for key, _ in h2]
+    assert keys[:4] == ["audit.check.critical", "flapping.check.start", "audit.check.critical",
+                        "state.check.critical"]  # fmt: skip
+    state = h2[3][1]
+    assert (state["state"], state["previous_state"], state["state_type"]) == (
+        "critical",
+        "ok",
+        "hard",
+    )
+    assert h2[1][1]["percent"] == 6.0  # ok -> critical: 1.2 of 20 weighted changes, over 5 %
+    marked = [body for key, body in h2 if body.get("downtime") == "dt-9"]
+    assert len(marked) == 3 and marked[0]["downtime_reason"] == "kernel"  # +20, +30, +40 min
+    audit_times = [body["finished_at"] for key, body in h2 if key.startswith("audit.")]
+    assert len(audit_times) == len(set(audit_times)) == 5  # the acknowledged one left out
+    h1 = [key for key, body in checks if body["host"] == "h1"]
+    assert "audit.check.unreachable" not in h1 and not any(k.startswith("state.") for k in h1)

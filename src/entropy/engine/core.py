@@ -66,7 +66,8 @@ class Engine:
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
                                      self.leases)  # fmt: skip
         self.dispatcher.finished = self.finished  # a passive pair's stale result
-        self.publisher = Publisher(scheduler, on_result, events, repairer)
+        self.publisher = Publisher(scheduler, on_result, events, repairer, clock,
+                                   lambda: backend.state)  # fmt: skip
         self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,

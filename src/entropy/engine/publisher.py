@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
+from ..backends.base import StateStore
+from ..clock import Clock
+from ..errors import BackendError
 from ..events import Events
-from ..model import Result
+from ..model import Catalog, Downtime, Result
 from ..monitor_record import Applied
+from ..monitoring import covering_downtime, problem_event_marks
 from ..repairs import Repairer
 from ..scheduler import Scheduler
 from .results import Finished
@@ -15,6 +20,7 @@ from .results import Finished
 LOG = logging.getLogger(__name__)
 
 ResultCallback = Callable[[Result], None]
+_ADHOC_EVERY = 10.0  # seconds between reads of the ad hoc downtimes, for events
 
 
 class Publisher:
@@ -32,11 +38,18 @@ class Publisher:
         on_result: ResultCallback | None = None,
         events: Events | None = None,
         repairer: Repairer | None = None,
+        clock: Clock | None = None,
+        state: Callable[[], StateStore] | None = None,
     ) -> None:
+        """clock, state: for the monitoring rules' events (downtimes, acks)."""
         self.scheduler = scheduler
         self.on_result = on_result
         self.events = events
         self.repairer = repairer
+        self.clock = clock
+        self.state = state
+        self._adhoc: list[Downtime] = []
+        self._adhoc_until = -math.inf
 
     def recorded(self, batch: list[Finished], applied: dict[int, Applied] | None = None) -> None:
         """applied: what the monitoring rules made of the batch's monitored results, by row."""
@@ -48,14 +61,60 @@ class Publisher:
                     LOG.exception("result callback failed")
         try:
             if self.events:
-                for _, result, _ in batch:
-                    self.events.audit(result)
+                downtimes = self.downtimes(self.scheduler.catalog)
+                if applied or downtimes:
+                    self._monitored_events(batch, applied or {}, downtimes)
+                else:
+                    for _, result, _ in batch:
+                        self.events.audit(result)
             catalog = self.scheduler.catalog
             if self.repairer and catalog is not None and catalog.repairs:
                 recorded = [(due.row_id, due.pair, result) for due, result, _ in batch]
                 self.repairer.consider(catalog, recorded)
         except Exception:
             LOG.exception("events or repairs failed for %d results", len(batch))
+
+    def _monitored_events(
+        self, batch: list[Finished], applied: dict[int, Applied], downtimes: list[Downtime]
+    ) -> None:
+        """Events when monitoring is in play: problems in a downtime marked, unreachable and
+        repeated acknowledged ones left out; hard state changes and flapping published."""
+        events = self.events
+        assert events is not None
+        catalog = self.scheduler.catalog
+        now = self.clock.now() if self.clock is not None else None
+        for due, result, _ in batch:
+            done = applied.get(due.row_id)
+            covering = None
+            host = catalog.hosts.get(due.pair.host) if catalog is not None else None
+            if downtimes and host is not None and now is not None and result.outcome != "ok":
+                found = covering_downtime(downtimes, due.pair.audit_name, host, now)
+                covering = found[0] if found else None
+            if done is None:  # no monitoring: marked when in a downtime, never left out
+                events.audit(result, problem_event_marks(result.outcome, True, covering))
+                continue
+            tr = done.transition
+            marks = problem_event_marks(result.outcome, tr.state_change, covering, done.ack, now)
+            if marks is not None:
+                events.audit(result, marks)
+                if tr.hard_change:
+                    events.state(result, tr, marks)
+            if tr.flapping_started or tr.flapping_ended:
+                events.flapping(result, tr)
+
+    def downtimes(self, catalog: Catalog | None) -> list[Downtime]:
+        """The definitions' downtimes and the ad hoc ones (read at most every few seconds)."""
+        found = list(catalog.downtimes.values()) if catalog is not None else []
+        if self.state is None or self.clock is None:
+            return found
+        at = self.clock.monotonic()
+        if at >= self._adhoc_until:
+            try:
+                self._adhoc = self.state().downtimes()
+            except BackendError as exc:  # keep the last ones read
+                LOG.warning("cannot read the ad hoc downtimes: %s", exc)
+            self._adhoc_until = at + _ADHOC_EVERY
+        return found + self._adhoc
 
     def close(self) -> None:
         """After the recorder's last batch: the repairer may still have been handed repairs."""
