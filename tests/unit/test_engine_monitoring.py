@@ -52,8 +52,14 @@ def _wired(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 class Fleet:
-    def __init__(self, tmp_path: Path, clock: FakeClock, check: dict[str, Any],
-                 more: dict[str, Any] | None = None, events: Events | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tmp_path: Path,
+        clock: FakeClock,
+        check: dict[str, Any],
+        more: dict[str, Any] | None = None,
+        events: Events | None = None,
+    ) -> None:
         schedules = {
             "compute.yaml": {"compute": {"audits": {
                 "check": {"run_every": "10m", **check},
