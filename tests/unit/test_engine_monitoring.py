@@ -267,3 +267,33 @@ def test_events_state_changes_flapping_downtime_ack_and_unreachable(
     assert len(audit_times) == len(set(audit_times)) == 5  # the acknowledged one left out
     h1 = [key for key, body in checks if body["host"] == "h1"]
     assert "audit.check.unreachable" not in h1 and not any(k.startswith("state.") for k in h1)
+
+
+def test_a_downtime_with_skip_checks_skips_the_audits_it_covers(make_fleet) -> None:
+    fleet = make_fleet({})
+    start = fleet.scheduler.next_due()
+    end = start + timedelta(minutes=15)
+    fleet.store.add_downtime(
+        Downtime("dt-1", "rack move", hosts=("h2",), start=start, end=end, skip_checks=True)
+    )
+    fleet.run_at(start)
+    assert fleet.store.results(host="h2") == []  # skipped
+    assert len(fleet.store.results(host="h1")) == 2  # not covered: ran
+    fleet.run_at(start + timedelta(minutes=10))
+    assert fleet.store.results(host="h2") == []
+    fleet.run_at(start + timedelta(minutes=20))  # the window is over
+    assert len(fleet.store.results(host="h2")) == 2
+
+
+def test_pruning_forgets_ended_downtimes_and_expired_acks(make_fleet) -> None:
+    fleet = make_fleet({})
+    now = fleet.clock.now()
+    fleet.store.add_downtime(Downtime("dt-1", "x", hosts=("h2",), start=now,
+                                      end=now + timedelta(minutes=5)))  # fmt: skip
+    fleet.store.set_ack(Ack("check", "h2", "x", Outcome.CRITICAL,
+                            expires_at=now + timedelta(minutes=5)))  # fmt: skip
+    fleet.engine.recorder.prune()
+    assert fleet.store.downtimes() and fleet.store.acks()
+    fleet.clock.advance(minutes=5)
+    fleet.engine.recorder.prune()
+    assert fleet.store.downtimes() == [] and fleet.store.acks() == []

@@ -17,7 +17,7 @@ from .dispatcher import Dispatcher
 from .executor import Executor
 from .heartbeat import Heartbeat, Registration
 from .leases import Leases
-from .monitor import Monitoring
+from .monitor import Downtimes, Monitoring
 from .pool import WorkerPool
 from .publisher import Publisher, ResultCallback
 from .recorder import Recorder
@@ -66,8 +66,10 @@ class Engine:
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
                                      self.leases)  # fmt: skip
         self.dispatcher.finished = self.finished  # a passive pair's stale result
+        self.downtimes = Downtimes(backend, clock)  # the catalog's and the ad hoc ones
+        self.dispatcher.downtimes = self.downtimes
         self.publisher = Publisher(scheduler, on_result, events, repairer, clock,
-                                   lambda: backend.state)  # fmt: skip
+                                   self.downtimes)  # fmt: skip
         self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,

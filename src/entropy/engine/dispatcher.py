@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 from ..backends import Backend
 from ..clock import Clock
 from ..errors import BackendError, StoreConflict, StoreUnavailable
-from ..model import Result
-from ..monitoring import passive_check
+from ..model import Catalog, Downtime, Result
+from ..monitoring import passive_check, skips_check
 from ..runners.base import Job
 from ..scheduler import Due, Scheduler
 from .executor import Executor
 from .leases import Leases
+from .monitor import Downtimes
 from .settings import EngineSettings
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Dispatcher:
         self._rate_since = clock.monotonic()
         # Where a passive pair's stale result goes once claimed (Engine.finished).
         self.finished: Callable[[Due, Result], None] | None = None
+        self.downtimes: Downtimes | None = None  # for skip_checks
 
     def waiting(self) -> int:
         """Due rows waiting to be claimed."""
@@ -113,6 +115,10 @@ class Dispatcher:
         ]
         now = self.clock.now()
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
+        if self.downtimes is not None and take:
+            skipping = self.downtimes.skipping(catalog)
+            if skipping:  # none in the usual case: nothing is looked at per audit
+                take = self._skip(take, skipping, catalog, now)
         jobs = {}
         passive = []
         for due in take:
@@ -175,6 +181,18 @@ class Dispatcher:
                 continue
             work.append((due, jobs[due.row_id]))
         self.executor.submit(work)
+
+    def _skip(self, take: list[Due], skipping: list[Downtime], catalog: Catalog | None,
+              now: datetime) -> list[Due]:  # fmt: skip
+        """Leave out what a downtime with skip_checks covers now: on to its next slot."""
+        kept = []
+        for due in take:
+            host = catalog.hosts.get(due.pair.host) if catalog is not None else None
+            if host is not None and skips_check(skipping, due.pair.audit_name, host, now):
+                self.scheduler.done(due, now)
+            else:
+                kept.append(due)
+        return kept
 
     def _freshness(self, passive: list[Due], now: datetime) -> dict[int, Result]:
         """Passive pairs (no script; results come from `entropy result submit`): the stale.

@@ -14,10 +14,13 @@ results in the same transaction.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 
 from ..backends import Backend
 from ..clock import Clock
-from ..model import MonitorState
+from ..errors import BackendError
+from ..model import Catalog, Downtime, MonitorState
 from ..monitor_record import Applied, apply
 from ..scheduler import Scheduler
 from .results import Finished
@@ -86,3 +89,37 @@ class Monitoring:
             return {}
         return {due.row_id: a for due, _, _ in batch
                 if (a := self.applied.pop(due.row_id, None)) is not None}  # fmt: skip
+
+
+ADHOC_EVERY = 10.0  # seconds between reads of the ad hoc downtimes
+
+
+class Downtimes:
+    """The downtimes in play: the catalog's and the ad hoc ones, read at most every 10 s.
+
+    Shared by the dispatcher (skip_checks) and the publisher (events); a
+    store error keeps the last ones read.
+    """
+
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        self.backend = backend
+        self.clock = clock
+        self._adhoc: list[Downtime] = []
+        self._until = -math.inf
+        self._lock = threading.Lock()
+
+    def of(self, catalog: Catalog | None) -> list[Downtime]:
+        found = list(catalog.downtimes.values()) if catalog is not None else []
+        at = self.clock.monotonic()
+        with self._lock:
+            if at >= self._until:
+                self._until = at + ADHOC_EVERY
+                try:
+                    self._adhoc = self.backend.state.downtimes()
+                except BackendError as exc:
+                    LOG.warning("cannot read the ad hoc downtimes: %s", exc)
+            return found + self._adhoc if self._adhoc else found
+
+    def skipping(self, catalog: Catalog | None) -> list[Downtime]:
+        """Those with skip_checks: the covered audits do not even run."""
+        return [d for d in self.of(catalog) if d.skip_checks]

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
-from ..backends.base import StateStore
 from ..clock import Clock
-from ..errors import BackendError
 from ..events import Events
 from ..model import Catalog, Downtime, Result
 from ..monitor_record import Applied
 from ..monitoring import covering_downtime, problem_event_marks
 from ..repairs import Repairer
 from ..scheduler import Scheduler
+from .monitor import Downtimes
 from .results import Finished
 
 LOG = logging.getLogger(__name__)
 
 ResultCallback = Callable[[Result], None]
-_ADHOC_EVERY = 10.0  # seconds between reads of the ad hoc downtimes, for events
 
 
 class Publisher:
@@ -39,17 +36,15 @@ class Publisher:
         events: Events | None = None,
         repairer: Repairer | None = None,
         clock: Clock | None = None,
-        state: Callable[[], StateStore] | None = None,
+        downtimes: Downtimes | None = None,
     ) -> None:
-        """clock, state: for the monitoring rules' events (downtimes, acks)."""
+        """clock, downtimes: for the monitoring rules' events."""
         self.scheduler = scheduler
         self.on_result = on_result
         self.events = events
         self.repairer = repairer
         self.clock = clock
-        self.state = state
-        self._adhoc: list[Downtime] = []
-        self._adhoc_until = -math.inf
+        self.downtimes_of = downtimes
 
     def recorded(self, batch: list[Finished], applied: dict[int, Applied] | None = None) -> None:
         """applied: what the monitoring rules made of the batch's monitored results, by row."""
@@ -103,18 +98,7 @@ class Publisher:
                 events.flapping(result, tr)
 
     def downtimes(self, catalog: Catalog | None) -> list[Downtime]:
-        """The definitions' downtimes and the ad hoc ones (read at most every few seconds)."""
-        found = list(catalog.downtimes.values()) if catalog is not None else []
-        if self.state is None or self.clock is None:
-            return found
-        at = self.clock.monotonic()
-        if at >= self._adhoc_until:
-            try:
-                self._adhoc = self.state().downtimes()
-            except BackendError as exc:  # keep the last ones read
-                LOG.warning("cannot read the ad hoc downtimes: %s", exc)
-            self._adhoc_until = at + _ADHOC_EVERY
-        return found + self._adhoc
+        return self.downtimes_of.of(catalog) if self.downtimes_of is not None else []
 
     def close(self) -> None:
         """After the recorder's last batch: the repairer may still have been handed repairs."""

@@ -183,7 +183,8 @@ class Recorder:
             self.monitoring.written(items)
 
     def prune(self) -> None:
-        """Forget history (results, repair runs, stopped engines) older than result_retention."""
+        """Forget history (results, repair runs, stopped engines) older than result_retention,
+        and ended downtimes and expired acks."""
         before = self.clock.now() - timedelta(seconds=self.settings.result_retention)
         state = self.backend.state
         try:
@@ -195,6 +196,14 @@ class Recorder:
         if pruned:
             LOG.info("pruned %d results older than %s", pruned, before.isoformat())
         self.registration.forget_before(before)
+        try:  # ended downtimes and expired acks (issue 15): nothing to do without any
+            now = self.clock.now()
+            gone = state.expire_downtimes(now) + state.expire_acks(now)
+        except BackendError as exc:
+            LOG.warning("cannot expire downtimes and acks: %s", exc)
+        else:
+            if gone:
+                LOG.info("forgot %d ended downtimes and expired acks", gone)
 
 
 def _content(due: Due, result: Result) -> str:
