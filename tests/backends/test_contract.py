@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from entropy import definitions
 from entropy.backends import Backend, fetch, open_state_store
 from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
@@ -910,10 +909,9 @@ MONITORED_DOWNTIMES = {
 
 
 def test_monitoring_definitions_round_trip_through_every_source(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness,
 ) -> None:
     """parents, a schedule's monitoring keys and downtimes, as the dir backend reads them."""
-    monkeypatch.setattr(definitions, "MONITORING_WIRED", True)  # until phase 2 lands
     harness.write(hosts=MONITORED_HOSTS, schedules=MONITORED_SCHEDULES,
                   downtimes=MONITORED_DOWNTIMES)  # fmt: skip
     catalog = harness.backend().load()
@@ -929,7 +927,13 @@ def test_monitoring_definitions_round_trip_through_every_source(
     assert set(catalog.downtimes) == {"kernel", "dc-move"}
     kernel, move = catalog.downtimes["kernel"], catalog.downtimes["dc-move"]
     assert (kernel.hosts, kernel.audits, kernel.cron.expr, kernel.duration) == (
-        ("compute-*",), ("check_nova_*",), "0 2 * * 6", 7200)
+        ("compute-*",),
+        ("check_nova_*",),
+        "0 2 * * 6",
+        7200,
+    )
     assert (move.groups, move.skip_checks, move.reason) == (("control",), True, "moving racks")
-    assert (move.start, move.end) == (datetime.fromisoformat("2026-03-01T22:00:00+00:00"),
-                                      datetime.fromisoformat("2026-03-02T04:00:00+00:00"))
+    assert (move.start, move.end) == (
+        datetime.fromisoformat("2026-03-01T22:00:00+00:00"),
+        datetime.fromisoformat("2026-03-02T04:00:00+00:00"),
+    )

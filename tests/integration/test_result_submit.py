@@ -118,13 +118,11 @@ def test_the_service_refuses_what_the_cli_cannot_send(fleet: str) -> None:
 
 
 def test_submitted_results_count_toward_soft_and_hard_states(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """A passive audit with max_attempts 2: soft after one critical, hard after two."""
-    from entropy import definitions
     from fleets import SEED_SCHEDULES
 
-    monkeypatch.setattr(definitions, "MONITORING_WIRED", True)  # until phase 2 lands
     schedules = {
         **SEED_SCHEDULES,
         "backups.yaml": {"compute": {"audits": {"backup_done": {

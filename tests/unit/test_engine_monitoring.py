@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from entropy import definitions
 from entropy.backends.base import Backend
 from entropy.backends.impl_dir import DirDefinitions
 from entropy.backends.impl_memory import MemoryStateStore, forget
@@ -44,8 +43,7 @@ SCRIPTS = {name: {"kind": "python", "function": f"{__name__}:verdict"}
 
 
 @pytest.fixture(autouse=True)
-def _wired(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(definitions, "MONITORING_WIRED", True)  # until phase 2 lands
+def _fresh_verdicts() -> Iterator[None]:
     VERDICTS.clear()
     yield
     VERDICTS.clear()

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from entropy import definitions
 from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
@@ -34,11 +33,6 @@ SCRIPTS = {
     "fix": {"kind": "command", "command": ["true"]},
 }
 C, W, OK = Outcome.CRITICAL, Outcome.WARNING, Outcome.OK
-
-
-@pytest.fixture(autouse=True)
-def _wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(definitions, "MONITORING_WIRED", True)  # until phase 2 lands
 
 
 class Fleet:
