@@ -215,6 +215,12 @@ class Repairer:
                     self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
                 self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
 
+    def drain(self) -> None:
+        """Wait until every repair handed over so far is done (tests, tools); go on after."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
     def shutdown(self, wait: bool = True) -> None:
         """Let running repairs finish; queued ones are dropped, not started."""
         self._stopping = True
