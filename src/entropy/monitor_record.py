@@ -24,14 +24,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .backends.base import MonitorRow, StateStore
-from .model import Ack, Catalog, MonitorState, Outcome, Pair, Result
+from .events import Events
+from .model import Ack, Catalog, Downtime, Host, MonitorState, Outcome, Pair, Result
 from .monitoring import (
     Transition,
     ack_active,
     ack_after,
+    covering_downtime,
     dependency_keys,
     hard_state_of,
     mark_unreachable,
+    problem_event_marks,
     record,
     unreachable_reason,
 )
@@ -154,3 +157,35 @@ def _recovered_since(store: StateStore, ack: Ack) -> bool:
         return False
     problems = frozenset(o for o in Outcome if o is not Outcome.OK)
     return store.repairs.healthy_since(ack.audit_name, ack.host, problems, ack.created_at)
+
+
+def publish(
+    events: Events,
+    result: Result,
+    applied: Applied | None,
+    downtimes: list[Downtime],
+    host: Host | None,
+    now: datetime,
+) -> None:
+    """One recorded result's events when monitoring is in play (the engine's and a submit's).
+
+    A problem in a downtime is marked; a pair without monitoring (applied
+    None) is never left out. With monitoring: unreachable and repeated
+    acknowledged problems are left out, hard state changes publish
+    `state.*`, flapping's start and end `flapping.*`.
+    """
+    covering = None
+    if downtimes and host is not None and result.outcome is not Outcome.OK:
+        found = covering_downtime(downtimes, result.audit_name, host, now)
+        covering = found[0] if found else None
+    if applied is None:
+        events.audit(result, problem_event_marks(result.outcome, True, covering))
+        return
+    tr = applied.transition
+    marks = problem_event_marks(result.outcome, tr.state_change, covering, applied.ack, now)
+    if marks is not None:
+        events.audit(result, marks)
+        if tr.hard_change:
+            events.state(result, tr, marks)
+    if tr.flapping_started or tr.flapping_ended:
+        events.flapping(result, tr)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from ..clock import Clock
 from ..events import Events
 from ..model import Catalog, Downtime, Result
-from ..monitor_record import Applied
-from ..monitoring import covering_downtime, problem_event_marks
+from ..monitor_record import Applied, publish
 from ..repairs import Repairer
 from ..scheduler import Scheduler
 from .monitor import Downtimes
@@ -77,25 +77,10 @@ class Publisher:
         events = self.events
         assert events is not None
         catalog = self.scheduler.catalog
-        now = self.clock.now() if self.clock is not None else None
+        now = self.clock.now() if self.clock is not None else datetime.now(UTC)
         for due, result, _ in batch:
-            done = applied.get(due.row_id)
-            covering = None
             host = catalog.hosts.get(due.pair.host) if catalog is not None else None
-            if downtimes and host is not None and now is not None and result.outcome != "ok":
-                found = covering_downtime(downtimes, due.pair.audit_name, host, now)
-                covering = found[0] if found else None
-            if done is None:  # no monitoring: marked when in a downtime, never left out
-                events.audit(result, problem_event_marks(result.outcome, True, covering))
-                continue
-            tr = done.transition
-            marks = problem_event_marks(result.outcome, tr.state_change, covering, done.ack, now)
-            if marks is not None:
-                events.audit(result, marks)
-                if tr.hard_change:
-                    events.state(result, tr, marks)
-            if tr.flapping_started or tr.flapping_ended:
-                events.flapping(result, tr)
+            publish(events, result, applied.get(due.row_id), downtimes, host, now)
 
     def downtimes(self, catalog: Catalog | None) -> list[Downtime]:
         return self.downtimes_of.of(catalog) if self.downtimes_of is not None else []
