@@ -131,3 +131,46 @@ def test_a_retry_at_retry_every_a_downtime_holding_a_repair_and_a_child_unreacha
         "held",
         "unreachable: a dependency (ping on its parents) is down",
     )
+
+
+@pytest.mark.slow
+def test_a_real_engine_process_retries_at_retry_every_and_goes_hard(tmp_path: Path) -> None:
+    """`entropy engine run` as operators start it: retries 2 s apart, then the hard state and
+    the regular slot (1 h away); a passive audit with no result turns unknown."""
+    import itertools
+    import json
+    import os
+    from datetime import datetime
+
+    from processes import entropy, start_engine
+
+    web = {"ip_address": "127.0.0.1", "host_type": "web", "parents": ["sw-1"]}
+    hosts = {"sw-1": {"ip_address": "127.0.0.1", "host_type": "switch"}, "web-1": web}
+    scripts = {"fails": {"kind": "command", "command": ["sh", "-c", "echo CRITICAL; exit 2"]},
+               "ping": {"kind": "command", "command": ["true"]}}  # fmt: skip
+    schedules = {"a.yaml": {
+        "web": {"audits": {
+            "fails": {"run_every": "1h", "max_attempts": 3, "retry_every": "2s",
+                      "depends_on": {"audit": "ping", "host": "parent"}},
+            "backup": {"passive": True, "freshness": "3s"}}},
+        "switch": {"audits": {"ping": {"run_every": "1h"}}},
+    }}  # fmt: skip
+    fleet = write_fleet("dir", tmp_path / "fleet", hosts=hosts, scripts=scripts,
+                        schedules=schedules)  # fmt: skip
+    env = {**os.environ, "OS_DEFAULT__MAX_SPLAY": "0", "OS_DEFAULT__SHUTDOWN_GRACE": "1"}
+    engine = start_engine(fleet, "--for", "8s", env=env)
+    out, err = engine.communicate(timeout=60)
+    assert engine.returncode == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    fails = [r for r in results if r["audit_name"] == "fails"]
+    assert [r["outcome"] for r in fails] == ["critical"] * 3  # its parent's ping is ok
+    finished = [datetime.fromisoformat(r["finished_at"]) for r in fails]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(finished)]
+    assert all(1.9 <= gap <= 3.5 for gap in gaps), gaps  # retry_every 2s, not run_every 1h
+    (row,) = entropy(fleet, "status", "--audit", "fails", "--json", env=env)
+    assert (row["monitor"]["state_type"], row["monitor"]["hard_state"]) == ("hard", "critical")
+    next_run = datetime.fromisoformat(row["next_run"])
+    assert next_run - finished[0] > timedelta(minutes=59)  # back on its hourly slot
+    backup = [r for r in results if r["audit_name"] == "backup"]
+    assert backup and backup[0]["outcome"] == "unknown"
+    assert backup[0]["summary"] == "no result for backup on web-1 in 3s"
