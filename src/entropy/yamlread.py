@@ -45,6 +45,8 @@ class MarkedMap(dict):
     """A YAML mapping that remembers where it and each of its keys stood."""
 
     __slots__ = ("key_marks", "mark")
+    key_marks: dict[Any, tuple[int, int]]  # key -> (line, column); set by new_map
+    mark: tuple[int, int]  # where the mapping itself starts
 
     def at(self, key: Any, missing: tuple[int, int] | None = None) -> tuple[int, int]:
         """Where key stands; for an absent key, `missing` (say, the entry's name) if given."""
