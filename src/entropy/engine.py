@@ -239,6 +239,7 @@ class Engine:
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
         jobs = {}
         for due in take:
+            assert catalog is not None  # a due pair comes from a loaded catalog
             try:
                 jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
             except KeyError:  # a refresh just removed its host or script
@@ -346,6 +347,7 @@ class Engine:
             spawn = min(len(self._queue), self.settings.max_workers - self._drainers)
             self._drainers += max(spawn, 0)
         for _ in range(spawn):
+            assert self._executor is not None  # made by start(), before any dispatch
             self._executor.submit(self._drain)
 
     def _drain(self) -> None:

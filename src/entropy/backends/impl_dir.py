@@ -95,7 +95,8 @@ class DirDefinitions(DefinitionsSource):
         )  # fmt: skip
         scripts = cache.get(
             scripts_path, problems,
-            lambda: parse_scripts(problems.read(scripts_path), str(scripts_path), problems), dict.copy,
+            lambda: parse_scripts(problems.read(scripts_path), str(scripts_path), problems),
+            dict.copy,
         )  # fmt: skip
         timezone = str(option(self.conf, "cron_timezone"))
         files = self.schedule_files()

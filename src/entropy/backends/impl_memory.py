@@ -303,8 +303,10 @@ class MemoryStateStore(StateStore):
                 row = space.rows.pop(row_id)
                 del space.keys[(row.audit_name, row.host)]
             kept, disables = space.kept_disables, plan.disables
-            for key in [k for k, v in kept.items() if v.removed_at < disables.expired_before]:
-                del kept[key]
+            expired = disables.expired_before
+            if expired is not None:  # as the other stores: None forgets nothing
+                for key in [k for k, v in kept.items() if v.removed_at < expired]:
+                    del kept[key]
             for key in disables.restore:
                 kept.pop(key, None)
             kept.update((k.key, k) for k in disables.remember)

@@ -57,7 +57,7 @@ def _with_indexes_after(conn: Connection, sql: str, values: Iterator[tuple]) -> 
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
     # The unique (audit, host) index is still built row by row: with SQLite's default
     # 2 MB page cache it spills and reads back pages all along (twice the time).
-    cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    cache = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
     conn.exec_driver_sql(f"PRAGMA cache_size=-{_BULK_CACHE_KIB}")
     try:
         count = _executemany(conn, sql, values)

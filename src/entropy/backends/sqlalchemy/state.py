@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -742,6 +742,14 @@ class _RawSql:
     """The recorder's statements in one dialect's paramstyle, and its datetime format."""
 
     _cache: ClassVar[dict[str, _RawSql]] = {}
+    # Set once per dialect in __new__ (the instance is shared and never changed after).
+    record_update: str
+    history_insert: str
+    time: Callable[[datetime | None], object]  # a datetime as the driver binds it
+    read_time: Callable[[Any], datetime]  # a stored time (text on SQLite) back, aware
+    dialect: str
+    mark: str  # the paramstyle's placeholder
+    returning: bool  # UPDATE ... RETURNING (not MySQL/MariaDB)
 
     def __new__(cls, dialect: Any) -> _RawSql:
         key = dialect.name
