@@ -90,6 +90,7 @@ class _Frame:
 _NO_KEY = object()
 
 
+# _Loader is chosen at run time (the C parser where libyaml is there): mypy can't follow it.
 class _Builder(_Loader):  # type: ignore[misc, valid-type]
     """Values from the parser's events; see the module's docstring."""
 
@@ -315,7 +316,7 @@ def loads(text: str) -> Any:
 
     Raises yaml.YAMLError or ValueError when it can't be read.
     """
-    builder = _Builder(text.encode())  # type: ignore[arg-type]
+    builder = _Builder(text.encode())  # type: ignore[arg-type]  # bytes are read like a stream
     if not builder.start():
         return None
     value = builder.value()
@@ -427,6 +428,7 @@ class _Progress(progress.Bar):
         self.path, self.stream, self.size = path, stream, size
 
     @classmethod
+    # Bar.start's other arguments: this bar is made from the file it reads (size, position).
     def start(cls, path: Path, stream: IO[bytes]) -> _Progress | None:  # type: ignore[override]
         out = progress.progress_to
         if out is None:

@@ -22,7 +22,7 @@ import json
 import threading
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from oslo_config import cfg
 
@@ -416,7 +416,7 @@ class MemoryStateStore(StateStore):
             rows = self.space.rows
             return {row_id: rows[row_id].next_run for row_id in ids if row_id in rows}
 
-    def _holds(self, row: AuditRow | None, engine_id: str) -> bool:
+    def _holds(self, row: AuditRow | None, engine_id: str) -> TypeGuard[AuditRow]:
         return row is not None and row.claimed_by == engine_id and row.status is Status.PROCESSING
 
     def renew_leases(self, engine_id: str, ids: list[int], lease_until: datetime) -> int:
@@ -425,7 +425,7 @@ class MemoryStateStore(StateStore):
             for row_id in ids:
                 row = self.space.rows.get(row_id)
                 if self._holds(row, engine_id):
-                    row.lease_until = lease_until  # type: ignore[union-attr]
+                    row.lease_until = lease_until
                     renewed += 1
         return renewed
 

@@ -69,6 +69,7 @@ def _with_indexes_after(conn: Connection, sql: str, values: Iterator[tuple]) -> 
 
 
 def _executemany(conn: Connection, sql: str, values: Iterator[tuple]) -> int:
+    # None only once the connection is closed or detached; this one is checked out.
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     count = 0
     try:
@@ -81,6 +82,7 @@ def _executemany(conn: Connection, sql: str, values: Iterator[tuple]) -> int:
 
 
 def _copy(conn: Connection, values: Iterator[tuple]) -> int:
+    # None only once the connection is closed or detached; this one is checked out.
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     count = 0
     try:
@@ -113,7 +115,7 @@ def schedule_rows(conn: Connection) -> list[ScheduleRow]:
 
 def _sqlite_text(t: datetime) -> str:
     """SQLAlchemy's SQLite DateTime format, microseconds always written (rowtext's cache)."""
-    return times(t)[0]  # type: ignore[return-value]
+    return times(t)[0]  # type: ignore[return-value]  # str: t is not None
 
 
 def _naive_utc(t: datetime) -> datetime:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -61,6 +61,8 @@ from .repair_store import SqlRepairStore
 from .tables import UTCDateTime, audits, results
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
 _PRUNE_BATCH = 5000  # history rows deleted per transaction
@@ -905,13 +907,13 @@ def _in_scope(conn: Connection, columns: Sequence[Any], scope: SyncScope) -> lis
     c = audits.c
     found: dict[int, Any] = {}
     for column, names in ((c.audit_name, scope.audits), (c.host, scope.hosts)):
-        for chunk in _chunks(sorted(names)):  # type: ignore[arg-type]
+        for chunk in _chunks(sorted(names)):
             for row in conn.execute(select(*columns).where(column.in_(chunk))):
                 found[row[0]] = row
     return list(found.values())
 
 
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
+def _chunks(ids: list[T]) -> Iterator[list[T]]:
     for start in range(0, len(ids), _CHUNK):
         yield ids[start : start + _CHUNK]
 
