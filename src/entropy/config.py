@@ -402,6 +402,16 @@ def number(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> float:
     return float(value)
 
 
+def default(name: str, group: str | None = None) -> object:
+    """An option's default, as declared above: the one place defaults are written."""
+    for where, opts in list_opts():
+        if where == group:
+            for opt in opts:
+                if opt.dest == name:
+                    return opt.default
+    raise KeyError(f"no option [{group or 'DEFAULT'}] {name}")
+
+
 def splay_cap(conf: cfg.ConfigOpts) -> float:
     """max_splay in seconds, or infinity when unset (spread over the whole interval)."""
     return math.inf if option(conf, "max_splay") is None else number(conf, "max_splay")
