@@ -122,6 +122,7 @@ class Dispatcher:
         jobs = {}
         passive = []
         for due in take:
+            assert catalog is not None  # a due pair comes from a loaded catalog
             try:
                 jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
             except KeyError:  # no script: passive, or a refresh just removed its host or script
