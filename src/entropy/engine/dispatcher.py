@@ -19,13 +19,12 @@ from datetime import datetime, timedelta
 from ..backends import Backend
 from ..clock import Clock
 from ..errors import BackendError, StoreConflict, StoreUnavailable
-from ..model import Catalog, Downtime, Result
-from ..monitoring import passive_check, skips_check
+from ..model import Result
 from ..runners.base import Job
 from ..scheduler import Due, Scheduler
 from .executor import Executor
 from .leases import Leases
-from .monitor import Downtimes
+from .monitor import Downtimes, freshness, skip_covered
 from .settings import EngineSettings
 
 LOG = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ class Dispatcher:
         if self.downtimes is not None and take:
             skipping = self.downtimes.skipping(catalog)
             if skipping:  # none in the usual case: nothing is looked at per audit
-                take = self._skip(take, skipping, catalog, now)
+                take = skip_covered(take, skipping, catalog, self.scheduler, now)
         jobs = {}
         passive = []
         for due in take:
@@ -131,7 +130,7 @@ class Dispatcher:
                     passive.append(due)
                 else:
                     self.scheduler.done(due, now)
-        stale = self._freshness(passive, now) if passive else {}
+        stale = freshness(self.backend.state, self.scheduler, passive, now) if passive else {}
         take = [due for due in take if due.row_id in jobs or due.row_id in stale]
         lease_until = now + timedelta(seconds=self.settings.lease)
         waiting = [row_id for row_id in fresh if row_id in self._pending]
@@ -182,48 +181,6 @@ class Dispatcher:
                 continue
             work.append((due, jobs[due.row_id]))
         self.executor.submit(work)
-
-    def _skip(self, take: list[Due], skipping: list[Downtime], catalog: Catalog | None,
-              now: datetime) -> list[Due]:  # fmt: skip
-        """Leave out what a downtime with skip_checks covers now: on to its next slot."""
-        kept = []
-        for due in take:
-            host = catalog.hosts.get(due.pair.host) if catalog is not None else None
-            if host is not None and skips_check(skipping, due.pair.audit_name, host, now):
-                self.scheduler.done(due, now)
-            else:
-                kept.append(due)
-        return kept
-
-    def _freshness(self, passive: list[Due], now: datetime) -> dict[int, Result]:
-        """Passive pairs (no script; results come from `entropy result submit`): the stale.
-
-        A pair with a result within its freshness goes back on the table at the
-        time it would go stale; a stale one gets an `unknown` result, returned
-        here to be claimed and recorded as any result (monitoring.passive_check).
-        """
-        try:
-            rows = self.backend.state.monitor_rows([due.pair.key for due in passive])
-        except BackendError as exc:  # looked at again at the next freshness slot
-            LOG.error("cannot check the freshness of %d passive audits: %s", len(passive), exc)
-            for due in passive:
-                self.scheduler.done(due, now)
-            return {}
-        stale = {}
-        for due in passive:
-            row = rows.get(due.pair.key)
-            freshness = due.pair.schedule.monitoring.freshness  # type: ignore[union-attr]
-            if row is None or not freshness:  # a refresh just removed it
-                self.scheduler.done(due, now)
-                continue
-            since = row.created_at or due.slot
-            check = passive_check(due.pair.audit_name, due.pair.host, freshness,
-                                  row.last_result_at, since, now)  # fmt: skip
-            if check.result is None:
-                self.scheduler.done(due, now, next_run=check.next_run)
-            else:
-                stale[due.row_id] = check.result
-        return stale
 
     def _claims_refused(self, take: list[Due], now: datetime, exc: BackendError) -> None:
         """A permanent claim error: these audits and every pending one skip to their next slot.

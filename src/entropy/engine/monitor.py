@@ -16,13 +16,16 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from datetime import datetime
 
 from ..backends import Backend
+from ..backends.base import StateStore
 from ..clock import Clock
 from ..errors import BackendError
-from ..model import Catalog, Downtime, MonitorState
+from ..model import Catalog, Downtime, MonitorState, Result
 from ..monitor_record import Applied, apply
-from ..scheduler import Scheduler
+from ..monitoring import passive_check, skips_check
+from ..scheduler import Due, Scheduler
 from .results import Finished
 
 LOG = logging.getLogger(__name__)
@@ -123,3 +126,58 @@ class Downtimes:
     def skipping(self, catalog: Catalog | None) -> list[Downtime]:
         """Those with skip_checks: the covered audits do not even run."""
         return [d for d in self.of(catalog) if d.skip_checks]
+
+
+# -- the dispatcher's part: skip_checks downtimes and passive pairs ------------------------
+
+
+def skip_covered(
+    take: list[Due],
+    skipping: list[Downtime],
+    catalog: Catalog | None,
+    scheduler: Scheduler,
+    now: datetime,
+) -> list[Due]:
+    """Leave out what a downtime with skip_checks covers now: on to its next slot."""
+    kept = []
+    for due in take:
+        host = catalog.hosts.get(due.pair.host) if catalog is not None else None
+        if host is not None and skips_check(skipping, due.pair.audit_name, host, now):
+            scheduler.done(due, now)
+        else:
+            kept.append(due)
+    return kept
+
+
+def freshness(
+    store: StateStore, scheduler: Scheduler, passive: list[Due], now: datetime
+) -> dict[int, Result]:
+    """Passive pairs (no script; results come from `entropy result submit`): the stale ones.
+
+    A pair with a result within its freshness goes back on the table at the
+    time it would go stale; a stale one gets an `unknown` result, returned
+    here to be claimed and recorded as any result (monitoring.passive_check).
+    """
+    try:
+        rows = store.monitor_rows([due.pair.key for due in passive])
+    except BackendError as exc:  # looked at again at the next freshness slot
+        LOG.error("cannot check the freshness of %d passive audits: %s", len(passive), exc)
+        for due in passive:
+            scheduler.done(due, now)
+        return {}
+    stale = {}
+    for due in passive:
+        row = rows.get(due.pair.key)
+        settings = due.pair.schedule.monitoring
+        fresh_for = settings.freshness if settings is not None else None
+        if row is None or not fresh_for:  # a refresh just removed it
+            scheduler.done(due, now)
+            continue
+        since = row.created_at or due.slot
+        check = passive_check(due.pair.audit_name, due.pair.host, fresh_for,
+                              row.last_result_at, since, now)  # fmt: skip
+        if check.result is None:
+            scheduler.done(due, now, next_run=check.next_run)
+        else:
+            stale[due.row_id] = check.result
+    return stale
