@@ -107,16 +107,14 @@ class Dispatcher:
             for _ in range(max(0, min(capacity, len(self._pending))))
         ]
         now = self.clock.now()
-        timeout = self.settings.default_timeout
-        jobs: dict[int, Job] = {}
-        if take:
-            catalog = self.scheduler.catalog
-            assert catalog is not None  # rows fall due only after the first load
-            for due in take:
-                try:
-                    jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
-                except KeyError:  # a refresh just removed its host or script
-                    self.scheduler.done(due, now)
+        catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
+        jobs = {}
+        for due in take:
+            assert catalog is not None  # a due pair comes from a loaded catalog
+            try:
+                jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
+            except KeyError:  # a refresh just removed its host or script
+                self.scheduler.done(due, now)
         take = [due for due in take if due.row_id in jobs]
         lease_until = now + timedelta(seconds=self.settings.lease)
         waiting = [row_id for row_id in fresh if row_id in self._pending]
