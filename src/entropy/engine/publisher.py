@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from ..events import Events
-from ..model import Pair, Result
+from ..model import Result
 from ..repairs import Repairer
 from ..scheduler import Scheduler
 from .results import Finished
@@ -50,9 +50,7 @@ class Publisher:
                     self.events.audit(result)
             catalog = self.scheduler.catalog
             if self.repairer and catalog is not None and catalog.repairs:
-                recorded: list[tuple[int | None, Pair, Result]] = [
-                    (due.row_id, due.pair, result) for due, result, _ in batch
-                ]
+                recorded = [(due.row_id, due.pair, result) for due, result, _ in batch]
                 self.repairer.consider(catalog, recorded)
         except Exception:
             LOG.exception("events or repairs failed for %d results", len(batch))
