@@ -68,8 +68,7 @@ class Engine:
         self.dispatcher.finished = self.finished  # a passive pair's stale result
         self.downtimes = Downtimes(backend, clock)  # the catalog's and the ad hoc ones
         self.dispatcher.downtimes = self.downtimes
-        self.publisher = Publisher(scheduler, on_result, events, repairer, clock,
-                                   self.downtimes)  # fmt: skip
+        self.publisher = Publisher(scheduler, clock, self.downtimes, on_result, events, repairer)
         self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,
