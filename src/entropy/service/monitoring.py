@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from ..errors import NotFound
 from ..model import Ack, AuditRow, Catalog, Downtime, Outcome
-from ..monitoring import AckRefused, new_ack, next_downtime_window, overdue_since
+from ..monitoring import AckRefused, ack_active, new_ack, next_downtime_window, overdue_since
 from .errors import BadRequest
 from .runtime import Runtime
 
@@ -230,8 +230,7 @@ def unack(rt: Runtime, audit: str, host: str | None = None, group: str | None = 
 def acks(rt: Runtime, host: str | None = None, audit: str | None = None) -> list[Ack]:
     """The acknowledgements in force (expired ones are not shown)."""
     now = rt.clock.now()
-    return [a for a in rt.backend.state.acks(host, audit)
-            if a.expires_at is None or now < a.expires_at]  # fmt: skip
+    return [a for a in rt.backend.state.acks(host, audit) if ack_active(a, now)]
 
 
 # -- overdue pairs ------------------------------------------------------------------------
