@@ -188,12 +188,9 @@ class MonitorRow(NamedTuple):
 
     @classmethod
     def of(cls, row: AuditRow) -> MonitorRow:
-        latest = row.result or {}
-        outcome, finished = latest.get("outcome"), latest.get("finished_at")
-        if isinstance(finished, str):
-            finished = datetime.fromisoformat(finished)
+        outcome = (row.result or {}).get("outcome")
         return cls(row.id, row.audit_name, row.host, row.monitor,
-                   None if outcome is None else Outcome(outcome), finished,
+                   None if outcome is None else Outcome(outcome), row.last_result_at,
                    row.created_at)  # fmt: skip
 
 

@@ -258,8 +258,7 @@ def overdue(rt: Runtime, host: str | None = None, audit: str | None = None) -> l
         pair_timing = timing.get((row.audit_name, row.host))
         if row.disabled or pair_timing is None:
             continue
-        finished = (row.result or {}).get("finished_at")
-        last = datetime.fromisoformat(finished) if isinstance(finished, str) else finished
+        last = row.last_result_at
         since = overdue_since(pair_timing, last or row.created_at, now)
         if since is not None:
             found.append(Overdue(row, since, last))
