@@ -34,6 +34,12 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _host_or_group(host: str | None, group: str | None) -> None:
+    """What a downtime, an ack and an unack cover: exactly one host or one group."""
+    if bool(host) == bool(group):
+        raise BadRequest("give --host or --group (one of them)")
+
+
 # -- downtimes --------------------------------------------------------------------------
 
 
@@ -69,8 +75,7 @@ def add_downtime(
     seconds and until; an audit narrows it to that audit. BadRequest or
     NotFound say what is wrong.
     """
-    if bool(host) == bool(group):
-        raise BadRequest("give --host or --group (one of them)")
+    _host_or_group(host, group)
     if (seconds is None) == (until is None):
         raise BadRequest("give --for or --until (one of them)")
     if not reason or not reason.strip():
@@ -183,8 +188,7 @@ def ack(
     One host with nothing to acknowledge (ok, no result) is AckRefused; in a
     group such pairs are skipped and said, and none at all is AckRefused.
     """
-    if bool(host) == bool(group):
-        raise BadRequest("give --host or --group (one of them)")
+    _host_or_group(host, group)
     if expire is not None and not 0 < expire <= MAX_WINDOW:
         raise BadRequest("--expire must be between 1s and 366 days", "expire")
     catalog = rt.backend.load()
@@ -215,8 +219,7 @@ def ack(
 
 def unack(rt: Runtime, audit: str, host: str | None = None, group: str | None = None) -> list[str]:
     """Lift AUDIT's acknowledgements on a host or a group's hosts; the hosts it was lifted on."""
-    if bool(host) == bool(group):
-        raise BadRequest("give --host or --group (one of them)")
+    _host_or_group(host, group)
     catalog = rt.backend.load()
     pairs = catalog.select(audit, host, group)
     state = rt.backend.state
