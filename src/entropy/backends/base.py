@@ -891,6 +891,11 @@ def downtime_order(downtime: Downtime) -> tuple[float, str]:
     return (start, downtime.name)
 
 
+def ack_order(ack: Ack) -> tuple[str, str]:
+    """How acks() sorts: by host, then audit (in Python: a database's collation may differ)."""
+    return (ack.host, ack.audit_name)
+
+
 def default_state_url(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> str:
     """A SQLite file per definitions path, so two fleets never share rows by accident."""
     return f"sqlite:///{path_keyed_state(conf, backend, definitions)}"
