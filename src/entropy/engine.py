@@ -41,6 +41,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import futurist
 
@@ -54,6 +55,9 @@ from .model import Outcome, Result
 from .repairs import Repairer
 from .runners.base import Job
 from .scheduler import Due, Scheduler
+
+if TYPE_CHECKING:
+    from .engine_broker import BrokerExecutor
 
 LOG = logging.getLogger(__name__)
 
@@ -96,8 +100,11 @@ class Engine:
         repairer: Repairer | None = None,
         events: Events | None = None,
         on_notice: NoticeCallback | None = None,
+        broker: BrokerExecutor | None = None,
     ) -> None:
-        """on_notice: where the lines an operator watches for go (a stop, its grace period)."""
+        """on_notice: where the lines an operator watches for go (a stop, its grace period);
+        broker: run claimed audits as jobs on workers through it, not on the pool."""
+        self.broker = broker
         self.backend = backend
         self.scheduler = scheduler
         self.clock = clock
@@ -173,7 +180,16 @@ class Engine:
         # Each audit allocates a few dozen short-lived objects; the default
         # threshold (700) ran a collection every ~20 audits (bench dispatch).
         gc.set_threshold(50_000, 20, 20)
-        self._executor = futurist.ThreadPoolExecutor(max_workers=self.settings.max_workers)
+        try:
+            if self.broker is not None:
+                self.broker.start(self._completed)
+            else:
+                self._executor = futurist.ThreadPoolExecutor(
+                    max_workers=self.settings.max_workers
+                )
+        except BaseException:
+            self._unregister()
+            raise
         recorder = threading.Thread(target=self._record_loop, name="entropy-recorder", daemon=True)
         recorder.start()
         self.heartbeat.start()
@@ -325,6 +341,8 @@ class Engine:
         seconds: a few for slow audits, hundreds for quick ones, so claims
         come in large transactions exactly when audits are cheap.
         """
+        if self.broker is not None:
+            return self.broker.window()
         now = time.monotonic()
         elapsed = now - self._rate_since
         if elapsed >= 0.1:
@@ -340,6 +358,9 @@ class Engine:
         future, its queue put and its callbacks cost more than a no-op audit.
         """
         if not work:
+            return
+        if self.broker is not None:
+            self.broker.submit(work)
             return
         with self._drain_lock:
             self._queue.extend(work)
@@ -385,7 +406,13 @@ class Engine:
             if self._deadlines.pop(due.row_id, None) is None:
                 self.stuck -= 1
                 return  # the watchdog already recorded it as a timeout
-            del self._running[due.row_id]
+        self._completed(due, result)
+
+    def _completed(self, due: Due, result: Result) -> None:
+        """A claimed audit's result (from the pool or a worker): to the recorder."""
+        with self._running_lock:
+            if self._running.pop(due.row_id, None) is None:
+                return  # given back meanwhile (a stop past its grace period)
             self._finished_since += 1
         if self._abandoned:
             return  # killed at shutdown: its claim goes back to `new`
@@ -622,6 +649,10 @@ class Engine:
         if executor is not None:
             self._wait_for_running()
             executor.shutdown(wait=False)
+        if self.broker is not None:
+            if self.started:
+                self._wait_for_running()
+            self.broker.close()
         self._flushing.set()
         self._results.put(None)
         recorder.join()
@@ -647,7 +678,7 @@ class Engine:
         Claimed audits still queued skip (see _run_one) instead of starting.
         """
         grace = self.settings.shutdown_grace
-        running = len(self._deadlines)
+        running = len(self._running) if self.broker is not None else len(self._deadlines)
         if not running:
             self.on_notice("stopping: no new claims; no audits running")
         else:
@@ -659,7 +690,13 @@ class Engine:
         deadline = began + grace
         while self._running and time.monotonic() < deadline and not self._hurry.is_set():
             self._hurry.wait(0.05)
-        if self._running:
+        if self._running and self.broker is not None:
+            self.on_notice(
+                f"grace period over: {len(self._running)} audits still out on workers go back "
+                "to new; their late results are fenced out"
+            )
+            self._abandoned = True
+        elif self._running:
             left = len(self._deadlines)
             self.on_notice(
                 f"grace period over: killing {left} audits still running; "

@@ -20,9 +20,11 @@ from datetime import datetime
 from .. import gctuning
 from ..config import engine_id, lease_settings
 from ..engine import Engine, EngineSettings
+from ..engine_broker import BrokerExecutor, BrokerSettings
 from ..model import RepairRun, Result
 from ..repairs import Repairer
 from ..scheduler import Scheduler
+from .brokerconf import broker_of, uses_broker
 from .runtime import Runtime
 from .signals import stop_on_signals
 
@@ -44,6 +46,18 @@ def engine_settings(rt: Runtime, max_workers: int | None = None) -> EngineSettin
         hostname=socket.gethostname(),
         pid=os.getpid(),
     )
+
+
+def broker_executor(rt: Runtime, settings: EngineSettings) -> BrokerExecutor | None:
+    """With [executor] executor = broker, what runs the engine's audits on workers."""
+    if not uses_broker(rt):
+        return None
+    url, topology = broker_of(rt)
+    return BrokerExecutor(BrokerSettings(
+        url, topology, settings.engine_id, settings.lease,
+        max_in_flight=int(rt.option("max_in_flight", "executor")),
+        watch_interval=max(settings.heartbeat_interval, 1.0),
+    ))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +105,7 @@ class EngineProcess:
         )  # fmt: skip
         self.engine = Engine(
             backend, scheduler, rt.clock, settings, on_result=on_result, repairer=repairer,
-            events=self.events, on_notice=self.on_notice,
+            events=self.events, on_notice=self.on_notice, broker=broker_executor(rt, settings),
         )  # fmt: skip
 
     def run(

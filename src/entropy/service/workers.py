@@ -22,23 +22,13 @@ from ..broker.topology import Topology
 from ..broker.worker import Worker, WorkerSettings
 from ..errors import EntropyError
 from ..values import zone_problem
+from .brokerconf import broker_of
 from .compose import leave_now
 from .errors import BadRequest
 from .runtime import Runtime
 from .signals import stop_on_signals
 
 LOG = logging.getLogger(__name__)
-
-
-def broker_of(rt: Runtime) -> tuple[str, Topology]:
-    """[executor] transport_url and the names under [executor] prefix; an error if unset."""
-    url = rt.option("transport_url", "executor")
-    if not url:
-        raise EntropyError(
-            "no broker: set [executor] transport_url in entropy.conf (e.g. "
-            "amqp://entropy:secret@mq.example.com:5672/entropy), or OS_EXECUTOR__TRANSPORT_URL"
-        )
-    return str(url), Topology(str(rt.option("prefix", "executor")))
 
 
 def checked_zone(zone: str, param: str = "--zone") -> str:

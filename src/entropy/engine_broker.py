@@ -1,0 +1,244 @@
+"""The broker executor: an engine's claimed audits run as jobs on `entropy worker run`.
+
+The engine claims due rows exactly as with its pool (a lease, fenced by
+its engine id in the store); this executor publishes each claimed audit as
+a job message to its host's zone queue (entropy.broker.client.JobClient),
+keeps it in flight until its result comes back on the engine's own result
+queue, and hands the result to the engine's recorder (`finished`), as a
+pool worker would.
+
+Fencing, on top of the store's (which refuses a result for a row the
+engine no longer holds): a result is taken only for the job now in flight
+for its row, by job id. Anything else, a result for a row this engine does
+not hold, from an earlier run of the same engine id (its claim's epoch
+says which), or one delivered twice, is fenced out and logged.
+
+While a job is in flight its row stays among the engine's owned rows, so
+the engine's heartbeat renews its lease. Jobs are published with a TTL of
+the lease: if this engine dies, a job no worker took by then dies unrun
+(a peer has taken the row back meanwhile) instead of running late. A job
+that expired while this engine lives is published again: its zone has no
+worker taking jobs, and its audits wait there, not anywhere else. A
+watcher checks, every heartbeat, which zones with jobs in flight have no
+consumer on their queue, and says so once per outage.
+
+Jobs that died otherwise are answered with an `error` result for their
+slot (the next slot tries again): handed to workers 1 + DELIVERY_LIMIT
+times and never finished (each died), refused by a worker, or a zone
+whose queue is not Entropy's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .broker.beats import zone_queues
+from .broker.client import JobClient
+from .broker.connection import CONNECTION_ERRORS, describe
+from .broker.protocol import Claim, JobMessage, ResultMessage
+from .broker.topology import DELIVERY_LIMIT, Topology
+from .errors import EntropyError
+from .model import Outcome, Result
+from .runners.base import Job
+from .scheduler import Due
+
+LOG = logging.getLogger(__name__)
+
+Finished = Callable[[Due, Result], None]
+RESULT_QUEUE_LEASES = 3  # the result queue outlives its engine by this many leases
+
+_DEATHS = {
+    "delivery_limit": "handed to a worker of zone {zone} {times} times and never finished "
+    "(each worker died or was stopped while running it); not run again for this slot",
+    "rejected": "refused by a worker of zone {zone} (a message it cannot read, or for "
+    "another zone); see that worker's log",
+    "refused": "zone {zone}'s queue on the broker is not Entropy's (other arguments); "
+    "see the engine's log",
+}
+
+
+@dataclass(slots=True)
+class _Flight:
+    job_id: str
+    due: Due
+    job: Job
+    published: float  # monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    url: str
+    topology: Topology
+    engine_id: str
+    lease: float  # seconds: the jobs' TTL, and (x RESULT_QUEUE_LEASES) the result queue's
+    max_in_flight: int = 2000  # claimed audits out on the broker at most
+    watch_interval: float = 5.0  # seconds between checks of the zones' consumers
+
+
+class BrokerExecutor:
+    """Publish claimed audits as jobs, take their results back; fence what is not ours."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self.epoch = int(time.time() * 1000) % 2**31  # this run of the engine id, for the logs
+        self.client = JobClient(
+            settings.url, settings.engine_id, self._result, self._dead, settings.topology,
+            result_expiry=settings.lease * RESULT_QUEUE_LEASES,
+        )  # fmt: skip
+        self._finished: Finished | None = None
+        self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
+        self._lock = threading.Lock()
+        self.fenced = 0  # results fenced out
+        self.republished = 0  # jobs published again after waiting a lease for a worker
+        self.orphaned: dict[str, int] = {}  # zones with jobs in flight and no consumer
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="entropy-zones", daemon=True)
+
+    # -- the engine's side ----------------------------------------------------------
+
+    def start(self, finished: Finished) -> None:
+        """Connect (an EntropyError naming the broker if it cannot) and take results."""
+        self._finished = finished
+        try:
+            self.client.start()
+        except CONNECTION_ERRORS as exc:
+            raise EntropyError(
+                f"[executor] executor = broker: cannot reach {describe(self.settings.url)}: "
+                f"{exc}"
+            ) from None
+        self._watcher.start()
+
+    def window(self) -> int:
+        """How many claimed audits may be out at once."""
+        return self.settings.max_in_flight
+
+    def submit(self, work: list[tuple[Due, Job]]) -> None:
+        """Publish each claimed audit to its host's zone."""
+        messages = []
+        with self._lock:
+            for due, job in work:
+                message = self._message(due, job)
+                self._flight[due.row_id] = _Flight(message.job_id, due, job, time.monotonic())
+                messages.append(message)
+        self.client.publish(messages, ttl=self.settings.lease)
+
+    def in_flight(self) -> int:
+        return len(self._flight)
+
+    def waiting_by_zone(self) -> dict[str, int]:
+        """Jobs in flight per zone."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for flight in self._flight.values():
+                zone = flight.job.host.zone
+                counts[zone] = counts.get(zone, 0) + 1
+        return counts
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop taking results (the rest wait on the broker for the queue's expiry)."""
+        self._stop.set()
+        self.client.close(timeout)
+        if self._watcher.is_alive():
+            self._watcher.join(timeout)
+
+    # -- the client's thread --------------------------------------------------------
+
+    def _message(self, due: Due, job: Job) -> JobMessage:
+        return JobMessage(uuid.uuid4().hex, job, Claim(self.settings.engine_id, self.epoch),
+                          due.row_id, due.slot)  # fmt: skip
+
+    def _take(self, row_id: int | None, job_id: str) -> _Flight | None:
+        with self._lock:
+            flight = self._flight.get(row_id) if row_id is not None else None
+            if flight is None or flight.job_id != job_id:
+                return None
+            return self._flight.pop(row_id)
+
+    def _result(self, reply: ResultMessage) -> None:
+        flight = self._take(reply.row_id, reply.job_id)
+        if flight is None:
+            self._fence(reply)
+            return
+        result = reply.to_result()
+        result.slot, result.engine_id = flight.due.slot, self.settings.engine_id
+        assert self._finished is not None
+        self._finished(flight.due, result)
+
+    def _fence(self, reply: ResultMessage) -> None:
+        self.fenced += 1
+        slot = reply.slot.isoformat() if reply.slot else "-"
+        if reply.claim.engine_id != self.settings.engine_id or reply.claim.epoch != self.epoch:
+            why = (f"its claim (engine {reply.claim.engine_id}, epoch {reply.claim.epoch}) is "
+                   f"not this engine's (epoch {self.epoch})")  # fmt: skip
+        elif reply.row_id in self._flight:
+            why = "another job is out for that row now"
+        else:
+            why = "this engine no longer holds the row (recorded already, or given back)"
+        LOG.warning(
+            "fenced out a late result: %s on %s slot %s row %s job %s from worker %s (%s): %s",
+            reply.audit, reply.host, slot, reply.row_id, reply.job_id, reply.worker_id,
+            reply.result.outcome.value, why,
+        )  # fmt: skip
+
+    def _dead(self, message: JobMessage, reason: str) -> None:
+        with self._lock:
+            flight = self._flight.get(message.row_id) if message.row_id is not None else None
+            if flight is None or flight.job_id != message.job_id:
+                return  # not ours any more: nothing to answer
+            if reason == "expired" and not self._stop.is_set():
+                # No worker of its zone took it in a lease: it waits there, published again.
+                again = self._message(flight.due, flight.job)
+                flight.job_id = again.job_id
+                self.republished += 1
+            else:
+                again = None
+                del self._flight[message.row_id]
+        if again is not None:
+            self.client.publish([again], ttl=self.settings.lease)
+            return
+        text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
+        summary = text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason)
+        LOG.error("%s on %s: the job %s", message.job.audit_name, message.job.host.name, summary)
+        assert self._finished is not None
+        result = Result(Outcome.ERROR, f"the job was {summary}", slot=flight.due.slot,
+                        engine_id=self.settings.engine_id, audit_name=message.job.audit_name,
+                        host=message.job.host.name)  # fmt: skip
+        self._finished(flight.due, result)
+
+    # -- the zones' watcher ----------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.watch_interval):
+            try:
+                self.watch_once()
+            except CONNECTION_ERRORS as exc:
+                LOG.debug("cannot look at the zones' queues: %s", exc)
+            except Exception:
+                LOG.exception("watching the zones failed")
+
+    def watch_once(self) -> dict[str, int]:
+        """Zones with jobs in flight and no worker on their queue: warn once per outage."""
+        waiting = self.waiting_by_zone()
+        if not waiting and not self.orphaned:
+            return {}
+        s = self.settings
+        queues = zone_queues(s.url, s.topology, sorted({*waiting, *self.orphaned}))
+        orphaned = {q.zone: waiting.get(q.zone, 0) for q in queues
+                    if waiting.get(q.zone) and not q.consumers}  # fmt: skip
+        for zone, count in orphaned.items():
+            if zone not in self.orphaned:
+                LOG.warning(
+                    "zone %s has no live worker: %d audits wait in %s and are not run "
+                    "elsewhere; start `entropy worker run --zone %s`",
+                    zone, count, s.topology.zone_queue(zone), zone,
+                )  # fmt: skip
+        for zone in self.orphaned:
+            if zone not in orphaned:
+                LOG.warning("zone %s has a worker again: its audits run", zone)
+        self.orphaned = orphaned
+        return orphaned

@@ -1,0 +1,151 @@
+"""Real `entropy engine run` processes with `[executor] executor = broker`, real
+`entropy worker run` processes, the real RabbitMQ and PostgreSQL (issue 17, phase 2).
+
+Each test has a prefix of its own on the shared RabbitMQ (tests/brokers.py)
+and a PostgreSQL schema of its own. The python audits, run on the workers,
+note each run in a file (host, and the zone of the worker that ran it) and
+say that zone in their summary, so the stored results show where each ran.
+They poll for what they wait for; no fixed sleeps for schedules.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brokers import Broker, WorkerProcess
+from fleets import write_fleet
+from processes import ENTROPY
+from test_engines_shared import Cluster, per_slot, slots_by_pair, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
+
+SECONDS = float(os.environ.get("ENTROPY_TEST_SHARED_SECONDS", "30"))
+AUDITS = (
+    "import os, time\n"
+    "def _note(host):\n"
+    "    with open(os.environ['RUNS_FILE'], 'a') as f:\n"
+    "        f.write(host.name + ' ' + os.environ['WORKER_ZONE'] + '\\n')\n"
+    "    return ('ok', 'zone=' + os.environ['WORKER_ZONE'])\n"
+    "def fine(host, params):\n    return _note(host)\n"
+    "def slow(host, params):\n    time.sleep(5)\n    return _note(host)\n"
+)
+
+
+def hosts(zones: dict[str, int]) -> dict[str, dict[str, Any]]:
+    return {f"web-{n}.{zone}.test": {"ip_address": "127.0.0.1", "host_type": "web",
+                                     "zone": zone}
+            for zone, count in zones.items() for n in range(count)}  # fmt: skip
+
+
+class BrokerCluster(Cluster):
+    """Engines of Cluster with executor = broker on a Broker's prefix, and workers."""
+
+    def __init__(self, tmp: Path, state_url: str, broker: Broker, **options: str) -> None:
+        super().__init__(tmp, state_url, **options)
+        (tmp / "shared_mod.py").write_text(AUDITS)
+        self.broker = broker
+        self.env.update({"OS_EXECUTOR__EXECUTOR": "broker",
+                         "OS_EXECUTOR__TRANSPORT_URL": broker.url,
+                         "OS_EXECUTOR__PREFIX": broker.topology.prefix,
+                         "OS_EXECUTOR__HEARTBEAT_INTERVAL": "1"})  # fmt: skip
+        self.workers: list[WorkerProcess] = []
+
+    def write_zones(self, zones: dict[str, int], scripts: dict, schedules: dict) -> None:
+        self.fleet = write_fleet("dir", self.tmp / "fleet", hosts=hosts(zones), scripts=scripts,
+                                 schedules=schedules)  # fmt: skip
+
+    def start(self, count: int) -> None:
+        super().start(count)
+        self.broker.engines.update(self.engines)
+
+    def worker(self, zone: str, max_workers: int = 8) -> WorkerProcess:
+        env = self.broker.env(PYTHONPATH=self.env["PYTHONPATH"], RUNS_FILE=str(self.runs),
+                              WORKER_ZONE=zone)  # fmt: skip
+        made = self.broker.process(zone, "--max-workers", str(max_workers), env=env)
+        self.workers.append(made)
+        return made
+
+    def ran(self) -> list[tuple[str, str]]:
+        """(host, worker's zone) of every run the python audits finished."""
+        if not self.runs.exists():
+            return []
+        return [tuple(line.split()) for line in self.runs.read_text().splitlines()]  # type: ignore[misc]
+
+    def kill_everything(self) -> None:
+        super().kill_everything()
+        for w in self.workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+
+
+@pytest.fixture
+def broker(rabbitmq_url: str) -> Iterator[Broker]:
+    made = Broker(rabbitmq_url)
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgresql_url: str, broker: Broker) -> Iterator[BrokerCluster]:
+    made = BrokerCluster(tmp_path, postgresql_url, broker)
+    yield made
+    made.kill_everything()
+
+
+FAST = {"scripts": {"a": {"kind": "python", "function": "shared_mod:fine"},
+                    "b": {"kind": "python", "function": "shared_mod:fine"},
+                    "c": {"kind": "command", "command": ["true"]}},
+        "schedules": {"s.yaml": {"web": {"audits": {"a": {"run_every": "2s"},
+                                                    "b": {"run_every": "2s"},
+                                                    "c": {"run_every": "2s"}}}}}}  # fmt: skip
+SLOW = {"scripts": {"slow": {"kind": "python", "function": "shared_mod:slow", "timeout": "30s"}},
+        "schedules": {"s.yaml": {"web": {"audits": {"slow": {"run_every": "1h"}}}}}}  # fmt: skip
+
+
+@pytest.mark.multiprocess
+def test_two_engines_and_three_workers_run_every_slot_exactly_once(
+    cluster: BrokerCluster,
+) -> None:
+    cluster.write_zones({"default": 10}, **FAST)
+    for _ in range(3):
+        cluster.worker("default")
+    cluster.start(2)
+    started = datetime.now(UTC)
+    wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=SECONDS), SECONDS + 5,
+             "the run")  # fmt: skip
+    cluster.assert_all_alive()
+    stop_asked = datetime.now(UTC)
+    cluster.stop_all()
+
+    history = cluster.history()
+    twice = {key: n for key, n in per_slot(history).items() if n > 1}
+    assert twice == {}, f"{len(twice)} slots ran more than once: {sorted(twice)[:5]}"
+    slots = slots_by_pair(history)
+    assert len(slots) == 30
+    for key, times in slots.items():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert set(gaps) == {timedelta(seconds=2)}, (key, times)  # no slot missed between
+        assert times[0] <= started + timedelta(seconds=5), (key, times[0])
+        assert times[-1] >= stop_asked - timedelta(seconds=3), (key, times[-1])
+    assert set(Counter(r.engine_id for r in history)) == {"engine-1", "engine-2"}
+    python = [r for r in history if r.audit_name != "c"]
+    assert {r.summary for r in python} == {"zone=default"}, Counter(r.summary for r in python)
+    assert len(cluster.ran()) == len(python)  # every run on a worker stored once
+    assert all(r.status.value != "processing" for r in cluster.rows())
+    assert all("fenced out" not in cluster.stderr(name) for name in cluster.engines)
+    replies = [json.loads(line) for w in cluster.workers for line in w.stop()[1].splitlines()]
+    assert len(replies) == len(history)  # every job went through a worker, once
+    assert {r["zone"] for r in replies} == {"default"}
