@@ -13,21 +13,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import signal
-import subprocess
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_engines_shared import Cluster, per_slot, slots_by_pair, wait_for
 
 from brokers import Broker, WorkerProcess
 from fleets import write_fleet
-from processes import ENTROPY
-from test_engines_shared import Cluster, per_slot, slots_by_pair, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 
@@ -149,3 +146,81 @@ def test_two_engines_and_three_workers_run_every_slot_exactly_once(
     replies = [json.loads(line) for w in cluster.workers for line in w.stop()[1].splitlines()]
     assert len(replies) == len(history)  # every job went through a worker, once
     assert {r["zone"] for r in replies} == {"default"}
+
+
+def test_jobs_run_only_on_workers_of_their_hosts_zone(cluster: BrokerCluster) -> None:
+    cluster.write_zones({"a": 3, "b": 3}, **FAST)
+    a, b = cluster.worker("a"), cluster.worker("b")
+    cluster.start(1)
+    wait_for(lambda: len({h for h, _ in cluster.ran()}) == 6 and len(cluster.ran()) >= 36, 60,
+             "every python audit of both zones to run a few times")  # fmt: skip
+    cluster.stop_all()
+
+    assert cluster.ran() and all(host.split(".")[1] == zone for host, zone in cluster.ran())
+    history = cluster.history()
+    for r in history:
+        if r.audit_name != "c":
+            assert r.summary == f"zone={r.host.split('.')[1]}", r
+    for worker, zone in ((a, "a"), (b, "b")):
+        replies = [json.loads(line) for line in worker.stop()[1].splitlines()]
+        assert replies and {r["zone"] for r in replies} == {zone}
+        assert {r["host"].split(".")[1] for r in replies} == {zone}
+    assert {key: n for key, n in per_slot(history).items() if n > 1} == {}
+
+
+def test_a_zone_without_a_worker_waits_and_is_not_run_elsewhere(cluster: BrokerCluster) -> None:
+    cluster.write_zones({"a": 2, "c": 2}, **FAST)
+    cluster.worker("a")
+    cluster.start(1)
+    wait_for(lambda: "zone c has no live worker" in cluster.stderr("engine-1"), 30,
+             "the engine's warning about zone c")  # fmt: skip
+    status = cluster.cli("status", check=False)
+    assert "zone c: no live worker" in status.stdout, status.stdout + status.stderr
+    assert "zone a" not in status.stdout
+    workers = cluster.cli("workers", "--json", check=False)
+    zones = {z["zone"]: z for z in json.loads(workers.stdout)["zones"]}
+    assert zones["c"]["workers"] == 0 and zones["c"]["waiting"] > 0, zones
+    assert zones["a"]["workers"] == 1
+    assert "zone 'c' has no live worker" in workers.stderr and workers.returncode == 1
+    ran_before = cluster.ran()
+    assert ran_before and {host.split(".")[1] for host, _ in ran_before} == {"a"}
+    assert all(r.host.split(".")[1] == "a" for r in cluster.history())
+    held = [r for r in cluster.rows() if r.host.endswith(".c.test")]
+    assert held and all(r.status.value == "processing" for r in held)  # waiting, leases renewed
+
+    cluster.worker("c")  # a worker comes: zone c's audits run, there
+    wait_for(lambda: any(zone == "c" for _, zone in cluster.ran()), 30, "zone c's audits")
+    wait_for(lambda: "zone c has a worker again" in cluster.stderr("engine-1"), 30,
+             "the engine noticing zone c's worker")  # fmt: skip
+    cluster.stop_all()
+    assert all(host.split(".")[1] == zone for host, zone in cluster.ran())
+    assert {key: n for key, n in per_slot(cluster.history()).items() if n > 1} == {}
+
+
+def test_a_worker_killed_mid_audit_has_its_job_rerun_once_and_recorded_once(
+    cluster: BrokerCluster,
+) -> None:
+    cluster.write_zones({"default": 1}, **SLOW)
+    first = cluster.worker("default")
+    cluster.start(1)
+    wait_for(lambda: any(r.status.value == "processing" for r in cluster.rows()), 30,
+             "the audit claimed")  # fmt: skip
+    wait_for(lambda: _running_in(cluster, first), 30, "the audit running on the first worker")
+    second = cluster.worker("default")
+    first.proc.send_signal(signal.SIGKILL)  # mid-audit: its job is not acknowledged
+    first.proc.wait()
+    wait_for(lambda: len(cluster.history()) == 1, 30, "the audit's result")
+    cluster.stop_all()
+
+    (result,) = cluster.history()
+    assert result.summary == "zone=default"
+    assert cluster.ran() == [("web-0.default.test", "default")]  # the first run died with it
+    (reply,) = [json.loads(line) for line in second.stop()[1].splitlines()]
+    assert reply["redelivered"] is True and reply["job_id"]
+    assert all(r.status.value != "processing" for r in cluster.rows())
+
+
+def _running_in(cluster: BrokerCluster, worker: WorkerProcess) -> bool:
+    """Whether the worker process has a job running, as its heartbeat says."""
+    listed = json.loads(cluster.cli("workers", "--json", "--wait", "1").stdout)["workers"]
+    return any(w["pid"] == worker.proc.pid and w["running"] for w in listed)

@@ -7,12 +7,13 @@ import sys
 
 import click
 
-from ..errors import ValidationError
+from ..errors import EntropyError, ValidationError
 from ..gctuning import collector_paused
 from ..progress import progress_on_terminal
 from ..removal import RemovalRefused
 from ..service import fleet, reads
 from ..service.runtime import Runtime
+from ..service.zones import zones_without_workers
 from .common import command, json_option, pass_runtime, seconds
 from .output import print_json, print_repair_summary, print_table, result_text, say, stamp, when
 from .readonly import read_only
@@ -98,7 +99,9 @@ def status(rt: Runtime, host: str | None, audit_name: str | None, as_json: bool)
     disabled_reason, status, result. (Repairs: `entropy repair list --json`.)
     """
     if as_json:
-        print_json([row.public() for row in reads.audits(rt, host, audit_name).items])
+        rows = reads.audits(rt, host, audit_name).items
+        print_json([row.public() for row in rows])
+        _say_zones_without_workers(rt, rows, to_stderr=True)
         return
     view = reads.status(rt, host, audit_name)
     if not view.rows:
@@ -113,7 +116,25 @@ def status(rt: Runtime, host: str | None, audit_name: str | None, as_json: bool)
         table.append((row.host, row.audit_name, row.status.value, when(row.next_run, view.now),
                       result_text(row)))  # fmt: skip
     print_table(table)
+    _say_zones_without_workers(rt, view.rows)
     print_repair_summary(view.flagged, view.repairs)
+
+
+def _say_zones_without_workers(rt: Runtime, rows: list, to_stderr: bool = False) -> None:
+    """With executor = broker: the zones no live worker serves, and what waits for one."""
+    try:
+        orphaned = zones_without_workers(rt, rows, rt.clock.now())
+    except EntropyError as exc:
+        say(f"entropy: {exc}", logging.WARNING)
+        return
+    for zone in orphaned or ():
+        line = (f"zone {zone.zone}: no live worker; {zone.waiting} audits of its {zone.hosts} "
+                f"hosts wait for one, not run elsewhere (start `entropy worker run --zone "
+                f"{zone.zone}`)")  # fmt: skip
+        if to_stderr:
+            say(f"entropy: {line}", logging.WARNING)
+        else:
+            click.echo(line)
 
 
 @command()
