@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from test_engines_shared import Cluster, per_slot, slots_by_pair, wait_for
 
 from brokers import Broker, WorkerProcess
 from fleets import write_fleet
+from processes import ENTROPY
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 
@@ -66,6 +68,16 @@ class BrokerCluster(Cluster):
     def start(self, count: int) -> None:
         super().start(count)
         self.broker.engines.update(self.engines)
+
+    def restart(self, name: str) -> None:
+        """Start engine `name` again (its log goes on in the same file)."""
+        out = open(self.tmp / f"{name}.out", "a")  # noqa: SIM115 - the child keeps it
+        err = open(self.tmp / f"{name}.err", "a")  # noqa: SIM115
+        self.engines[name] = subprocess.Popen(
+            [*ENTROPY, "--backend", f"dir:{self.fleet}", "engine", "run", "--json"],
+            stdout=out, stderr=err, env={**self.env, "OS_DEFAULT__ENGINE_ID": name},
+        )  # fmt: skip
+        wait_for(lambda: name in self.live(), 30, f"{name} to register again")
 
     def worker(self, zone: str, max_workers: int = 8) -> WorkerProcess:
         env = self.broker.env(PYTHONPATH=self.env["PYTHONPATH"], RUNS_FILE=str(self.runs),
@@ -224,3 +236,44 @@ def _running_in(cluster: BrokerCluster, worker: WorkerProcess) -> bool:
     """Whether the worker process has a job running, as its heartbeat says."""
     listed = json.loads(cluster.cli("workers", "--json", "--wait", "1").stdout)["workers"]
     return any(w["pid"] == worker.proc.pid and w["running"] for w in listed)
+
+
+@pytest.mark.multiprocess
+def test_an_engine_killed_with_jobs_on_workers_is_taken_over_and_its_late_results_fenced(
+    cluster: BrokerCluster,
+) -> None:
+    """Engine-1 dies (kill -9) while its 5 s audits run on the workers. Engine-2 takes its
+    rows back once its lease runs out and runs each slot again. The first runs still
+    finish and reply to engine-1's queue; engine-1, started again with the same id before
+    that queue expires, reads them and fences every one out (its log says so)."""
+    cluster.write_zones({"default": 6}, **SLOW)
+    cluster.worker("default", max_workers=16)
+    cluster.start(1)  # engine-1 alone claims every row
+    wait_for(lambda: sum(r.status.value == "processing" for r in cluster.rows()) == 6, 30,
+             "engine-1 holding every audit")  # fmt: skip
+    cluster.start(1)  # engine-2: nothing due for it
+    victim = cluster.engines["engine-1"]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    cluster.killed.add("engine-1")
+    killed_at = datetime.now(UTC)
+
+    wait_for(lambda: all(r.claimed_by == "engine-2" or r.status.value == "processed"
+                         for r in cluster.rows()), 20, "engine-2 taking the rows back")  # fmt: skip
+    taken_at = datetime.now(UTC)
+    # Engine-1 again, same id: its result queue (3 leases) still holds the first runs'.
+    cluster.killed.discard("engine-1")
+    cluster.restart("engine-1")
+    wait_for(lambda: len(cluster.history()) == 6, 30, "engine-2's reruns recorded")
+    wait_for(lambda: cluster.stderr("engine-1").count("fenced out a late result") == 6, 30,
+             "engine-1 fencing out the first runs' results")  # fmt: skip
+    cluster.stop_all()
+
+    history = cluster.history()
+    assert {r.engine_id for r in history} == {"engine-2"}
+    assert {key: n for key, n in per_slot(history).items() if n > 1} == {}
+    assert all((r.started_at - killed_at).total_seconds() >= 4 for r in history)  # the lease
+    assert (taken_at - killed_at).total_seconds() < 15
+    assert len(cluster.ran()) == 12  # each slot ran twice: the first run, the rerun
+    assert "epoch" in cluster.stderr("engine-1")
+    assert all(r.status.value != "processing" for r in cluster.rows())
