@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections import Counter
@@ -277,3 +278,45 @@ def test_an_engine_killed_with_jobs_on_workers_is_taken_over_and_its_late_result
     assert len(cluster.ran()) == 12  # each slot ran twice: the first run, the rerun
     assert "epoch" in cluster.stderr("engine-1")
     assert all(r.status.value != "processing" for r in cluster.rows())
+
+
+@pytest.mark.disruptive
+def test_engines_and_workers_ride_out_a_rabbitmq_restart(tmp_path: Path, postgresql_url: str,
+                                                         broker: Broker) -> None:  # fmt: skip
+    """RabbitMQ stopped for a few seconds (stop_app), then started: engines and workers
+    reconnect; results recorded before and after; no slot twice, nothing stuck."""
+    if not (shutil.which("rabbitmqctl") or os.path.exists("/usr/sbin/rabbitmqctl")):
+        pytest.skip("rabbitmqctl is not here to stop and start RabbitMQ")
+    cluster = BrokerCluster(tmp_path, postgresql_url, broker, claim_lease="10",
+                            heartbeat_interval="1")  # fmt: skip
+    try:
+        cluster.write_zones({"default": 5}, **FAST)
+        cluster.worker("default")
+        cluster.worker("default")
+        cluster.start(2)
+        wait_for(lambda: len(cluster.history()) >= 45, 30, "results before the restart")
+        _rabbitmqctl("stop_app")
+        try:
+            down_until = datetime.now(UTC) + timedelta(seconds=5)
+            wait_for(lambda: datetime.now(UTC) >= down_until, 10, "the outage")
+        finally:
+            _rabbitmqctl("start_app")
+        back = datetime.now(UTC)
+        wait_for(lambda: sum(r.finished_at >= back for r in cluster.history()) >= 60, 90,
+                 "results after the restart")  # fmt: skip
+        cluster.assert_all_alive()
+        assert all(w.proc.poll() is None for w in cluster.workers)
+        cluster.stop_all()
+        history = cluster.history()
+        assert {key: n for key, n in per_slot(history).items() if n > 1} == {}
+        after = {(r.audit_name, r.host) for r in history if r.finished_at >= back}
+        assert len(after) == 15  # every pair runs again
+        assert all(r.status.value != "processing" for r in cluster.rows())
+        assert any("reconnecting" in cluster.stderr(name) for name in cluster.engines)
+    finally:
+        cluster.kill_everything()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    subprocess.run([tool, *args], check=True, capture_output=True, timeout=120)
