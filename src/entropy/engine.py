@@ -649,15 +649,15 @@ class Engine:
         if executor is not None:
             self._wait_for_running()
             executor.shutdown(wait=False)
-        if self.broker is not None:
-            if self.started:
-                self._wait_for_running()
-            self.broker.close()
+        if self.broker is not None and self.started:
+            self._wait_for_running()
         self._flushing.set()
         self._results.put(None)
         recorder.join()
         if self.repairer:  # after the recorder: it may still hand over repairs
             self.repairer.shutdown()
+        if self.broker is not None:  # after the repairs: they may run on workers
+            self.broker.close()
         if self.events:
             self.events.close()
         self.heartbeat.stop()

@@ -50,6 +50,7 @@ from .scheduler import Due
 LOG = logging.getLogger(__name__)
 
 Finished = Callable[[Due, Result], None]
+_WORKER_MARGIN = 5.0  # seconds past a job's timeout that a worker may take to answer
 RESULT_QUEUE_LEASES = 3  # the result queue outlives its engine by this many leases
 
 _DEATHS = {
@@ -57,9 +58,19 @@ _DEATHS = {
     "(each worker died or was stopped while running it); not run again for this slot",
     "rejected": "refused by a worker of zone {zone} (a message it cannot read, or for "
     "another zone); see that worker's log",
+    "expired": "not taken by any worker of zone {zone} within {lease:g}s (no live worker "
+    "there?); not run",
     "refused": "zone {zone}'s queue on the broker is not Entropy's (other arguments); "
     "see the engine's log",
 }
+
+
+@dataclass(slots=True)
+class _Call:
+    """A run() waiting for its result."""
+
+    done: threading.Event
+    result: Result | None = None
 
 
 @dataclass(slots=True)
@@ -92,6 +103,7 @@ class BrokerExecutor:
         )  # fmt: skip
         self._finished: Finished | None = None
         self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
+        self._calls: dict[str, _Call] = {}  # job id -> a run() waiting (repairs, verifies)
         self._lock = threading.Lock()
         self.fenced = 0  # results fenced out
         self.republished = 0  # jobs published again after waiting a lease for a worker
@@ -127,6 +139,30 @@ class BrokerExecutor:
                 messages.append(message)
         self.client.publish(messages, ttl=self.settings.lease)
 
+    def run(self, job: Job) -> Result:
+        """Run one job outside the schedule (a repair, its verify) on a worker of its host's
+        zone; wait for its result. No result within wait_margin() + its timeout (no live
+        worker in the zone, say): a `timeout` result saying so (a late one is fenced out)."""
+        message = JobMessage(uuid.uuid4().hex, job, Claim(self.settings.engine_id, self.epoch),
+                             context={"run": "repair"})  # fmt: skip
+        call = _Call(threading.Event())
+        with self._lock:
+            self._calls[message.job_id] = call
+        self.client.publish([message], ttl=self.settings.lease)
+        wait = job.timeout + self.wait_margin()
+        if not call.done.wait(wait):
+            with self._lock:
+                self._calls.pop(message.job_id, None)
+            if call.result is None:
+                return Result(Outcome.TIMEOUT, f"no result from a worker of zone {job.host.zone} "
+                              f"within {wait:g}s (no live worker there, or the job was lost)")
+        assert call.result is not None
+        return call.result
+
+    def wait_margin(self) -> float:
+        """Seconds a run() may wait for a worker besides the job's timeout."""
+        return self.settings.lease + _WORKER_MARGIN
+
     def in_flight(self) -> int:
         return len(self._flight)
 
@@ -159,7 +195,19 @@ class BrokerExecutor:
                 return None
             return self._flight.pop(row_id)
 
+    def _answer(self, job_id: str, result: Result) -> bool:
+        """Hand a run()'s result to its caller; False if none waits for it."""
+        with self._lock:
+            call = self._calls.pop(job_id, None)
+        if call is None:
+            return False
+        call.result = result
+        call.done.set()
+        return True
+
     def _result(self, reply: ResultMessage) -> None:
+        if reply.row_id is None and self._answer(reply.job_id, reply.to_result()):
+            return
         flight = self._take(reply.row_id, reply.job_id)
         if flight is None:
             self._fence(reply)
@@ -186,6 +234,12 @@ class BrokerExecutor:
         )  # fmt: skip
 
     def _dead(self, message: JobMessage, reason: str) -> None:
+        if message.row_id is None:  # a run(): its caller gets the reason
+            text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
+            summary = text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason,
+                                  lease=self.settings.lease)  # fmt: skip
+            self._answer(message.job_id, Result(Outcome.ERROR, f"the job was {summary}"))
+            return
         with self._lock:
             flight = self._flight.get(message.row_id) if message.row_id is not None else None
             if flight is None or flight.job_id != message.job_id:

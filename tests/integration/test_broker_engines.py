@@ -40,6 +40,15 @@ AUDITS = (
     "    return ('ok', 'zone=' + os.environ['WORKER_ZONE'])\n"
     "def fine(host, params):\n    return _note(host)\n"
     "def slow(host, params):\n    time.sleep(5)\n    return _note(host)\n"
+    "def _marker(host):\n"
+    "    return os.path.join(os.path.dirname(os.environ['RUNS_FILE']), 'marker.' + host.name)\n"
+    "def marker(host, params):\n"
+    "    _note(host)\n"
+    "    there = os.path.exists(_marker(host))\n"
+    "    return ('ok' if there else 'critical', 'zone=' + os.environ['WORKER_ZONE'])\n"
+    "def remake(host, params):\n"
+    "    with open(_marker(host), 'w') as f:\n"
+    "        f.write(os.environ['WORKER_ZONE'])\n"
 )
 
 
@@ -320,3 +329,35 @@ def test_engines_and_workers_ride_out_a_rabbitmq_restart(tmp_path: Path, postgre
 def _rabbitmqctl(*args: str) -> None:
     tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
     subprocess.run([tool, *args], check=True, capture_output=True, timeout=120)
+
+
+def test_repairs_and_their_verifies_run_on_a_worker_of_the_hosts_zone(
+    cluster: BrokerCluster, tmp_path: Path
+) -> None:
+    scripts = {"marker": {"kind": "python", "function": "shared_mod:marker"},
+               "remake": {"kind": "python", "function": "shared_mod:remake"}}
+    cluster.fleet = write_fleet(
+        "dir", tmp_path / "fleet", hosts=hosts({"a": 2, "b": 2}), scripts=scripts,
+        schedules={"s.yaml": {"web": {"audits": {"marker": {"run_every": "1h"}}}}},
+        repairs={"fix": {"when": {"audit": "marker"}, "run": "remake", "verify": True}},
+    )  # fmt: skip
+    cluster.worker("a")
+    cluster.worker("b")
+    cluster.start(1)
+    wait_for(lambda: len(list(tmp_path.glob("marker.*"))) == 4, 60, "every host repaired")
+    wait_for(lambda: len(repair_runs(cluster)) == 4, 30, "the four repair runs recorded")
+    cluster.stop_all()
+
+    made = sorted(tmp_path.glob("marker.*"))
+    for marker in made:  # marker.web-0.a.test says zone a: the repair ran there
+        assert marker.read_text() == marker.name.split(".")[2], marker
+    runs = repair_runs(cluster)
+    assert len(runs) == 4, runs
+    assert all(run["verify"] == "fixed" for run in runs), runs
+    # Audit, then its verify: both on a worker of the host's zone.
+    assert all(host.split(".")[1] == zone for host, zone in cluster.ran())
+    assert len(cluster.ran()) == 8
+
+
+def repair_runs(cluster: BrokerCluster) -> list[dict[str, Any]]:
+    return json.loads(cluster.cli("results", "--kind", "repair", "--json").stdout)

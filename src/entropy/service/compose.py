@@ -99,13 +99,16 @@ class EngineProcess:
                               first_load_progress=first_load_progress,
                               around_first_load=gctuning.collector_paused)  # fmt: skip
         self.events = rt.events()
+        broker = broker_executor(rt, settings)
+        remote = {} if broker is None else {"runner": broker.run,
+                                            "run_margin": broker.wait_margin()}  # fmt: skip
         repairer = Repairer(
             backend, rt.clock, settings.engine_id, settings.default_timeout, self.events,
-            on_repair=on_repair, workers=rt.option("repair_workers"),
+            on_repair=on_repair, workers=rt.option("repair_workers"), **remote,
         )  # fmt: skip
         self.engine = Engine(
             backend, scheduler, rt.clock, settings, on_result=on_result, repairer=repairer,
-            events=self.events, on_notice=self.on_notice, broker=broker_executor(rt, settings),
+            events=self.events, on_notice=self.on_notice, broker=broker,
         )  # fmt: skip
 
     def run(
