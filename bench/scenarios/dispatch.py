@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from entropy.broker.topology import Topology
-from entropy.engine_broker import BrokerExecutor, BrokerSettings
+from entropy.engine.broker_executor import BrokerExecutor, BrokerSettings
 
 from ..common import (
     POSTGRESQL_ADMIN,

@@ -401,6 +401,16 @@ def option(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> object:
         raise EntropyError(f"config {where}: {exc}") from None
 
 
+def default(name: str, group: str | None = None) -> object:
+    """An option's default, as declared above: the one place defaults are written."""
+    for where, opts in list_opts():
+        if where == group:
+            for opt in opts:
+                if opt.dest == name:
+                    return opt.default
+    raise KeyError(f"no option [{group or 'DEFAULT'}] {name}")
+
+
 def splay_cap(conf: cfg.ConfigOpts) -> float:
     """max_splay in seconds, or infinity when unset (spread over the whole interval)."""
     value = option(conf, "max_splay")

@@ -1,4 +1,4 @@
-"""The engine's broker executor (entropy.engine_broker) against the real RabbitMQ.
+"""The engine's broker executor (entropy.engine.broker_executor) against the real RabbitMQ.
 
 Its edges, driven in-process with a worker thread or a hand-played one
 (plain kombu): a result delivered twice is recorded once and fenced out
@@ -18,7 +18,7 @@ import pytest
 from brokers import SLOT, Broker, a_job
 from entropy.broker.protocol import decode_job, reply
 from entropy.broker.topology import DELIVERY_LIMIT
-from entropy.engine_broker import BrokerExecutor, BrokerSettings
+from entropy.engine.broker_executor import BrokerExecutor, BrokerSettings
 from entropy.model import Outcome, Pair, Result, Schedule
 from entropy.scheduler import Due
 from entropy.timing import Every
@@ -28,13 +28,20 @@ pytestmark = pytest.mark.slow
 
 
 class Recorder:
+    """The engine's outlet, as the executor sees it."""
+
     def __init__(self) -> None:
         self.got: list[tuple[Due, Result]] = []
+        self.given_up_on: list[Due] = []
         self.lock = threading.Lock()
 
-    def __call__(self, due: Due, result: Result) -> None:
+    def finished(self, due: Due, result: Result) -> None:
         with self.lock:
             self.got.append((due, result))
+
+    def given_up(self, due: Due) -> None:
+        with self.lock:
+            self.given_up_on.append(due)
 
 
 @pytest.fixture
@@ -91,7 +98,7 @@ def test_a_result_delivered_twice_is_recorded_once_and_fenced_out_once(
         message.connection.release()  # type: ignore[attr-defined]
         wait_for(lambda: engine.fenced == 1, 10, "the second copy fenced out")
     finally:
-        engine.close()
+        engine.shutdown()
     ((due, result),) = recorder.got
     assert (due.row_id, result.outcome, result.summary, result.slot) == (1, Outcome.OK, "fine",
                                                                          SLOT)  # fmt: skip
@@ -119,7 +126,7 @@ def test_a_job_of_a_zone_without_worker_waits_then_runs_once_a_worker_comes(
         finally:
             worker.stop()
     finally:
-        engine.close()
+        engine.shutdown()
     ((_, result),) = recorder.got
     assert result.outcome is Outcome.OK and engine.fenced == 0
     assert "zone late has a worker again" in caplog.text
@@ -135,7 +142,7 @@ def test_a_job_that_every_worker_dies_on_is_answered_error(broker: Broker) -> No
             take_one(broker, "deadly").connection.release()  # type: ignore[attr-defined]
         wait_for(lambda: recorder.got, 15, "the dead job answered")
     finally:
-        engine.close()
+        engine.shutdown()
     ((_, result),) = recorder.got
     assert result.outcome is Outcome.ERROR and result.slot == SLOT
     assert "never finished" in result.summary and "zone deadly" in result.summary

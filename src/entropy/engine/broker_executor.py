@@ -1,11 +1,11 @@
-"""The broker executor: an engine's claimed audits run as jobs on `entropy worker run`.
+"""The `broker` executor: an engine's claimed audits run as jobs on `entropy worker run`.
 
 The engine claims due rows exactly as with its pool (a lease, fenced by
-its engine id in the store); this executor publishes each claimed audit as
-a job message to its host's zone queue (entropy.broker.client.JobClient),
-keeps it in flight until its result comes back on the engine's own result
-queue, and hands the result to the engine's recorder (`finished`), as a
-pool worker would.
+its engine id in the store); this executor (an Executor, see executor.py)
+publishes each claimed audit as a job message to its host's zone queue
+(entropy.broker.client.JobClient), keeps it in flight until its result
+comes back on the engine's own result queue, and hands the result to the
+outlet (outlet.finished: the same recorder as the pool's).
 
 Fencing, on top of the store's (which refuses a result for a row the
 engine no longer holds): a result is taken only for the job now in flight
@@ -13,19 +13,24 @@ for its row, by job id. Anything else, a result for a row this engine does
 not hold, from an earlier run of the same engine id (its claim's epoch
 says which), or one delivered twice, is fenced out and logged.
 
-While a job is in flight its row stays among the engine's owned rows, so
-the engine's heartbeat renews its lease. Jobs are published with a TTL of
-the lease: if this engine dies, a job no worker took by then dies unrun
-(a peer has taken the row back meanwhile) instead of running late. A job
-that expired while this engine lives is published again: its zone has no
-worker taking jobs, and its audits wait there, not anywhere else. A
-watcher checks, every heartbeat, which zones with jobs in flight have no
-consumer on their queue, and says so once per outage.
+While a job is in flight its row stays among the engine's leases, so the
+engine's heartbeat renews it however long the job waits for a worker.
+Jobs are published with a TTL of the lease: if this engine dies, a job no
+worker took by then dies unrun (a peer has taken the row back meanwhile)
+instead of running late. A job that expired while this engine lives is
+published again: its zone has no worker taking jobs, and its audits wait
+there, not anywhere else. A watcher checks, every heartbeat, which zones
+with jobs in flight have no consumer on their queue, and says so once per
+outage.
 
 Jobs that died otherwise are answered with an `error` result for their
-slot (the next slot tries again): handed to workers 1 + DELIVERY_LIMIT
-times and never finished (each died), refused by a worker, or a zone
-whose queue is not Entropy's.
+slot (recorded: an operator sees it; the next slot tries again), not given
+up (a rerun after the lease would kill its workers again): handed to
+workers 1 + DELIVERY_LIMIT times and never finished (each died), refused
+by a worker, or a zone whose queue is not Entropy's.
+
+run() runs one job outside the schedule (a repair, its verify) the same
+way, for the Repairer, and waits for its result.
 """
 
 from __future__ import annotations
@@ -34,22 +39,21 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from .broker.beats import zone_queues
-from .broker.client import JobClient
-from .broker.connection import CONNECTION_ERRORS, describe
-from .broker.protocol import Claim, JobMessage, ResultMessage
-from .broker.topology import DELIVERY_LIMIT, Topology
-from .errors import EntropyError
-from .model import Outcome, Result
-from .runners.base import Job
-from .scheduler import Due
+from ..broker.beats import zone_queues
+from ..broker.client import JobClient
+from ..broker.connection import CONNECTION_ERRORS, describe
+from ..broker.protocol import Claim, JobMessage, ResultMessage
+from ..broker.topology import DELIVERY_LIMIT, Topology
+from ..errors import EntropyError
+from ..model import Outcome, Result
+from ..runners.base import Job
+from ..scheduler import Due
+from .executor import Outlet, Work
 
 LOG = logging.getLogger(__name__)
 
-Finished = Callable[[Due, Result], None]
 _WORKER_MARGIN = 5.0  # seconds past a job's timeout that a worker may take to answer
 RESULT_QUEUE_LEASES = 3  # the result queue outlives its engine by this many leases
 
@@ -92,7 +96,8 @@ class BrokerSettings:
 
 
 class BrokerExecutor:
-    """Publish claimed audits as jobs, take their results back; fence what is not ours."""
+    """An Executor: claimed audits published as jobs, their results taken back; what is not
+    this engine's (any more) fenced out."""
 
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
@@ -101,21 +106,24 @@ class BrokerExecutor:
             settings.url, settings.engine_id, self._result, self._dead, settings.topology,
             result_expiry=settings.lease * RESULT_QUEUE_LEASES,
         )  # fmt: skip
-        self._finished: Finished | None = None
+        self.stuck = 0  # nothing here holds a thread of the engine
+        self._outlet: Outlet | None = None
         self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
         self._calls: dict[str, _Call] = {}  # job id -> a run() waiting (repairs, verifies)
         self._lock = threading.Lock()
+        self._completed = 0
+        self._abandoned = False
         self.fenced = 0  # results fenced out
         self.republished = 0  # jobs published again after waiting a lease for a worker
         self.orphaned: dict[str, int] = {}  # zones with jobs in flight and no consumer
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="entropy-zones", daemon=True)
 
-    # -- the engine's side ----------------------------------------------------------
+    # -- the Executor seam ----------------------------------------------------------
 
-    def start(self, finished: Finished) -> None:
+    def start(self, outlet: Outlet) -> None:
         """Connect (an EntropyError naming the broker if it cannot) and take results."""
-        self._finished = finished
+        self._outlet = outlet
         try:
             self.client.start()
         except CONNECTION_ERRORS as exc:
@@ -125,11 +133,12 @@ class BrokerExecutor:
             ) from None
         self._watcher.start()
 
-    def window(self) -> int:
-        """How many claimed audits may be out at once."""
+    def window(self) -> int | None:
+        """Claimed audits out at once, at most: [executor] max_in_flight (the workers run
+        them, not this engine's threads: the pool's rate-based window does not apply)."""
         return self.settings.max_in_flight
 
-    def submit(self, work: list[tuple[Due, Job]]) -> None:
+    def submit(self, work: list[Work]) -> None:
         """Publish each claimed audit to its host's zone."""
         messages = []
         with self._lock:
@@ -138,6 +147,39 @@ class BrokerExecutor:
                 self._flight[due.row_id] = _Flight(message.job_id, due, job, time.monotonic())
                 messages.append(message)
         self.client.publish(messages, ttl=self.settings.lease)
+
+    def in_flight(self) -> int:
+        return len(self._flight)
+
+    def holds(self, row_id: int) -> bool:
+        return row_id in self._flight
+
+    def completed(self) -> int:
+        return self._completed
+
+    def running(self) -> int:
+        """Jobs out on the broker (waiting for a worker or running on one)."""
+        return len(self._flight)
+
+    def stop_starting(self) -> None:
+        """Published jobs cannot be called back: those out get the grace period."""
+        self._stop.set()  # no more republishing of jobs that waited a lease
+
+    def abandon(self) -> None:
+        """Past the grace period: their rows go back to `new`; late results are fenced out."""
+        with self._lock:
+            self._abandoned = True
+            self._flight.clear()
+
+    def shutdown(self) -> None:
+        """Disconnect, once the repairs waiting on run() are answered (a lease at most)."""
+        self._stop.set()
+        deadline = time.monotonic() + self.settings.lease
+        while self._calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.client.close()
+        if self._watcher.is_alive():
+            self._watcher.join(5)
 
     def run(self, job: Job) -> Result:
         """Run one job outside the schedule (a repair, its verify) on a worker of its host's
@@ -163,9 +205,6 @@ class BrokerExecutor:
         """Seconds a run() may wait for a worker besides the job's timeout."""
         return self.settings.lease + _WORKER_MARGIN
 
-    def in_flight(self) -> int:
-        return len(self._flight)
-
     def waiting_by_zone(self) -> dict[str, int]:
         """Jobs in flight per zone."""
         counts: dict[str, int] = {}
@@ -174,13 +213,6 @@ class BrokerExecutor:
                 zone = flight.job.host.zone
                 counts[zone] = counts.get(zone, 0) + 1
         return counts
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop taking results (the rest wait on the broker for the queue's expiry)."""
-        self._stop.set()
-        self.client.close(timeout)
-        if self._watcher.is_alive():
-            self._watcher.join(timeout)
 
     # -- the client's thread --------------------------------------------------------
 
@@ -214,8 +246,12 @@ class BrokerExecutor:
             return
         result = reply.to_result()
         result.slot, result.engine_id = flight.due.slot, self.settings.engine_id
-        assert self._finished is not None
-        self._finished(flight.due, result)
+        self._finish(flight.due, result)
+
+    def _finish(self, due: Due, result: Result) -> None:
+        self._completed += 1  # this thread only
+        assert self._outlet is not None
+        self._outlet.finished(due, result)
 
     def _fence(self, reply: ResultMessage) -> None:
         self.fenced += 1
@@ -255,14 +291,18 @@ class BrokerExecutor:
         if again is not None:
             self.client.publish([again], ttl=self.settings.lease)
             return
+        assert self._outlet is not None
+        if reason == "expired":  # stopping: never ran; its row goes back to `new`
+            self._outlet.given_up(flight.due)
+            return
         text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
-        summary = text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason)
+        summary = text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason,
+                              lease=self.settings.lease)  # fmt: skip
         LOG.error("%s on %s: the job %s", message.job.audit_name, message.job.host.name, summary)
-        assert self._finished is not None
         result = Result(Outcome.ERROR, f"the job was {summary}", slot=flight.due.slot,
                         engine_id=self.settings.engine_id, audit_name=message.job.audit_name,
                         host=message.job.host.name)  # fmt: skip
-        self._finished(flight.due, result)
+        self._finish(flight.due, result)
 
     # -- the zones' watcher ----------------------------------------------------------
 
