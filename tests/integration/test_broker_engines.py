@@ -261,17 +261,18 @@ def test_an_engine_killed_with_jobs_on_workers_is_taken_over_and_its_late_result
     cluster.start(1)  # engine-1 alone claims every row
     wait_for(lambda: sum(r.status.value == "processing" for r in cluster.rows()) == 6, 30,
              "engine-1 holding every audit")  # fmt: skip
-    cluster.start(1)  # engine-2: nothing due for it
     victim = cluster.engines["engine-1"]
-    victim.send_signal(signal.SIGKILL)
+    victim.send_signal(signal.SIGKILL)  # its jobs are on the worker, 5 s each
     victim.wait()
     cluster.killed.add("engine-1")
     killed_at = datetime.now(UTC)
+    assert all(r.status.value == "processing" for r in cluster.rows())
+    cluster.start(1)  # engine-2
 
     wait_for(lambda: all(r.claimed_by == "engine-2" or r.status.value == "processed"
                          for r in cluster.rows()), 20, "engine-2 taking the rows back")  # fmt: skip
     taken_at = datetime.now(UTC)
-    # Engine-1 again, same id: its result queue (3 leases) still holds the first runs'.
+    # Engine-1 again, same id: its result queue (10 leases) still holds the first runs'.
     cluster.killed.discard("engine-1")
     cluster.restart("engine-1")
     wait_for(lambda: len(cluster.history()) == 6, 30, "engine-2's reruns recorded")

@@ -55,7 +55,7 @@ from .executor import Outlet, Work
 LOG = logging.getLogger(__name__)
 
 _WORKER_MARGIN = 5.0  # seconds past a job's timeout that a worker may take to answer
-RESULT_QUEUE_LEASES = 3  # the result queue outlives its engine by this many leases
+RESULT_QUEUE_LEASES = 10  # the result queue outlives its engine by this many leases
 
 _DEATHS = {
     "delivery_limit": "handed to a worker of zone {zone} {times} times and never finished "
