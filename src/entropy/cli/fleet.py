@@ -92,7 +92,10 @@ def status(rt: Runtime, host: str | None, audit_name: str | None, as_json: bool)
     """Show the audit rows: when each runs next, its status and latest result.
 
     Below them: hosts flagged for a human (a repair used up its max_attempts)
-    and the latest repair runs.
+    and the latest repair runs. With [executor] executor = broker, the zones
+    of the fleet that no live worker serves, and how many of their audits
+    wait for one (a 1 s listen for the workers' heartbeats; with --json, on
+    stderr).
 
     --json prints a list of objects with exactly the row fields: id, host,
     ip_address, audit_name, next_run, created_at, updated_at, disabled,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .. import gctuning
+from ..broker.connection import describe
 from ..engine import Engine, EngineSettings
 from ..engine.broker_executor import BrokerExecutor, BrokerSettings
 from ..model import RepairRun, Result
@@ -88,10 +89,19 @@ class EngineProcess:
             backend, rt.clock, settings.engine_id, settings.default_timeout, self.events,
             on_repair=on_repair, workers=rt.option("repair_workers"), **remote,
         )  # fmt: skip
+        self.broker = broker
         self.engine = Engine(
             backend, scheduler, rt.clock, settings, on_result=on_result, repairer=repairer,
             events=self.events, on_notice=self.on_notice, executor=broker,
         )  # fmt: skip
+
+    def executor_description(self) -> str:
+        """Where its audits run, for the start-up line."""
+        if self.broker is None:
+            return f"{self.settings.max_workers} workers"
+        s = self.broker.settings
+        return (f"audits through {describe(s.url)} (prefix {s.topology.prefix}, "
+                f"{s.max_in_flight} in flight at most)")  # fmt: skip
 
     def run(
         self, until: datetime | None = None, on_start: Callable[[], None] | None = None
