@@ -205,11 +205,14 @@ class BrokerExecutor:
         """Seconds a run() may wait for a worker besides the job's timeout."""
         return self.settings.lease + _WORKER_MARGIN
 
-    def waiting_by_zone(self) -> dict[str, int]:
-        """Jobs in flight per zone."""
+    def waiting_by_zone(self, older_than: float = 0.0) -> dict[str, int]:
+        """Jobs in flight per zone (published more than older_than seconds ago)."""
         counts: dict[str, int] = {}
+        before = time.monotonic() - older_than
         with self._lock:
             for flight in self._flight.values():
+                if flight.published > before:
+                    continue
                 zone = flight.job.host.zone
                 counts[zone] = counts.get(zone, 0) + 1
         return counts
@@ -316,8 +319,12 @@ class BrokerExecutor:
                 LOG.exception("watching the zones failed")
 
     def watch_once(self) -> dict[str, int]:
-        """Zones with jobs in flight and no worker on their queue: warn once per outage."""
-        waiting = self.waiting_by_zone()
+        """Zones with jobs in flight and no worker on their queue: warn once per outage.
+
+        Only zones with a job out for a while are looked at (a connection to the broker
+        each time): where results come back quickly, nothing is.
+        """
+        waiting = self.waiting_by_zone(older_than=min(self.settings.watch_interval, 1.0))
         if not waiting and not self.orphaned:
             return {}
         s = self.settings
