@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 
+from entropy import runners
 from entropy.backends.base import Backend, RecordItem
 from entropy.backends.impl_dir import DirDefinitions
 from entropy.backends.impl_memory import MemoryStateStore, forget
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.engine import Engine, EngineSettings, WorkerPool
+from entropy.engine.pool import WATCHDOG_MARGIN
 from entropy.errors import StorageFailure, StoreError, StoreUnavailable
 from entropy.model import Outcome, Result
 from entropy.scheduler import Due, Scheduler
@@ -62,7 +64,9 @@ def store(tmp_path: Path) -> Iterator[FaultyStore]:
     forget(str(tmp_path))
 
 
-def make_engine(tmp_path: Path, store: FaultyStore, clock: FakeClock, **settings: Any) -> Engine:
+def make_engine(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, inline: bool = True, **settings: Any
+) -> Engine:
     fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
                         schedules=SCHEDULES)  # fmt: skip
     conf = load_conf()
@@ -71,8 +75,9 @@ def make_engine(tmp_path: Path, store: FaultyStore, clock: FakeClock, **settings
     scheduler = Scheduler(backend, clock, refresh_in_background=False)
     scheduler.refresh()
     made = EngineSettings("e1", **settings)
-    inline = WorkerPool(made.max_workers, clock, "e1", inline=True)  # runs in the test's thread
-    return Engine(backend, scheduler, clock, made, executor=inline)
+    # inline: the audits run in the test's thread, in order
+    pool = WorkerPool(made.max_workers, clock, "e1", inline=inline)
+    return Engine(backend, scheduler, clock, made, executor=pool)
 
 
 def run_due(engine: Engine, clock: FakeClock, record: bool = True) -> list[Due]:
@@ -149,3 +154,44 @@ def test_results_wait_in_a_bounded_queue_and_the_workers_pause_when_it_is_full(
     assert "the result queue has room again" in caplog.text
     assert engine.recorder.close(20)
     assert (engine.recorded, engine.dropped) == (3 + 8, 0)
+
+
+def test_an_audit_stuck_past_its_timeout_is_recorded_as_timeout_once_the_clock_says_so(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog's deadlines are on the engine's clock (Clock.monotonic)."""
+    engine = make_engine(tmp_path, store, clock, inline=False, default_timeout=5)
+    release = threading.Event()
+
+    def stuck(job: Any, clock: FakeClock) -> Result:  # a python audit stuck in a call
+        release.wait(30)
+        now = clock.now()
+        return Result(Outcome.OK, "late", started_at=now, finished_at=now)
+
+    monkeypatch.setattr(runners, "run_job", stuck)
+    try:
+        assert len(run_due(engine, clock, record=False)) == 3
+        wait_for(lambda: engine.executor.running() == 3)
+        clock.advance(5 + WATCHDOG_MARGIN)  # at the deadline, not past it
+        assert engine.executor.expire_overdue() == 0
+        assert (engine.executor.in_flight(), engine.stuck) == (3, 0)
+        clock.advance(0.1)
+        wait_for(lambda: engine.results.waiting() == 3)  # the watchdog's next look
+        engine.recorder.flush()
+        stored = store.results(limit=10)
+        assert [r.outcome for r in stored] == [Outcome.TIMEOUT] * 3
+        assert all("still running after its 5s timeout" in r.summary for r in stored)
+        assert (engine.recorded, engine.stuck, engine.owned()) == (3, 3, [])
+        release.set()  # the calls return at last: nothing more is recorded
+        wait_for(lambda: engine.stuck == 0)
+        assert engine.results.waiting() == 0
+    finally:
+        release.set()
+        engine.executor.shutdown()
+
+
+def wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -201,3 +201,15 @@ def test_the_recorder_waits_for_more_while_claimed_audits_are_unfinished() -> No
     results.close()
     collector.join(10)
     assert stopped == [True] and len(batch) == 1
+
+
+def test_the_fake_clocks_monotonic_moves_with_it_and_never_back() -> None:
+    clock = FakeClock(SLOT)
+    start = clock.monotonic()
+    clock.advance(2.5)
+    clock.wait(threading.Event(), 1.5)  # waiting on a fake clock moves it
+    assert clock.monotonic() == start + 4
+    clock.set(SLOT)  # back in time: now() goes back, monotonic() stays
+    assert (clock.now(), clock.monotonic()) == (SLOT, start + 4)
+    clock.set(SLOT.replace(minute=1))
+    assert clock.monotonic() == start + 4 + 60

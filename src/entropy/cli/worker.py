@@ -145,15 +145,15 @@ def _print_workers(found: worker_ops.WorkersReport) -> None:
         print_table(table)
     else:
         click.echo("no live worker answered")
-    for zone in found.zones:
-        count = zone["workers"]
-        queue = (f"{zone['waiting']} jobs waiting, {zone['consumers']} consumers"
-                 if zone["queue"] else "no queue yet")  # fmt: skip
-        say(f"zone {zone['zone']}: {count} live worker{'s' if count != 1 else ''}; {queue}")
+    for info in found.zones:
+        count = info["workers"]
+        queue = (f"{info['waiting']} jobs waiting, {info['consumers']} consumers"
+                 if info["queue"] else "no queue yet")  # fmt: skip
+        say(f"zone {info['zone']}: {count} live worker{'s' if count != 1 else ''}; {queue}")
 
 
 def _say_orphaned(found: worker_ops.WorkersReport) -> None:
-    waiting = {zone["zone"]: zone["waiting"] for zone in found.zones}
+    waiting = {info["zone"]: info["waiting"] for info in found.zones}
     for zone in found.orphaned:
         jobs = f"; {waiting[zone]} jobs wait in {found.topology.zone_queue(zone)}"
         say(f"entropy: zone {zone!r} has no live worker{jobs if waiting[zone] else ''} (start "

@@ -60,7 +60,7 @@ class Engine:
         )
         self.leases = Leases()
         self.results = ResultQueue(settings.result_queue_size)
-        self.stop_request = StopRequest(scheduler)
+        self.stop_request = StopRequest(scheduler, self.executor)
         self.registration = Registration(backend, settings)
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
                                      self.leases)  # fmt: skip

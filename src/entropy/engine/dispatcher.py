@@ -110,6 +110,7 @@ class Dispatcher:
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
         jobs = {}
         for due in take:
+            assert catalog is not None  # a due pair comes from a loaded catalog
             try:
                 jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
             except KeyError:  # a refresh just removed its host or script

@@ -87,7 +87,8 @@ class Executor(Protocol):
 
     def stop_starting(self) -> None:
         """Stopping: start nothing more; what is handed over and not started is dropped
-        (its claim goes back to `new` when the engine releases its rows)."""
+        (its claim goes back to `new` when the engine releases its rows). Called from a
+        signal handler too: no lock, no I/O."""
         ...
 
     def abandon(self) -> None:

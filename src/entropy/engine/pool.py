@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from concurrent.futures import Executor
 from datetime import datetime
 
 import futurist
@@ -51,7 +52,7 @@ class WorkerPool:
         self.inline = inline  # run each audit in submit()'s thread: tests decide the order
         self.stuck = 0  # workers still inside an audit the watchdog gave up on
         self._outlet: Outlet | None = None
-        self._pool: futurist.Executor | None = None
+        self._pool: Executor | None = None  # futurist's, which are concurrent.futures ones
         self._lock = threading.Lock()
         self._running: dict[int, Due] = {}  # handed over, not finished
         # Started audits: row id -> (monotonic deadline, due, job, started_at).

@@ -9,7 +9,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from ..config import default, engine_id, lease_settings, option
+from ..config import default, engine_id, lease_settings, number
 
 
 def _conf(name: str) -> Any:
@@ -40,10 +40,10 @@ class EngineSettings:
         lease, beat, skew = lease_settings(conf)  # checked against each other
         return cls(
             engine_id=engine_id(conf),
-            max_workers=max_workers or int(option(conf, "max_workers")),  # type: ignore[call-overload]
-            default_timeout=float(option(conf, "default_timeout")),  # type: ignore[arg-type]
-            shutdown_grace=float(option(conf, "shutdown_grace")),  # type: ignore[arg-type]
-            result_retention=float(option(conf, "result_retention")),  # type: ignore[arg-type]
+            max_workers=max_workers or int(number(conf, "max_workers")),
+            default_timeout=number(conf, "default_timeout"),
+            shutdown_grace=number(conf, "shutdown_grace"),
+            result_retention=number(conf, "result_retention"),
             lease=lease,
             heartbeat_interval=beat,
             max_clock_skew=skew,

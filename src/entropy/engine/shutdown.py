@@ -24,16 +24,22 @@ _GRACE_POLL = 0.05  # seconds between looks at what still runs, during the grace
 class StopRequest:
     """Whether the engine was asked to stop, and asked again (hurry): two events, nothing else."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, executor: Executor) -> None:
         self.scheduler = scheduler
+        self.executor = executor
         self._stopping = threading.Event()
         self._hurry = threading.Event()  # asked again: the grace period ends now
 
     def ask(self) -> None:
-        """Safe from a signal handler or any thread; asked again, it ends the grace period."""
+        """Safe from a signal handler or any thread; asked again, it ends the grace period.
+
+        At once: the loop wakes to stop claiming, and claimed audits not yet
+        started are not started (their claims go back to `new` at the end).
+        """
         if self._stopping.is_set():
             self._hurry.set()
         self._stopping.set()
+        self.executor.stop_starting()
         self.scheduler.stop()
 
     def ask_once(self) -> None:
@@ -61,10 +67,9 @@ def grace_period(executor: Executor, results: ResultQueue, stop: StopRequest, cl
                  grace: float, notice: NoticeCallback) -> None:  # fmt: skip
     """Give running audits the grace period, saying so; then end what still runs.
 
-    Claimed audits not started yet are dropped (executor.stop_starting());
-    the deadline is on the engine's clock, like every other.
+    Claimed audits not started yet were dropped (StopRequest.ask); the
+    deadline is on the engine's clock, like every other.
     """
-    executor.stop_starting()
     running = executor.running()
     if not running:
         notice("stopping: no new claims; no audits running")
