@@ -224,8 +224,10 @@ class BrokerExecutor:
                           due.row_id, due.slot)  # fmt: skip
 
     def _take(self, row_id: int | None, job_id: str) -> _Flight | None:
+        if row_id is None:
+            return None
         with self._lock:
-            flight = self._flight.get(row_id) if row_id is not None else None
+            flight = self._flight.get(row_id)
             if flight is None or flight.job_id != job_id:
                 return None
             return self._flight.pop(row_id)

@@ -83,11 +83,11 @@ class EngineProcess:
         self.events = rt.events()
         broker = broker_executor(rt, settings)
         # In broker mode repairs and their verifies run on a worker of the host's zone too.
-        remote = {} if broker is None else {"runner": broker.run,
-                                            "run_margin": broker.wait_margin()}  # fmt: skip
         repairer = Repairer(
             backend, rt.clock, settings.engine_id, settings.default_timeout, self.events,
-            on_repair=on_repair, workers=rt.option("repair_workers"), **remote,
+            on_repair=on_repair, workers=rt.option("repair_workers"),
+            runner=None if broker is None else broker.run,
+            run_margin=0.0 if broker is None else broker.wait_margin(),
         )  # fmt: skip
         self.broker = broker
         self.engine = Engine(
