@@ -366,3 +366,20 @@ def test_repairs_and_their_verifies_run_on_a_worker_of_the_hosts_zone(
 
 def repair_runs(cluster: BrokerCluster) -> list[dict[str, Any]]:
     return json.loads(cluster.cli("results", "--kind", "repair", "--json").stdout)
+
+
+def test_an_engine_whose_broker_is_out_of_reach_says_so_and_leaves_no_live_engine(
+    tmp_path: Path,
+) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet", hosts=hosts({"default": 1}),
+                        scripts=FAST["scripts"], schedules=FAST["schedules"])  # fmt: skip
+    env = {**os.environ, "OS_EXECUTOR__EXECUTOR": "broker",
+           "OS_EXECUTOR__TRANSPORT_URL": "amqp://guest:secret@127.0.0.1:9//"}  # fmt: skip
+    done = subprocess.run([*ENTROPY, "--backend", f"dir:{fleet}", "engine", "run", "--for", "5s"],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "executor = broker: cannot reach amqp://guest:**@127.0.0.1:9//" in done.stderr
+    assert "secret" not in done.stderr
+    listed = subprocess.run([*ENTROPY, "--backend", f"dir:{fleet}", "engines", "--json"],
+                            capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert [e["state"] for e in json.loads(listed.stdout)] == ["stopped"]

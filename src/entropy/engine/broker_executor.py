@@ -112,7 +112,6 @@ class BrokerExecutor:
         self._calls: dict[str, _Call] = {}  # job id -> a run() waiting (repairs, verifies)
         self._lock = threading.Lock()
         self._completed = 0
-        self._abandoned = False
         self.fenced = 0  # results fenced out
         self.republished = 0  # jobs published again after waiting a lease for a worker
         self.orphaned: dict[str, int] = {}  # zones with jobs in flight and no consumer
@@ -168,7 +167,6 @@ class BrokerExecutor:
     def abandon(self) -> None:
         """Past the grace period: their rows go back to `new`; late results are fenced out."""
         with self._lock:
-            self._abandoned = True
             self._flight.clear()
 
     def shutdown(self) -> None:
