@@ -39,7 +39,8 @@ AUDITS = (
     "        f.write(host.name + ' ' + os.environ['WORKER_ZONE'] + '\\n')\n"
     "    return ('ok', 'zone=' + os.environ['WORKER_ZONE'])\n"
     "def fine(host, params):\n    return _note(host)\n"
-    "def slow(host, params):\n    time.sleep(5)\n    return _note(host)\n"
+    "def slow(host, params):\n    time.sleep(float(params.get('seconds', 5)))\n"
+    "    return _note(host)\n"
     "def _marker(host):\n"
     "    return os.path.join(os.path.dirname(os.environ['RUNS_FILE']), 'marker.' + host.name)\n"
     "def marker(host, params):\n"
@@ -222,7 +223,11 @@ def test_a_zone_without_a_worker_waits_and_is_not_run_elsewhere(cluster: BrokerC
 def test_a_worker_killed_mid_audit_has_its_job_rerun_once_and_recorded_once(
     cluster: BrokerCluster,
 ) -> None:
-    cluster.write_zones({"default": 1}, **SLOW)
+    cluster.write_zones({"default": 1}, scripts=SLOW["scripts"], schedules={"s.yaml": {"web": {
+        "audits": {"slow": {"run_every": "1h", "params": {"seconds": 10}}}}}})  # fmt: skip
+    # A lease (the jobs' TTL) longer than the audit: the job goes back to the queue
+    # and out again, not dead of old age (then its engine would publish it anew).
+    cluster.env["OS_DEFAULT__CLAIM_LEASE"] = "30"
     first = cluster.worker("default")
     cluster.start(1)
     wait_for(lambda: any(r.status.value == "processing" for r in cluster.rows()), 30,
