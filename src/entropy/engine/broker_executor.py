@@ -41,7 +41,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from ..broker.beats import zone_queues
 from ..broker.client import JobClient
 from ..broker.connection import CONNECTION_ERRORS, describe
 from ..broker.protocol import Claim, JobMessage, ResultMessage
@@ -50,6 +49,7 @@ from ..errors import EntropyError
 from ..model import Outcome, Result
 from ..runners.base import Job
 from ..scheduler import Due
+from .broker_zones import ZoneWatcher
 from .executor import Outlet, Work
 
 LOG = logging.getLogger(__name__)
@@ -109,14 +109,15 @@ class BrokerExecutor:
         self.stuck = 0  # nothing here holds a thread of the engine
         self._outlet: Outlet | None = None
         self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
-        self._calls: dict[str, _Call] = {}  # job id -> a run() waiting (repairs, verifies)
+        self.remote = RemoteRuns(self.client, Claim(settings.engine_id, self.epoch),
+                                 settings.lease)  # fmt: skip
         self._lock = threading.Lock()
         self._completed = 0
         self.fenced = 0  # results fenced out
         self.republished = 0  # jobs published again after waiting a lease for a worker
-        self.orphaned: dict[str, int] = {}  # zones with jobs in flight and no consumer
-        self._stop = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name="entropy-zones", daemon=True)
+        self._stop = threading.Event()  # stopping: jobs that expire are not published again
+        self.zones = ZoneWatcher(settings.url, settings.topology, self.waiting_by_zone,
+                                 settings.watch_interval)  # fmt: skip
 
     # -- the Executor seam ----------------------------------------------------------
 
@@ -130,7 +131,7 @@ class BrokerExecutor:
                 f"[executor] executor = broker: cannot reach {describe(self.settings.url)}: "
                 f"{exc}"
             ) from None
-        self._watcher.start()
+        self.zones.start()
 
     def window(self) -> int | None:
         """Claimed audits out at once, at most: [executor] max_in_flight (the workers run
@@ -173,35 +174,19 @@ class BrokerExecutor:
         """Disconnect, once the repairs waiting on run() are answered (a lease at most)."""
         self._stop.set()
         deadline = time.monotonic() + self.settings.lease
-        while self._calls and time.monotonic() < deadline:
+        while self.remote.waiting() and time.monotonic() < deadline:
             time.sleep(0.05)
         self.client.close()
-        if self._watcher.is_alive():
-            self._watcher.join(5)
+        self.zones.stop()
 
     def run(self, job: Job) -> Result:
         """Run one job outside the schedule (a repair, its verify) on a worker of its host's
-        zone; wait for its result. No result within wait_margin() + its timeout (no live
-        worker in the zone, say): a `timeout` result saying so (a late one is fenced out)."""
-        message = JobMessage(uuid.uuid4().hex, job, Claim(self.settings.engine_id, self.epoch),
-                             context={"run": "repair"})  # fmt: skip
-        call = _Call(threading.Event())
-        with self._lock:
-            self._calls[message.job_id] = call
-        self.client.publish([message], ttl=self.settings.lease)
-        wait = job.timeout + self.wait_margin()
-        if not call.done.wait(wait):
-            with self._lock:
-                self._calls.pop(message.job_id, None)
-            if call.result is None:
-                return Result(Outcome.TIMEOUT, f"no result from a worker of zone {job.host.zone} "
-                              f"within {wait:g}s (no live worker there, or the job was lost)")
-        assert call.result is not None
-        return call.result
+        zone, and wait for its result (see RemoteRuns)."""
+        return self.remote.run(job)
 
     def wait_margin(self) -> float:
         """Seconds a run() may wait for a worker besides the job's timeout."""
-        return self.settings.lease + _WORKER_MARGIN
+        return self.remote.margin
 
     def waiting_by_zone(self, older_than: float = 0.0) -> dict[str, int]:
         """Jobs in flight per zone (published more than older_than seconds ago)."""
@@ -230,18 +215,8 @@ class BrokerExecutor:
                 return None
             return self._flight.pop(row_id)
 
-    def _answer(self, job_id: str, result: Result) -> bool:
-        """Hand a run()'s result to its caller; False if none waits for it."""
-        with self._lock:
-            call = self._calls.pop(job_id, None)
-        if call is None:
-            return False
-        call.result = result
-        call.done.set()
-        return True
-
     def _result(self, reply: ResultMessage) -> None:
-        if reply.row_id is None and self._answer(reply.job_id, reply.to_result()):
+        if reply.row_id is None and self.remote.answer(reply.job_id, reply.to_result()):
             return
         flight = self._take(reply.row_id, reply.job_id)
         if flight is None:
@@ -274,10 +249,8 @@ class BrokerExecutor:
 
     def _dead(self, message: JobMessage, reason: str) -> None:
         if message.row_id is None:  # a run(): its caller gets the reason
-            text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
-            summary = text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason,
-                                  lease=self.settings.lease)  # fmt: skip
-            self._answer(message.job_id, Result(Outcome.ERROR, f"the job was {summary}"))
+            summary = self._death(message, reason)
+            self.remote.answer(message.job_id, Result(Outcome.ERROR, f"the job was {summary}"))
             return
         with self._lock:
             flight = self._flight.get(message.row_id) if message.row_id is not None else None
@@ -298,48 +271,55 @@ class BrokerExecutor:
         if reason == "expired":  # stopping: never ran; its row goes back to `new`
             self._outlet.given_up(flight.due)
             return
-        text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
-        summary = text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason,
-                              lease=self.settings.lease)  # fmt: skip
+        summary = self._death(message, reason)
         LOG.error("%s on %s: the job %s", message.job.audit_name, message.job.host.name, summary)
         result = Result(Outcome.ERROR, f"the job was {summary}", slot=flight.due.slot,
                         engine_id=self.settings.engine_id, audit_name=message.job.audit_name,
                         host=message.job.host.name)  # fmt: skip
         self._finish(flight.due, result)
 
-    # -- the zones' watcher ----------------------------------------------------------
+    def _death(self, message: JobMessage, reason: str) -> str:
+        text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
+        return text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason,
+                           lease=self.settings.lease)  # fmt: skip
 
-    def _watch(self) -> None:
-        while not self._stop.wait(self.settings.watch_interval):
-            try:
-                self.watch_once()
-            except CONNECTION_ERRORS as exc:
-                LOG.debug("cannot look at the zones' queues: %s", exc)
-            except Exception:
-                LOG.exception("watching the zones failed")
 
-    def watch_once(self) -> dict[str, int]:
-        """Zones with jobs in flight and no worker on their queue: warn once per outage.
+class RemoteRuns:
+    """Jobs outside the schedule (repairs, verifies) run on workers, each waited for."""
 
-        Only zones with a job out for a while are looked at (a connection to the broker
-        each time): where results come back quickly, nothing is.
-        """
-        waiting = self.waiting_by_zone(older_than=min(self.settings.watch_interval, 1.0))
-        if not waiting and not self.orphaned:
-            return {}
-        s = self.settings
-        queues = zone_queues(s.url, s.topology, sorted({*waiting, *self.orphaned}))
-        orphaned = {q.zone: waiting.get(q.zone, 0) for q in queues
-                    if waiting.get(q.zone) and not q.consumers}  # fmt: skip
-        for zone, count in orphaned.items():
-            if zone not in self.orphaned:
-                LOG.warning(
-                    "zone %s has no live worker: %d audits wait in %s and are not run "
-                    "elsewhere; start `entropy worker run --zone %s`",
-                    zone, count, s.topology.zone_queue(zone), zone,
-                )  # fmt: skip
-        for zone in self.orphaned:
-            if zone not in orphaned:
-                LOG.warning("zone %s has a worker again: its audits run", zone)
-        self.orphaned = orphaned
-        return orphaned
+    def __init__(self, client: JobClient, claim: Claim, lease: float) -> None:
+        self.client, self.claim, self.lease = client, claim, lease
+        self.margin = lease + _WORKER_MARGIN  # waited for besides a job's timeout
+        self._calls: dict[str, _Call] = {}  # job id -> a run() waiting
+        self._lock = threading.Lock()
+
+    def waiting(self) -> int:
+        return len(self._calls)
+
+    def run(self, job: Job) -> Result:
+        """Publish the job, wait for its result. None within its timeout + margin (no live
+        worker in the zone, say): a `timeout` result saying so (a late one is fenced out)."""
+        message = JobMessage(uuid.uuid4().hex, job, self.claim, context={"run": "repair"})
+        call = _Call(threading.Event())
+        with self._lock:
+            self._calls[message.job_id] = call
+        self.client.publish([message], ttl=self.lease)
+        wait = job.timeout + self.margin
+        if not call.done.wait(wait):
+            with self._lock:
+                self._calls.pop(message.job_id, None)
+            if call.result is None:
+                return Result(Outcome.TIMEOUT, f"no result from a worker of zone {job.host.zone} "
+                              f"within {wait:g}s (no live worker there, or the job was lost)")
+        assert call.result is not None
+        return call.result
+
+    def answer(self, job_id: str, result: Result) -> bool:
+        """Hand a run()'s result to its caller; False if none waits for it."""
+        with self._lock:
+            call = self._calls.pop(job_id, None)
+        if call is None:
+            return False
+        call.result = result
+        call.done.set()
+        return True

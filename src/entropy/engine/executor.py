@@ -21,6 +21,11 @@ engine lives, and the recorder lets go of each once its result is stored.
 So work out on a broker keeps its claim however long it takes, as long as
 the engine beats.
 
+An executor may also define ``window() -> int | None``: how many rows it
+may hold at once (the broker executor: [executor] max_in_flight, since its
+workers, not the engine's threads, run them). Without it, or None: the
+dispatcher's window, two per max_workers plus recent throughput.
+
 Implementations: WorkerPool (`executor = pool`, entropy.engine.pool), the
 engine's own futurist threads; BrokerExecutor (`executor = broker`,
 entropy.engine.broker_executor): jobs through
@@ -66,11 +71,6 @@ class Executor(Protocol):
 
     def in_flight(self) -> int:
         """Rows handed over and not finished: what the claim window counts as taken."""
-        ...
-
-    def window(self) -> int | None:
-        """How many rows it may hold at once; None: the dispatcher's window (two per
-        max_workers plus recent throughput), for executors that run on the engine's threads."""
         ...
 
     def holds(self, row_id: int) -> bool:

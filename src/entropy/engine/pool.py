@@ -77,9 +77,6 @@ class WorkerPool:
                                           daemon=True)  # fmt: skip
         self._watchdog.start()
 
-    def window(self) -> int | None:
-        return None  # the dispatcher's: two per worker plus recent throughput
-
     def submit(self, work: list[Work]) -> None:
         """Queue claimed audits; start drainers for them, up to max_workers at once."""
         if not work:
