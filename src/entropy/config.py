@@ -238,7 +238,15 @@ EXECUTOR_OPTS = [
         choices=["pool", "broker"],
         help="How an engine runs the audits it claims: pool, on its own worker pool; broker, "
         "as jobs on transport_url that `entropy worker run` processes take from their "
-        "zone's queue (the engine side of broker comes in a later release; workers run now).",
+        "host's zone queue (the engine still claims, fences and records; see docs/broker.md).",
+    ),
+    cfg.IntOpt(
+        "max_in_flight",
+        default=2000,
+        min=1,
+        help="With executor = broker: claimed audits an engine has out on the broker at most "
+        "(published, result not yet recorded). Audits of a zone with no live worker wait "
+        "among them.",
     ),
     cfg.StrOpt(
         "transport_url",
