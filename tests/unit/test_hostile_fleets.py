@@ -8,6 +8,7 @@ run things check the marker was never made.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ import pytest
 import yaml
 
 from entropy.backends.impl_dir import DirBackend
+from entropy.backends.impl_file import FileBackend
 from entropy.clock import SystemClock
 from entropy.config import load_conf
-from entropy.errors import ConfigError, ValidationError
+from entropy.errors import BackendError, ConfigError, ValidationError
 from entropy.model import Host, Outcome, Script
 from entropy.runners import Job, command, run_job
+from faults import deadline
 
 GOOD_HOST = {"ip_address": "10.0.0.1", "host_type": "web"}
 
@@ -437,5 +440,123 @@ def test_a_value_may_not_choose_the_program(conf, tmp_path: Path, argv: list[str
 
 def test_a_host_name_may_name_a_per_host_script(conf, tmp_path: Path) -> None:
     script = {"kind": "command", "command": ["/opt/checks/{host}.sh", "{ip_address}"]}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
+
+
+# -- what stands where a definitions file should ------------------------------------------------
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _loop(path: Path) -> None:
+    path.symlink_to(path.name)  # a link to itself: ELOOP
+
+
+def _device(path: Path) -> None:
+    path.symlink_to("/dev/zero")  # read without end: it would never finish
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+NOT_FILES = {
+    _fifo: "is a named pipe (FIFO), not a regular file",
+    _loop: "is a symbolic link loop",
+    _device: "is a character device, not a regular file",
+    _directory: "is a directory, not a regular file",
+}
+
+
+DEFINITIONS_FILES = ["hosts.yaml", "scripts.yaml", "audits/a.yaml", "repairs.yaml"]
+
+
+@pytest.mark.parametrize("relative", DEFINITIONS_FILES)
+@pytest.mark.parametrize("make", list(NOT_FILES), ids=lambda f: f.__name__.strip("_"))
+def test_a_definitions_file_that_is_not_a_file_is_refused(
+    conf, tmp_path: Path, relative: str, make: Any
+) -> None:
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": ECHO}, ON_WEB)
+    target = root / relative
+    target.unlink(missing_ok=True)
+    make(target)
+    with deadline(10):  # before: a FIFO blocked open() for ever, /dev/zero read for ever
+        problems = problems_of(conf, root)
+    mine = [p for p in problems if p.where.path == str(target)]
+    assert len(mine) == 1, problems
+    assert mine[0].message.startswith(NOT_FILES[make])
+
+
+@pytest.mark.parametrize("make", list(NOT_FILES), ids=lambda f: f.__name__.strip("_"))
+def test_a_file_backend_that_is_not_a_file_is_refused(conf, tmp_path: Path, make: Any) -> None:
+    target = tmp_path / "fleet.yaml"
+    make(target)
+    backend = FileBackend(conf, str(target))
+    for attempt in (backend.require_present, backend.load):
+        with pytest.raises(BackendError) as info, deadline(10):
+            attempt()
+        assert f"definitions file {target} " in str(info.value)
+        assert NOT_FILES[make].partition(",")[0] in str(info.value)
+
+
+def test_a_file_where_a_dir_backend_should_be_says_so(conf, tmp_path: Path) -> None:
+    (tmp_path / "fleet.yaml").write_text("hosts: {}\n")
+    with pytest.raises(BackendError, match=r"fleet.yaml is a file, not a directory"):
+        DirBackend(conf, str(tmp_path / "fleet.yaml")).load()
+
+
+def test_a_running_engines_refresh_refuses_a_fifo_and_keeps_its_catalog(
+    conf, tmp_path: Path
+) -> None:
+    """A refresh reads through the parse cache, which hashed the file first: it blocked there."""
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": ECHO}, ON_WEB)
+    backend = DirBackend(conf, str(root))
+    assert len(backend.load().pairs) == 1
+    (root / "hosts.yaml").unlink()
+    os.mkfifo(root / "hosts.yaml")
+    with deadline(10):
+        (problem,) = problems_of_loaded(backend)
+    assert problem.message == "is a named pipe (FIFO), not a regular file"
+
+
+def problems_of_loaded(backend: DirBackend) -> list[ConfigError]:
+    with pytest.raises(ValidationError) as info:
+        backend.load()
+    return info.value.problems
+
+
+# -- kind: ssh env names ---------------------------------------------------------------------
+
+BAD_SSH_ENV_NAMES = ["A B", "X=Y", "$(id)", "", "a\nb", "-S", "--chdir", "9LIVES", "É"]
+
+
+@pytest.mark.parametrize("name", BAD_SSH_ENV_NAMES, ids=repr)
+@pytest.mark.parametrize("form", ["command", "upload"])
+def test_an_ssh_env_name_that_is_not_a_variable_is_refused_at_its_line(
+    conf, tmp_path: Path, name: str, form: str
+) -> None:
+    script: dict[str, Any] = {"kind": "ssh", "env": {"GOOD_1": "x", name: "y"}}
+    script |= {"command": ["true"]} if form == "command" else {"upload": "/bin/true"}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert problem.where.path == str(root / "scripts.yaml")
+    assert problem.where.line > line_of(root / "scripts.yaml", "env:")  # the name's own line
+    assert f"env: {name!r} can't be an environment variable's name" in problem.message
+
+
+@pytest.mark.parametrize("env", [{"A\x00B": "x"}, {"OK": "x\x00y"}], ids=["name", "value"])
+def test_an_ssh_env_with_nul_is_refused(conf, tmp_path: Path, env: dict) -> None:
+    script = {"kind": "ssh", "command": ["true"], "env": env}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert problem.where.path == str(root / "scripts.yaml") and problem.where.line
+    assert "NUL" in problem.message
+
+
+def test_posix_env_names_pass_for_ssh(conf, tmp_path: Path) -> None:
+    script = {"kind": "ssh", "command": ["true"], "env": {"A": "1", "_B2": "2", "lower": "3"}}
     root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
     assert len(DirBackend(conf, str(root)).load().pairs) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from functools import partial
 from pathlib import Path
 
@@ -47,8 +48,13 @@ class DirDefinitions(DefinitionsSource):
 
     def require_present(self) -> None:
         if not self.path.is_dir():
+            why = "not found"
+            if self.path.exists():  # a mistyped file:, or a file where the directory was
+                why = "is a file, not a directory"
+            elif self.path.is_symlink():
+                why = "is a dangling or looping symbolic link"
             raise BackendError(
-                f"definitions directory {self.path} not found; pass --backend dir:PATH "
+                f"definitions directory {self.path} {why}; pass --backend dir:PATH "
                 f"or set [dir] path in entropy.conf"
             )
 
@@ -114,7 +120,7 @@ class DirDefinitions(DefinitionsSource):
                 lambda: parse_repairs(problems.read(repairs_path), str(repairs_path), problems),
                 dict,
             )
-            if repairs_path.exists()
+            if os.path.lexists(repairs_path)  # a broken link is a problem, not "no repairs"
             else {}
         )
         cache.forget_others({str(p) for p in (hosts_path, scripts_path, repairs_path, *files)})
