@@ -193,7 +193,8 @@ DATABASE_OPTS = [
         default=10,
         min=1,
         help="Seconds a statement waits for a lock another writer holds (SQLite busy_timeout, "
-        "PostgreSQL lock_timeout, InnoDB innodb_lock_wait_timeout).",
+        "PostgreSQL lock_timeout, MariaDB/MySQL innodb_lock_wait_timeout for rows and "
+        "lock_wait_timeout for tables).",
     ),
 ]
 
