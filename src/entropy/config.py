@@ -11,6 +11,7 @@ from pathlib import Path
 from oslo_config import cfg
 
 from .errors import EntropyError
+from .regularfile import not_regular_reason
 
 DEFAULT_OPTS = [
     cfg.StrOpt(
@@ -375,13 +376,29 @@ def load_conf(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ())
         conf.register_opts(opts, group=group)
     args = [arg for f in config_files for arg in ("--config-file", f)]
     args += [arg for d in config_dirs for arg in ("--config-dir", d)]
-    for path in (*config_files, *config_dirs):
-        if not os.path.exists(path):
-            raise EntropyError(f"config {path}: not found")
+    for path in config_files:
+        why = not_regular_reason(path)  # a FIFO or /dev/zero would block or read for ever
+        if why is not None:
+            raise EntropyError(f"config {path}: {why}")
+    for path in config_dirs:
+        if not os.path.isdir(path):
+            why = "is not a directory" if os.path.lexists(path) else "not found"
+            raise EntropyError(f"config {path}: {why} (--config-dir takes a directory)")
+        for name in sorted(os.listdir(path)):
+            why = not_regular_reason(os.path.join(path, name)) if name.endswith(".conf") else None
+            if why is not None:
+                raise EntropyError(f"config {os.path.join(path, name)}: {why}")
     try:
         conf(args=args, project="entropy", prog="entropy", validate_default_values=True)
     except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError) as exc:
         raise EntropyError(f"config: {exc}") from None
+    except UnicodeDecodeError as exc:  # a binary file given by mistake
+        given = ", ".join((*config_files, *config_dirs)) or "the default config files"
+        raise EntropyError(
+            f"config: not UTF-8 text ({exc.reason} at byte {exc.start}) in one of: {given}"
+        ) from None
+    except OSError as exc:  # one that changed since it was checked
+        raise EntropyError(f"config {exc.filename}: cannot read: {exc.strerror}") from None
     return conf
 
 
