@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from entropy import ansible
 from entropy.backends.impl_dir import DirBackend
 from entropy.backends.impl_file import FileBackend
 from entropy.clock import SystemClock
 from entropy.config import load_conf
+from entropy.definitions import Problems
 from entropy.errors import BackendError, ConfigError, ValidationError
 from entropy.model import Host, Outcome, Script
 from entropy.runners import Job, command, run_job
@@ -560,3 +562,94 @@ def test_posix_env_names_pass_for_ssh(conf, tmp_path: Path) -> None:
     script = {"kind": "ssh", "command": ["true"], "env": {"A": "1", "_B2": "2", "lower": "3"}}
     root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
     assert len(DirBackend(conf, str(root)).load().pairs) == 1
+
+
+# -- hostile Ansible inventories (entropy import ansible:PATH) ----------------------------------
+
+
+def inventory_problems(path: Path | str) -> list[str]:
+    problems = Problems()
+    with deadline(20):  # before: a FIFO, /dev/zero, a huge range or a long chain never ended
+        hosts, _ = ansible.read(str(path), problems)
+    assert problems.items, hosts
+    return [str(p) for p in problems.items]
+
+
+CHAIN = 5000  # groups, each the child of the one before: O(n^3) ancestors before
+
+
+_CYCLE = {"a": {"children": ["b"], "hosts": ["10.0.0.1"]}, "b": {"children": ["a"]}}
+_CHAIN = {**{f"g{i}": {"children": [f"g{i + 1}"]} for i in range(CHAIN)},
+          f"g{CHAIN}": {"hosts": ["10.0.0.1"]}}  # fmt: skip
+_BOMB = ("all:\n  vars:\n    a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+         + "".join(f"    {n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n"
+                   for p, n in zip("abcdef", "bcdefg", strict=True))
+         + "  hosts:\n    10.0.0.1:\n")  # fmt: skip
+HOSTILE_INVENTORIES = [
+    ("range.ini", "[web]\nweb[0:99999999].example\n", "makes 100,000,000 hosts"),
+    ("range.yaml", "all:\n  hosts:\n    web[0:99999999].example:\n", "makes 100,000,000"),
+    ("nested.ini", "[web]\na[0:999]b[0:999]c[0:999].example\n", "makes 1,000,000,000 hosts"),
+    ("step.ini", "[web]\nweb[1:5:0].example\n", "has step 0"),  # ValueError before
+    ("huge.ini", "[web]\nweb[0:" + "9" * 5000 + "].example\n", "is not a range"),
+    ("cycle.yaml", "a:\n  children:\n    b:\n      children:\n        a:\n", "own child"),
+    ("cycle.ini", "[a:children]\nb\n[b:children]\na\n[a]\n10.0.0.1\n", "own ancestor"),
+    ("cycle.json", json.dumps(_CYCLE), "own ancestor"),
+    ("chain.json", json.dumps(_CHAIN), "nests deeper than 64 levels of children"),
+    # a RecursionError traceback before:
+    ("deep.json", '{"all": {"vars": {"x": ' + "[" * 10**5 + "]" * 10**5 + "}}}", "nested too deep"),
+    ("bomb.yaml", _BOMB, "aliases expand to more than"),
+    ("port.ini", "[web]\n10.0.0.1 ansible_port=\u00b2\n", "port must be a number"),
+    ("names.yaml", 'all:\n  hosts:\n    "$(touch pwned)": {ansible_host: 10.0.0.1}\n', "DNS name"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "said"), HOSTILE_INVENTORIES,
+                         ids=[name for name, _, _ in HOSTILE_INVENTORIES])  # fmt: skip
+def test_a_hostile_inventory_is_refused_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str, said: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a `touch pwned` would land
+    path = tmp_path / name
+    path.write_text(text)
+    problems = inventory_problems(path)
+    assert any(said in p and p.startswith(str(path)) for p in problems), problems
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("make", [_fifo, _device, _directory, _loop], ids=lambda f: f.__name__)
+def test_an_inventory_that_is_not_a_file_is_refused(tmp_path: Path, make: Any) -> None:
+    path = tmp_path / "hosts.yaml"
+    make(path)
+    (problem,) = inventory_problems(path)
+    assert problem.startswith(f"{path}: cannot read the inventory: is ")
+
+
+def test_an_executable_inventory_script_is_never_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "inventory.py"
+    script.write_text("#!/bin/sh\ntouch pwned\necho '{\"all\": {\"hosts\": [\"10.0.0.1\"]}}'\n")
+    script.chmod(0o755)
+    (problem,) = inventory_problems(script)
+    assert "is an executable inventory script; Entropy never runs one" in problem
+    assert f"ansible-inventory -i {script} --list | entropy import ansible:- DST" in problem
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_an_inventory_past_its_bounds_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ansible, "MAX_HOSTS", 100)
+    monkeypatch.setattr(ansible, "MAX_GROUPS", 50)
+    monkeypatch.setattr(ansible, "MAX_BYTES", 10_000)
+    many = tmp_path / "many.json"
+    addresses = [f"10.0.{i // 250}.{i % 250}" for i in range(101)]
+    many.write_text(json.dumps({"all": {"hosts": addresses}}))
+    assert any("more than 100 hosts" in p for p in inventory_problems(many))
+    groups = tmp_path / "groups.ini"
+    groups.write_text("".join(f"[g{i}]\n10.0.0.1\n" for i in range(60)))
+    assert any("more than 50 groups" in p for p in inventory_problems(groups))
+    big = tmp_path / "big.ini"
+    big.write_text("[web]\n" + "# padding\n" * 2000)
+    assert any("larger than 10,000 bytes" in p for p in inventory_problems(big))
