@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 import warnings
 from collections import defaultdict
@@ -23,6 +24,7 @@ from . import codeargs, values
 from .errors import Location
 from .model import Catalog, Host, Schedule, Script
 from .placeholders import Placeholder, Text, as_text, find, texts
+from .regularfile import not_regular_reason
 from .values import data_problem
 
 Report = Callable[[tuple[int, int], str], None]  # (where in the file, message)
@@ -256,6 +258,10 @@ def _ssh(entry: Any) -> Iterable[tuple[str, str]]:
         yield "upload", f"must be the path of a local file, got {upload!r}"
     elif "{" in upload:
         yield "upload", "is the local file to copy; it can't hold placeholders"
+    elif os.path.isabs(os.path.expanduser(upload)) and os.path.lexists(upload):
+        why = not_regular_reason(os.path.expanduser(upload))  # a FIFO would block each run
+        if why is not None:
+            yield "upload", f"{upload!r} {why}"
     args = entry.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str | int | float) for a in args):
         yield "args", f"must be a list of arguments (text or numbers), got {args!r}"

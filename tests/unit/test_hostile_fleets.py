@@ -653,3 +653,22 @@ def test_an_inventory_past_its_bounds_is_refused(
     big = tmp_path / "big.ini"
     big.write_text("[web]\n" + "# padding\n" * 2000)
     assert any("larger than 10,000 bytes" in p for p in inventory_problems(big))
+
+
+@pytest.mark.parametrize("make", [_fifo, _device, _directory], ids=lambda f: f.__name__)
+def test_an_ssh_upload_that_is_not_a_file_is_an_error_not_a_hang(
+    conf, tmp_path: Path, make: Any
+) -> None:
+    """Hashing a FIFO or /dev/zero to upload it blocked its worker, and the engine's stop."""
+    upload = tmp_path / "check.sh"
+    make(upload)
+    script = {"kind": "ssh", "upload": str(upload)}
+    root = write(tmp_path / "fleet", {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert f"upload: '{upload}' is " in problem.message
+    host = Host("web-1.example", "127.0.0.1", "web")
+    job = Job("check", host, Script("check", "ssh", script), {}, 5.0)
+    with deadline(10):
+        result = run_job(job, SystemClock())
+    assert result.outcome is Outcome.ERROR
+    assert f"upload '{upload}': is " in result.summary
