@@ -672,3 +672,22 @@ def test_an_ssh_upload_that_is_not_a_file_is_an_error_not_a_hang(
         result = run_job(job, SystemClock())
     assert result.outcome is Outcome.ERROR
     assert f"upload '{upload}': is " in result.summary
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u200b", "\u2028", "\u2066", "\ufeff"], ids=ascii)
+def test_a_name_with_an_invisible_or_reordering_character_is_refused(
+    conf, tmp_path: Path, char: str
+) -> None:
+    """`status` and logs show names: U+202E would show 'check\u202etxt.exe' reversed."""
+    name = f"check{char}gnp"
+    schedules = {"web": {"audits": {name: {"run_every": "1h"}}}}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {name: ECHO}, schedules)
+    problems = problems_of(conf, root)
+    assert problems and all(f"U+{ord(char):04X}" in p.message for p in problems), problems
+
+
+def test_a_name_in_another_script_is_fine(conf, tmp_path: Path) -> None:
+    name = "prüfung-ディスク"
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {name: ECHO},
+                 {"web": {"audits": {name: {"run_every": "1h"}}}})  # fmt: skip
+    assert [p.audit_name for p in DirBackend(conf, str(root)).load().pairs] == [name]
