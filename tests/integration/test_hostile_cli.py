@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from entropy.cli import main
 from faults import deadline
+from fleets import write_fleet
 from processes import ENTROPY
 
 pytestmark = pytest.mark.slow
@@ -178,3 +179,29 @@ def test_a_mistyped_path_is_an_error_naming_it(
     assert done.exit_code != 0, done.output
     assert said in done.stderr, done.stderr
     assert _state_files() == before
+
+
+# -- numbers in entropy.conf past any sane bound ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "[DEFAULT]\nrefresh_interval = 99999999999999999999",  # OverflowError before
+        "[DEFAULT]\ndisable_retention = 99999999999999999999",
+        "[DEFAULT]\nclaim_lease = inf",
+        "[DEFAULT]\nmax_clock_skew = nan",  # ValueError before: nan passes min=
+        "[database]\nconnect_timeout = 99999999999999999999",
+    ],
+    ids=lambda s: s.split("\n")[1],
+)
+def test_a_config_number_past_its_bound_is_an_error_naming_it(tmp_path: Path, setting: str) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet")  # a good one: the config is what is wrong
+    conf = tmp_path / "entropy.conf"
+    conf.write_text(setting + "\n")
+    name = setting.split("\n")[1].split(" = ")[0]
+    done = run(tmp_path, "--config-file", str(conf), "--backend", f"dir:{fleet}",
+               "engine", "run", "--for", "1s", timeout=60)  # fmt: skip
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert f"config [{setting[1:].split(']')[0]}] {name}:" in done.stderr
