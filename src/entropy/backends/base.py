@@ -22,10 +22,11 @@ in one place.
 from __future__ import annotations
 
 import abc
+import builtins  # `list` in EngineRegistry is its method: builtins.list is the type
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,12 +37,15 @@ from urllib.parse import urlsplit, urlunsplit
 from oslo_config import cfg
 
 from ..catalogdiff import SyncScope, pairs_in
-from ..config import option, splay_cap, state_dir
+from ..config import number, splay_cap, state_dir
 from ..errors import BackendError, NoState, Unsupported
 from ..model import (
+    Ack,
     AuditRow,
     Catalog,
+    Downtime,
     Host,
+    MonitorState,
     Outcome,
     Pair,
     RepairDecision,
@@ -171,6 +175,28 @@ class StateDump:
     results: list[Result] = field(default_factory=list)
 
 
+class MonitorRow(NamedTuple):
+    """What the monitoring rules need of one pair's row (monitor_rows)."""
+
+    id: int
+    audit_name: str
+    host: str
+    monitor: MonitorState | None  # None: no monitoring state kept (yet)
+    outcome: Outcome | None  # the latest result's; None before any
+    last_result_at: datetime | None  # when that result finished
+    created_at: datetime | None = None  # the row's: a passive pair's freshness counts from it
+
+    @classmethod
+    def of(cls, row: AuditRow) -> MonitorRow:
+        latest = row.result or {}
+        outcome, finished = latest.get("outcome"), latest.get("finished_at")
+        if isinstance(finished, str):
+            finished = datetime.fromisoformat(finished)
+        return cls(row.id, row.audit_name, row.host, row.monitor,
+                   None if outcome is None else Outcome(outcome), finished,
+                   row.created_at)  # fmt: skip
+
+
 RecordItem = tuple[int, Result, datetime]  # (row id, result, the row's next_run after it)
 Judge = Callable[[RepairState, list[RepairState]], RepairDecision]
 
@@ -216,7 +242,7 @@ class DefinitionsSource(Capable, abc.ABC):
 
     def signature(self) -> Hashable:
         """Changes when the definitions may have changed (a watched file, a version)."""
-        found = []
+        found: list[tuple[object, ...]] = []  # (path, mtime, size), or (path, None) if gone
         for path in self.watched_paths():
             try:
                 stat = path.stat()
@@ -387,10 +413,12 @@ class EngineRegistry(abc.ABC):
         """Drop entries of engines silent since before `before` (history hygiene)."""
 
     @abc.abstractmethod
-    def _ask_to_stop(self, engine_ids: list[str]) -> None:
+    def _ask_to_stop(self, engine_ids: builtins.list[str]) -> None:
         """Set the stop request of these entries."""
 
-    def request_stop(self, engine_id: str | None, now: datetime, dead_after: float) -> list[str]:
+    def request_stop(
+        self, engine_id: str | None, now: datetime, dead_after: float
+    ) -> builtins.list[str]:
         """Ask one engine (or, with None, every live one) to stop; the ids asked.
 
         An unknown id is an error naming the known ones; a stopped or dead
@@ -559,16 +587,66 @@ class StateStore(Capable, abc.ABC):
         """Extend this engine's leases on these rows (still claimed by it); how many it holds."""
 
     @abc.abstractmethod
-    def record(self, records: list[RecordItem], engine_id: str) -> int:
+    def record(
+        self,
+        records: list[RecordItem],
+        engine_id: str,
+        monitor: Mapping[int, MonitorState] | None = None,
+    ) -> int:
         """Store results: each row's latest result and next_run, plus one history entry each.
 
         Only rows still claimed by this engine change, and only their results
         enter the history (fencing). Returns how many rows were updated.
+        `monitor`: the monitoring state of the rows that keep one (row id ->
+        state), written with their results in the same transaction; None (no
+        pair of the batch has monitoring) costs nothing.
         """
 
     @abc.abstractmethod
-    def record_adhoc(self, row_id: int | None, result: Result) -> None:
-        """A run outside the schedule: history, and the row's latest result; next_run stays."""
+    def record_adhoc(
+        self, row_id: int | None, result: Result, monitor: MonitorState | None = None
+    ) -> None:
+        """A run outside the schedule (or a submitted result): history, and the row's latest
+        result (and monitoring state, when given), in one transaction; next_run stays."""
+
+    @abc.abstractmethod
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
+        """The rows of these (audit, host) pairs, with their monitoring state and latest outcome;
+        a pair without a row is left out."""
+
+    # -- downtimes and acknowledgements (monitoring.py) ------------------------------
+
+    @abc.abstractmethod
+    def add_downtime(self, downtime: Downtime) -> None:
+        """Keep an ad hoc downtime under its name (its id); StoreConflict if that is taken."""
+
+    @abc.abstractmethod
+    def downtimes(self) -> list[Downtime]:
+        """Every ad hoc downtime kept, by start, then name."""
+
+    @abc.abstractmethod
+    def remove_downtime(self, name: str) -> bool:
+        """Drop one ad hoc downtime; False if there was none of that name."""
+
+    @abc.abstractmethod
+    def expire_downtimes(self, now: datetime) -> int:
+        """Drop the ad hoc downtimes that ended (end <= now); how many."""
+
+    @abc.abstractmethod
+    def set_ack(self, ack: Ack) -> None:
+        """Keep the acknowledgement of its (audit, host), replacing the one there was."""
+
+    @abc.abstractmethod
+    def acks(self, host: str | None = None, audit_name: str | None = None) -> list[Ack]:
+        """The acknowledgements kept (expired ones until expire_acks), by host then audit."""
+
+    @abc.abstractmethod
+    def clear_ack(self, audit_name: str, host: str) -> bool:
+        """Lift the pair's acknowledgement; False if it had none."""
+
+    @abc.abstractmethod
+    def expire_acks(self, now: datetime) -> int:
+        """Drop the acknowledgements that expired (expires_at <= now); how many."""
 
     @abc.abstractmethod
     def release(self, engine_id: str, now: datetime) -> int:
@@ -642,13 +720,18 @@ def open_state_store(
 
     scheme = state_scheme(url)
     try:
-        manager = DriverManager(STATE_STORES, scheme, on_load_failure_callback=_load_failed)
+        manager: DriverManager[Callable[..., object]] = DriverManager(
+            STATE_STORES, scheme, on_load_failure_callback=_load_failed
+        )
     except NoMatches:
         known = ", ".join(sorted(_names(STATE_STORES)))
         raise BackendError(
             f"no state store for {safe_url(url)!r} (scheme {scheme!r}); known schemes: {known}"
         ) from None
-    return manager.driver(url, check_schema=check_schema, read_only=read_only, timeouts=timeouts)
+    store = manager.driver(url, check_schema=check_schema, read_only=read_only, timeouts=timeouts)
+    if not isinstance(store, StateStore):  # an entry point naming something else
+        raise BackendError(f"the state store for scheme {scheme!r} is no StateStore: {store!r}")
+    return store
 
 
 def _names(group: str) -> set[str]:
@@ -657,7 +740,7 @@ def _names(group: str) -> set[str]:
     return {ep.name for ep in entry_points(group=group)}
 
 
-def _load_failed(_manager: object, entry_point: object, exc: Exception) -> None:
+def _load_failed(_manager: object, entry_point: object, exc: BaseException) -> None:
     raise BackendError(
         f"backend {getattr(entry_point, 'name', entry_point)!r} failed to load: {exc}"
     )
@@ -770,10 +853,10 @@ class Backend:
         StateStore.sync), for an incremental refresh.
         """
         policy = RemovalPolicy(
-            max_removal=float(option(self.conf, "max_removal")),
+            max_removal=number(self.conf, "max_removal"),
             force=force,
             remove=remove,
-            disable_retention=float(option(self.conf, "disable_retention")),
+            disable_retention=number(self.conf, "disable_retention"),
             actor=actor,
         )
         try:
@@ -781,7 +864,7 @@ class Backend:
                 catalog.pairs if scope is None else pairs_in(catalog, scope),
                 now,
                 splay_cap(self.conf),
-                float(option(self.conf, "max_clock_skew")),
+                number(self.conf, "max_clock_skew"),
                 policy,
                 scope,
             )
@@ -803,6 +886,12 @@ class Backend:
 
 
 # -- helpers for implementations -------------------------------------------------------------
+
+
+def downtime_order(downtime: Downtime) -> tuple[float, str]:
+    """How downtimes() sorts: by start (those without one first), then name."""
+    start = downtime.start.timestamp() if downtime.start is not None else float("-inf")
+    return (start, downtime.name)
 
 
 def default_state_url(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> str:
@@ -836,11 +925,11 @@ class Timeouts:
 
 def timeouts(conf: cfg.ConfigOpts, statement: bool = True) -> Timeouts:
     """The [database] options; statement=False for work that may run long (db upgrade)."""
-    limit = int(option(conf, "statement_timeout", "database"))  # type: ignore[arg-type]
+    limit = number(conf, "statement_timeout", "database")
     return Timeouts(
-        connect=float(option(conf, "connect_timeout", "database")),  # type: ignore[arg-type]
-        statement=float(limit) if limit and statement else None,
-        lock=float(option(conf, "lock_timeout", "database")),  # type: ignore[arg-type]
+        connect=number(conf, "connect_timeout", "database"),
+        statement=limit if limit and statement else None,
+        lock=number(conf, "lock_timeout", "database"),
     )
 
 

@@ -1,4 +1,5 @@
-"""Definitions from a directory: hosts.yaml, scripts.yaml, audits/*.yaml, repairs.yaml."""
+"""Definitions from a directory: hosts.yaml, scripts.yaml, audits/*.yaml, repairs.yaml and
+downtimes.yaml (the last two optional)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..config import option
 from ..definitions import (
     Problems,
     build_catalog,
+    parse_downtimes,
     parse_hosts,
     parse_repairs,
     parse_schedules,
@@ -61,8 +63,8 @@ class DirDefinitions(DefinitionsSource):
     def hint(self) -> str:
         root = self.path
         return (
-            f"{root}/hosts.yaml, {root}/scripts.yaml, {root}/audits/*.yaml "
-            f"and {root}/repairs.yaml"
+            f"{root}/hosts.yaml, {root}/scripts.yaml, {root}/audits/*.yaml, "
+            f"{root}/repairs.yaml and {root}/downtimes.yaml"
         )
 
     def schedule_files(self) -> list[Path]:
@@ -81,6 +83,7 @@ class DirDefinitions(DefinitionsSource):
             root / "hosts.yaml",
             root / "scripts.yaml",
             root / "repairs.yaml",
+            root / "downtimes.yaml",
             root / "audits",
             *self.schedule_files(),
         ]
@@ -97,34 +100,51 @@ class DirDefinitions(DefinitionsSource):
         # Streamed: a host's values are dropped once it is checked (583,000 hosts, 50 MB).
         hosts = cache.get(
             hosts_path, problems,
-            lambda: parse_hosts(problems.stream(hosts_path), str(hosts_path), problems), dict,
+            lambda: parse_hosts(problems.stream(hosts_path), str(hosts_path), problems), dict.copy,
         )  # fmt: skip
         scripts = cache.get(
             scripts_path, problems,
-            lambda: parse_scripts(problems.read(scripts_path), str(scripts_path), problems), dict,
+            lambda: parse_scripts(problems.read(scripts_path), str(scripts_path), problems),
+            dict.copy,
         )  # fmt: skip
         timezone = str(option(self.conf, "cron_timezone"))
         files = self.schedule_files()
         if not files:
             problems.report(Location(str(root / "audits")), "no schedule files (*.yaml) here")
-        schedules = []
+        schedules: list[Schedule] = []
         for path in files:
-            schedules += cache.get(
+            found = cache.get(
                 path, problems,
-                partial(_schedules_of, path, problems, timezone), list,
+                partial(_schedules_of, path, problems, timezone), list.copy,
             )  # fmt: skip
+            schedules += found
         repairs_path = root / "repairs.yaml"  # optional: a fleet may only audit
         repairs = (
             cache.get(
                 repairs_path, problems,
                 lambda: parse_repairs(problems.read(repairs_path), str(repairs_path), problems),
-                dict,
+                dict.copy,
             )
             if os.path.lexists(repairs_path)  # a broken link is a problem, not "no repairs"
             else {}
         )
-        cache.forget_others({str(p) for p in (hosts_path, scripts_path, repairs_path, *files)})
-        return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems, repairs)
+        downtimes_path = root / "downtimes.yaml"  # optional: planned maintenance windows
+        downtimes = (
+            cache.get(
+                downtimes_path, problems,
+                lambda: parse_downtimes(
+                    problems.read(downtimes_path), str(downtimes_path), problems, timezone
+                ),
+                dict.copy,
+            )
+            if downtimes_path.exists()
+            else {}
+        )  # fmt: skip
+        cache.forget_others(
+            {str(p) for p in (hosts_path, scripts_path, repairs_path, downtimes_path, *files)}
+        )
+        return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems, repairs,
+                             downtimes)  # fmt: skip
 
     @functools.cached_property
     def _cache(self) -> ParseCache:

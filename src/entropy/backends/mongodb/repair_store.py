@@ -229,7 +229,7 @@ _RECORD_FIELDS = tuple(RepairRecord.__dataclass_fields__)
 
 
 def _state(doc: dict[str, Any]) -> RepairState:
-    values = {name: doc.get(name) for name in _STATE_FIELDS}
+    values: dict[str, Any] = {name: doc.get(name) for name in _STATE_FIELDS}  # BSON values
     values["last_started_at"] = dt(values["last_started_at"])
     values["running_until"] = dt(values["running_until"])
     values["attempts"] = int(values["attempts"] or 0)
@@ -244,7 +244,7 @@ def _run_doc(run: RepairRun) -> dict[str, Any]:
 
 
 def _record(doc: dict[str, Any]) -> RepairRecord:
-    values = {name: doc.get(name) for name in _RECORD_FIELDS}
+    values: dict[str, Any] = {name: doc.get(name) for name in _RECORD_FIELDS}  # BSON values
     values["started_at"], values["finished_at"] = (
         dt(values["started_at"]),
         dt(values["finished_at"]),
