@@ -42,17 +42,10 @@ class Dispatcher:
     len(), atomic under the GIL: a hint, looked at again on the next pass).
     """
 
-    def __init__(
-        self,
-        backend: Backend,
-        scheduler: Scheduler,
-        clock: Clock,
-        settings: EngineSettings,
-        executor: Executor,
-        leases: Leases,
-        downtimes: Downtimes,
-        finished: Callable[[Due, Result], None],
-    ) -> None:
+    def __init__(self, backend: Backend, scheduler: Scheduler, clock: Clock,
+                 settings: EngineSettings, executor: Executor, leases: Leases,
+                 downtimes: Downtimes, finished: Callable[[Due, Result], None],
+                 ) -> None:  # fmt: skip
         """downtimes: for skip_checks; finished: where a passive pair's stale result goes
         once claimed (Engine.finished)."""
         self.backend = backend  # its state store is opened on first use, not here
