@@ -404,11 +404,13 @@ class Repairer:
         """Which rules watch each audit, once per catalog."""
         # By value: a refresh (or the scheduler's compaction) makes a new catalog,
         # and the id of a freed one may come back.
-        key = (tuple(catalog.repairs.values()), tuple(catalog.scripts))
+        # Passive audits have no script: their names come from their schedules.
+        passive = {s.audit_name for s in catalog.schedules if s.monitoring and s.monitoring.passive}
+        key = (tuple(catalog.repairs.values()), tuple(catalog.scripts), tuple(sorted(passive)))
         if key == self._indexed:
             return
         rules_of: dict[str, list[RepairRule]] = {}
-        for name in catalog.scripts:
+        for name in [*catalog.scripts, *sorted(passive - set(catalog.scripts))]:
             matching = [rule for rule in catalog.repairs.values() if rule.matches(name)]
             if matching:
                 rules_of[name] = matching
