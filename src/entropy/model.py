@@ -457,6 +457,12 @@ class AuditRow:
         "monitor",
     )
 
+    @property
+    def last_result_at(self) -> datetime | None:
+        """When the latest result finished; None before any (stores keep it as text or not)."""
+        finished = (self.result or {}).get("finished_at")
+        return datetime.fromisoformat(finished) if isinstance(finished, str) else finished
+
     def public(self) -> dict[str, Any]:
         found = {name: getattr(self, name) for name in self.PUBLIC_FIELDS}
         if self.monitor is not None:

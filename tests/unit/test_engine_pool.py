@@ -159,6 +159,40 @@ def test_the_watchdog_gives_up_on_an_audit_past_its_timeout_on_the_engine_clock(
         pool.shutdown()
 
 
+def test_an_outlet_failing_on_one_timeout_still_hands_over_the_others_and_lets_it_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    pool = WorkerPool(2, clock, "e", inline=False)
+    release, inside = threading.Event(), threading.Semaphore(0)
+
+    def run_job(job: Any, clock: FakeClock) -> Result:
+        inside.release()
+        release.wait(10)
+        return ok(clock)
+
+    monkeypatch.setattr(runners, "run_job", run_job)
+    outlet = started(pool)
+    handed = outlet.finished
+
+    def finished(d: Any, result: Result) -> None:
+        if d.row_id == 7:
+            raise RuntimeError("a bug in the outlet")
+        handed(d, result)
+
+    outlet.finished = finished  # type: ignore[method-assign]
+    try:
+        pool.submit([(due(7), job(timeout=5)), (due(8), job(timeout=5))])
+        assert inside.acquire(timeout=10) and inside.acquire(timeout=10)
+        clock.advance(5 + WATCHDOG_MARGIN + 0.1)
+        assert pool.expire_overdue() == 2
+        assert [row for row, _ in outlet.results] == [8]
+        assert outlet.lost == [7]  # not left held (its lease renewed) for ever
+    finally:
+        release.set()
+        pool.shutdown()
+
+
 def test_after_stop_starting_queued_audits_are_dropped_not_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -188,12 +188,9 @@ class MonitorRow(NamedTuple):
 
     @classmethod
     def of(cls, row: AuditRow) -> MonitorRow:
-        latest = row.result or {}
-        outcome, finished = latest.get("outcome"), latest.get("finished_at")
-        if isinstance(finished, str):
-            finished = datetime.fromisoformat(finished)
+        outcome = (row.result or {}).get("outcome")
         return cls(row.id, row.audit_name, row.host, row.monitor,
-                   None if outcome is None else Outcome(outcome), finished,
+                   None if outcome is None else Outcome(outcome), row.last_result_at,
                    row.created_at)  # fmt: skip
 
 
@@ -892,6 +889,11 @@ def downtime_order(downtime: Downtime) -> tuple[float, str]:
     """How downtimes() sorts: by start (those without one first), then name."""
     start = downtime.start.timestamp() if downtime.start is not None else float("-inf")
     return (start, downtime.name)
+
+
+def ack_order(ack: Ack) -> tuple[str, str]:
+    """How acks() sorts: by host, then audit (in Python: a database's collation may differ)."""
+    return (ack.host, ack.audit_name)
 
 
 def default_state_url(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> str:

@@ -64,6 +64,7 @@ from .base import (
     ScheduleRow,
     StateDump,
     StateStore,
+    ack_order,
     downtime_order,
 )
 from .syncplan import disabled_state, latest_of, plan_sync
@@ -526,7 +527,7 @@ class MemoryStateStore(StateStore):
                 if (host is None or a.host == host)
                 and (audit_name is None or a.audit_name == audit_name)
             ]  # fmt: skip
-        return sorted(found, key=lambda a: (a.host, a.audit_name))
+        return sorted(found, key=ack_order)
 
     def clear_ack(self, audit_name: str, host: str) -> bool:
         with self.space.lock:

@@ -63,13 +63,10 @@ class Engine:
         self.results = ResultQueue(settings.result_queue_size)
         self.stop_request = StopRequest(scheduler, self.executor)
         self.registration = Registration(backend, settings)
-        self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
-                                     self.leases)  # fmt: skip
-        self.dispatcher.finished = self.finished  # a passive pair's stale result
         self.downtimes = Downtimes(backend, clock)  # the catalog's and the ad hoc ones
-        self.dispatcher.downtimes = self.downtimes
-        self.publisher = Publisher(scheduler, on_result, events, repairer, clock,
-                                   self.downtimes)  # fmt: skip
+        self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
+                                     self.leases, self.downtimes, self.finished)  # fmt: skip
+        self.publisher = Publisher(scheduler, clock, self.downtimes, on_result, events, repairer)
         self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,

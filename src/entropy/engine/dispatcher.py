@@ -43,7 +43,11 @@ class Dispatcher:
     """
 
     def __init__(self, backend: Backend, scheduler: Scheduler, clock: Clock,
-                 settings: EngineSettings, executor: Executor, leases: Leases) -> None:  # fmt: skip
+                 settings: EngineSettings, executor: Executor, leases: Leases,
+                 downtimes: Downtimes, finished: Callable[[Due, Result], None],
+                 ) -> None:  # fmt: skip
+        """downtimes: for skip_checks; finished: where a passive pair's stale result goes
+        once claimed (Engine.finished)."""
         self.backend = backend  # its state store is opened on first use, not here
         self.scheduler = scheduler
         self.clock = clock
@@ -57,9 +61,8 @@ class Dispatcher:
         self._rate = 0.0  # audits finished per second, recently
         self._rate_count = 0  # executor.completed() when _rate_since was taken
         self._rate_since = clock.monotonic()
-        # Where a passive pair's stale result goes once claimed (Engine.finished).
-        self.finished: Callable[[Due, Result], None] | None = None
-        self.downtimes: Downtimes | None = None  # for skip_checks
+        self.downtimes = downtimes
+        self.finished = finished
 
     def waiting(self) -> int:
         """Due rows waiting to be claimed."""
@@ -114,7 +117,7 @@ class Dispatcher:
         ]
         now = self.clock.now()
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
-        if self.downtimes is not None and take:
+        if take:
             skipping = self.downtimes.skipping(catalog)
             if skipping:  # none in the usual case: nothing is looked at per audit
                 take = skip_covered(take, skipping, catalog, self.scheduler, now)
@@ -176,7 +179,6 @@ class Dispatcher:
             if due.row_id in stale:  # nothing to run: its result is already known
                 result = stale[due.row_id]
                 result.slot, result.engine_id = due.slot, self.settings.engine_id
-                assert self.finished is not None, "the engine hands passive results on"
                 self.finished(due, result)
                 continue
             work.append((due, jobs[due.row_id]))

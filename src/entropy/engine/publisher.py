@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from ..clock import Clock
 from ..events import Events
-from ..model import Catalog, Downtime, Result
+from ..model import Downtime, Result
 from ..monitor_record import Applied, publish
 from ..repairs import Repairer
 from ..scheduler import Scheduler
@@ -32,19 +31,19 @@ class Publisher:
     def __init__(
         self,
         scheduler: Scheduler,
+        clock: Clock,
+        downtimes: Downtimes,
         on_result: ResultCallback | None = None,
         events: Events | None = None,
         repairer: Repairer | None = None,
-        clock: Clock | None = None,
-        downtimes: Downtimes | None = None,
     ) -> None:
         """clock, downtimes: for the monitoring rules' events."""
         self.scheduler = scheduler
+        self.clock = clock
+        self.downtimes = downtimes
         self.on_result = on_result
         self.events = events
         self.repairer = repairer
-        self.clock = clock
-        self.downtimes_of = downtimes
 
     def recorded(self, batch: list[Finished], applied: dict[int, Applied] | None = None) -> None:
         """applied: what the monitoring rules made of the batch's monitored results, by row."""
@@ -56,7 +55,7 @@ class Publisher:
                     LOG.exception("result callback failed")
         try:
             if self.events:
-                downtimes = self.downtimes(self.scheduler.catalog)
+                downtimes = self.downtimes.of(self.scheduler.catalog)
                 if applied or downtimes:
                     self._monitored_events(batch, applied or {}, downtimes)
                 else:
@@ -77,13 +76,10 @@ class Publisher:
         events = self.events
         assert events is not None
         catalog = self.scheduler.catalog
-        now = self.clock.now() if self.clock is not None else datetime.now(UTC)
+        now = self.clock.now()
         for due, result, _ in batch:
             host = catalog.hosts.get(due.pair.host) if catalog is not None else None
             publish(events, result, applied.get(due.row_id), downtimes, host, now)
-
-    def downtimes(self, catalog: Catalog | None) -> list[Downtime]:
-        return self.downtimes_of.of(catalog) if self.downtimes_of is not None else []
 
     def close(self) -> None:
         """After the recorder's last batch: the repairer may still have been handed repairs."""

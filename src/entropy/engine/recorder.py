@@ -48,7 +48,7 @@ class Recorder:
     def __init__(self, backend: Backend, settings: EngineSettings, clock: Clock,
                  results: ResultQueue, leases: Leases, publisher: Publisher,
                  registration: Registration, idle: Callable[[], bool],
-                 monitoring: Monitoring | None = None) -> None:  # fmt: skip
+                 monitoring: Monitoring) -> None:  # fmt: skip
         """idle: True when nothing handed to the executor is unfinished (ResultQueue.collect);
         monitoring: the step that gives monitored results their state (engine/monitor.py)."""
         self.backend = backend
@@ -95,7 +95,7 @@ class Recorder:
         while True:
             stop = self.results.collect(batch, settings.flush_size, settings.flush_interval,
                                         self.idle) or stop  # fmt: skip
-            if batch and self.monitoring is not None and self.monitoring.used:
+            if batch and self.monitoring.used:
                 self.monitoring.apply(batch)  # once: applied results have their next run
             if batch:
                 try:
@@ -136,7 +136,7 @@ class Recorder:
         # Every next run is set by now (the monitoring step gave those it decides).
         records: list[RecordItem] = [(due.row_id, result, next_run)  # type: ignore[misc]
                                      for due, result, next_run in batch]  # fmt: skip
-        states = self.monitoring.states(batch) if self.monitoring is not None else None
+        states = self.monitoring.states(batch)
         if states:  # written with their results, in the same transaction
             return self.backend.state.record(records, self.settings.engine_id, states)
         return self.backend.state.record(records, self.settings.engine_id)
@@ -147,7 +147,7 @@ class Recorder:
                         "this engine's lease ran out", len(batch) - stored)  # fmt: skip
         self.leases.let_go(due.row_id for due, _, _ in batch)
         self.recorded += len(batch)
-        applied = self.monitoring.written(batch) if self.monitoring is not None else {}
+        applied = self.monitoring.written(batch)
         self.publisher.recorded(batch, applied)  # the one place recorded results are handed on
 
     def _one_by_one(self, batch: list[Finished]) -> list[Finished]:
@@ -179,8 +179,7 @@ class Recorder:
         for due, result, _ in items:
             LOG.error("dropped result: %s", _content(due, result))
         self.leases.let_go(due.row_id for due, _, _ in items)
-        if self.monitoring is not None:
-            self.monitoring.written(items)
+        self.monitoring.written(items)
 
     def prune(self) -> None:
         """Forget history (results, repair runs, stopped engines) older than result_retention,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from ..errors import NotFound
 from ..model import Ack, AuditRow, Catalog, Downtime, Outcome
-from ..monitoring import AckRefused, new_ack, next_downtime_window, overdue_since
+from ..monitoring import AckRefused, ack_active, new_ack, next_downtime_window, overdue_since
 from .errors import BadRequest
 from .runtime import Runtime
 
@@ -32,6 +32,12 @@ def who() -> str:
     except (KeyError, OSError):  # no passwd entry for this uid, e.g. in a container
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
+
+
+def _host_or_group(host: str | None, group: str | None) -> None:
+    """What a downtime, an ack and an unack cover: exactly one host or one group."""
+    if bool(host) == bool(group):
+        raise BadRequest("give --host or --group (one of them)")
 
 
 # -- downtimes --------------------------------------------------------------------------
@@ -69,8 +75,7 @@ def add_downtime(
     seconds and until; an audit narrows it to that audit. BadRequest or
     NotFound say what is wrong.
     """
-    if bool(host) == bool(group):
-        raise BadRequest("give --host or --group (one of them)")
+    _host_or_group(host, group)
     if (seconds is None) == (until is None):
         raise BadRequest("give --for or --until (one of them)")
     if not reason or not reason.strip():
@@ -183,8 +188,7 @@ def ack(
     One host with nothing to acknowledge (ok, no result) is AckRefused; in a
     group such pairs are skipped and said, and none at all is AckRefused.
     """
-    if bool(host) == bool(group):
-        raise BadRequest("give --host or --group (one of them)")
+    _host_or_group(host, group)
     if expire is not None and not 0 < expire <= MAX_WINDOW:
         raise BadRequest("--expire must be between 1s and 366 days", "expire")
     catalog = rt.backend.load()
@@ -215,8 +219,7 @@ def ack(
 
 def unack(rt: Runtime, audit: str, host: str | None = None, group: str | None = None) -> list[str]:
     """Lift AUDIT's acknowledgements on a host or a group's hosts; the hosts it was lifted on."""
-    if bool(host) == bool(group):
-        raise BadRequest("give --host or --group (one of them)")
+    _host_or_group(host, group)
     catalog = rt.backend.load()
     pairs = catalog.select(audit, host, group)
     state = rt.backend.state
@@ -230,8 +233,7 @@ def unack(rt: Runtime, audit: str, host: str | None = None, group: str | None = 
 def acks(rt: Runtime, host: str | None = None, audit: str | None = None) -> list[Ack]:
     """The acknowledgements in force (expired ones are not shown)."""
     now = rt.clock.now()
-    return [a for a in rt.backend.state.acks(host, audit)
-            if a.expires_at is None or now < a.expires_at]  # fmt: skip
+    return [a for a in rt.backend.state.acks(host, audit) if ack_active(a, now)]
 
 
 # -- overdue pairs ------------------------------------------------------------------------
@@ -259,8 +261,7 @@ def overdue(rt: Runtime, host: str | None = None, audit: str | None = None) -> l
         pair_timing = timing.get((row.audit_name, row.host))
         if row.disabled or pair_timing is None:
             continue
-        finished = (row.result or {}).get("finished_at")
-        last = datetime.fromisoformat(finished) if isinstance(finished, str) else finished
+        last = row.last_result_at
         since = overdue_since(pair_timing, last or row.created_at, now)
         if since is not None:
             found.append(Overdue(row, since, last))

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 from ..backends.base import RepairRecord
 from ..config import splay_cap
-from ..model import AuditRow, Host, Outcome, RepairState, Result, Status
+from ..model import AuditRow, Catalog, Host, Outcome, RepairState, Result, Status
 from ..monitoring import ack_active, covering_downtime
 from ..runplan import PlannedRun, planned_runs
 from .errors import BadRequest
@@ -120,13 +120,15 @@ def status(
 
 
 def monitoring_marks(
-    rt: Runtime, rows: list[AuditRow], now: datetime
+    rt: Runtime, rows: list[AuditRow], now: datetime, catalog: Catalog | None = None
 ) -> dict[tuple[str, str], str]:
-    """ "in downtime NAME until T" and "acknowledged by U" per pair; nothing to read without
-    downtimes or acks."""
+    """ "in downtime NAME until T" and "acknowledged by U" per pair.
+
+    catalog: the definitions, when the caller loaded them already (plan).
+    """
     state = rt.backend.state
     adhoc, acks = state.downtimes(), state.acks()
-    catalog = rt.backend.load()
+    catalog = catalog or rt.backend.load()
     every = [*catalog.downtimes.values(), *adhoc]
     marks: dict[tuple[str, str], list[str]] = {}
     if every:
@@ -169,7 +171,8 @@ def plan(
     ]  # fmt: skip
     end = now + timedelta(seconds=within)
     runs = planned_runs(pairs, rows, now, end, splay_cap(backend.conf))
-    return Plan(now, runs, monitoring_marks(rt, list(rows.values()), now) if runs else {})
+    marks = monitoring_marks(rt, list(rows.values()), now, catalog) if runs else {}
+    return Plan(now, runs, marks)
 
 
 def results(

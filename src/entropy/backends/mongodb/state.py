@@ -52,6 +52,7 @@ from ..base import (
     ScheduleRow,
     StateDump,
     StateStore,
+    ack_order,
     downtime_order,
 )
 from ..retry import retried_on_race
@@ -443,7 +444,7 @@ class MongoStateStore(StateStore):
     def acks(self, host: str | None = None, audit_name: str | None = None) -> list[Ack]:
         query = {k: v for k, v in (("host", host), ("audit_name", audit_name)) if v is not None}
         found = [Ack.from_dict(doc["ack"]) for doc in self._acks.find(query)]
-        return sorted(found, key=lambda a: (a.host, a.audit_name))
+        return sorted(found, key=ack_order)
 
     @translated
     def clear_ack(self, audit_name: str, host: str) -> bool:

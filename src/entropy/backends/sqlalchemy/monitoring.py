@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select,
 
 from ...errors import StoreConflict
 from ...model import Ack, Downtime, MonitorState
-from ..base import MonitorRow, downtime_order
+from ..base import MonitorRow, ack_order, downtime_order
 from .tables import acks, audits, downtimes
 
 Transaction = Callable[[], AbstractContextManager[Connection]]
@@ -88,13 +88,14 @@ def set_ack(transaction: Transaction, ack: Ack) -> None:
 
 def list_acks(transaction: Transaction, host: str | None, audit_name: str | None) -> list[Ack]:
     c = acks.c
-    query = select(acks.c.ack).order_by(c.host, c.audit_name)
+    query = select(acks.c.ack)
     if host is not None:
         query = query.where(c.host == host)
     if audit_name is not None:
         query = query.where(c.audit_name == audit_name)
     with transaction() as conn:
-        return [Ack.from_dict(value) for value in conn.execute(query).scalars()]
+        found = [Ack.from_dict(value) for value in conn.execute(query).scalars()]
+    return sorted(found, key=ack_order)
 
 
 def clear_ack(transaction: Transaction, audit_name: str, host: str) -> bool:
