@@ -1,0 +1,282 @@
+"""A real `entropy api serve` process on a PostgreSQL state store, talked to over HTTP.
+
+What issue 16 judges: the auth matrix (none -> 401, a reader acting -> 403,
+an operator acting -> 200 and logged with the token's name), a disable
+through the API seen by `entropy status`, an ad-hoc run's result, and the
+filters and pagination of /v1/audits on 10,000 pairs. A real engine runs
+beside the first server, so results, repairs and a flagged host are real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import processes
+from conftest import _free_port
+from fleets import write_fleet
+from processes import ENTROPY
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
+
+SMALL_HOSTS = {
+    "web-1.test": {"ip_address": "127.0.0.1", "host_type": "web"},
+    "web-2.test": {"ip_address": "127.0.0.1", "host_type": "web"},
+    "db-1.test": {"ip_address": "127.0.0.1", "host_type": "db"},
+}
+SCRIPTS = {
+    "ok_check": {"kind": "command", "command": ["sh", "-c", "echo OK - fine"]},
+    "bad_check": {"kind": "command", "command": ["sh", "-c", "echo CRITICAL - broken; exit 2"]},
+    "fix_bad": {"kind": "command", "command": ["true"]},
+}
+SMALL_SCHEDULES = {
+    "web.yaml": {"web": {"audits": {"ok_check": {"run_every": "1h"},
+                                     "bad_check": {"run_every": "1h"}}}},
+    "db.yaml": {"db": {"audits": {"ok_check": {"run_every": "1h"}}}},
+}  # fmt: skip
+# Fires on the first critical, verifies, is not fixed: the host is flagged at once.
+REPAIRS = {"fix_bad": {"when": {"audit": "bad_check"}, "run": "fix_bad",
+                       "max_attempts": 1, "verify": True}}  # fmt: skip
+
+
+@dataclass
+class Api:
+    """A running `entropy api serve`, its fleet, environment and tokens."""
+
+    url: str
+    fleet: Path
+    env: dict[str, str]
+    log: Path
+    tokens: dict[str, str]  # name -> token
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def entropy(self, *args: str) -> Any:
+        return processes.entropy(self.fleet, *args, env=self.env)
+
+
+def _env(state_url: str, **options: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
+        "OS_DIR__STATE_CONNECTION": state_url,
+        "OS_DEFAULT__MAX_SPLAY": "1",
+        "OS_DEFAULT__HEARTBEAT_INTERVAL": "0.5",
+        "OS_DEFAULT__CLAIM_LEASE": "4",
+        "OS_DEFAULT__MAX_CLOCK_SKEW": "0.5",
+        **options,
+    }
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/openapi.json", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def serve(tmp: Path, fleet: Path, env: dict[str, str]) -> Iterator[Api]:
+    """Sync the fleet, make a reader's and an operator's token, start the server."""
+    processes.entropy(fleet, "sync", "--json", env=env)
+    tokens = {}
+    for name, role in (("viewer", "reader"), ("ops", "operator")):
+        made = processes.entropy(fleet, "api", "token", "add", name, "--role", role, "--json",
+                                 env=env)  # fmt: skip
+        tokens[name] = made["token"]
+    port = _free_port()
+    log = tmp / "api.log"
+    with log.open("w") as err:
+        server = subprocess.Popen(
+            [*ENTROPY, "--backend", f"dir:{fleet}", "api", "serve", "--bind", f"127.0.0.1:{port}"],
+            stdout=err, stderr=err, env=env,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        processes.wait_for(lambda: server.poll() is not None or _answers(url), 60, "the API")
+        assert server.poll() is None, log.read_text()
+        yield Api(url, fleet, env, log, tokens)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def small(tmp_path: Path, postgresql_url: str) -> Iterator[tuple[Api, subprocess.Popen]]:
+    """The small fleet, served, with an engine beside it that has run every pair once."""
+    fleet = write_fleet("dir", tmp_path / "fleet", SMALL_HOSTS, SCRIPTS, SMALL_SCHEDULES, REPAIRS)
+    env = _env(postgresql_url)
+    with serve(tmp_path, fleet, env) as api:
+        engine = processes.start_engine(fleet, env=env)
+        try:
+            yield api, engine
+        finally:
+            engine.terminate()
+            engine.wait(timeout=30)
+
+
+def _flagged(api: Api) -> list[dict[str, Any]]:
+    with api.client("viewer") as http:
+        states = http.get("/v1/repairs/states").json()["items"]
+    return [s for s in states if s["flagged"]]
+
+
+def test_auth_matrix_acts_and_what_the_cli_sees(small: tuple[Api, subprocess.Popen]) -> None:
+    api, engine = small
+    # The engine ran bad_check on both web hosts, repaired, verified, flagged them.
+    flagged = processes.wait_for(lambda: len(_flagged(api)) == 2 and _flagged(api), 60,
+                                 "the engine to flag both web hosts")  # fmt: skip
+    assert {s["host"] for s in flagged} == {"web-1.test", "web-2.test"}
+    disable = ("/v1/audits/ok_check/disable", {"host": "db-1.test", "reason": "disk swap"})
+
+    with api.client() as anyone:  # no token: 401 on reads and acts alike
+        for path in ("/v1/hosts", "/v1/audits", "/v1/engines", "/healthz"):
+            assert anyone.get(path).status_code == 401, path
+        assert anyone.post(disable[0], json=disable[1]).status_code == 401
+        wrong = anyone.get("/v1/audits", headers={"Authorization": "Bearer not-a-token"})
+        assert wrong.status_code == 401
+        assert anyone.get("/openapi.json").json()["paths"]["/v1/audits"]["get"]
+
+    with api.client("viewer") as viewer:  # a reader reads, and may not act
+        assert viewer.get("/healthz").json()["status"] == "ok"
+        engines = viewer.get("/v1/engines").json()["items"]
+        assert [e["pid"] for e in engines if e["state"] == "running"] == [engine.pid]
+        refused = viewer.post(disable[0], json=disable[1])
+        assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
+        assert viewer.post("/v1/repairs/fix_bad/reset", json={"host": "web-1.test"}
+                           ).status_code == 403  # fmt: skip
+        critical = viewer.get("/v1/audits", params={"outcome": "critical"}).json()["items"]
+        assert {(r["host"], r["audit_name"]) for r in critical} == {
+            ("web-1.test", "bad_check"), ("web-2.test", "bad_check")}  # fmt: skip
+        repairs = viewer.get("/v1/repairs", params={"host": "web-1.test"}).json()["items"]
+        assert [(r["repair_name"], r["verify"]) for r in repairs] == [("fix_bad", "not_fixed")]
+        results = viewer.get("/v1/results", params={"host": "db-1.test"}).json()["items"]
+        assert [(r["audit_name"], r["outcome"]) for r in results] == [("ok_check", "ok")]
+        hosts = viewer.get("/v1/hosts", params={"group": "web"}).json()
+        assert [h["name"] for h in hosts["items"]] == ["web-1.test", "web-2.test"]
+        plan = viewer.get("/v1/plan", params={"within": "2h"}).json()["items"]
+        assert {(p["host"], p["audit_name"]) for p in plan} >= {("db-1.test", "ok_check")}
+        assert viewer.get("/v1/plan", params={"within": "soon"}).status_code == 400
+
+    with api.client("ops") as ops:  # an operator acts; each act is logged with its name
+        done = ops.post(disable[0], json=disable[1])
+        assert done.status_code == 200, done.text
+        assert done.json() == {"disabled": 1, "hosts": ["db-1.test"],
+                               "still_disabled_by_definitions": []}  # fmt: skip
+        ran = ops.post("/v1/audits/bad_check/run", json={"host": "web-2.test"})
+        assert [(r["host"], r["outcome"]) for r in ran.json()["items"]] == [
+            ("web-2.test", "critical")]  # fmt: skip
+        reset = ops.post("/v1/repairs/fix_bad/reset", json={"host": "web-1.test"})
+        assert reset.json() == {"host": "web-1.test", "repair_name": "fix_bad", "reset": 1}
+        assert ops.post("/v1/audits/nope/disable", json={"reason": "x"}).status_code == 404
+        both = ops.post("/v1/audits/ok_check/enable", json={"host": "db-1.test", "group": "db"})
+        assert both.status_code == 400
+
+    # The CLI reads the same store: the disable, the reset.
+    (row,) = api.entropy("status", "--json", "--host", "db-1.test")
+    assert (row["disabled"], row["disabled_reason"]) == (True, "disk swap")
+    assert [s["host"] for s in _flagged(api)] == ["web-2.test"]
+    log = api.log.read_text()
+    assert "disable by token 'ops' (audit=ok_check, host=db-1.test, reason=disk swap)" in log
+    assert "run by token 'ops' (audit=bad_check, host=web-2.test)" in log
+    assert "reset by token 'ops' (repair=fix_bad, host=web-1.test)" in log
+    assert "viewer" not in log  # refused requests act on nothing
+
+    # A token removed is refused at once, by the running server.
+    api.entropy("api", "token", "remove", "viewer", "--json")
+    with api.client("viewer") as viewer:
+        assert viewer.get("/v1/hosts").status_code == 401
+
+
+# -- 10,000 pairs ---------------------------------------------------------------------
+
+BIG_HOSTS = {f"web-{i:04d}.test": {"ip_address": "127.0.0.1", "host_type": "web",
+                                    "groups": [f"rack-{i % 10}"]}
+             for i in range(1000)}  # fmt: skip
+AUDITS = [f"check_{n}" for n in range(9)]
+BIG_SCRIPTS = {**{a: SCRIPTS["ok_check"] for a in AUDITS}, "bad_check": SCRIPTS["bad_check"]}
+BIG_SCHEDULES = {"web.yaml": {"web": {"audits": {a: {"run_every": "1d"}
+                                                 for a in [*AUDITS, "bad_check"]}}}}  # fmt: skip
+
+
+@pytest.fixture
+def big(tmp_path: Path, postgresql_url: str) -> Iterator[Api]:
+    fleet = write_fleet("dir", tmp_path / "fleet", BIG_HOSTS, BIG_SCRIPTS, BIG_SCHEDULES)
+    env = _env(postgresql_url, OS_API__HEALTHZ_WITHOUT_TOKEN="true",
+               OS_API__METRICS_WITHOUT_TOKEN="true")  # fmt: skip
+    with serve(tmp_path, fleet, env) as api:
+        yield api
+
+
+def _walk(http: httpx.Client, path: str, **params: Any) -> tuple[list[dict[str, Any]], int]:
+    """Every item of a listing, page by page; and how many pages it took."""
+    items: list[dict[str, Any]] = []
+    offset: int | None = 0
+    pages = 0
+    while offset is not None:
+        got = http.get(path, params={**params, "offset": offset})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["offset"] == offset
+        items += body["items"]
+        offset, pages = body["next_offset"], pages + 1
+    return items, pages
+
+
+def test_filters_and_pagination_on_10000_pairs(big: Api) -> None:
+    with httpx.Client(base_url=big.url) as anyone:  # configured open; the rest is not
+        assert anyone.get("/healthz").status_code == 200
+        assert anyone.get("/v1/audits", params={"host": "web-0001.test"}).status_code == 401
+    with big.client("ops") as ops:
+        ran = ops.post("/v1/audits/bad_check/run", json={"group": "rack-3"}).json()["items"]
+        assert len(ran) == 100 and {r["outcome"] for r in ran} == {"critical"}
+        off = ops.post("/v1/audits/check_4/disable", json={"group": "rack-7", "reason": "r7"})
+        assert off.json()["disabled"] == 100
+
+    with big.client("viewer") as http:
+        every, pages = _walk(http, "/v1/audits", limit=1000)
+        assert (len(every), pages) == (10000, 10)
+        assert len({r["id"] for r in every}) == 10000
+        keys = [(r["host"], r["audit_name"]) for r in every]
+        assert keys == sorted(keys)  # by host, then audit: stable across pages
+
+        one = http.get("/v1/audits", params={"host": "web-0042.test"}).json()
+        assert [r["audit_name"] for r in one["items"]] == sorted([*AUDITS, "bad_check"])
+        assert one["next_offset"] is None
+
+        check_2, pages = _walk(http, "/v1/audits", audit="check_2", limit=300)
+        assert (len(check_2), pages) == (1000, 4)
+        assert {r["audit_name"] for r in check_2} == {"check_2"}
+
+        critical, _ = _walk(http, "/v1/audits", outcome="critical", limit=1000)
+        assert {r["host"] for r in critical} == {f"web-{i:04d}.test" for i in range(3, 1000, 10)}
+        assert {r["audit_name"] for r in critical} == {"bad_check"}
+
+        disabled, _ = _walk(http, "/v1/audits", disabled="true", limit=1000)
+        assert len(disabled) == 100
+        assert {(r["audit_name"], r["disabled_reason"]) for r in disabled} == {("check_4", "r7")}
+        enabled = http.get("/v1/audits", params={"disabled": "false", "limit": 1}).json()
+        assert enabled["next_offset"] == 1
+
+        both = http.get("/v1/audits", params={"audit": "check_4", "disabled": "true",
+                                              "host": "web-0017.test"}).json()["items"]  # fmt: skip
+        assert [r["host"] for r in both] == ["web-0017.test"]
+        new = http.get("/v1/audits", params={"status": "new", "limit": 10000}).json()
+        assert len(new["items"]) == 10000  # no engine here: nothing ran on schedule
+
+        results, _ = _walk(http, "/v1/results", audit="bad_check", limit=40)
+        assert len(results) == 100
+        hosts, pages = _walk(http, "/v1/hosts", limit=250)
+        assert (len(hosts), pages) == (1000, 4)
+
+        assert http.get("/v1/audits", params={"status": "lost"}).status_code == 422
+        assert http.get("/v1/audits", params={"limit": 0}).status_code == 422
