@@ -14,14 +14,17 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import processes
 from conftest import _free_port
+from entropy.api.metrics import OUTCOME_VALUES
 from fleets import write_fleet
 from processes import ENTROPY
 
@@ -139,7 +142,7 @@ def test_auth_matrix_acts_and_what_the_cli_sees(small: tuple[Api, subprocess.Pop
     disable = ("/v1/audits/ok_check/disable", {"host": "db-1.test", "reason": "disk swap"})
 
     with api.client() as anyone:  # no token: 401 on reads and acts alike
-        for path in ("/v1/hosts", "/v1/audits", "/v1/engines", "/healthz"):
+        for path in ("/v1/hosts", "/v1/audits", "/v1/engines", "/healthz", "/metrics"):
             assert anyone.get(path).status_code == 401, path
         assert anyone.post(disable[0], json=disable[1]).status_code == 401
         wrong = anyone.get("/v1/audits", headers={"Authorization": "Bearer not-a-token"})
@@ -235,6 +238,7 @@ def _walk(http: httpx.Client, path: str, **params: Any) -> tuple[list[dict[str, 
 def test_filters_and_pagination_on_10000_pairs(big: Api) -> None:
     with httpx.Client(base_url=big.url) as anyone:  # configured open; the rest is not
         assert anyone.get("/healthz").status_code == 200
+        assert "entropy_audits_overdue 0.0" in anyone.get("/metrics").text
         assert anyone.get("/v1/audits", params={"host": "web-0001.test"}).status_code == 401
     with big.client("ops") as ops:
         ran = ops.post("/v1/audits/bad_check/run", json={"group": "rack-3"}).json()["items"]
@@ -280,3 +284,46 @@ def test_filters_and_pagination_on_10000_pairs(big: Api) -> None:
 
         assert http.get("/v1/audits", params={"status": "lost"}).status_code == 422
         assert http.get("/v1/audits", params={"limit": 0}).status_code == 422
+
+
+def _samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Prometheus' own parser: metric name -> {sorted labels: value}."""
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return found
+
+
+def test_metrics_parse_and_match_what_the_cli_says(small: tuple[Api, subprocess.Popen]) -> None:
+    api, engine = small
+    processes.wait_for(lambda: len(_flagged(api)) == 2, 60, "the engine to flag both web hosts")
+    with api.client("viewer") as viewer:
+        scraped = viewer.get("/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    got = _samples(scraped.text)
+
+    rows = api.entropy("status", "--json")
+    assert len(rows) == 5
+    outcomes = {(("audit", r["audit_name"]), ("host", r["host"])): OUTCOME_VALUES[
+        r["result"]["outcome"]] for r in rows}  # fmt: skip
+    assert got["entropy_audit_outcome"] == outcomes
+    assert {v for v in outcomes.values()} == {0, 2}  # ok and critical
+    ended = {(r["audit_name"], r["host"]): r["result"]["finished_at"] for r in rows}
+    last_runs = {(("audit", audit), ("host", host)): datetime.fromisoformat(t).timestamp()
+                 for (audit, host), t in ended.items()}  # fmt: skip
+    assert got["entropy_audit_last_run_timestamp_seconds"] == pytest.approx(last_runs)
+    assert got["entropy_audits"][(("outcome", "critical"),)] == 2
+    assert got["entropy_audits_overdue"] == {(): 0}
+
+    runs = api.entropy("results", "--kind", "repair", "--json")
+    assert got["entropy_repair_runs_total"] == {
+        (("outcome", "ok"), ("repair", "fix_bad")): len(runs)}  # fmt: skip
+    flagged = api.entropy("repair", "list", "--json")
+    assert got["entropy_host_flagged"] == {
+        (("host", s["host"]),): 1.0 for s in flagged if s["flagged"]}  # fmt: skip
+    (listed,) = [e for e in api.entropy("engines", "--json") if e["pid"] == engine.pid]
+    ages = got["entropy_engine_heartbeat_age_seconds"]
+    assert set(ages) == {(("engine", listed["engine_id"]),)}
+    assert 0 <= ages[(("engine", listed["engine_id"]),)] < 30

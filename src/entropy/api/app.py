@@ -8,7 +8,7 @@ from .. import __version__
 from ..errors import EntropyError
 from ..service.runtime import Runtime
 from ..service.tokens import token_file
-from . import ops, v1
+from . import metrics, ops, v1
 from .auth import OPEN_PATHS
 from .common import JSON, Backend, error_response
 
@@ -29,4 +29,5 @@ def create_app(rt: Runtime) -> FastAPI:
     app.add_exception_handler(EntropyError, error_response)  # type: ignore[arg-type]
     app.include_router(v1.router)
     app.include_router(ops.router)
+    app.include_router(metrics.router)
     return app
