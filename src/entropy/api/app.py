@@ -8,7 +8,7 @@ from .. import __version__
 from ..errors import EntropyError
 from ..service.runtime import Runtime
 from ..service.tokens import token_file
-from . import metrics, ops, v1
+from . import dashboard, metrics, ops, v1
 from .auth import OPEN_PATHS
 from .common import JSON, Backend, error_response
 
@@ -30,4 +30,5 @@ def create_app(rt: Runtime) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
+    app.include_router(dashboard.router)
     return app

@@ -9,6 +9,7 @@ from fastapi import HTTPException, Request
 
 from ..service.tokens import Role, Token, TokenFile
 
+COOKIE = "entropy_token"  # the dashboard's: set by /login, good for reading pages only
 ACTS = "entropy.api.acts"  # the logger of every act, by token name; INFO and up always show
 _log = logging.getLogger(ACTS)
 
@@ -21,9 +22,15 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 def caller(request: Request) -> Token:
-    """The token the request carries (Authorization: Bearer TOKEN); 401 without a valid one."""
+    """The token the request carries (Authorization: Bearer TOKEN); 401 without a valid one.
+
+    A GET may carry it in the dashboard's cookie instead; an act never does, so
+    another site's page cannot make a logged-in browser act (no CSRF).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
+    if not header and request.method == "GET":
+        scheme, secret = "bearer", request.cookies.get(COOKIE, "")
     if scheme.lower() != "bearer" or not secret.strip():
         raise _unauthorized("a bearer token is needed: Authorization: Bearer TOKEN")
     tokens: TokenFile = request.app.state.tokens

@@ -21,7 +21,7 @@ from .runtime import Runtime
 @dataclass(frozen=True, slots=True)
 class Health:
     now: datetime
-    pairs: list[PairOutcome]  # every row, by host then audit
+    pairs: list[PairOutcome]  # every row, in no set order
     overdue: list[PairOutcome]  # enabled rows with no run for twice their interval
     repair_runs: dict[tuple[str, str], int]  # (repair, outcome) -> runs kept
     flagged: list[RepairState]  # hosts a repair gave up on
@@ -36,7 +36,7 @@ def health(rt: Runtime) -> Health:
     backend = rt.backend
     state = backend.state
     now = rt.clock.now()
-    pairs = sorted(state.pair_outcomes(), key=lambda p: (p.host, p.audit_name))
+    pairs = state.pair_outcomes()
     timings = {p.key: p.schedule.timing for p in backend.load().pairs}
     overdue = []
     for p in pairs:

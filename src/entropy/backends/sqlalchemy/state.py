@@ -359,7 +359,7 @@ class SqlStateStore(StateStore):
         outcome, finished = a.result["outcome"].as_string(), a.result["finished_at"].as_string()
         query = select(a.audit_name, a.host, a.next_run, a.disabled, outcome, finished)
         with self._connect() as conn:
-            return [PairOutcome(*row) for row in conn.execute(query)]
+            return list(map(PairOutcome._make, conn.execute(query).all()))  # fetchall: faster
 
     def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:
         """Disable these pairs' rows as the operator asked, or, with reason None, lift that.
