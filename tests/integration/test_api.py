@@ -9,11 +9,8 @@ beside the first server, so results, repairs and a flagged host are real.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,122 +20,25 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import processes
-from conftest import _free_port
+from apiserver import SCRIPTS, Api, flagged, serve, server_env, small_fleet
 from entropy.api.metrics import OUTCOME_VALUES
 from fleets import write_fleet
-from processes import ENTROPY
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
-
-SMALL_HOSTS = {
-    "web-1.test": {"ip_address": "127.0.0.1", "host_type": "web"},
-    "web-2.test": {"ip_address": "127.0.0.1", "host_type": "web"},
-    "db-1.test": {"ip_address": "127.0.0.1", "host_type": "db"},
-}
-SCRIPTS = {
-    "ok_check": {"kind": "command", "command": ["sh", "-c", "echo OK - fine"]},
-    "bad_check": {"kind": "command", "command": ["sh", "-c", "echo CRITICAL - broken; exit 2"]},
-    "fix_bad": {"kind": "command", "command": ["true"]},
-}
-SMALL_SCHEDULES = {
-    "web.yaml": {"web": {"audits": {"ok_check": {"run_every": "1h"},
-                                     "bad_check": {"run_every": "1h"}}}},
-    "db.yaml": {"db": {"audits": {"ok_check": {"run_every": "1h"}}}},
-}  # fmt: skip
-# Fires on the first critical, verifies, is not fixed: the host is flagged at once.
-REPAIRS = {"fix_bad": {"when": {"audit": "bad_check"}, "run": "fix_bad",
-                       "max_attempts": 1, "verify": True}}  # fmt: skip
-
-
-@dataclass
-class Api:
-    """A running `entropy api serve`, its fleet, environment and tokens."""
-
-    url: str
-    fleet: Path
-    env: dict[str, str]
-    log: Path
-    tokens: dict[str, str]  # name -> token
-
-    def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
-
-    def entropy(self, *args: str) -> Any:
-        return processes.entropy(self.fleet, *args, env=self.env)
-
-
-def _env(state_url: str, **options: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
-        "OS_DIR__STATE_CONNECTION": state_url,
-        "OS_DEFAULT__MAX_SPLAY": "1",
-        "OS_DEFAULT__HEARTBEAT_INTERVAL": "0.5",
-        "OS_DEFAULT__CLAIM_LEASE": "4",
-        "OS_DEFAULT__MAX_CLOCK_SKEW": "0.5",
-        **options,
-    }
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url + "/openapi.json", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-@contextmanager
-def serve(tmp: Path, fleet: Path, env: dict[str, str]) -> Iterator[Api]:
-    """Sync the fleet, make a reader's and an operator's token, start the server."""
-    processes.entropy(fleet, "sync", "--json", env=env)
-    tokens = {}
-    for name, role in (("viewer", "reader"), ("ops", "operator")):
-        made = processes.entropy(fleet, "api", "token", "add", name, "--role", role, "--json",
-                                 env=env)  # fmt: skip
-        tokens[name] = made["token"]
-    port = _free_port()
-    log = tmp / "api.log"
-    with log.open("w") as err:
-        server = subprocess.Popen(
-            [*ENTROPY, "--backend", f"dir:{fleet}", "api", "serve", "--bind", f"127.0.0.1:{port}"],
-            stdout=err, stderr=err, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        processes.wait_for(lambda: server.poll() is not None or _answers(url), 60, "the API")
-        assert server.poll() is None, log.read_text()
-        yield Api(url, fleet, env, log, tokens)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture
 def small(tmp_path: Path, postgresql_url: str) -> Iterator[tuple[Api, subprocess.Popen]]:
-    """The small fleet, served, with an engine beside it that has run every pair once."""
-    fleet = write_fleet("dir", tmp_path / "fleet", SMALL_HOSTS, SCRIPTS, SMALL_SCHEDULES, REPAIRS)
-    env = _env(postgresql_url)
-    with serve(tmp_path, fleet, env) as api:
-        engine = processes.start_engine(fleet, env=env)
-        try:
-            yield api, engine
-        finally:
-            engine.terminate()
-            engine.wait(timeout=30)
-
-
-def _flagged(api: Api) -> list[dict[str, Any]]:
-    with api.client("viewer") as http:
-        states = http.get("/v1/repairs/states").json()["items"]
-    return [s for s in states if s["flagged"]]
+    with small_fleet(tmp_path, postgresql_url) as served:
+        yield served
 
 
 def test_auth_matrix_acts_and_what_the_cli_sees(small: tuple[Api, subprocess.Popen]) -> None:
     api, engine = small
     # The engine ran bad_check on both web hosts, repaired, verified, flagged them.
-    flagged = processes.wait_for(lambda: len(_flagged(api)) == 2 and _flagged(api), 60,
-                                 "the engine to flag both web hosts")  # fmt: skip
-    assert {s["host"] for s in flagged} == {"web-1.test", "web-2.test"}
+    both = processes.wait_for(lambda: len(flagged(api)) == 2 and flagged(api), 60,
+                              "the engine to flag both web hosts")  # fmt: skip
+    assert {s["host"] for s in both} == {"web-1.test", "web-2.test"}
     disable = ("/v1/audits/ok_check/disable", {"host": "db-1.test", "reason": "disk swap"})
 
     with api.client() as anyone:  # no token: 401 on reads and acts alike
@@ -187,7 +87,7 @@ def test_auth_matrix_acts_and_what_the_cli_sees(small: tuple[Api, subprocess.Pop
     # The CLI reads the same store: the disable, the reset.
     (row,) = api.entropy("status", "--json", "--host", "db-1.test")
     assert (row["disabled"], row["disabled_reason"]) == (True, "disk swap")
-    assert [s["host"] for s in _flagged(api)] == ["web-2.test"]
+    assert [s["host"] for s in flagged(api)] == ["web-2.test"]
     log = api.log.read_text()
     assert "disable by token 'ops' (audit=ok_check, host=db-1.test, reason=disk swap)" in log
     assert "run by token 'ops' (audit=bad_check, host=web-2.test)" in log
@@ -214,7 +114,7 @@ BIG_SCHEDULES = {"web.yaml": {"web": {"audits": {a: {"run_every": "1d"}
 @pytest.fixture
 def big(tmp_path: Path, postgresql_url: str) -> Iterator[Api]:
     fleet = write_fleet("dir", tmp_path / "fleet", BIG_HOSTS, BIG_SCRIPTS, BIG_SCHEDULES)
-    env = _env(postgresql_url, OS_API__HEALTHZ_WITHOUT_TOKEN="true",
+    env = server_env(postgresql_url, OS_API__HEALTHZ_WITHOUT_TOKEN="true",
                OS_API__METRICS_WITHOUT_TOKEN="true")  # fmt: skip
     with serve(tmp_path, fleet, env) as api:
         yield api
@@ -297,7 +197,7 @@ def _samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 def test_metrics_parse_and_match_what_the_cli_says(small: tuple[Api, subprocess.Popen]) -> None:
     api, engine = small
-    processes.wait_for(lambda: len(_flagged(api)) == 2, 60, "the engine to flag both web hosts")
+    processes.wait_for(lambda: len(flagged(api)) == 2, 60, "the engine to flag both web hosts")
     with api.client("viewer") as viewer:
         scraped = viewer.get("/metrics")
     assert scraped.status_code == 200
@@ -320,9 +220,9 @@ def test_metrics_parse_and_match_what_the_cli_says(small: tuple[Api, subprocess.
     runs = api.entropy("results", "--kind", "repair", "--json")
     assert got["entropy_repair_runs_total"] == {
         (("outcome", "ok"), ("repair", "fix_bad")): len(runs)}  # fmt: skip
-    flagged = api.entropy("repair", "list", "--json")
+    states = api.entropy("repair", "list", "--json")
     assert got["entropy_host_flagged"] == {
-        (("host", s["host"]),): 1.0 for s in flagged if s["flagged"]}  # fmt: skip
+        (("host", s["host"]),): 1.0 for s in states if s["flagged"]}  # fmt: skip
     (listed,) = [e for e in api.entropy("engines", "--json") if e["pid"] == engine.pid]
     ages = got["entropy_engine_heartbeat_age_seconds"]
     assert set(ages) == {(("engine", listed["engine_id"]),)}
