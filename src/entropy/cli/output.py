@@ -22,6 +22,7 @@ COLOURS = {
     Outcome.UNKNOWN: "magenta",
     Outcome.ERROR: "red",
     Outcome.TIMEOUT: "red",
+    Outcome.UNREACHABLE: "blue",
 }
 
 
