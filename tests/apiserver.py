@@ -36,8 +36,11 @@ SMALL_SCHEDULES = {
     "db.yaml": {"db": {"audits": {"ok_check": {"run_every": "1h"}}}},
 }  # fmt: skip
 # Fires on the first critical, verifies, is not fixed: the host is flagged at once.
-REPAIRS = {"fix_bad": {"when": {"audit": "bad_check"}, "run": "fix_bad",
-                       "max_attempts": 1, "verify": True}}  # fmt: skip
+REPAIRS = {
+    "fix_bad": {"when": {"audit": "bad_check"}, "run": "fix_bad", "max_attempts": 1,
+                "verify": True},
+    "fix_ok": {"when": {"audit": "ok_check"}, "run": "fix_bad"},  # only a posted result fails it
+}  # fmt: skip
 
 
 @dataclass

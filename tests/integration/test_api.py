@@ -100,6 +100,39 @@ def test_auth_matrix_acts_and_what_the_cli_sees(small: tuple[Api, subprocess.Pop
         assert viewer.get("/v1/hosts").status_code == 401
 
 
+def test_a_posted_result_is_stored_and_the_repair_plan_fires_on_it(
+    small: tuple[Api, subprocess.Popen],
+) -> None:
+    api, _engine = small
+    processes.wait_for(lambda: len(flagged(api)) == 2, 60, "the engine to flag both web hosts")
+    posted = {"audit": "ok_check", "host": "db-1.test", "outcome": "critical",
+              "summary": "CRITICAL - from outside", "metrics": {"age": {"value": 3, "uom": "d"}}}
+    with api.client("viewer") as viewer:
+        assert viewer.post("/v1/results", json=posted).status_code == 403
+    with api.client("ops") as ops:
+        done = ops.post("/v1/results", json=posted)
+        assert done.status_code == 200, done.text
+        assert done.json()["engine_id"] == "api token ops"
+        bad = ops.post("/v1/results", json={**posted, "outcome": "unreachable"})
+        assert bad.status_code == 400 and bad.json()["param"] == "outcome"
+        assert ops.post("/v1/results", json={**posted, "host": "nope"}).status_code == 404
+
+    with api.client("viewer") as viewer:
+        (latest, *_) = viewer.get("/v1/results", params={"host": "db-1.test"}).json()["items"]
+        assert (latest["audit_name"], latest["outcome"], latest["summary"]) == (
+            "ok_check", "critical", "CRITICAL - from outside")  # fmt: skip
+        assert latest["metrics"]["age"]["value"] == 3
+        (row,) = viewer.get("/v1/audits", params={"host": "db-1.test"}).json()["items"]
+        assert row["result"]["outcome"] == "critical"
+        plan = viewer.get("/v1/repairs/plan").json()["items"]
+        (item,) = [i for i in plan if i["host"] == "db-1.test"]
+        assert (item["repair_name"], item["verdict"]) == ("fix_ok", "fire")
+    assert "submit by token 'ops' (audit=ok_check, host=db-1.test, outcome=critical)" in (
+        api.log.read_text())  # fmt: skip
+    (row,) = api.entropy("status", "--json", "--host", "db-1.test")
+    assert row["result"]["summary"] == "CRITICAL - from outside"
+
+
 # -- 10,000 pairs ---------------------------------------------------------------------
 
 BIG_HOSTS = {f"web-{i:04d}.test": {"ip_address": "127.0.0.1", "host_type": "web",

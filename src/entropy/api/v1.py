@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from ..model import Outcome, Status
-from ..service import adhoc, engines, fleet, reads, repairs
+from ..service import adhoc, engines, fleet, reads, repairs, results
 from ..service.errors import BadRequest
 from ..service.reads import Page
 from ..service.tokens import Token
@@ -167,6 +167,30 @@ def run(request: Request, audit: str, body: Where, token: Operator) -> Any:
         done = adhoc.run_audit(rt, audit, body.host, body.group)
     log_act(token, "run", audit=audit, host=body.host, group=body.group)
     return {"items": [r.to_dict() for r in done]}
+
+
+class Submit(BaseModel):
+    """A result from outside (a cron job, a backup script): as `entropy result submit`."""
+
+    audit: str
+    host: str
+    outcome: str = Field(description="ok, warning, critical, unknown, error or timeout.")
+    summary: str = ""
+    output: str = ""
+    metrics: dict[str, Any] | None = Field(
+        None, description='name -> number, or name -> {"value", "uom", "warn", "crit", ...}'
+    )
+
+
+@router.post("/results", summary="Record a result from outside (a passive result); it is stored")
+def submit(request: Request, body: Submit, token: Operator) -> Any:
+    with using(request) as rt:
+        done = results.submit_result(
+            rt, body.audit, body.host, body.outcome, body.summary, body.metrics, body.output,
+            source=f"api token {token.name}",
+        )
+    log_act(token, "submit", audit=body.audit, host=body.host, outcome=body.outcome)
+    return done.to_dict()
 
 
 @router.post("/repairs/{repair}/reset", summary="Clear a host's flag and attempts for REPAIR")
