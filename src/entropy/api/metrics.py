@@ -1,7 +1,9 @@
 """/metrics: the state store's view of the fleet in Prometheus' text format.
 
-A custom collector (prometheus_client) that reads service.health once per
-scrape: a handful of queries, whatever the fleet's size. Alert on
+service.health is read once per scrape: a handful of queries, whatever the
+fleet's size. A custom collector (prometheus_client) gives the families of
+a few samples; the two with a sample per pair are written straight from the
+rows (pair_families), which is ~10x faster at 100,000 pairs. Alert on
 `entropy_audit_outcome >= 2`, `entropy_audit_overdue`, `entropy_host_flagged`,
 `entropy_engine_heartbeat_age_seconds > 60`.
 """
@@ -36,32 +38,14 @@ def _epoch(iso: str) -> float:
 
 
 class FleetCollector(Collector):
-    """The metric families of one Health reading."""
+    """The metric families of one Health reading but the per-pair ones (pair_families):
+    a few samples each, or one per problem (an overdue pair, a flagged host)."""
 
     def __init__(self, seen: Health) -> None:
         self.seen = seen
 
     def collect(self) -> Iterator[Metric]:
         seen = self.seen
-        outcome = GaugeMetricFamily(
-            "entropy_audit_outcome",
-            "The latest result of each (audit, host): "
-            + ", ".join(f"{n} {name}" for name, n in OUTCOME_VALUES.items()),
-            labels=["audit", "host"],
-        )
-        last_run = GaugeMetricFamily(
-            "entropy_audit_last_run_timestamp_seconds",
-            "When the latest result of each (audit, host) finished (Unix time).",
-            labels=["audit", "host"],
-        )
-        for p in seen.pairs:
-            if p.outcome is not None:
-                outcome.add_metric([p.audit_name, p.host], OUTCOME_VALUES.get(p.outcome, -1))
-            if p.finished_at is not None:
-                last_run.add_metric([p.audit_name, p.host], _epoch(p.finished_at))
-        yield outcome
-        yield last_run
-
         overdue = GaugeMetricFamily(
             "entropy_audit_overdue",
             "1 for each enabled (audit, host) with no run for twice its interval; "
@@ -111,10 +95,46 @@ class FleetCollector(Collector):
         yield age
 
 
+def _escape(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value
+
+
+OUTCOME_HELP = "The latest result of each (audit, host): " + ", ".join(
+    f"{n} {name}" for name, n in OUTCOME_VALUES.items()
+)
+
+
+def pair_families(seen: Health) -> str:
+    """entropy_audit_outcome and entropy_audit_last_run_timestamp_seconds, one sample per
+    pair, written straight from the rows: through prometheus_client's Metric and
+    generate_latest these take ~45 us a pair, 4.5 s for 100,000 pairs."""
+    outcome = [f"# HELP entropy_audit_outcome {OUTCOME_HELP}\n",
+               "# TYPE entropy_audit_outcome gauge\n"]  # fmt: skip
+    last_run = [
+        "# HELP entropy_audit_last_run_timestamp_seconds When the latest result of each "
+        "(audit, host) finished (Unix time).\n",
+        "# TYPE entropy_audit_last_run_timestamp_seconds gauge\n",
+    ]
+    values = OUTCOME_VALUES
+    for p in seen.pairs:
+        if p.outcome is None:
+            continue
+        labels = f'{{audit="{_escape(p.audit_name)}",host="{_escape(p.host)}"}}'
+        outcome.append(f"entropy_audit_outcome{labels} {values.get(p.outcome, -1)}\n")
+        if p.finished_at is not None:
+            last_run.append(
+                f"entropy_audit_last_run_timestamp_seconds{labels} {_epoch(p.finished_at)!r}\n"
+            )
+    return "".join(outcome) + "".join(last_run)
+
+
 def exposition(seen: Health) -> bytes:
+    """The text format (0.0.4): the per-pair families, then the collector's."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(seen))
-    return generate_latest(registry)
+    return pair_families(seen).encode() + generate_latest(registry)
 
 
 @router.get("/metrics", summary="Prometheus metrics of the fleet, read from the state store",
