@@ -57,7 +57,7 @@ from ..fleet import Fleet, host_name, write_fleet
 
 SUMMARY = "the HTTP API at 100,000 pairs: host query, /metrics scrape, overview page (p99, req/s)"
 DESCRIPTION = __doc__
-QUICK: dict[str, object] = {"pairs": 5_000, "requests": 50, "scrapes": 3, "runs": 1}
+QUICK: dict[str, object] = {"pairs": 5_000, "requests": 50, "scrapes": 3, "pages": 3, "runs": 1}
 ENDPOINTS = ("host query", "metrics", "overview")
 TARGET_PAIRS = 100_000
 TARGETS_P99_S = {"host query": 0.050, "metrics": 1.0}
@@ -66,12 +66,12 @@ TARGETS_P99_S = {"host query": 0.050, "metrics": 1.0}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=int, default=100_000, help="pairs (default: %(default)s)")
     parser.add_argument("--audits", type=int, default=10, help="audits per host (default: 10)")
-    parser.add_argument(
-        "--requests", type=int, default=500,
-        help="host queries, and overview pages, per run (default: %(default)s)",
-    )  # fmt: skip
+    parser.add_argument("--requests", type=int, default=500,
+                        help="host queries per run (default: %(default)s)")  # fmt: skip
     parser.add_argument("--scrapes", type=int, default=20,
                         help="/metrics scrapes per run (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--pages", type=int, default=20,
+                        help="overview pages per run (default: %(default)s)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=1,
                         help="client threads sending at once (default: %(default)s)")  # fmt: skip
     parser.add_argument("--store", choices=("postgresql", "sqlite"), default="postgresql")
@@ -80,11 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    if min(args.runs, args.requests, args.scrapes, args.clients) < 1:
-        raise SystemExit("--runs, --requests, --scrapes and --clients must be at least 1")
+    if min(args.runs, args.requests, args.scrapes, args.pages, args.clients) < 1:
+        raise SystemExit("--runs, --requests, --scrapes, --pages and --clients must be >= 1")
     hosts = hosts_for(args.pairs, args.audits)
     params = {"pairs": args.pairs, "hosts": hosts, "audits": args.audits,
-              "requests": args.requests, "scrapes": args.scrapes, "clients": args.clients,
+              "requests": args.requests, "scrapes": args.scrapes, "pages": args.pages,
+              "clients": args.clients,
               "store": args.store, "runs": args.runs}  # fmt: skip
     runs: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -162,7 +163,7 @@ def _one_run(tmp: Path, state_url: str, hosts: int, args: argparse.Namespace) ->
 
         for name, call, count in (("host query", host_query, args.requests),
                                   ("metrics", scrape, args.scrapes),
-                                  ("overview", overview, args.requests)):  # fmt: skip
+                                  ("overview", overview, args.pages)):  # fmt: skip
             found[name] = _measure(base, headers, call, count, args.clients)
         found["problems"] = sorted(set(problems))[:10]
     return found
