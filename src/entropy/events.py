@@ -180,12 +180,15 @@ def tail(
     seconds: float | None = None,
     on_problem: Callable[[str], None] = LOG.warning,
     exchange_name: str = EXCHANGE,
+    stop: threading.Event | None = None,
 ) -> int:
     """Print events as they come, riding out broker restarts; return how many were seen.
 
-    Stops after `count` events or `seconds`, else runs until interrupted.
+    Stops after `count` events or `seconds`, or within a second of `stop` being
+    set (an HTTP client gone), else runs until interrupted.
     """
     deadline = None if seconds is None else time.monotonic() + seconds
+    stop = stop or threading.Event()
     seen = 0
     queue_name = f"entropy-tail-{uuid.uuid4().hex[:12]}"
     pause = _RETRY[0]
@@ -199,7 +202,11 @@ def tail(
         on_event(message.delivery_info.get("routing_key", ""), body)
         message.ack()
 
-    while (count is None or seen < count) and (deadline is None or remaining() > 0):
+    def more() -> bool:
+        left = remaining()
+        return (count is None or seen < count) and (left is None or left > 0) and not stop.is_set()
+
+    while more():
         queue = kombu.Queue(
             queue_name, exchange(exchange_name), routing_key=pattern, auto_delete=True,
             durable=False,
@@ -209,13 +216,13 @@ def tail(
                 connection.ensure_connection(max_retries=1)
                 with connection.Consumer(queue, callbacks=[receive], accept=["json"]):
                     pause = _RETRY[0]
-                    while (count is None or seen < count) and (deadline is None or remaining() > 0):
+                    while more():
                         try:
                             connection.drain_events(timeout=min(1.0, max(remaining() or 1.0, 0.01)))
                         except TimeoutError:
                             continue
         except Exception as exc:  # the broker went away: say so, and come back
             on_problem(f"cannot read events from {kombu.Connection(url).as_uri()}: {exc}; retrying")
-            time.sleep(min(pause, max(remaining() or pause, 0)))
+            stop.wait(min(pause, max(remaining() or pause, 0)))
             pause = min(pause * 2, _RETRY[1])
     return seen

@@ -28,24 +28,34 @@ class Health:
     engines: EngineList
     outcomes: Counter[str] = field(default_factory=Counter)  # outcome ("none": no result yet)
 
-    def dead_engines(self) -> list[str]:
-        return [e["engine_id"] for e in self.engines.to_dicts() if e["state"] == "dead"]
-
 
 def health(rt: Runtime) -> Health:
     backend = rt.backend
     state = backend.state
     now = rt.clock.now()
     pairs = state.pair_outcomes()
-    timings = {p.key: p.schedule.timing for p in backend.load().pairs}
-    overdue = []
-    for p in pairs:
-        timing = timings.get((p.audit_name, p.host))
-        # next_run is one interval after the last run: one more interval past it is
-        # twice the interval without a result (a new row: since its first run was due).
-        if not p.disabled and timing is not None and timing.following(p.next_run) < now:
-            overdue.append(p)
+    overdue = _overdue(rt, [p for p in pairs if not p.disabled and p.next_run < now], now)
     repairs = state.repairs
     flagged = [s for s in repairs.states() if s.flagged]
     outcomes = Counter(p.outcome or "none" for p in pairs)
     return Health(now, pairs, overdue, repairs.run_counts(), flagged, engines(rt), outcomes)
+
+
+def _overdue(rt: Runtime, past_due: list[PairOutcome], now: datetime) -> list[PairOutcome]:
+    """The past-due rows more than an interval past their next run.
+
+    next_run is one interval after the last run: one more interval past it is
+    twice the interval without a result (a new row: since its first run was
+    due). Only the audits of past-due rows are looked up in the definitions,
+    so a healthy fleet costs no walk over its pairs.
+    """
+    if not past_due:
+        return []
+    audits = {p.audit_name for p in past_due}
+    timings = {p.key: p.schedule.timing for p in rt.backend.load().pairs if p.audit_name in audits}
+    late = []
+    for p in past_due:
+        timing = timings.get((p.audit_name, p.host))
+        if timing is not None and timing.following(p.next_run) < now:
+            late.append(p)
+    return late
