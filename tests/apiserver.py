@@ -107,11 +107,13 @@ def serve(tmp: Path, fleet: Path, env: dict[str, str]) -> Iterator[Api]:
 
 
 @contextmanager
-def small_fleet(tmp_path: Path, state_url: str) -> Iterator[tuple[Api, subprocess.Popen]]:
+def small_fleet(
+    tmp_path: Path, state_url: str, **options: str
+) -> Iterator[tuple[Api, subprocess.Popen]]:
     """The small fleet, served, with an engine beside it (bad_check fails on both web
-    hosts; its repair does not fix it, so they get flagged)."""
+    hosts; its repair does not fix it, so they get flagged). options: OS_* variables."""
     fleet = write_fleet("dir", tmp_path / "fleet", SMALL_HOSTS, SCRIPTS, SMALL_SCHEDULES, REPAIRS)
-    env = server_env(state_url)
+    env = server_env(state_url, **options)
     with serve(tmp_path, fleet, env) as api:
         engine = processes.start_engine(fleet, env=env)
         try:

@@ -9,9 +9,12 @@ beside the first server, so results, repairs and a flagged host are real.
 
 from __future__ import annotations
 
+import itertools
+import json
 import subprocess
+import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import processes
 from apiserver import SCRIPTS, Api, flagged, serve, server_env, small_fleet
 from entropy.api.metrics import OUTCOME_VALUES
+from entropy.events import Events
+from entropy.model import Outcome, Result
 from fleets import write_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
@@ -260,3 +265,47 @@ def test_metrics_parse_and_match_what_the_cli_says(small: tuple[Api, subprocess.
     ages = got["entropy_engine_heartbeat_age_seconds"]
     assert set(ages) == {(("engine", listed["engine_id"]),)}
     assert 0 <= ages[(("engine", listed["engine_id"]),)] < 30
+
+
+def test_events_stream_from_the_notifications_bus(
+    tmp_path: Path, postgresql_url: str, rabbitmq_url: str
+) -> None:
+    """An event published on RabbitMQ reaches a /v1/events client as one SSE frame."""
+    sent = threading.Event()
+
+    def publish_until_seen() -> None:
+        # The stream's queue is bound a moment after it opens: publish until it is read.
+        publisher = Events(rabbitmq_url)
+        while not sent.wait(0.5):
+            now = datetime.now(UTC)
+            publisher.audit(Result(Outcome.CRITICAL, "seen from outside", started_at=now,
+                                   finished_at=now, audit_name="from_outside", host="web-1.test"))
+        publisher.close()
+
+    with small_fleet(tmp_path, postgresql_url, OS_NOTIFICATIONS__TRANSPORT_URL=rabbitmq_url) as (
+        api, _engine,
+    ), api.client("viewer") as viewer:  # fmt: skip
+        with viewer.stream("GET", "/v1/events", params={"key": "audit.from_outside.#"}) as got:
+            assert got.status_code == 200
+            assert got.headers["content-type"].startswith("text/event-stream")
+            lines = got.iter_lines()
+            assert next(lines) == ": connected"
+            publishing = threading.Thread(target=publish_until_seen)
+            publishing.start()
+            try:
+                frame = list(itertools.islice(
+                    (line for line in lines if line and not line.startswith(":")), 2))  # fmt: skip
+            finally:
+                sent.set()
+                publishing.join()
+        assert frame[0] == "event: audit"
+        body = json.loads(frame[1].removeprefix("data: "))
+        assert (body["key"], body["host"], body["summary"]) == (
+            "audit.from_outside.critical", "web-1.test", "seen from outside")  # fmt: skip
+
+
+def test_events_without_a_broker_say_so(small: tuple[Api, subprocess.Popen]) -> None:
+    api, _engine = small
+    with api.client("viewer") as viewer:
+        got = viewer.get("/v1/events")
+    assert got.status_code == 400 and "transport_url" in got.json()["error"]

@@ -8,7 +8,7 @@ from .. import __version__
 from ..errors import EntropyError
 from ..service.runtime import Runtime
 from ..service.tokens import token_file
-from . import dashboard, metrics, ops, v1
+from . import dashboard, events, metrics, ops, v1
 from .auth import OPEN_PATHS
 from .common import JSON, Backend, error_response
 
@@ -28,6 +28,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.open_paths = {opt: bool(rt.option(opt, "api")) for opt in OPEN_PATHS.values()}
     app.add_exception_handler(EntropyError, error_response)  # type: ignore[arg-type]
     app.include_router(v1.router)
+    app.include_router(events.router)
     app.include_router(ops.router)
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
