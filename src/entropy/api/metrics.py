@@ -97,7 +97,7 @@ class FleetCollector(Collector):
 
 def _escape(value: str) -> str:
     if "\\" in value or "\n" in value or '"' in value:
-        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return value
 
 

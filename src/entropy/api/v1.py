@@ -186,7 +186,13 @@ class Submit(BaseModel):
 def submit(request: Request, body: Submit, token: Operator) -> Any:
     with using(request) as rt:
         done = results.submit_result(
-            rt, body.audit, body.host, body.outcome, body.summary, body.metrics, body.output,
+            rt,
+            body.audit,
+            body.host,
+            body.outcome,
+            body.summary,
+            body.metrics,
+            body.output,
             source=f"api token {token.name}",
         )
     log_act(token, "submit", audit=body.audit, host=body.host, outcome=body.outcome)
