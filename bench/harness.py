@@ -33,6 +33,7 @@ from entropy.engine import Engine, EngineSettings
 from entropy.gctuning import collector_paused
 from entropy.model import Result
 from entropy.scheduler import Scheduler
+from entropy.service.compose import gc_tuned
 
 from .common import open_backend, percentile
 from .fleet import Fleet
@@ -161,7 +162,7 @@ class IdleMeter:
         workers = engine.settings.max_workers
 
         def metered(timeout: float | None = None) -> Any:
-            if not engine._pending or len(engine._running) >= workers:
+            if not engine.dispatcher.waiting() or engine.executor.in_flight() >= workers:
                 return next_batch(timeout)
             started = time.perf_counter()
             try:
@@ -254,7 +255,10 @@ class EngineHarness:
 
     def _run(self) -> None:
         try:
-            self.engine.run()
+            # As `entropy engine run` does (engine_gc_tuning, on by default): the bench owns
+            # this process, the engine library turns no process-wide knob itself.
+            with gc_tuned(True):
+                self.engine.run()
         except BaseException as exc:  # reported by wait()
             self.error = exc
 
@@ -283,8 +287,8 @@ class EngineHarness:
     def snapshot(self) -> dict[str, int]:
         """The engine's and scheduler's queues, for a stall report."""
         return {
-            "pending_unclaimed": len(self.engine._pending),
-            "running_or_unrecorded": len(self.engine._running),
+            "pending_unclaimed": self.engine.dispatcher.waiting(),
+            "running_or_unrecorded": self.engine.executor.in_flight(),
             "scheduler_in_flight": self.scheduler.in_flight(),
             "scheduler_on_table": len(self.scheduler),
         }

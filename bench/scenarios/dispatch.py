@@ -89,17 +89,17 @@ TARGET_RATE = 15_000.0  # audits/s, median, SQLite state
 PATH_OF_AN_AUDIT = (
     ("engine loop", "entropy/scheduler.py", "next_batch", "wait for due audits (incl. idle)"),
     ("engine loop", "entropy/scheduler.py", "_pop_due", "pop due audits off the heap"),
-    ("engine loop", "entropy/engine.py", "_dispatch", "dispatch: claim + submit"),
+    ("engine loop", "entropy/engine/dispatcher.py", "_dispatch", "dispatch: claim + submit"),
     ("engine loop", "entropy/runners/base.py", "for_pair", "  Job.for_pair"),
     ("engine loop", "entropy/backends/sqlalchemy/state.py", "claim", "  claim (SQL UPDATE)"),
     ("engine loop", "futurist/_futures.py", "submit", "  executor.submit"),
-    ("workers", "entropy/engine.py", "_run_one", "_run_one"),
+    ("workers", "entropy/engine/pool.py", "_run_one", "_run_one"),
     ("workers", "entropy/runners/__init__.py", "run_job", "  run_job"),
     ("workers", "entropy/runners/python.py", "run", "    python.run (the no-op)"),
     ("workers", "entropy/scheduler.py", "done", "  scheduler.done"),
-    ("recorder", "entropy/engine.py", "_collect", "collect results (incl. flush wait)"),
+    ("recorder", "entropy/engine/results.py", "collect", "collect results (incl. flush wait)"),
     ("recorder", "entropy/backends/sqlalchemy/state.py", "record", "record (UPDATE + INSERT)"),
-    ("recorder", "entropy/engine.py", "_finish", "_finish (+ on_result)"),
+    ("recorder", "entropy/engine/publisher.py", "recorded", "publisher (+ on_result)"),
 )
 
 

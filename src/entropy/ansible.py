@@ -38,6 +38,7 @@ from typing import Any
 from .definitions import MarkedMap, Problems, marked, parse_hosts, read_yaml
 from .errors import ConfigError, Location
 from .model import Host, parse_jump
+from .yamlread import new_map
 
 _IMPLICIT = ("all", "ungrouped")
 _GROUP_KEYS = frozenset({"hosts", "vars", "children"})
@@ -96,7 +97,7 @@ def read(spec: str, problems: Problems) -> tuple[dict[str, Host], list[str]]:
         _read_json(text, inventory, problems)
     else:
         doc = _yaml(text, source, problems)
-        if isinstance(doc, dict):
+        if isinstance(doc, MarkedMap):  # read_yaml makes every mapping one
             _read_yaml(doc, inventory, problems)
         elif problems.items:
             return {}, []
@@ -154,7 +155,7 @@ def _yaml_group(
         return
     if body is None:
         return
-    if not isinstance(body, dict):
+    if not isinstance(body, MarkedMap):
         problems.add(source, at, f"group {name!r} must be a mapping of hosts, vars, children")
         return
     for key in body:
@@ -163,17 +164,17 @@ def _yaml_group(
             problems.add(source, body.at(key), f"unknown key {key!r} in group {name!r} ({allowed})")
     group.vars.update(_mapping(body.get("vars"), f"group {name!r}: vars", body.at("vars", at),
                                source, problems))  # fmt: skip
-    hosts = body.get("hosts") or {}
-    if not isinstance(hosts, dict):
+    hosts = body.get("hosts") or new_map(at)
+    if not isinstance(hosts, MarkedMap):
         problems.add(source, body.at("hosts", at), f"group {name!r}: hosts must be a mapping")
-        hosts = {}
+        hosts = new_map(at)
     for pattern, hostvars in hosts.items():
         place = hosts.at(pattern)
         found = _mapping(hostvars, f"host {pattern!r}: vars", place, source, problems)
         for host in _expand(str(pattern), place, source, problems):
             inventory.add_host(name, host, found, place)
-    children = body.get("children") or {}
-    if not isinstance(children, dict):
+    children = body.get("children") or new_map(at)
+    if not isinstance(children, MarkedMap):
         problems.add(source, body.at("children", at), f"group {name!r}: children must be a mapping")
         return
     for child, child_body in children.items():
@@ -296,9 +297,9 @@ def _hosts(inventory: Inventory, problems: Problems) -> tuple[dict[str, Host], l
         merged: dict[str, Any] = (
             dict(inventory.groups["all"].vars) if "all" in inventory.groups else {}
         )
-        for group in sorted(set(groups) | {"ungrouped"} & set(direct[name]),
-                            key=lambda g: (depth.get(g, 0), order.get(g, 0))):  # fmt: skip
-            merged.update(inventory.groups[group].vars)
+        for group_name in sorted(set(groups) | {"ungrouped"} & set(direct[name]),
+                                 key=lambda g: (depth.get(g, 0), order.get(g, 0))):  # fmt: skip
+            merged.update(inventory.groups[group_name].vars)
         merged.update(own)
         entry, warned = _entry(name, merged, groups, at, source, problems)
         warnings += warned

@@ -20,7 +20,7 @@ from the catalog when an audit runs.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .model import Catalog, Pair, Schedule
@@ -84,6 +84,7 @@ def pairs_in(catalog: Catalog, scope: SyncScope) -> Iterator[Pair]:
     chosen = {k for k, host in enumerate(hosts) if host.name in named} if named else set()
     for schedule, positions in pairs.blocks:
         audit_name = schedule.audit_name
+        picked: Sequence[int]
         if audit_name in scope.audits:
             picked = positions
         elif not chosen or chosen.isdisjoint(positions):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -12,12 +13,19 @@ class Clock(Protocol):
         """The current time, timezone-aware UTC."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back: for deadlines and rates, not dates."""
+        ...
+
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
         """Block until `event` is set or `timeout` seconds pass; True if it was set."""
         ...
 
 
 class SystemClock:
+    # The builtin itself, not a method around it: the engine reads it once per audit.
+    monotonic = staticmethod(time.monotonic)
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
@@ -30,23 +38,33 @@ class FakeClock:
 
     Waiting on a fake clock advances it by the timeout, so code that sleeps
     until something is due reaches that moment without real time passing.
+    Its monotonic() moves with it, forward only: set() to an earlier time
+    leaves it where it is, as a real monotonic clock would.
     """
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._monotonic = 1000.0  # any start: only differences mean something
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
         with self._lock:
             return self._now
 
-    def advance(self, seconds: float = 0, **delta: float) -> datetime:
+    def monotonic(self) -> float:
         with self._lock:
-            self._now += timedelta(seconds=seconds, **delta)
+            return self._monotonic
+
+    def advance(self, seconds: float = 0, **delta: float) -> datetime:
+        step = timedelta(seconds=seconds, **delta)
+        with self._lock:
+            self._now += step
+            self._monotonic += max(step.total_seconds(), 0.0)
             return self._now
 
     def set(self, when: datetime) -> None:
         with self._lock:
+            self._monotonic += max((when - self._now).total_seconds(), 0.0)
             self._now = when
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:

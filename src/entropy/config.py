@@ -381,7 +381,7 @@ API_OPTS = [
 ]
 
 
-def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+def list_opts() -> list[tuple[str | None, Sequence[cfg.Opt]]]:
     return [
         (None, DEFAULT_OPTS),
         ("dir", DIR_OPTS),
@@ -422,10 +422,28 @@ def option(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> object:
         raise EntropyError(f"config {where}: {exc}") from None
 
 
+def number(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> float:
+    """An IntOpt's or FloatOpt's value, as a float (for the type checker: option() can't say)."""
+    value = option(conf, name, group)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        where = f"[{group or 'DEFAULT'}] {name}"
+        raise EntropyError(f"config {where}: {value!r} is not a number")
+    return float(value)
+
+
+def default(name: str, group: str | None = None) -> object:
+    """An option's default, as declared above: the one place defaults are written."""
+    for where, opts in list_opts():
+        if where == group:
+            for opt in opts:
+                if opt.dest == name:
+                    return opt.default
+    raise KeyError(f"no option [{group or 'DEFAULT'}] {name}")
+
+
 def splay_cap(conf: cfg.ConfigOpts) -> float:
     """max_splay in seconds, or infinity when unset (spread over the whole interval)."""
-    value = option(conf, "max_splay")
-    return math.inf if value is None else float(value)  # type: ignore[arg-type]
+    return math.inf if option(conf, "max_splay") is None else number(conf, "max_splay")
 
 
 def state_dir(conf: cfg.ConfigOpts) -> Path:
@@ -438,9 +456,9 @@ def state_dir(conf: cfg.ConfigOpts) -> Path:
 
 def lease_settings(conf: cfg.ConfigOpts) -> tuple[float, float, float]:
     """(claim_lease, heartbeat_interval, max_clock_skew), checked against each other."""
-    lease = float(option(conf, "claim_lease"))  # type: ignore[arg-type]
-    beat = float(option(conf, "heartbeat_interval"))  # type: ignore[arg-type]
-    skew = float(option(conf, "max_clock_skew"))  # type: ignore[arg-type]
+    lease = number(conf, "claim_lease")
+    beat = number(conf, "heartbeat_interval")
+    skew = number(conf, "max_clock_skew")
     if lease < 3 * beat:
         raise EntropyError(
             f"config [DEFAULT] claim_lease = {lease:g} must be at least 3 x heartbeat_interval "

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from . import yamlread
@@ -312,7 +312,7 @@ def _parse_host(
 
 def _host_ssh(
     entry: MarkedMap, what: str, path: str, at: tuple[int, int], problems: Problems
-) -> HostSsh | bool | None:
+) -> HostSsh | Literal[False] | None:
     """A host's `ssh: {address, port, user, jump}`; None if absent, False (recorded) if bad."""
     if entry.get("ssh") is None:
         return None
@@ -500,6 +500,8 @@ def _parse_schedule_entry(
     timeout = _optional_duration(entry, "timeout", what, path, problems, MAX_TIMEOUT)
     if passive and monitoring is not None and monitoring.freshness:
         timing = Every(monitoring.freshness)  # how often its freshness is checked
+    # run_every or cron was required above, and a passive audit's freshness was checked.
+    assert timing is not None
     return Schedule(
         target,
         audit_name,
@@ -772,7 +774,7 @@ def _parse_monitoring(
                     f"{what}: a passive audit is not run by Entropy, so it takes no {key}; "
                     f"freshness says how soon a result must arrive",
                 )
-        if "freshness" not in entry:
+        if entry.get("freshness") is None:  # absent, or `freshness:` with no value
             problems.add(
                 path,
                 at,
@@ -799,7 +801,7 @@ def _parse_flapping(entry: MarkedMap, what: str, path: str, problems: Problems) 
     if value is True:
         return Flapping()
     where = entry.at("flapping")
-    if not isinstance(value, dict):
+    if not isinstance(value, MarkedMap):  # every mapping read is one (marked())
         problems.add(path, where, f"{what}: flapping must be true, false or {{low: N, high: N}}")
         return None
     _unknown_keys(value, frozenset({"low", "high"}), f"{what}: flapping", path, problems)
@@ -1084,7 +1086,7 @@ def _check_dependencies(catalog: Catalog, problems: Problems) -> None:
             f"{dep.audit!r}, which does not run on {shown}",
         )
     reported: set[frozenset[int]] = set()  # a loop of entries, once for all its hosts
-    for host, edges in same_edges.items():
+    for host_name, edges in same_edges.items():
         for start in edges:  # each audit depends on at most one: follow the chain
             chain, audit = [start], edges[start][0]
             while audit in edges and audit not in chain:
@@ -1100,7 +1102,7 @@ def _check_dependencies(catalog: Catalog, problems: Problems) -> None:
             steps = " -> ".join(f"{a} ({edges[a][1].where})" for a in loop)
             problems.report(
                 edges[loop[0]][1].where,
-                f"depends_on forms a loop: {steps} -> {loop[0]} (on host {host!r} and "
+                f"depends_on forms a loop: {steps} -> {loop[0]} (on host {host_name!r} and "
                 f"wherever these entries meet)",
             )
 

@@ -46,6 +46,7 @@ _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 _SCALARS = (str, int, float, bool, type(None))
 
 
+# The C dumper where libyaml is there: a base chosen at run time, which mypy can't follow.
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
     """Block style, except a list of plain values on one line: `groups: [hypervisor]`."""
 

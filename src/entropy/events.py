@@ -196,17 +196,21 @@ def tail(
     def remaining() -> float | None:
         return None if deadline is None else deadline - time.monotonic()
 
+    def going() -> bool:
+        """Neither `count` events seen nor the deadline passed, nor asked to stop."""
+        return (
+            (count is None or seen < count)
+            and (deadline is None or deadline > time.monotonic())
+            and not stop.is_set()
+        )
+
     def receive(body: Any, message: kombu.Message) -> None:
         nonlocal seen
         seen += 1
         on_event(message.delivery_info.get("routing_key", ""), body)
         message.ack()
 
-    def more() -> bool:
-        left = remaining()
-        return (count is None or seen < count) and (left is None or left > 0) and not stop.is_set()
-
-    while more():
+    while going():
         queue = kombu.Queue(
             queue_name, exchange(exchange_name), routing_key=pattern, auto_delete=True,
             durable=False,
@@ -216,7 +220,7 @@ def tail(
                 connection.ensure_connection(max_retries=1)
                 with connection.Consumer(queue, callbacks=[receive], accept=["json"]):
                     pause = _RETRY[0]
-                    while more():
+                    while going():
                         try:
                             connection.drain_events(timeout=min(1.0, max(remaining() or 1.0, 0.01)))
                         except TimeoutError:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -146,7 +146,9 @@ class Repairer:
 
     # -- called by the engine ---------------------------------------------------
 
-    def consider(self, catalog: Catalog, recorded: list[tuple[int | None, Pair, Result]]) -> None:
+    def consider(
+        self, catalog: Catalog, recorded: Sequence[tuple[int | None, Pair, Result]]
+    ) -> None:
         """Queue the results some rule may act on; cheap for all the others.
 
         `recorded` are (row id, pair, result): the pair is what a verify runs.

@@ -59,6 +59,8 @@ def backend_url(backend: Backend) -> str | None:
     if backend.state.url != backend.state_url():
         return None  # a store handed in: the child would open another one
     if name in ("dir", "file"):
+        # dir and file sources have a path; naming their classes here would import a
+        # concrete backend (tests/unit/test_layering.py).
         return f"{name}:{source.path}"  # type: ignore[attr-defined]
     if name in ("sqlalchemy", "mongodb"):
         return backend.state_url()

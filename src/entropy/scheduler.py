@@ -156,6 +156,7 @@ class Scheduler:
                 full = self._full_requested or self.catalog is None or now >= self._next_full
             self._full_requested = False
             self._signature = self.backend.definitions_signature()
+            report: SyncReport | None  # None: an incremental refresh found nothing changed
             try:
                 if self.catalog is None:
                     with (progress_on_terminal(quiet=not self.first_load_progress),
@@ -330,11 +331,12 @@ class Scheduler:
             row_id = row.id if row is not None else 0
             k = live.host(pair.host, pair.ip_address, pair.schedule)
             s = live.schedule(pair.schedule)
-            i = old.get(key)
-            if i is None:
+            known = old.get(key)
+            if known is None:
                 i = live.append(k, s, row_id)
                 self._when.append(NOT_ON)
             else:
+                i = known
                 live.host_of[i], live.schedule_of[i], live.ids[i] = k, s, row_id
             if row is not None and row.disabled:
                 self._disabled.add(row_id)

@@ -333,9 +333,9 @@ def shell_problem(text: str) -> str | None:
         )
     for words in commands:
         for index, why in sorted(codeargs.shell_code(words).items()):
-            found = _placeholder_in(words[index], why)
-            if found is not None:
-                return f"{found} is in {why} within the shell command; {_fix(found, why)}"
+            in_code = _placeholder_in(words[index], why)
+            if in_code is not None:
+                return f"{in_code} is in {why} within the shell command; {_fix(in_code, why)}"
     return None
 
 
@@ -427,8 +427,9 @@ def check_pairs(catalog: Catalog, report: Callable[[Location, str], None]) -> No
             if key not in host.vars:
                 missing.setdefault((id(schedule), key), (schedule, []))[1].append(host)
         for placeholder in found.leading:
-            if placeholder.name == "vars" and leading_dash(host.vars.get(placeholder.key)):
-                dashes.setdefault((script.name, placeholder.key or ""), (script, str(placeholder),
+            var = placeholder.key  # never None in leading (needs() keeps only vars.X/params.X)
+            if placeholder.name == "vars" and var is not None and leading_dash(host.vars.get(var)):
+                dashes.setdefault((script.name, var), (script, str(placeholder),
                                   []))[2].append(host)  # fmt: skip
     for (_, key), (schedule, lacking) in missing.items():
         script = catalog.scripts[schedule.audit_name]
@@ -451,11 +452,14 @@ def _check_params(script: Script, found: Needs, schedule: Schedule, report: Any)
             f"({script.where}) uses {{params.{key}}}, which this entry's params do not give",
         )
     for placeholder in found.leading:
-        if placeholder.name == "params" and leading_dash(schedule.params.get(placeholder.key)):
+        param = placeholder.key  # never None in leading (needs() keeps only vars.X/params.X)
+        if placeholder.name != "params" or param is None:
+            continue
+        if leading_dash(schedule.params.get(param)):
             report(
                 schedule.where,
                 f"audit {schedule.audit_name!r} on {schedule.target!r}: param "
-                f"{placeholder.key!r} = {as_text(schedule.params[placeholder.key])!r} starts "
+                f"{param!r} = {as_text(schedule.params[param])!r} starts "
                 f"with '-' where script {script.name!r} ({script.where}) starts an argument "
                 f"with {placeholder}, so the command would read it as an option; write it as "
                 f"--option={placeholder} or read it from the environment",

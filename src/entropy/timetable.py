@@ -175,7 +175,7 @@ class LivePairs:
         live = cls()
         if isinstance(pairs, PairBlocks):
             live.hosts = list(pairs.hosts)
-            live.host_slot = {host.name: k for k, host in enumerate(live.hosts)}  # type: ignore[union-attr]
+            live.host_slot = {host.name: k for k, host in enumerate(pairs.hosts)}
             for schedule, positions in pairs.blocks:
                 s = live.schedule(schedule)
                 live.host_of.extend(positions)
@@ -237,6 +237,8 @@ class LivePairs:
         hosts, schedules, dead = self.hosts, self.schedules, self.DEAD
         for i, (k, s) in enumerate(zip(self.host_of, self.schedule_of, strict=True)):
             if k != dead:
+                # A live pair's host is there: only a host the catalog dropped is None
+                # (_repoint), and its pairs are dead. No assert: a million pairs pass here.
                 found.setdefault(schedules[s].audit_name, {})[hosts[k].name] = i  # type: ignore[union-attr]
         return found
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, safe_url
-from .config import option
+from .config import number
 from .definitions import Problems, build_catalog
 from .errors import BackendError
 from .model import Catalog, Host, Schedule
@@ -30,7 +30,7 @@ def check_state_copy(src: Backend, dst: Backend, force: bool = False) -> int:
     incoming = {(row.audit_name, row.host) for row in src.audits()}
     stored = dst.audits()
     gone = [(r.audit_name, r.host) for r in stored if (r.audit_name, r.host) not in incoming]
-    policy = RemovalPolicy(max_removal=float(option(dst.conf, "max_removal")), force=force)
+    policy = RemovalPolicy(max_removal=number(dst.conf, "max_removal"), force=force)
     try:
         check_removal(len(stored), gone, policy)
     except RemovalRefused as exc:

@@ -45,6 +45,8 @@ class MarkedMap(dict):
     """A YAML mapping that remembers where it and each of its keys stood."""
 
     __slots__ = ("key_marks", "mark")
+    key_marks: dict[Any, tuple[int, int]]  # key -> (line, column); set by new_map
+    mark: tuple[int, int]  # where the mapping itself starts
 
     def at(self, key: Any, missing: tuple[int, int] | None = None) -> tuple[int, int]:
         """Where key stands; for an absent key, `missing` (say, the entry's name) if given."""
@@ -88,6 +90,7 @@ class _Frame:
 _NO_KEY = object()
 
 
+# _Loader is chosen at run time (the C parser where libyaml is there): mypy can't follow it.
 class _Builder(_Loader):  # type: ignore[misc, valid-type]
     """Values from the parser's events; see the module's docstring."""
 
@@ -313,7 +316,7 @@ def loads(text: str) -> Any:
 
     Raises yaml.YAMLError or ValueError when it can't be read.
     """
-    builder = _Builder(text.encode())  # type: ignore[arg-type]
+    builder = _Builder(text.encode())  # type: ignore[arg-type]  # bytes are read like a stream
     if not builder.start():
         return None
     value = builder.value()
@@ -425,6 +428,7 @@ class _Progress(progress.Bar):
         self.path, self.stream, self.size = path, stream, size
 
     @classmethod
+    # Bar.start's other arguments: this bar is made from the file it reads (size, position).
     def start(cls, path: Path, stream: IO[bytes]) -> _Progress | None:  # type: ignore[override]
         out = progress.progress_to
         if out is None:

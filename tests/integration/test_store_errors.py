@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import futurist
 import pytest
 from sqlalchemy import create_engine, text
 
 from entropy.backends import fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
-from entropy.engine import Engine, EngineSettings
+from entropy.engine import Engine, EngineSettings, WorkerPool
 from entropy.errors import StorageFailure, StoreUnavailable
 from entropy.scheduler import Scheduler
 from fleets import write_fleet
@@ -45,20 +43,16 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> 
     backend = fetch(conf, f"dir:{fleet}")
     scheduler = Scheduler(backend, clock, refresh_in_background=False)
     scheduler.refresh()
-    made = Engine(backend, scheduler, clock, EngineSettings("e1", flush_interval=0.01))
-    made._executor = futurist.SynchronousExecutor()  # the audits run inline, in order
-    yield made
+    settings = EngineSettings("e1", flush_interval=0.01)
+    inline = WorkerPool(settings.max_workers, clock, "e1", inline=True)  # run inline, in order
+    yield Engine(backend, scheduler, clock, settings, executor=inline)
     backend.close()
 
 
 def run_due(engine: Engine, clock: FakeClock) -> int:
     """Advance to the next slot and run what is due there (the results go to the recorder)."""
     clock.set(engine.scheduler.next_due())
-    batch = engine.scheduler.next_batch(timeout=0) or engine.scheduler.next_batch(timeout=0)
-    for due in batch:
-        engine._pending[due.row_id] = due
-    engine._dispatch(fresh=[due.row_id for due in batch])
-    return len(batch)
+    return len(engine.run_once(record=False))  # the recorder's thread writes them
 
 
 def wait_for(condition, what: str, timeout: float = 20.0) -> None:
@@ -81,8 +75,7 @@ def test_a_dropped_column_gives_a_logged_bounded_failure(
     engine: Engine, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="entropy")
-    recorder = threading.Thread(target=engine._record_loop, daemon=True)
-    recorder.start()
+    engine.recorder.start()
     try:
         assert run_due(engine, clock) == 3
         wait_for(lambda: engine.recorded == 3, "the first results to be stored")
@@ -115,9 +108,8 @@ def test_a_dropped_column_gives_a_logged_bounded_failure(
         assert run_due(engine, clock) == 3
         wait_for(lambda: engine.dropped == 6, "the next results to be dropped in turn")
     finally:
-        engine._results.put(None)
-        recorder.join(10)
-    assert not recorder.is_alive()
+        ended = engine.recorder.close(10)
+    assert ended
     assert engine.recorded == 3
 
 
@@ -135,8 +127,7 @@ def test_an_unreachable_store_is_transient_and_the_results_wait(
     away = database.with_suffix(".away")
     database.rename(away)
     database.mkdir()  # a directory where the file was: SQLite cannot open it
-    recorder = threading.Thread(target=engine._record_loop, daemon=True)
-    recorder.start()
+    engine.recorder.start()
     try:
         with pytest.raises(StoreUnavailable):
             state.audits()
@@ -145,6 +136,5 @@ def test_an_unreachable_store_is_transient_and_the_results_wait(
         away.rename(database)
         wait_for(lambda: engine.recorded == 3, "the results, once the store is back")
     finally:
-        engine._results.put(None)
-        recorder.join(10)
+        assert engine.recorder.close(10)
     assert (engine.recorded, engine.dropped) == (3, 0)

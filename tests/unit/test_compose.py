@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
-from entropy import gctuning
+from entropy import config, gctuning
 from entropy.backends.impl_memory import forget
 from entropy.clock import FakeClock
+from entropy.config import load_conf
 from entropy.engine import EngineSettings
 from entropy.errors import EntropyError
 from entropy.model import Outcome, Result
 from entropy.service import definitions, fleet
-from entropy.service.compose import EngineProcess, engine_settings, gc_tuned
+from entropy.service.compose import EngineProcess, gc_tuned
 from entropy.service.runtime import Runtime
 from entropy.service.signals import Interrupted, raise_on_signals, stop_on_signals
 
@@ -65,16 +66,16 @@ def test_engine_settings_come_from_the_config_in_one_place(rt: Runtime) -> None:
                         ("engine_id", "e-7")):  # fmt: skip
         conf.set_override(name, value)
     try:
-        settings = engine_settings(rt)
+        settings = EngineSettings.from_conf(conf)
         assert (settings.engine_id, settings.max_workers, settings.default_timeout,
                 settings.shutdown_grace, settings.result_retention, settings.lease,
                 settings.heartbeat_interval, settings.max_clock_skew) == (
                     "e-7", 3, 7, 2, 3600, 12.0, 4.0, 0.5)  # fmt: skip
         assert settings.pid == os.getpid() and settings.hostname
-        assert engine_settings(rt, max_workers=11).max_workers == 11
+        assert EngineSettings.from_conf(conf, max_workers=11).max_workers == 11
         conf.set_override("claim_lease", 5.0)  # not 3 heartbeats
         with pytest.raises(EntropyError, match="claim_lease = 5 must be at least 3 x"):
-            engine_settings(rt)
+            EngineSettings.from_conf(conf)
     finally:
         conf.clear_override("claim_lease")
     # Every setting the config has is taken from it: none falls back on a restated default.
@@ -83,6 +84,15 @@ def test_engine_settings_come_from_the_config_in_one_place(rt: Runtime) -> None:
                    "hostname", "pid"}  # fmt: skip
     tuning = {"flush_interval", "flush_size", "result_queue_size"}  # the engine's own
     assert {f.name for f in fields(EngineSettings)} - from_config <= tuning
+
+
+def test_engine_settings_defaults_are_the_configs() -> None:
+    """Made by hand (tests, the bench), EngineSettings has the defaults config.py declares."""
+    by_hand, from_conf = EngineSettings("e"), EngineSettings.from_conf(load_conf())
+    for name in ("max_workers", "default_timeout", "shutdown_grace", "result_retention",
+                 "lease", "heartbeat_interval", "max_clock_skew"):  # fmt: skip
+        assert getattr(by_hand, name) == getattr(from_conf, name), name
+    assert by_hand.lease == config.default("claim_lease")
 
 
 def test_an_engine_built_from_the_config_runs_records_and_reports(

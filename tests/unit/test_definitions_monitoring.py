@@ -268,6 +268,12 @@ def test_a_passive_audit_needs_no_script_and_is_checked_every_freshness(tmp_path
             "a passive audit needs freshness: how long without a result before it turns "
             "unknown (say, freshness: 1d)",
         ),
+        (  # `freshness:` with no value is none (it made a schedule with no timing)
+            "{passive: true, freshness: null}",
+            "check_a",
+            "a passive audit needs freshness: how long without a result before it turns "
+            "unknown (say, freshness: 1d)",
+        ),
         (
             "{passive: true, freshness: 1d, run_every: 1h}",
             "check_a",

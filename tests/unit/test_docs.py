@@ -16,6 +16,7 @@ import click
 import pytest
 
 from entropy.cli import main
+from entropy.config import load_conf, option
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -133,3 +134,34 @@ def test_every_link_to_a_page_of_the_project_leads_somewhere(page: Path) -> None
         ):
             broken.append(target)
     assert broken == [], f"{page.name}: links that lead nowhere"
+
+
+def config_examples(page: Path) -> list[str]:
+    return re.findall(r"```ini\n(.*?)```", page.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("page", [p for p in [README, *sorted((ROOT / "docs").glob("*.md"))]
+                                  if config_examples(p)], ids=lambda p: p.name)  # fmt: skip
+def test_every_entropy_conf_example_sets_known_options_to_values_they_take(
+    page: Path, tmp_path: Path
+) -> None:
+    """Each example reads as written: no comment after a value (oslo.config keeps it in)."""
+    for number, example in enumerate(config_examples(page)):
+        path = tmp_path / f"{number}.conf"
+        path.write_text(example)
+        conf, group = load_conf([str(path)]), None
+        for line in example.splitlines():
+            if section := re.fullmatch(r"\[(\w+)\]", line.strip()):
+                group = None if section[1] == "DEFAULT" else section[1]
+            elif setting := re.fullmatch(r"(\w+)\s*=\s*(.*)", line.strip()):
+                name, value = setting.groups()
+                where = f"{page.name}: [{group or 'DEFAULT'}] {name} = {value}"
+                assert "#" not in value, f"{where}: the comment would be part of the value"
+                option(conf, name, group)  # an unknown option or a bad value raises
+
+
+def test_the_config_example_check_catches_a_comment_after_a_value(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```ini\n[DEFAULT]\nmax_workers = 16  # at once\n```\n")
+    with pytest.raises(AssertionError, match="would be part of the value"):
+        test_every_entropy_conf_example_sets_known_options_to_values_they_take(page, tmp_path)

@@ -16,15 +16,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import futurist
 import pytest
 
+from entropy import runners
 from entropy.backends.base import Backend, RecordItem
 from entropy.backends.impl_dir import DirDefinitions
 from entropy.backends.impl_memory import MemoryStateStore, forget
 from entropy.clock import FakeClock
 from entropy.config import load_conf
-from entropy.engine import Engine, EngineSettings
+from entropy.engine import Engine, EngineSettings, WorkerPool
+from entropy.engine.pool import WATCHDOG_MARGIN
 from entropy.errors import StorageFailure, StoreError, StoreUnavailable
 from entropy.model import Outcome, Result
 from entropy.scheduler import Due, Scheduler
@@ -63,7 +64,9 @@ def store(tmp_path: Path) -> Iterator[FaultyStore]:
     forget(str(tmp_path))
 
 
-def make_engine(tmp_path: Path, store: FaultyStore, clock: FakeClock, **settings: Any) -> Engine:
+def make_engine(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, inline: bool = True, **settings: Any
+) -> Engine:
     fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
                         schedules=SCHEDULES)  # fmt: skip
     conf = load_conf()
@@ -71,18 +74,16 @@ def make_engine(tmp_path: Path, store: FaultyStore, clock: FakeClock, **settings
     backend = Backend(conf, DirDefinitions(conf, str(fleet)), state=store)
     scheduler = Scheduler(backend, clock, refresh_in_background=False)
     scheduler.refresh()
-    engine = Engine(backend, scheduler, clock, EngineSettings("e1", **settings))
-    engine._executor = futurist.SynchronousExecutor()
-    return engine
+    made = EngineSettings("e1", **settings)
+    # inline: the audits run in the test's thread, in order
+    pool = WorkerPool(made.max_workers, clock, "e1", inline=inline)
+    return Engine(backend, scheduler, clock, made, executor=pool)
 
 
-def run_due(engine: Engine, clock: FakeClock) -> list[Due]:
+def run_due(engine: Engine, clock: FakeClock, record: bool = True) -> list[Due]:
+    """Move to the next slot and run one pass of the engine there."""
     clock.set(engine.scheduler.next_due())
-    batch = engine.scheduler.next_batch(timeout=0) or engine.scheduler.next_batch(timeout=0)
-    for due in batch:
-        engine._pending[due.row_id] = due
-    engine._dispatch(fresh=[due.row_id for due in batch])
-    return batch
+    return engine.run_once(record=record)
 
 
 def test_a_transient_claim_error_keeps_the_audits_waiting(
@@ -91,10 +92,10 @@ def test_a_transient_claim_error_keeps_the_audits_waiting(
     engine = make_engine(tmp_path, store, clock)
     store.claim_fault = StoreUnavailable("state store memory: connection lost")
     batch = run_due(engine, clock)
-    assert len(batch) == 3 and set(engine._pending) == {due.row_id for due in batch}
+    assert len(batch) == 3 and engine.dispatcher.waiting() == 3 and engine.recorded == 0
     store.claim_fault = None
-    engine._dispatch(fresh=[])  # the loop's next try
-    assert engine._pending == {} and engine._results.qsize() == 3
+    assert engine.run_once() == []  # the loop's next try: nothing new is due, the 3 wait
+    assert engine.dispatcher.waiting() == 0 and engine.recorded == 3
 
 
 def test_a_permanent_claim_error_skips_to_the_next_slot_and_says_so_once(
@@ -103,13 +104,13 @@ def test_a_permanent_claim_error_skips_to_the_next_slot_and_says_so_once(
     engine = make_engine(tmp_path, store, clock)
     store.claim_fault = StorageFailure("state store memory: no such column: lease_until")
     first = run_due(engine, clock)
-    assert engine._pending == {}  # not retried as fast as the loop turns
+    assert engine.dispatcher.waiting() == 0  # not retried as fast as the loop turns
     assert engine.scheduler.next_due() == first[0].slot + timedelta(seconds=10)  # next slot
     run_due(engine, clock)  # the next slot: refused again, not logged again within a minute
     refused = [r for r in caplog.records if "refuses claims" in r.getMessage()]
     assert len(refused) == 1 and "3 audits skip to their next slot" in refused[0].getMessage()
     store.claim_fault = None
-    assert len(run_due(engine, clock)) == 3 and engine._results.qsize() == 3
+    assert len(run_due(engine, clock)) == 3 and engine.recorded == 3
 
 
 def test_a_claim_that_raises_a_bug_leaves_the_engine_running(
@@ -119,7 +120,7 @@ def test_a_claim_that_raises_a_bug_leaves_the_engine_running(
     store.claim_fault = KeyError("next_run")  # say, a reply without a field it should have
     first = run_due(engine, clock)  # returns: the engine loop would go on
     assert "claiming 3 audits failed" in caplog.text and "KeyError" in caplog.text
-    assert engine._pending == {}
+    assert engine.dispatcher.waiting() == 0
     assert engine.scheduler.next_due() == first[0].slot + timedelta(seconds=10)
 
 
@@ -129,10 +130,9 @@ def test_results_wait_in_a_bounded_queue_and_the_workers_pause_when_it_is_full(
     caplog.set_level(logging.INFO, logger="entropy")
     engine = make_engine(tmp_path, store, clock, result_queue_size=4, flush_size=2,
                          flush_interval=0.01)  # fmt: skip
-    due = run_due(engine, clock)[0]  # one real claim, to have a row to record over
+    due = run_due(engine, clock, record=False)[0]  # one real claim, to have a row to record over
     store.record_fault = StoreUnavailable("state store memory: connection lost")
-    recorder = threading.Thread(target=engine._record_loop, daemon=True)
-    recorder.start()
+    engine.recorder.start()
 
     def result(n: int) -> tuple[Due, Result, datetime]:
         now = clock.now()
@@ -140,18 +140,58 @@ def test_results_wait_in_a_bounded_queue_and_the_workers_pause_when_it_is_full(
                       engine_id="e1", audit_name="check", host=due.pair.host)  # fmt: skip
         return due, done, now
 
-    worker = threading.Thread(target=lambda: [engine._hand_over(result(n)) for n in range(8)])
+    worker = threading.Thread(target=lambda: [engine.results.put(result(n)) for n in range(8)])
     worker.start()
     deadline = time.monotonic() + 10
     while "result queue full" not in caplog.text:
         assert time.monotonic() < deadline, "no log line said the queue was full"
         time.sleep(0.01)
-    assert worker.is_alive() and engine._results.qsize() <= 4  # held, not growing
+    assert worker.is_alive() and engine.results.waiting() <= 4  # held, not growing
     assert engine.dropped == 0  # a transient error drops nothing
     store.record_fault = None
     worker.join(20)
     assert not worker.is_alive()
     assert "the result queue has room again" in caplog.text
-    engine._results.put(None)
-    recorder.join(20)
+    assert engine.recorder.close(20)
     assert (engine.recorded, engine.dropped) == (3 + 8, 0)
+
+
+def test_an_audit_stuck_past_its_timeout_is_recorded_as_timeout_once_the_clock_says_so(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog's deadlines are on the engine's clock (Clock.monotonic)."""
+    engine = make_engine(tmp_path, store, clock, inline=False, default_timeout=5)
+    release = threading.Event()
+
+    def stuck(job: Any, clock: FakeClock) -> Result:  # a python audit stuck in a call
+        release.wait(30)
+        now = clock.now()
+        return Result(Outcome.OK, "late", started_at=now, finished_at=now)
+
+    monkeypatch.setattr(runners, "run_job", stuck)
+    try:
+        assert len(run_due(engine, clock, record=False)) == 3
+        wait_for(lambda: engine.executor.running() == 3)
+        clock.advance(5 + WATCHDOG_MARGIN)  # at the deadline, not past it
+        assert engine.executor.expire_overdue() == 0
+        assert (engine.executor.in_flight(), engine.stuck) == (3, 0)
+        clock.advance(0.1)
+        wait_for(lambda: engine.results.waiting() == 3)  # the watchdog's next look
+        engine.recorder.flush()
+        stored = store.results(limit=10)
+        assert [r.outcome for r in stored] == [Outcome.TIMEOUT] * 3
+        assert all("still running after its 5s timeout" in r.summary for r in stored)
+        assert (engine.recorded, engine.stuck, engine.owned()) == (3, 3, [])
+        release.set()  # the calls return at last: nothing more is recorded
+        wait_for(lambda: engine.stuck == 0)
+        assert engine.results.waiting() == 0
+    finally:
+        release.set()
+        engine.executor.shutdown()
+
+
+def wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -1,31 +1,69 @@
-"""The engine's hand-off to its workers: queued audits, at most max_workers drainers."""
+"""The engine's parts alone: the worker pool and its watchdog, the result queue.
+
+The pool is driven through the executor seam (start, submit, the outlet it
+hands outcomes to); runners.run_job is replaced by the audit each test
+needs (the bench meters it the same way). The watchdog's deadlines are on
+the fake clock: a test moves it past them.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-import futurist
 import pytest
 
+from entropy import runners
 from entropy.clock import FakeClock
-from entropy.engine import Engine, EngineSettings
+from entropy.engine import WorkerPool
+from entropy.engine.pool import WATCHDOG_MARGIN
+from entropy.engine.results import ResultQueue
+from entropy.model import Outcome, Result
+
+SLOT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class _Due:
-    def __init__(self, row_id: int) -> None:
-        self.row_id = row_id
-        self.pair = type("P", (), {"audit_name": "a", "host": f"h{row_id}"})()
+def due(row_id: int) -> Any:
+    return SimpleNamespace(row_id=row_id, slot=SLOT,
+                           pair=SimpleNamespace(audit_name="a", host=f"h{row_id}"))  # fmt: skip
 
 
-def _engine(workers: int) -> Engine:
-    engine = Engine(None, None, FakeClock(), EngineSettings("e", max_workers=workers))  # type: ignore[arg-type]
-    engine._executor = futurist.ThreadPoolExecutor(max_workers=workers)
-    return engine
+def job(timeout: float = 10.0) -> Any:
+    return SimpleNamespace(audit_name="a", timeout=timeout, host=SimpleNamespace(name="h"),
+                           script=SimpleNamespace(kind="python"))  # fmt: skip
 
 
-def _wait_for(condition: Any) -> None:
+def ok(clock: FakeClock) -> Result:
+    return Result(Outcome.OK, "fine", started_at=clock.now(), finished_at=clock.now())
+
+
+class Outlet:
+    """Collects what the pool hands over, as the engine's outlet would record it."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple[int, Result]] = []
+        self.lost: list[int] = []
+        self.lock = threading.Lock()
+
+    def finished(self, d: Any, result: Result) -> None:
+        with self.lock:
+            self.results.append((d.row_id, result))
+
+    def given_up(self, d: Any) -> None:
+        with self.lock:
+            self.lost.append(d.row_id)
+
+
+def started(pool: WorkerPool) -> Outlet:
+    outlet = Outlet()
+    pool.start(outlet)
+    return outlet
+
+
+def wait_for(condition: Any) -> None:
     deadline = time.monotonic() + 10
     while not condition():
         assert time.monotonic() < deadline, "the workers did not finish"
@@ -36,74 +74,142 @@ def _wait_for(condition: Any) -> None:
 def test_every_queued_audit_runs_once_and_never_more_than_max_workers_at_once(
     workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = _engine(workers)
-    ran: list[int] = []
+    clock = FakeClock()
+    pool = WorkerPool(workers, clock, "e")
     busy, most = [0], [0]
     lock = threading.Lock()
 
-    def run_one(due: _Due, job: object) -> None:
+    def run_job(job: Any, clock: FakeClock) -> Result:
         with lock:
             busy[0] += 1
             most[0] = max(most[0], busy[0])
         time.sleep(0.001)
         with lock:
             busy[0] -= 1
-            ran.append(due.row_id)
+        return ok(clock)
 
-    monkeypatch.setattr(engine, "_run_one", run_one)
-    for start in range(0, 60, 20):  # batches arrive while earlier ones still run
-        engine._start([(_Due(i), None) for i in range(start, start + 20)])  # type: ignore[misc]
-    _wait_for(lambda: len(ran) == 60 and engine._drainers == 0)
-    assert sorted(ran) == list(range(60))
+    monkeypatch.setattr(runners, "run_job", run_job)
+    outlet = started(pool)
+    try:
+        for start in range(0, 60, 20):  # batches arrive while earlier ones still run
+            pool.submit([(due(i), job()) for i in range(start, start + 20)])
+        wait_for(lambda: len(outlet.results) == 60 and pool.in_flight() == 0)
+    finally:
+        pool.shutdown()
+    assert sorted(row for row, _ in outlet.results) == list(range(60))
     assert most[0] <= workers
-    engine._executor.shutdown()
+    assert pool.completed() == 60 and pool.running() == 0 and pool.stuck == 0
+    # Each result says where it belongs: slot, engine, audit, host.
+    row, result = outlet.results[0]
+    assert (result.slot, result.engine_id, result.host) == (SLOT, "e", f"h{row}")
 
 
 def test_a_crashing_audit_does_not_stop_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = _engine(1)
-    ran: list[int] = []
+    clock = FakeClock()
+    pool = WorkerPool(1, clock, "e")
 
-    def run_one(due: _Due, job: object) -> None:
-        if due.row_id == 1:
+    def run_job(job: Any, clock: FakeClock) -> Result:
+        if job.timeout == 1:
             raise RuntimeError("a bug")
-        ran.append(due.row_id)
+        return ok(clock)
 
-    monkeypatch.setattr(engine, "_run_one", run_one)
-    engine._running.update({i: _Due(i) for i in range(3)})  # type: ignore[misc]
-    engine._start([(_Due(i), None) for i in range(3)])  # type: ignore[misc]
-    _wait_for(lambda: engine._drainers == 0)
-    assert ran == [0, 2]
-    assert 1 not in engine._running  # not left counted as running
-    engine._executor.shutdown()
-
-
-def _recorder(flush_size: int) -> Engine:
-    settings = EngineSettings("e", flush_size=flush_size, flush_interval=3600.0)
-    return Engine(None, None, FakeClock(), settings)  # type: ignore[arg-type]
+    monkeypatch.setattr(runners, "run_job", run_job)
+    outlet = started(pool)
+    try:
+        pool.submit([(due(0), job()), (due(1), job(timeout=1)), (due(2), job())])
+        wait_for(lambda: pool.in_flight() == 0 and len(outlet.results) == 2)
+    finally:
+        pool.shutdown()
+    assert [row for row, _ in outlet.results] == [0, 2]
+    assert outlet.lost == [1]  # no result comes: its lease is let go
+    assert not pool.holds(1)  # not left counted as in flight
 
 
-def test_after_a_full_batch_the_recorder_writes_the_rest_once_nothing_is_running() -> None:
-    engine = _recorder(flush_size=2)
+def test_the_watchdog_gives_up_on_an_audit_past_its_timeout_on_the_engine_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    pool = WorkerPool(2, clock, "e", inline=False)
+    release, inside = threading.Event(), threading.Event()
+
+    def run_job(job: Any, clock: FakeClock) -> Result:
+        inside.set()
+        release.wait(10)  # a python audit stuck in a call
+        return ok(clock)
+
+    monkeypatch.setattr(runners, "run_job", run_job)
+    outlet = started(pool)
+    try:
+        pool.submit([(due(7), job(timeout=5))])
+        assert inside.wait(10)
+        assert pool.expire_overdue() == 0 and pool.running() == 1
+        clock.advance(5 + WATCHDOG_MARGIN)  # at the deadline: not past it
+        assert pool.expire_overdue() == 0
+        clock.advance(0.1)
+        assert pool.expire_overdue() == 1
+        [(row, result)] = outlet.results
+        assert (row, result.outcome, result.engine_id) == (7, Outcome.TIMEOUT, "e")
+        assert "still running after its 5s timeout" in result.summary
+        assert (pool.in_flight(), pool.stuck) == (0, 1)  # the row is free, the thread is not
+        release.set()  # the call returns at last: its result is not handed over again
+        wait_for(lambda: pool.stuck == 0)
+        assert len(outlet.results) == 1
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_after_stop_starting_queued_audits_are_dropped_not_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    pool = WorkerPool(1, clock, "e", inline=True)
+    ran: list[int] = []
+    monkeypatch.setattr(runners, "run_job", lambda job, clock: ran.append(1) or ok(clock))
+    outlet = started(pool)
+    pool.stop_starting()
+    pool.submit([(due(1), job()), (due(2), job())])
+    assert (ran, outlet.results, outlet.lost, pool.in_flight()) == ([], [], [], 0)
+
+
+def test_after_a_full_batch_the_recorder_gets_the_rest_once_nothing_is_running() -> None:
+    results = ResultQueue(size=10)
     for i in range(3):
-        engine._results.put((_Due(i), None, None))  # type: ignore[arg-type]
+        results.put((due(i), None, None))  # type: ignore[arg-type]
     batch: list = []
-    assert engine._collect(batch) is False and len(batch) == 2  # full: a burst
+    idle = lambda: True  # noqa: E731
+    assert results.collect(batch, limit=2, interval=3600.0, idle=idle) is False
+    assert len(batch) == 2  # full: a burst
     rest: list = []
-    # Nothing claimed is left unfinished: no waiting the hour of flush_interval.
-    assert engine._collect(rest) is False and len(rest) == 1
+    # Nothing claimed is left unfinished: no waiting the hour of the interval.
+    assert results.collect(rest, limit=2, interval=3600.0, idle=idle) is False and len(rest) == 1
 
 
 def test_the_recorder_waits_for_more_while_claimed_audits_are_unfinished() -> None:
-    engine = _recorder(flush_size=2)
-    engine._burst = True
-    engine._running[7] = _Due(7)  # type: ignore[assignment]
-    engine._results.put((_Due(1), None, None))  # type: ignore[arg-type]
+    results = ResultQueue(size=10)
+    for i in range(3):
+        results.put((due(i), None, None))  # type: ignore[arg-type]
+    results.collect([], limit=2, interval=3600.0, idle=lambda: False)  # a burst
     batch: list = []
     stopped: list[bool] = []
-    collector = threading.Thread(target=lambda: stopped.append(engine._collect(batch)))
+    collector = threading.Thread(
+        target=lambda: stopped.append(results.collect(batch, 2, 3600.0, idle=lambda: False))
+    )
     collector.start()
     collector.join(0.2)
-    assert collector.is_alive()  # still waiting: audit 7 may finish any moment
-    engine._results.put(None)
+    assert collector.is_alive()  # still waiting: an audit may finish any moment
+    results.close()
     collector.join(10)
     assert stopped == [True] and len(batch) == 1
+
+
+def test_the_fake_clocks_monotonic_moves_with_it_and_never_back() -> None:
+    clock = FakeClock(SLOT)
+    start = clock.monotonic()
+    clock.advance(2.5)
+    clock.wait(threading.Event(), 1.5)  # waiting on a fake clock moves it
+    assert clock.monotonic() == start + 4
+    clock.set(SLOT)  # back in time: now() goes back, monotonic() stays
+    assert (clock.now(), clock.monotonic()) == (SLOT, start + 4)
+    clock.set(SLOT.replace(minute=1))
+    assert clock.monotonic() == start + 4 + 60

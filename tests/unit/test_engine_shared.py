@@ -1,8 +1,8 @@
 """Two Engine objects with their own time tables on one shared store, on a fake clock.
 
-The engines' claim and heartbeat logic, step by step: each step is what
-one pass of Engine.run does (take the due batch, claim, run, record), with
-the pool run inline so the test decides who goes first. No test sleeps;
+The engines' claim and heartbeat logic, step by step: each step is one pass
+of Engine.run (Engine.run_once: take the due batch, claim, run, record),
+with the pool run inline so the test decides who goes first. No test sleeps;
 the stores are the memory reference and the real shared ones (PostgreSQL,
 MariaDB, MongoDB).
 """
@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import futurist
 import pytest
 
 from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
-from entropy.engine import Engine, EngineSettings
+from entropy.engine import Engine, EngineSettings, WorkerPool
 from entropy.model import Result, Status
 from entropy.scheduler import Scheduler
 from fleets import write_fleet
@@ -55,9 +54,9 @@ def make_engine(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
         opened.append(backend)
         scheduler = Scheduler(backend, engine_clock, refresh_in_background=False)
         scheduler.refresh()
-        engine = Engine(backend, scheduler, engine_clock, EngineSettings(engine_id, **settings))
-        engine._executor = futurist.SynchronousExecutor()  # runs inline, in the test's order
-        return engine
+        made = EngineSettings(engine_id, **settings)
+        inline = WorkerPool(made.max_workers, engine_clock, engine_id, inline=True)  # test's order
+        return Engine(backend, scheduler, engine_clock, made, executor=inline)
 
     yield make
     for backend in opened:
@@ -66,13 +65,7 @@ def make_engine(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 
 def step(engine: Engine) -> None:
     """One pass of the engine's loop, then its recorder writes what finished."""
-    # A wake-up left by done() makes the first call return [] at once.
-    batch = engine.scheduler.next_batch(timeout=0) or engine.scheduler.next_batch(timeout=0)
-    for due in batch:
-        engine._pending[due.row_id] = due
-    engine._dispatch(fresh=[due.row_id for due in batch])
-    engine._results.put(None)
-    engine._record_loop()
+    engine.run_once()
 
 
 def history(engine: Engine) -> list[Result]:
@@ -128,7 +121,7 @@ def test_a_heartbeat_renews_what_it_holds_and_takes_back_what_a_dead_engine_held
     (mine, theirs, *_) = [r.id for r in live.backend.audits()]
     live.registry.register(live.record_of_me(clock.now()), clock.now(), live.dead_after)
     state.claim([mine], "live", clock.now(), clock.now() + timedelta(seconds=30))
-    live._owned.add(mine)  # as _dispatch does for what it claimed
+    live.leases.hold([mine])  # as the dispatcher does for what it claimed
     state.claim([theirs], "dead", clock.now(), clock.now() + timedelta(seconds=30))
     for due in live.scheduler.next_batch(timeout=0):  # as a lost claim does: its next slot
         live.scheduler.done(due, clock.now())
@@ -158,12 +151,12 @@ def test_a_stop_asked_through_the_store_stops_the_engine_at_its_next_heartbeat(
     engine = make_engine("e1")
     engine.registry.register(engine.record_of_me(clock.now()), clock.now(), engine.dead_after)
     engine.heartbeat.beat()
-    assert not engine._stopping.is_set()
+    assert not engine.stopping
     other = engine.backend.state.engine_registry()  # e.g. `entropy engine stop` elsewhere
     assert other.request_stop("e1", clock.now(), engine.dead_after) == ["e1"]
     clock.advance(5)
     engine.heartbeat.beat()
-    assert engine._stopping.is_set()
+    assert engine.stopping
 
 
 def test_clocks_skewed_within_the_bound_run_no_slot_twice_and_take_no_live_lease(
@@ -199,7 +192,7 @@ def test_clocks_skewed_within_the_bound_run_no_slot_twice_and_take_no_live_lease
     held, state = first.id, slow.backend.state
     advance(max((first.next_run - clock.now()).total_seconds(), 0.0))  # its slot has come
     assert list(state.claim([held], "slow", clock.now(), clock.now() + timedelta(seconds=6)))
-    slow._owned.add(held)
+    slow.leases.hold([held])
     for _ in range(10):  # 20 s of a long audit
         advance(2)
         slow.heartbeat.beat()

@@ -56,7 +56,7 @@ def test_every_concrete_backend_is_in_the_forbidden_list() -> None:
 @pytest.mark.parametrize(
     ("module", "line", "broken"),
     [
-        ("engine.py", "from .backends.sqlalchemy import state", "entropy.backends.sqlalchemy"),
+        ("engine/core.py", "from ..backends.sqlalchemy import state", "backends.sqlalchemy"),
         ("repairs.py", "from .backends import impl_memory", "entropy.backends.impl_memory"),
         ("model.py", "from . import engine", "entropy.model -> entropy.engine"),
         ("backends/base.py", "from .. import scheduler", "entropy.backends.base -> "),

@@ -26,7 +26,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.backend = Backend(rt)
     app.state.tokens = token_file(rt)
     app.state.open_paths = {opt: bool(rt.option(opt, "api")) for opt in OPEN_PATHS.values()}
-    app.add_exception_handler(EntropyError, error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(EntropyError, error_response)
     app.include_router(v1.router)
     app.include_router(events.router)
     app.include_router(ops.router)

@@ -84,7 +84,7 @@ def overview(request: Request, token: Viewer) -> HTMLResponse:
         seen = health(rt)
         latest = reads.repair_results(rt, limit=10).items
     failing = [p for p in seen.pairs if p.outcome not in (None, Outcome.OK.value)]
-    failing = sorted(failing, key=lambda p: (RANK.get(p.outcome, 0), p.host, p.audit_name))
+    failing.sort(key=lambda p: (RANK.get(p.outcome or "none", 0), p.host, p.audit_name))
     overdue = sorted(seen.overdue, key=lambda p: (p.next_run, p.host))
     engines = seen.engines.to_dicts()
     return _page(

@@ -65,7 +65,7 @@ def fetch(conf: cfg.ConfigOpts, url: str | None = None) -> Backend:
     """The backend the URL (or else `entropy_backend` in the config) names, ready to use."""
     name, location = parse_backend_url(url) if url else (str(option(conf, "entropy_backend")), None)
     try:
-        manager = DriverManager(
+        manager: DriverManager[object] = DriverManager(
             NAMESPACE,
             name,
             invoke_on_load=True,
@@ -76,10 +76,13 @@ def fetch(conf: cfg.ConfigOpts, url: str | None = None) -> Backend:
         raise BackendError(
             f"unknown backend {name!r}; available: {', '.join(available())}"
         ) from None
-    return Backend(conf, manager.driver)
+    source = manager.driver
+    if not isinstance(source, DefinitionsSource):  # an entry point naming something else
+        raise BackendError(f"backend {name!r} is no DefinitionsSource: {source!r}")
+    return Backend(conf, source)
 
 
-def _load_failed(_manager: object, entry_point: object, exc: Exception) -> None:
+def _load_failed(_manager: object, entry_point: object, exc: BaseException) -> None:
     raise BackendError(
         f"backend {getattr(entry_point, 'name', entry_point)!r} failed to load: {exc}"
     )

@@ -22,6 +22,7 @@ in one place.
 from __future__ import annotations
 
 import abc
+import builtins  # `list` in EngineRegistry is its method: builtins.list is the type
 import hashlib
 import os
 import socket
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 from oslo_config import cfg
 
 from ..catalogdiff import SyncScope, pairs_in
-from ..config import option, splay_cap, state_dir
+from ..config import number, splay_cap, state_dir
 from ..errors import BackendError, NoState, Unsupported
 from ..model import (
     AuditRow,
@@ -228,7 +229,7 @@ class DefinitionsSource(Capable, abc.ABC):
 
     def signature(self) -> Hashable:
         """Changes when the definitions may have changed (a watched file, a version)."""
-        found = []
+        found: list[tuple[object, ...]] = []  # (path, mtime, size), or (path, None) if gone
         for path in self.watched_paths():
             try:
                 stat = path.stat()
@@ -403,10 +404,12 @@ class EngineRegistry(abc.ABC):
         """Drop entries of engines silent since before `before` (history hygiene)."""
 
     @abc.abstractmethod
-    def _ask_to_stop(self, engine_ids: list[str]) -> None:
+    def _ask_to_stop(self, engine_ids: builtins.list[str]) -> None:
         """Set the stop request of these entries."""
 
-    def request_stop(self, engine_id: str | None, now: datetime, dead_after: float) -> list[str]:
+    def request_stop(
+        self, engine_id: str | None, now: datetime, dead_after: float
+    ) -> builtins.list[str]:
         """Ask one engine (or, with None, every live one) to stop; the ids asked.
 
         An unknown id is an error naming the known ones; a stopped or dead
@@ -662,13 +665,18 @@ def open_state_store(
 
     scheme = state_scheme(url)
     try:
-        manager = DriverManager(STATE_STORES, scheme, on_load_failure_callback=_load_failed)
+        manager: DriverManager[Callable[..., object]] = DriverManager(
+            STATE_STORES, scheme, on_load_failure_callback=_load_failed
+        )
     except NoMatches:
         known = ", ".join(sorted(_names(STATE_STORES)))
         raise BackendError(
             f"no state store for {safe_url(url)!r} (scheme {scheme!r}); known schemes: {known}"
         ) from None
-    return manager.driver(url, check_schema=check_schema, read_only=read_only, timeouts=timeouts)
+    store = manager.driver(url, check_schema=check_schema, read_only=read_only, timeouts=timeouts)
+    if not isinstance(store, StateStore):  # an entry point naming something else
+        raise BackendError(f"the state store for scheme {scheme!r} is no StateStore: {store!r}")
+    return store
 
 
 def _names(group: str) -> set[str]:
@@ -677,7 +685,7 @@ def _names(group: str) -> set[str]:
     return {ep.name for ep in entry_points(group=group)}
 
 
-def _load_failed(_manager: object, entry_point: object, exc: Exception) -> None:
+def _load_failed(_manager: object, entry_point: object, exc: BaseException) -> None:
     raise BackendError(
         f"backend {getattr(entry_point, 'name', entry_point)!r} failed to load: {exc}"
     )
@@ -790,10 +798,10 @@ class Backend:
         StateStore.sync), for an incremental refresh.
         """
         policy = RemovalPolicy(
-            max_removal=float(option(self.conf, "max_removal")),
+            max_removal=number(self.conf, "max_removal"),
             force=force,
             remove=remove,
-            disable_retention=float(option(self.conf, "disable_retention")),
+            disable_retention=number(self.conf, "disable_retention"),
             actor=actor,
         )
         try:
@@ -801,7 +809,7 @@ class Backend:
                 catalog.pairs if scope is None else pairs_in(catalog, scope),
                 now,
                 splay_cap(self.conf),
-                float(option(self.conf, "max_clock_skew")),
+                number(self.conf, "max_clock_skew"),
                 policy,
                 scope,
             )
@@ -856,11 +864,11 @@ class Timeouts:
 
 def timeouts(conf: cfg.ConfigOpts, statement: bool = True) -> Timeouts:
     """The [database] options; statement=False for work that may run long (db upgrade)."""
-    limit = int(option(conf, "statement_timeout", "database"))  # type: ignore[arg-type]
+    limit = number(conf, "statement_timeout", "database")
     return Timeouts(
-        connect=float(option(conf, "connect_timeout", "database")),  # type: ignore[arg-type]
-        statement=float(limit) if limit and statement else None,
-        lock=float(option(conf, "lock_timeout", "database")),  # type: ignore[arg-type]
+        connect=number(conf, "connect_timeout", "database"),
+        statement=limit if limit and statement else None,
+        lock=number(conf, "lock_timeout", "database"),
     )
 
 

@@ -158,7 +158,8 @@ def _copy_of(marker: Path, where: Path, name: str) -> bool:
     try:
         if original.samefile(marker):
             return False  # the same directory by another path (a bind mount)
-        return _read(original) is not None and _read(original)[0] == name  # type: ignore[index]
+        found = _read(original)
+        return found is not None and found[0] == name
     except (OSError, BackendError):
         return False
 

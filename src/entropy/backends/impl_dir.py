@@ -91,28 +91,30 @@ class DirDefinitions(DefinitionsSource):
         # Streamed: a host's values are dropped once it is checked (583,000 hosts, 50 MB).
         hosts = cache.get(
             hosts_path, problems,
-            lambda: parse_hosts(problems.stream(hosts_path), str(hosts_path), problems), dict,
+            lambda: parse_hosts(problems.stream(hosts_path), str(hosts_path), problems), dict.copy,
         )  # fmt: skip
         scripts = cache.get(
             scripts_path, problems,
-            lambda: parse_scripts(problems.read(scripts_path), str(scripts_path), problems), dict,
+            lambda: parse_scripts(problems.read(scripts_path), str(scripts_path), problems),
+            dict.copy,
         )  # fmt: skip
         timezone = str(option(self.conf, "cron_timezone"))
         files = self.schedule_files()
         if not files:
             problems.report(Location(str(root / "audits")), "no schedule files (*.yaml) here")
-        schedules = []
+        schedules: list[Schedule] = []
         for path in files:
-            schedules += cache.get(
+            found = cache.get(
                 path, problems,
-                partial(_schedules_of, path, problems, timezone), list,
+                partial(_schedules_of, path, problems, timezone), list.copy,
             )  # fmt: skip
+            schedules += found
         repairs_path = root / "repairs.yaml"  # optional: a fleet may only audit
         repairs = (
             cache.get(
                 repairs_path, problems,
                 lambda: parse_repairs(problems.read(repairs_path), str(repairs_path), problems),
-                dict,
+                dict.copy,
             )
             if repairs_path.exists()
             else {}

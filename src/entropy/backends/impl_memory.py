@@ -22,7 +22,7 @@ import json
 import threading
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from oslo_config import cfg
 
@@ -304,8 +304,10 @@ class MemoryStateStore(StateStore):
                 row = space.rows.pop(row_id)
                 del space.keys[(row.audit_name, row.host)]
             kept, disables = space.kept_disables, plan.disables
-            for key in [k for k, v in kept.items() if v.removed_at < disables.expired_before]:
-                del kept[key]
+            expired = disables.expired_before
+            if expired is not None:  # as the other stores: None forgets nothing
+                for key in [k for k, v in kept.items() if v.removed_at < expired]:
+                    del kept[key]
             for key in disables.restore:
                 kept.pop(key, None)
             kept.update((k.key, k) for k in disables.remember)
@@ -424,7 +426,7 @@ class MemoryStateStore(StateStore):
             rows = self.space.rows
             return {row_id: rows[row_id].next_run for row_id in ids if row_id in rows}
 
-    def _holds(self, row: AuditRow | None, engine_id: str) -> bool:
+    def _holds(self, row: AuditRow | None, engine_id: str) -> TypeGuard[AuditRow]:
         return row is not None and row.claimed_by == engine_id and row.status is Status.PROCESSING
 
     def renew_leases(self, engine_id: str, ids: list[int], lease_until: datetime) -> int:
@@ -433,7 +435,7 @@ class MemoryStateStore(StateStore):
             for row_id in ids:
                 row = self.space.rows.get(row_id)
                 if self._holds(row, engine_id):
-                    row.lease_until = lease_until  # type: ignore[union-attr]
+                    row.lease_until = lease_until
                     renewed += 1
         return renewed
 

@@ -23,16 +23,24 @@ from ..removal import DisablePlan, KeptDisable, RemovalPolicy, check_removal, pl
 
 
 class SyncedRow(Protocol):
-    """The columns of a stored row a sync looks at."""
+    """The columns of a stored row a sync looks at (read only: a NamedTuple fits too)."""
 
-    id: int
-    audit_name: str
-    host: str
-    ip_address: str
-    next_run: datetime
-    disabled: bool
-    disabled_reason: str | None
-    disabled_by: str | None
+    @property
+    def id(self) -> int: ...
+    @property
+    def audit_name(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def ip_address(self) -> str: ...
+    @property
+    def next_run(self) -> datetime: ...
+    @property
+    def disabled(self) -> bool: ...
+    @property
+    def disabled_reason(self) -> str | None: ...
+    @property
+    def disabled_by(self) -> str | None: ...
 
 
 TUPLE_COLUMNS = ("host", "ip_address", "audit_name", "next_run", "created_at", "updated_at",

@@ -144,11 +144,11 @@ def _print_workers(found: worker_ops.WorkersReport) -> None:
     else:
         click.echo("no live worker answered")
     waiting = {}
-    for zone in found.zones:
-        count, waiting[zone["zone"]] = zone["workers"], zone["waiting"]
-        queue = (f"{zone['waiting']} jobs waiting, {zone['consumers']} consumers"
-                 if zone["queue"] else "no queue yet")  # fmt: skip
-        say(f"zone {zone['zone']}: {count} live worker{'s' if count != 1 else ''}; {queue}")
+    for info in found.zones:
+        count, waiting[info["zone"]] = info["workers"], info["waiting"]
+        queue = (f"{info['waiting']} jobs waiting, {info['consumers']} consumers"
+                 if info["queue"] else "no queue yet")  # fmt: skip
+        say(f"zone {info['zone']}: {count} live worker{'s' if count != 1 else ''}; {queue}")
     for zone in found.orphaned:
         jobs = f"; {waiting[zone]} jobs wait in {found.topology.zone_queue(zone)}"
         say(f"entropy: zone {zone!r} has no live worker{jobs if waiting[zone] else ''} (start "

@@ -183,7 +183,7 @@ class _Reaper:
                 return -1
             if self._proc is not None and self._owner == os.getpid():
                 LOG.warning("the reaper of audit commands ended; starting another")
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # stdin=PIPE: never None (also below)
                     self._proc.stdin.close()  # type: ignore[union-attr]
                 self._proc.poll()
             try:

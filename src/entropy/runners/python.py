@@ -31,7 +31,7 @@ _functions: dict[str, AuditFunction] = {}  # resolved names; failures are not ke
 
 
 def run(job: Job) -> Result:
-    name = job.script.params.get("function")
+    name: Any = job.script.params.get("function")  # as written in YAML; resolve() checks it
     try:
         function = _functions[name]
     except (KeyError, TypeError):  # not resolved yet (or not even a name)

@@ -51,7 +51,7 @@ def _address(job: Job) -> tuple[str, int]:
     if isinstance(port, str):
         port = render(port, job)  # e.g. "{vars.ssh_port}"
     try:
-        number = int(port)  # type: ignore[arg-type]
+        number = int(port)  # type: ignore[arg-type]  # None, a list...: the TypeError is caught
     except (TypeError, ValueError):
         number = 0
     if isinstance(port, bool) or not 0 < number < 65536:

@@ -11,14 +11,12 @@ import contextlib
 import gc
 import logging
 import os
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from .. import gctuning
-from ..config import engine_id, lease_settings
 from ..engine import Engine, EngineSettings
 from ..model import RepairRun, Result
 from ..repairs import Repairer
@@ -27,23 +25,6 @@ from .runtime import Runtime
 from .signals import stop_on_signals
 
 LOG = logging.getLogger(__name__)
-
-
-def engine_settings(rt: Runtime, max_workers: int | None = None) -> EngineSettings:
-    """EngineSettings from the config, in one place (max_workers overrides the config's)."""
-    lease, beat, skew = lease_settings(rt.conf)
-    return EngineSettings(
-        engine_id=engine_id(rt.conf),
-        max_workers=max_workers or rt.option("max_workers"),
-        default_timeout=rt.option("default_timeout"),
-        shutdown_grace=rt.option("shutdown_grace"),
-        result_retention=rt.option("result_retention"),
-        lease=lease,
-        heartbeat_interval=beat,
-        max_clock_skew=skew,
-        hostname=socket.gethostname(),
-        pid=os.getpid(),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +59,7 @@ class EngineProcess:
         self.rt = rt
         self.on_notice = on_notice or LOG.warning
         backend = rt.backend  # first: missing definitions are the first thing to say
-        self.settings = settings = engine_settings(rt, max_workers)
+        self.settings = settings = EngineSettings.from_conf(rt.conf, max_workers)
         scheduler = Scheduler(backend, rt.clock, rt.option("refresh_interval"),
                               actor=f"engine {settings.engine_id}",
                               full_resync_interval=rt.option("full_resync_interval"),

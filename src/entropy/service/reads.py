@@ -41,7 +41,7 @@ def _member(kind: type[E], value: E | str, name: str) -> E:
     try:
         return kind(value)
     except ValueError:
-        known = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        known = ", ".join(m.value for m in kind)
         raise BadRequest(f"{name} {value!r} is none of {known}", name) from None
 
 

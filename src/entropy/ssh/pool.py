@@ -36,6 +36,7 @@ class Entry:
     target: Target
     slots: asyncio.Semaphore
     conn: Any = None  # asyncssh.SSHClientConnection once open
+    jump: Entry | None = None  # the jump host conn is tunnelled through (held while it lives)
     opening: asyncio.Future[Any] | None = None
     busy: int = 0  # sessions running, plus connections tunnelled through this one
     idle_timer: asyncio.TimerHandle | None = None
@@ -188,8 +189,7 @@ class Pool:
                 self._release(jump)
             await self._notify()
             raise
-        conn.entropy_jump = jump
-        entry.conn, entry.opening = conn, None
+        entry.conn, entry.jump, entry.opening = conn, jump, None
         entry.opened += 1
         return conn
 
@@ -248,7 +248,7 @@ class Pool:
         if entry.idle_timer is not None:
             entry.idle_timer.cancel()
             entry.idle_timer = None
-        jump, conn.entropy_jump = getattr(conn, "entropy_jump", None), None
+        jump, entry.jump = entry.jump, None
         if jump is not None:
             self._release(jump)
         self._spawn(self._notify())

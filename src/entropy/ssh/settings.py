@@ -33,7 +33,8 @@ class SshSettings:
     @classmethod
     def from_conf(cls, conf: Any) -> SshSettings:
         """[ssh] as set; a bad value is an EntropyError naming the option."""
-        values = {name: option(conf, name, "ssh") for name in cls.__slots__}
+        # Any: each value has its option's type (oslo.config checked it), one per field.
+        values: dict[str, Any] = {name: option(conf, name, "ssh") for name in cls.__slots__}
         values["user"] = values["user"] or ""
         values["identity_files"] = tuple(values["identity_files"] or ())
         return cls(**values)

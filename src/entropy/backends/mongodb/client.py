@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from ...errors import (
     BackendError,
@@ -153,6 +153,7 @@ class Mongo:
         found = self.db.counters.find_one_and_update(
             {"_id": counter}, {"$inc": {"seq": count}}, upsert=True, return_document=True
         )
+        assert found is not None  # upsert=True, and the document after it is returned
         end = int(found["seq"])
         return range(end - count + 1, end + 1)
 
@@ -216,7 +217,11 @@ def t(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def dt(value: Any) -> datetime | None:
+@overload
+def dt(value: None) -> None: ...
+@overload
+def dt(value: datetime | str) -> datetime: ...
+def dt(value: datetime | str | None) -> datetime | None:
     """A stored time back as an aware UTC datetime (a BSON date written by hand works too)."""
     if value is None:
         return None

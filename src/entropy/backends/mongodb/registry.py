@@ -99,7 +99,7 @@ def _doc(me: EngineRecord) -> dict[str, Any]:
 
 
 def _record(doc: dict[str, Any]) -> EngineRecord:
-    values = {name: doc.get(name) for name in _FIELDS}
+    values: dict[str, Any] = {name: doc.get(name) for name in _FIELDS}  # BSON values
     values["stop_requested"] = bool(values["stop_requested"])
     for name in ("started_at", "heartbeat_at", "stopped_at"):
         values[name] = dt(values[name])

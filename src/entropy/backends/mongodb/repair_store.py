@@ -229,14 +229,18 @@ class MongoRepairStore(RepairStore):
         # One key of both names, NUL between: a compound _id is beyond NX-27017, the tests' server.
         key = {"$concat": ["$repair_name", "\x00", "$outcome"]}
         grouped = self._runs.aggregate([{"$group": {"_id": key, "count": {"$sum": 1}}}])
-        return {tuple(g["_id"].split("\x00", 1)): int(g["count"]) for g in grouped}  # type: ignore[misc]
+        counts = {}
+        for g in grouped:
+            repair, _, outcome = str(g["_id"]).partition("\x00")
+            counts[repair, outcome] = int(g["count"])
+        return counts
 
 
 _RECORD_FIELDS = tuple(RepairRecord.__dataclass_fields__)
 
 
 def _state(doc: dict[str, Any]) -> RepairState:
-    values = {name: doc.get(name) for name in _STATE_FIELDS}
+    values: dict[str, Any] = {name: doc.get(name) for name in _STATE_FIELDS}  # BSON values
     values["last_started_at"] = dt(values["last_started_at"])
     values["running_until"] = dt(values["running_until"])
     values["attempts"] = int(values["attempts"] or 0)
@@ -251,7 +255,7 @@ def _run_doc(run: RepairRun) -> dict[str, Any]:
 
 
 def _record(doc: dict[str, Any]) -> RepairRecord:
-    values = {name: doc.get(name) for name in _RECORD_FIELDS}
+    values: dict[str, Any] = {name: doc.get(name) for name in _RECORD_FIELDS}  # BSON values
     values["started_at"], values["finished_at"] = (
         dt(values["started_at"]),
         dt(values["finished_at"]),

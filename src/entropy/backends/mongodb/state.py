@@ -571,7 +571,7 @@ def _synced(doc: dict[str, Any]) -> _Synced:
         doc["audit_name"],
         doc["host"],
         doc["ip_address"],
-        dt(doc["next_run"]),  # type: ignore[arg-type]
+        dt(doc["next_run"]),
         bool(doc["disabled"]),
         doc.get("disabled_reason"),
         doc.get("disabled_by"),
@@ -590,4 +590,4 @@ def _kept_doc(kept: KeptDisable) -> dict[str, Any]:
 
 def _kept(doc: dict[str, Any]) -> KeptDisable:
     return KeptDisable(doc["audit_name"], doc["host"], doc.get("disabled_reason"),
-                       dt(doc["removed_at"]), doc.get("removed_by") or "")  # type: ignore[arg-type]  # fmt: skip
+                       dt(doc["removed_at"]), doc.get("removed_by") or "")  # fmt: skip

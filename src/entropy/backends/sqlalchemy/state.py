@@ -15,11 +15,11 @@ import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -62,6 +62,8 @@ from .repair_store import SqlRepairStore
 from .tables import UTCDateTime, audits, results
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
 _INSERT_CHUNK = 5000  # rows per executemany
 _PRUNE_BATCH = 5000  # history rows deleted per transaction
@@ -752,6 +754,14 @@ class _RawSql:
     """The recorder's statements in one dialect's paramstyle, and its datetime format."""
 
     _cache: ClassVar[dict[str, _RawSql]] = {}
+    # Set once per dialect in __new__ (the instance is shared and never changed after).
+    record_update: str
+    history_insert: str
+    time: Callable[[datetime | None], object]  # a datetime as the driver binds it
+    read_time: Callable[[Any], datetime]  # a stored time (text on SQLite) back, aware
+    dialect: str
+    mark: str  # the paramstyle's placeholder
+    returning: bool  # UPDATE ... RETURNING (not MySQL/MariaDB)
 
     def __new__(cls, dialect: Any) -> _RawSql:
         key = dialect.name
@@ -907,13 +917,13 @@ def _in_scope(conn: Connection, columns: Sequence[Any], scope: SyncScope) -> lis
     c = audits.c
     found: dict[int, Any] = {}
     for column, names in ((c.audit_name, scope.audits), (c.host, scope.hosts)):
-        for chunk in _chunks(sorted(names)):  # type: ignore[arg-type]
+        for chunk in _chunks(sorted(names)):
             for row in conn.execute(select(*columns).where(column.in_(chunk))):
                 found[row[0]] = row
     return list(found.values())
 
 
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
+def _chunks(ids: list[T]) -> Iterator[list[T]]:
     for start in range(0, len(ids), _CHUNK):
         yield ids[start : start + _CHUNK]
 
