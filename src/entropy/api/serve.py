@@ -5,18 +5,10 @@ from __future__ import annotations
 import uvicorn
 
 from ..service import logs
-from ..service.errors import BadRequest
+from ..service.addresses import parse_bind
 from ..service.runtime import Runtime
 from .app import create_app
 from .auth import ACTS
-
-
-def parse_bind(bind: str) -> tuple[str, int]:
-    """HOST:PORT (an IPv6 host in brackets: [::1]:8080) as (host, port)."""
-    host, sep, port = bind.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadRequest(f"bind {bind!r} is not HOST:PORT, e.g. 127.0.0.1:8080", "--bind")
-    return host.strip("[]"), int(port)
 
 
 def serve(
@@ -26,7 +18,7 @@ def serve(
     ssl_keyfile: str | None = None,
 ) -> None:
     """Serve the API until SIGINT or SIGTERM (uvicorn's graceful shutdown)."""
-    host, port = parse_bind(bind or str(rt.option("bind", "api")))
+    host, port = parse_bind(bind or str(rt.option("bind", "api")), "--bind")
     _ = rt.backend  # opened now: a store that is not there is an error before listening
     app = create_app(rt)
     logs.at_least_info(ACTS)  # every act is logged, whatever -v says

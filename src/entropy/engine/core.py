@@ -17,6 +17,7 @@ from .dispatcher import Dispatcher
 from .executor import Executor
 from .heartbeat import Heartbeat, Registration
 from .leases import Leases
+from .metrics import NO_METRICS, EngineMetrics
 from .pool import WorkerPool
 from .publisher import Publisher, ResultCallback
 from .recorder import Recorder
@@ -46,9 +47,11 @@ class Engine:
         events: Events | None = None,
         on_notice: NoticeCallback | None = None,
         executor: Executor | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         """on_notice: where the lines an operator watches for go (a stop, its grace period);
-        executor: where claimed audits run (default: a WorkerPool of max_workers threads)."""
+        executor: where claimed audits run (default: a WorkerPool of max_workers threads);
+        metrics: where the parts report their figures (engine run --metrics-port)."""
         self.backend = backend
         self.scheduler = scheduler
         self.clock = clock
@@ -62,15 +65,19 @@ class Engine:
         self.results = ResultQueue(settings.result_queue_size)
         self.stop_request = StopRequest(scheduler, self.executor)
         self.registration = Registration(backend, settings)
+        measured = metrics or NO_METRICS
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
-                                     self.leases)  # fmt: skip
+                                     self.leases, measured)  # fmt: skip
         self.publisher = Publisher(scheduler, on_result, events, repairer)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,
-                                 idle=lambda: not self.executor.in_flight())  # fmt: skip
+                                 idle=lambda: not self.executor.in_flight(),
+                                 metrics=measured)  # fmt: skip
         self.heartbeat = Heartbeat(backend, self.registration, clock, self.leases, scheduler,
                                    on_stop_asked=self.stop_request.ask_through_store)  # fmt: skip
         self._executor_started = False
+        if metrics is not None:
+            metrics.watch(self.queue_depths)
 
     # -- what callers and tests read -----------------------------------------------
 
@@ -109,6 +116,11 @@ class Engine:
     @property
     def stuck(self) -> int:
         return self.executor.stuck
+
+    def queue_depths(self) -> dict[str, int]:
+        """Audits waiting here: due (not claimed), in flight, run but not recorded."""
+        return {"due": self.dispatcher.waiting(), "in_flight": self.executor.in_flight(),
+                "results": self.results.waiting()}  # fmt: skip
 
     # -- the executor's outlet ----------------------------------------------------------
 

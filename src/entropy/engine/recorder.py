@@ -24,6 +24,7 @@ from ..model import Result
 from ..scheduler import Due
 from .heartbeat import Registration
 from .leases import Leases
+from .metrics import NO_METRICS, NoMetrics
 from .publisher import Publisher
 from .results import Finished, ResultQueue
 from .settings import EngineSettings
@@ -45,9 +46,11 @@ class Recorder:
 
     def __init__(self, backend: Backend, settings: EngineSettings, clock: Clock,
                  results: ResultQueue, leases: Leases, publisher: Publisher,
-                 registration: Registration, idle: Callable[[], bool]) -> None:  # fmt: skip
+                 registration: Registration, idle: Callable[[], bool],
+                 metrics: NoMetrics = NO_METRICS) -> None:  # fmt: skip
         """idle: True when nothing handed to the executor is unfinished (ResultQueue.collect)."""
         self.backend = backend
+        self.metrics = metrics
         self.settings = settings
         self.clock = clock
         self.results = results
@@ -126,10 +129,11 @@ class Recorder:
                 self.prune()
 
     def _write(self, batch: list[Finished]) -> int:
-        return self.backend.state.record(
-            [(due.row_id, result, next_run) for due, result, next_run in batch],
-            self.settings.engine_id,
-        )
+        with self.metrics.recording():
+            return self.backend.state.record(
+                [(due.row_id, result, next_run) for due, result, next_run in batch],
+                self.settings.engine_id,
+            )
 
     def _stored(self, batch: list[Finished], stored: int) -> None:
         if stored < len(batch):  # fenced out: our lease ran out, another engine ran them
@@ -137,6 +141,7 @@ class Recorder:
                         "this engine's lease ran out", len(batch) - stored)  # fmt: skip
         self.leases.let_go(due.row_id for due, _, _ in batch)
         self.recorded += len(batch)
+        self.metrics.recorded([result for _, result, _ in batch])
         self.publisher.recorded(batch)  # the one place recorded results are handed on
 
     def _one_by_one(self, batch: list[Finished]) -> list[Finished]:
