@@ -16,6 +16,7 @@ import pytest
 
 import processes
 from apiserver import Api, flagged, small_fleet
+from conftest import UNDER_CI
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download a browser here
@@ -25,7 +26,8 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download a b
 def browser() -> Iterator[object]:
     playwright = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: apt-get install chromium (.ci/run does)")
+        missing = "no /usr/bin/chromium: apt-get install chromium (.ci/run does)"
+        pytest.fail(missing) if UNDER_CI else pytest.skip(missing)
     with playwright.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=str(CHROMIUM))
         yield launched
