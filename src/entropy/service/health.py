@@ -14,6 +14,7 @@ from datetime import datetime
 
 from ..backends.base import PairOutcome
 from ..model import RepairState
+from ..timing import Timing
 from .engines import EngineList, engines
 from .runtime import Runtime
 
@@ -46,16 +47,24 @@ def _overdue(rt: Runtime, past_due: list[PairOutcome], now: datetime) -> list[Pa
 
     next_run is one interval after the last run: one more interval past it is
     twice the interval without a result (a new row: since its first run was
-    due). Only the audits of past-due rows are looked up in the definitions,
-    so a healthy fleet costs no walk over its pairs.
+    due). An audit scheduled with one timing everywhere (the usual case) needs
+    no look at its pairs; only an audit with several timings is looked up
+    pair by pair, and only when it has past-due rows.
     """
     if not past_due:
         return []
-    audits = {p.audit_name for p in past_due}
-    timings = {p.key: p.schedule.timing for p in rt.backend.load().pairs if p.audit_name in audits}
+    catalog = rt.backend.load()
+    timings: dict[str, set[Timing]] = {}
+    for schedule in catalog.schedules:
+        timings.setdefault(schedule.audit_name, set()).add(schedule.timing)
+    mixed = {p.audit_name for p in past_due if len(timings.get(p.audit_name, ())) > 1}
+    by_pair = {p.key: p.schedule.timing for p in catalog.pairs if p.audit_name in mixed}
     late = []
     for p in past_due:
-        timing = timings.get((p.audit_name, p.host))
+        found = timings.get(p.audit_name)
+        if not found:  # removed from the definitions since the last sync
+            continue
+        timing = by_pair.get((p.audit_name, p.host)) if p.audit_name in mixed else next(iter(found))
         if timing is not None and timing.following(p.next_run) < now:
             late.append(p)
     return late
