@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..api.serve import serve
 from ..service.runtime import Runtime
 from ..service.tokens import Role, token_file
 from .common import group, json_option, pass_runtime
@@ -46,6 +45,9 @@ def api_serve(
     """
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise click.UsageError("give --ssl-certfile and --ssl-keyfile together")
+    # Imported here: FastAPI, uvicorn and Jinja2 would add ~1 s to every other command.
+    from ..api.serve import serve
+
     serve(rt, bind, ssl_certfile, ssl_keyfile)
 
 
