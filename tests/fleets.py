@@ -69,6 +69,7 @@ ROW_FIELDS = frozenset(
         "disabled_reason",
         "status",
         "result",
+        "monitor",
     ]
 )
 
@@ -80,6 +81,7 @@ def write_fleet(
     scripts: dict[str, Any] | None = None,
     schedules: dict[str, dict[str, Any]] | None = None,
     repairs: dict[str, Any] | None = None,
+    downtimes: dict[str, Any] | None = None,
 ) -> Path:
     """Write a fleet for the `dir` or `file` backend under root; return its location.
 
@@ -99,6 +101,10 @@ def write_fleet(
             _dump(root / "audits" / name, content)
         if repairs is not None:
             _dump(root / "repairs.yaml", repairs)
+        if downtimes is not None:
+            _dump(root / "downtimes.yaml", downtimes)
+        else:
+            (root / "downtimes.yaml").unlink(missing_ok=True)
         return root
     if kind == "file":
         merged: dict[str, Any] = {}
@@ -110,6 +116,8 @@ def write_fleet(
         doc = {"hosts": hosts, "scripts": scripts, "schedules": merged}
         if repairs is not None:
             doc["repairs"] = repairs
+        if downtimes is not None:
+            doc["downtimes"] = downtimes
         _dump(path, doc)
         return path
     raise ValueError(kind)

@@ -154,15 +154,9 @@ def key_tables() -> list[tuple[str, str, frozenset[str], frozenset[str], dict[st
 
     common = d._SCRIPT_COMMON
 
-    def later(what: str) -> str:
-        """Issue 15's keys are parsed, but refused until the engine acts on them."""
-        if d.MONITORING_WIRED:
-            return ""
-        return f" {what} (docs/monitoring.md): refused by `validate` until the engine acts on it."
-
     tables = [
         ("Hosts (`hosts.yaml`, one entry per host name)",
-         "A host name is a DNS name or an IP address." + later("`parents`, issue 15"),
+         "A host name is a DNS name or an IP address.",
          frozenset({"ip_address", "host_type"}), d._HOST_KEYS, HOST_HELP),
         ("A host's `ssh:`", "", frozenset(), d._HOST_SSH_KEYS, HOST_SSH_HELP),
         ("Scripts (`scripts.yaml`): every kind", "", frozenset({"kind"}), common,
@@ -175,7 +169,7 @@ def key_tables() -> list[tuple[str, str, frozenset[str], frozenset[str], dict[st
     tables += [
         ("Schedule entries (`audits/*.yaml`: TARGET → audits → AUDIT)",
          "A top-level key is a group or a host name; under it, `audits:` maps audit names "
-         "to these entries." + later("Each key marked issue 15"), frozenset(),
+         "to these entries.", frozenset(),
          d._SCHEDULE_KEYS, SCHEDULE_HELP),
         ("A schedule entry's `flapping:`", "", frozenset(), frozenset({"low", "high"}),
          FLAPPING_HELP),
@@ -185,8 +179,7 @@ def key_tables() -> list[tuple[str, str, frozenset[str], frozenset[str], dict[st
          frozenset({"when", "run"}), d._REPAIR_KEYS, REPAIR_HELP),
         ("A repair's `when:`", "", frozenset({"audit"}), d._WHEN_KEYS, WHEN_HELP),
         ("Downtimes (`downtimes.yaml`, optional; one entry per downtime name)",
-         "Either start with end or duration, or cron with duration."
-         + later("A downtime, issue 15"),
+         "Either start with end or duration, or cron with duration (docs/monitoring.md).",
          frozenset({"reason"}), d._DOWNTIME_KEYS, DOWNTIME_HELP),
     ]  # fmt: skip
     for title, _, _, keys, helps in tables:

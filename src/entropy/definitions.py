@@ -91,9 +91,6 @@ _DOWNTIME_KEYS = frozenset(
     {"hosts", "groups", "audits", "start", "end", "cron", "duration", "reason", "skip_checks"}
     | {"description"}
 )
-# Until the engine acts on the monitoring keys (issue 15, phase 2), a catalog that
-# uses them is refused rather than silently ignored.
-MONITORING_WIRED = False
 _REPAIR_KEYS = frozenset(
     {"when", "run", "cooldown", "max_concurrent", "max_attempts", "verify", "description"}
 )
@@ -967,31 +964,6 @@ def _check_monitoring(catalog: Catalog, problems: Problems) -> None:
         _check_dependencies(catalog, problems)
     if catalog.downtimes:
         _check_downtimes(catalog, problems)
-    if not MONITORING_WIRED:
-        _not_wired_yet(catalog, problems)
-
-
-def _not_wired_yet(catalog: Catalog, problems: Problems) -> None:
-    note = "is not acted on by this version of the engine yet; remove it for now"
-    for schedule in catalog.schedules:
-        if schedule.monitoring is not None:
-            what = f"audit {schedule.audit_name!r} on {schedule.target!r}"
-            problems.report(schedule.where, f"{what}: monitoring ({_keys(schedule)}) {note}")
-    for host in catalog.hosts.values():
-        if host.parents:
-            problems.report(host.where, f"host {host.name!r}: parents {note}")
-    for downtime in catalog.downtimes.values():
-        problems.report(downtime.where, f"downtime {downtime.name!r} {note}")
-
-
-def _keys(schedule: Schedule) -> str:
-    settings = schedule.monitoring
-    default = MonitorSettings()
-    return ", ".join(
-        name
-        for name in ("max_attempts", "retry_every", "flapping", "depends_on", "passive")
-        if getattr(settings, name) != getattr(default, name)
-    )
 
 
 def _check_parents(hosts: dict[str, Host], problems: Problems) -> None:

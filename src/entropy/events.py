@@ -4,6 +4,12 @@ Through kombu, to the topic exchange `entropy`, as JSON, with routing keys
 `audit.<audit>.<outcome>` and `repair.<repair>.<outcome>`; any kombu
 transport works (`memory://` for tests, `amqp://` for RabbitMQ, `redis://`).
 
+With the monitoring rules (issue 15): `state.<audit>.<outcome>` on a hard
+state change, `flapping.<audit>.start|end`; a problem event in a downtime
+carries `downtime`/`downtime_reason`, an acknowledged one `acknowledged`,
+and those of an unreachable pair, or repeated ones of an acknowledged
+problem, are not published (monitoring.problem_event_marks).
+
 Publishing never blocks nor breaks the engine: events go into a bounded
 buffer that one background thread drains. While the broker is down the
 buffer keeps the newest `buffer_size` events; older ones are dropped and
@@ -25,6 +31,7 @@ import kombu
 
 from .jsonout import to_json
 from .model import RepairRun, Result
+from .monitoring import Transition, flap_percent
 
 LOG = logging.getLogger(__name__)
 
@@ -47,6 +54,38 @@ def audit_event(result: Result) -> tuple[str, dict[str, Any]]:
     key = f"audit.{_segment(result.audit_name)}.{result.outcome.value}"
     body = {"kind": "audit", **_plain(result.to_dict())}
     return key, body
+
+
+def marked_audit_event(item: tuple[Result, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """An audit event with the monitoring rules' marks (downtime, acknowledged) in its body."""
+    result, marks = item
+    key, body = audit_event(result)
+    return key, {**body, **_plain(marks)}
+
+
+def state_event(item: tuple[Result, Transition, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """A hard state change: `state.<audit>.<outcome>`."""
+    result, tr, marks = item
+    after, before = tr.after, tr.before
+    key = f"state.{_segment(result.audit_name)}.{after.hard_state.value}"
+    body = {
+        "kind": "state", "audit_name": result.audit_name, "host": result.host,
+        "state": after.hard_state.value, "previous_state": before.hard_state.value,
+        "state_type": after.state_type.value, "last_hard_state_change":
+        after.last_hard_state_change, "summary": result.summary,
+        "finished_at": result.finished_at, "engine_id": result.engine_id, **marks,
+    }  # fmt: skip
+    return key, _plain(body)
+
+
+def flapping_event(item: tuple[Result, Transition]) -> tuple[str, dict[str, Any]]:
+    """Flapping started or ended: `flapping.<audit>.start|end`."""
+    result, tr = item
+    edge = "start" if tr.flapping_started else "end"
+    body = {"kind": "flapping", "audit_name": result.audit_name, "host": result.host,
+            "flapping": tr.after.flapping, "percent": round(flap_percent(tr.after.flap_history), 1),
+            "state": tr.after.state.value, "finished_at": result.finished_at}  # fmt: skip
+    return f"flapping.{_segment(result.audit_name)}.{edge}", _plain(body)
 
 
 def repair_event(run: RepairRun) -> tuple[str, dict[str, Any]]:
@@ -80,8 +119,17 @@ class Events:
         """The broker's URL, password hidden, for messages."""
         return kombu.Connection(self.url).as_uri()
 
-    def audit(self, result: Result) -> None:
-        self._put(audit_event, result)
+    def audit(self, result: Result, marks: dict[str, Any] | None = None) -> None:
+        if marks:
+            self._put(marked_audit_event, (result, marks))
+        else:
+            self._put(audit_event, result)
+
+    def state(self, result: Result, transition: Transition, marks: dict[str, Any]) -> None:
+        self._put(state_event, (result, transition, marks))
+
+    def flapping(self, result: Result, transition: Transition) -> None:
+        self._put(flapping_event, (result, transition))
 
     def repair(self, run: RepairRun) -> None:
         self._put(repair_event, run)

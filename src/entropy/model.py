@@ -248,6 +248,42 @@ class Downtime:
     created_at: datetime | None = None
     where: Location = field(default=Location("<definitions>"), compare=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """As a state store keeps an ad hoc one, and `downtime list --json` shows it."""
+        return {
+            "name": self.name,
+            "reason": self.reason,
+            "hosts": list(self.hosts),
+            "groups": list(self.groups),
+            "audits": list(self.audits),
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "cron": None if self.cron is None else self.cron.expr,
+            "cron_timezone": None if self.cron is None else self.cron.timezone,
+            "duration": self.duration,
+            "skip_checks": self.skip_checks,
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Downtime:
+        cron = value.get("cron")
+        return cls(
+            value["name"],
+            value["reason"],
+            tuple(value.get("hosts") or ()),
+            tuple(value.get("groups") or ()),
+            tuple(value.get("audits") or ()),
+            _from_iso(value.get("start")),
+            _from_iso(value.get("end")),
+            None if cron is None else Cron(cron, value.get("cron_timezone") or "UTC"),
+            value.get("duration"),
+            bool(value.get("skip_checks", False)),
+            value.get("created_by"),
+            _from_iso(value.get("created_at")),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Ack:
@@ -273,6 +309,19 @@ class Ack:
             "created_by": self.created_by,
             "created_at": _iso(self.created_at),
         }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Ack:
+        return cls(
+            value["audit_name"],
+            value["host"],
+            value["reason"],
+            Outcome(value["state"]),
+            bool(value.get("sticky", False)),
+            _from_iso(value.get("expires_at")),
+            value.get("created_by"),
+            _from_iso(value.get("created_at")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +439,7 @@ class AuditRow:
     claimed_by: str | None = None
     lease_until: datetime | None = None
     attempts: int = 0
+    monitor: MonitorState | None = None  # soft/hard state etc.; None without monitoring
 
     # The fields promised to operators, in order, for status and --json.
     PUBLIC_FIELDS = (
@@ -404,10 +454,14 @@ class AuditRow:
         "disabled_reason",
         "status",
         "result",
+        "monitor",
     )
 
     def public(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.PUBLIC_FIELDS}
+        found = {name: getattr(self, name) for name in self.PUBLIC_FIELDS}
+        if self.monitor is not None:
+            found["monitor"] = self.monitor.to_dict()
+        return found
 
 
 @dataclass(slots=True)

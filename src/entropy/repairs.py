@@ -11,6 +11,12 @@ human and left alone until `entropy repair reset`.
 With `verify`, the audit runs again right after the repair; its result is
 stored like any audit result and the run is recorded as fixed (outcome ok)
 or not fixed.
+
+Before the guardrails, the monitoring rules may hold a repair (issue 15,
+monitoring.repair_hold): a downtime covering the pair, an acknowledgement,
+a dependency down (the failure is `unreachable`), flapping, or a soft state
+(a pair with `max_attempts` fires on hard states only, and `consecutive`
+then counts hard results). `repair plan` shows the hold's reason.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ import futurist
 
 from . import runners
 from .backends import Backend
-from .backends.base import Judge
+from .backends.base import Judge, StateStore
 from .clock import Clock
 from .errors import BackendError
 from .events import Events
 from .model import (
     Catalog,
+    Downtime,
+    MonitorState,
     Outcome,
     Pair,
     RepairDecision,
@@ -40,6 +48,8 @@ from .model import (
     Result,
     Verify,
 )
+from .monitor_record import live_ack
+from .monitoring import repair_hold
 from .runners.base import Job
 
 LOG = logging.getLogger(__name__)
@@ -92,11 +102,50 @@ def _unfixed(rule: RepairRule, attempts: int, audit_name: str) -> str:
     return f"{attempts} runs of {rule.name} did not fix {audit_name}"
 
 
-def streak_reached(rule: RepairRule, latest: list[Outcome]) -> bool:
-    """Whether the pair's latest outcomes (newest first) are `consecutive` failures."""
-    return len(latest) >= rule.consecutive and all(
-        outcome in rule.outcomes for outcome in latest[: rule.consecutive]
+def streak_reached(rule: RepairRule, latest: list[Outcome], soft: int = 0) -> bool:
+    """Whether the pair's latest outcomes (newest first) are `consecutive` failures.
+
+    `soft`: for a pair with monitoring, max_attempts - 1, the problems in a
+    row that were soft before its state turned hard; `consecutive` then counts
+    hard results only, so the streak needs those soft ones before it.
+    """
+    needed = rule.consecutive + soft
+    return (
+        len(latest) >= needed
+        and all(outcome in rule.outcomes for outcome in latest[: rule.consecutive])
+        and all(outcome is not Outcome.OK for outcome in latest[rule.consecutive : needed])
     )
+
+
+def soft_attempts(pair: Pair | None) -> int:
+    """The results in a row that are soft before a problem is hard (0 without monitoring)."""
+    settings = pair.schedule.monitoring if pair is not None else None
+    return settings.max_attempts - 1 if settings is not None else 0
+
+
+def hold_of(
+    store: StateStore,
+    catalog: Catalog,
+    pair: Pair,
+    state: MonitorState | None,
+    outcome: Outcome | None,
+    now: datetime,
+    downtimes: list[Downtime] | None = None,
+    clear: bool = True,
+) -> str | None:
+    """Why the monitoring rules hold a repair of this pair now (repair_hold), or None.
+
+    `downtimes`: the ad hoc ones, when the caller read them already (plan);
+    `clear`: drop an ack found no longer holding (False for a read-only plan).
+    """
+    host = catalog.hosts.get(pair.host)
+    if host is None:
+        return None
+    adhoc = store.downtimes() if downtimes is None else downtimes
+    every = [*catalog.downtimes.values(), *adhoc]
+    ack = live_ack(store, pair.audit_name, pair.host, outcome, now, clear)
+    settings = pair.schedule.monitoring
+    return repair_hold(pair.audit_name, host, now, state, settings, every, ack)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +217,12 @@ class Repairer:
                     self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
                 self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
 
+    def drain(self) -> None:
+        """Wait until every repair handed over so far is done (tests, tools); go on after."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
     def shutdown(self, wait: bool = True) -> None:
         """Let running repairs finish; queued ones are dropped, not started."""
         self._stopping = True
@@ -205,9 +260,20 @@ class Repairer:
         Returns None when the streak is too short, the decision when held,
         the run when it ran. Synchronous: the engine calls it on its pool.
         """
-        store = self.backend.state.repairs
-        latest = store.latest_outcomes(trigger.audit_name, trigger.host, rule.consecutive)
-        if not streak_reached(rule, latest):
+        state_store = self.backend.state
+        store = state_store.repairs
+        now = self.clock.now()
+        state = None
+        if pair.schedule.monitoring is not None:
+            row = state_store.monitor_rows([pair.key]).get(pair.key)
+            state = row.monitor if row is not None else None
+        hold = hold_of(state_store, catalog, pair, state, trigger.outcome, now)
+        if hold is not None:
+            self._log_held(rule.name, trigger.host, hold)
+            return RepairDecision(False, hold)
+        soft = soft_attempts(pair)
+        latest = store.latest_outcomes(trigger.audit_name, trigger.host, rule.consecutive + soft)
+        if not streak_reached(rule, latest, soft):
             return None
         host, script = catalog.hosts.get(trigger.host), catalog.scripts.get(rule.run)
         if host is None or script is None:  # a refresh removed it since
@@ -217,7 +283,6 @@ class Repairer:
             verify_job = Job.for_pair(catalog, pair, self.default_timeout) if rule.verify else None
         except KeyError:  # its audit's script is gone since
             verify_job = None
-        now = self.clock.now()
         lease = job.timeout + (verify_job.timeout if verify_job else 0.0) + LEASE_MARGIN
         decision = store.start(
             rule.name, host.name, trigger.audit_name, rule.outcomes,
@@ -225,9 +290,7 @@ class Repairer:
             now + timedelta(seconds=lease),
         )  # fmt: skip
         if not decision.fire:
-            if self._held.get((rule.name, host.name)) != decision.reason:
-                self._held[rule.name, host.name] = decision.reason
-                LOG.info("repair %s on %s held: %s", rule.name, host.name, decision.reason)
+            self._log_held(rule.name, host.name, decision.reason)
             if decision.flag:
                 LOG.warning("host %s flagged: %s", host.name, decision.flag)
             return decision
@@ -263,6 +326,12 @@ class Repairer:
                 LOG.exception("repair callback failed")
         return run
 
+    def _log_held(self, rule_name: str, host: str, reason: str) -> None:
+        """Log why a repair is held, once per change of reason."""
+        if self._held.get((rule_name, host)) != reason:
+            self._held[rule_name, host] = reason
+            LOG.info("repair %s on %s held: %s", rule_name, host, reason)
+
     def _run(self, job: Job, name: str, slot: bool = False) -> Result:
         result = runners.run_job(job, self.clock)
         result.audit_name, result.host, result.engine_id = name, job.host.name, self.engine_id
@@ -291,25 +360,43 @@ def plan(backend: Backend, catalog: Catalog, now: datetime) -> list[PlanItem]:
     Hosts are taken in order and a run that would fire counts against
     max_concurrent for the next ones, as it would in the engine.
     """
-    store = backend.state.repairs
+    state_store = backend.state
+    store = state_store.repairs
     items: list[PlanItem] = []
     rows = backend.audits()
+    pairs = {p.key: p for p in catalog.pairs} if catalog.repairs else {}
+    adhoc = state_store.downtimes() if catalog.repairs else []
+    unreachable = Outcome.UNREACHABLE.value
     for rule in catalog.repairs.values():
         states = {state.host: state for state in store.states(repair_name=rule.name)}
         for row in rows:
             outcome = (row.result or {}).get("outcome")
-            if not rule.matches(row.audit_name) or outcome not in rule.outcomes:
+            if not rule.matches(row.audit_name):
                 continue
-            latest = store.latest_outcomes(row.audit_name, row.host, rule.consecutive)
+            if outcome not in rule.outcomes and outcome != unreachable:
+                continue
             item = (rule.name, row.host, row.audit_name, outcome)
             if row.disabled:
                 items.append(PlanItem(*item, "waiting", "audit disabled"))
                 continue
-            if not streak_reached(rule, latest):
+            pair = pairs.get((row.audit_name, row.host))
+            if pair is not None:
+                hold = hold_of(state_store, catalog, pair, row.monitor, Outcome(outcome), now,
+                               adhoc, clear=False)  # fmt: skip
+                if hold is not None:
+                    items.append(PlanItem(*item, "held", hold))
+                    continue
+            if outcome == unreachable:  # held above, unless its state says otherwise
+                continue
+            soft = soft_attempts(pair)
+            latest = store.latest_outcomes(row.audit_name, row.host, rule.consecutive + soft)
+            if not streak_reached(rule, latest, soft):
                 count = next(
                     (i for i, o in enumerate(latest) if o not in rule.outcomes), len(latest)
                 )
-                reason = f"{count} of {rule.consecutive} failures in a row"
+                hard = " hard" if soft else ""
+                count = max(count - soft, 0) if soft else count
+                reason = f"{count} of {rule.consecutive}{hard} failures in a row"
                 items.append(PlanItem(*item, "waiting", reason))
                 continue
             own = states.setdefault(row.host, RepairState(rule.name, row.host))

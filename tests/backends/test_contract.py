@@ -26,14 +26,21 @@ from entropy.catalogdiff import SyncScope
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.dump import hosts_doc
-from entropy.errors import ValidationError
+from entropy.errors import StoreConflict, ValidationError
 from entropy.model import (
+    Ack,
     AuditRow,
+    Dependency,
     DisabledBy,
+    Downtime,
+    Flapping,
+    MonitorSettings,
+    MonitorState,
     Outcome,
     RepairRule,
     RepairRun,
     Result,
+    StateType,
     Status,
     Verify,
 )
@@ -667,8 +674,16 @@ def test_repair_runs_are_recorded_and_a_flag_is_reset(harness: Harness, clock: F
                      audit_name="check_a", host="h1")  # fmt: skip
     result = Result(Outcome.OK, "fixed it", "out", started_at=now, finished_at=now,
                     engine_id="e1", audit_name="fix_script", host="h1")  # fmt: skip
-    run = RepairRun("fix", "check_a", "fix_script", 1, result, trigger, Verify.NOT_FIXED,
-                    Result(Outcome.CRITICAL, "still bad", started_at=now, finished_at=now))
+    run = RepairRun(
+        "fix",
+        "check_a",
+        "fix_script",
+        1,
+        result,
+        trigger,
+        Verify.NOT_FIXED,
+        Result(Outcome.CRITICAL, "still bad", started_at=now, finished_at=now),
+    )
     store.finish(run, "e1", flag="1 runs of fix did not fix check_a")
     (record,) = store.runs(host="h1")
     stored = record.to_dict()
@@ -724,8 +739,10 @@ def test_a_scoped_sync_reads_and_writes_only_the_rows_of_its_scope(
     after = rows_by_key(backend)
     assert after["vm_count", "hv-01.example.com"].ip_address == "10.9.9.9"
     # compute-02 left the definitions, but not the scope: its rows stay until a full sync.
-    assert after == {**before, ("vm_count", "hv-01.example.com"): after["vm_count",
-                                                                        "hv-01.example.com"]}
+    assert after == {
+        **before,
+        ("vm_count", "hv-01.example.com"): after["vm_count", "hv-01.example.com"],
+    }
     report = backend.sync(catalog, clock.now(), force=True)
     assert report.removed == 2 and ("vm_count", "compute-02.example.com") not in rows_by_key(
         backend
@@ -788,3 +805,181 @@ def test_take_back_expired_names_the_rows_it_took_and_disabled_ids_the_disabled(
     backend.set_disabled(pairs, "maintenance", clock.now())
     disabled = {r.id for r in backend.audits() if r.audit_name == "vm_count"}
     assert backend.state.disabled_ids() == disabled and len(disabled) == 2
+
+
+# -- monitoring state (issue 15): per-pair state, ad hoc downtimes, acknowledgements --------
+
+
+def _monitor_state(at: datetime, attempt: int = 2) -> MonitorState:
+    return MonitorState(Outcome.CRITICAL, StateType.SOFT, attempt, Outcome.OK, at, None, True,
+                        0b1011, at - timedelta(minutes=5))  # fmt: skip
+
+
+def test_a_monitor_state_is_written_with_its_result_fenced_and_read_back(
+    harness: Harness, clock: FakeClock
+) -> None:
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    now = clock.now()
+    watched, plain = rows[0], rows[1]
+    state = backend.state
+    state.claim([watched.id, plain.id], "engine-a", now, now + timedelta(minutes=1))
+    at = now + timedelta(seconds=2, microseconds=7)
+    soft = _monitor_state(at)
+    records = [
+        (row.id, Result(Outcome.CRITICAL, "down", started_at=now, finished_at=at, slot=now,
+                        engine_id="engine-a", audit_name=row.audit_name, host=row.host),
+         now + timedelta(minutes=1))
+        for row in (watched, plain)
+    ]  # fmt: skip
+    assert state.record(records, "engine-b", {watched.id: soft}) == 0  # fenced out
+    assert rows_by_key(backend)[(watched.audit_name, watched.host)].monitor is None
+    assert state.record(records, "engine-a", {watched.id: soft}) == 2
+    after = rows_by_key(backend)
+    assert after[(watched.audit_name, watched.host)].monitor == soft  # microseconds kept
+    assert after[(plain.audit_name, plain.host)].monitor is None  # no monitoring: none kept
+    found = state.monitor_rows([(watched.audit_name, watched.host),
+                                (plain.audit_name, plain.host), ("nope", "nohost")])  # fmt: skip
+    assert set(found) == {(watched.audit_name, watched.host), (plain.audit_name, plain.host)}
+    mine = found[(watched.audit_name, watched.host)]
+    assert (mine.id, mine.monitor, mine.outcome, mine.last_result_at) == (
+        watched.id,
+        soft,
+        Outcome.CRITICAL,
+        at,
+    )
+    assert found[(plain.audit_name, plain.host)].monitor is None
+    # A submitted result writes its state with it; a record without states leaves them.
+    day = timedelta(days=1)
+    hard = MonitorState(Outcome.CRITICAL, StateType.HARD, 1, Outcome.CRITICAL, at, at + day)
+    later = Result(
+        Outcome.CRITICAL,
+        "still down",
+        started_at=at,
+        finished_at=at + timedelta(1),
+        slot=at,
+        engine_id="x",
+        audit_name=watched.audit_name,
+        host=watched.host,
+    )
+    state.record_adhoc(watched.id, later, hard)
+    assert rows_by_key(backend)[(watched.audit_name, watched.host)].monitor == hard
+    state.claim([watched.id], "engine-a", clock.advance(days=3), clock.now() + timedelta(1))
+    state.record([(watched.id, later, clock.now() + timedelta(1))], "engine-a")
+    assert rows_by_key(backend)[(watched.audit_name, watched.host)].monitor == hard
+
+
+def test_ad_hoc_downtimes_are_kept_listed_removed_and_expired(
+    harness: Harness, clock: FakeClock
+) -> None:
+    state = harness.backend().state
+    now = clock.now()
+    first = Downtime("dt-1", "kernel upgrade", hosts=("compute-*",), audits=("check_*",),
+                     start=now, end=now + timedelta(hours=2), skip_checks=True,
+                     created_by="alice", created_at=now)  # fmt: skip
+    second = Downtime(
+        "dt-0",
+        "rack move",
+        groups=("control",),
+        start=now - timedelta(hours=1),
+        end=now + timedelta(minutes=30),
+        created_by="bob",
+        created_at=now,
+    )
+    state.add_downtime(first)
+    state.add_downtime(second)
+    with pytest.raises(StoreConflict, match="dt-1"):
+        state.add_downtime(first)
+    # Another process (a restarted CLI) sees them, by start.
+    assert harness.backend().state.downtimes() == [second, first]
+    assert state.expire_downtimes(now + timedelta(minutes=30)) == 1  # dt-0 ended
+    assert state.downtimes() == [first]
+    assert state.remove_downtime("dt-1") is True
+    assert state.remove_downtime("dt-1") is False
+    assert state.downtimes() == []
+
+
+def test_acks_are_one_per_pair_replaced_cleared_and_expired(
+    harness: Harness, clock: FakeClock
+) -> None:
+    state = harness.backend().state
+    now = clock.now()
+    web = Ack("vmbooter", "nova-api.mydomain.com", "on it", Outcome.CRITICAL, False,
+              now + timedelta(hours=4), "alice", now)  # fmt: skip
+    db = Ack("vm_count", "hv-01.example.com", "known", Outcome.WARNING, True, None, "bob", now)
+    state.set_ack(web)
+    state.set_ack(db)
+    sticky = Ack(web.audit_name, web.host, "still on it", Outcome.WARNING, True,
+                 now + timedelta(hours=1), "carol", now)  # fmt: skip
+    state.set_ack(sticky)  # replaces alice's
+    assert harness.backend().state.acks() == [db, sticky]  # by host, then audit
+    assert state.acks(host="hv-01.example.com") == [db]
+    assert state.acks(audit_name="vmbooter") == [sticky]
+    assert state.expire_acks(now + timedelta(minutes=59)) == 0
+    assert state.expire_acks(now + timedelta(hours=1)) == 1  # the one without expiry stays
+    assert state.acks() == [db]
+    assert state.clear_ack(db.audit_name, db.host) is True
+    assert state.clear_ack(db.audit_name, db.host) is False
+    assert state.acks() == []
+
+
+MONITORED_HOSTS = {
+    **SEED_HOSTS,
+    "compute-02.example.com": {
+        **SEED_HOSTS["compute-02.example.com"],
+        "parents": ["hv-01.example.com"],
+    },
+}
+MONITORED_SCHEDULES = {
+    **SEED_SCHEDULES,
+    "compute_audits.yaml": {
+        "compute": {
+            "audits": {
+                "check_nova_config_exists": {
+                    "run_every": "1day", "max_attempts": 3, "retry_every": "2m",
+                    "flapping": {"low": 20, "high": 40},
+                    "depends_on": {"audit": "vm_count", "host": "parent"},
+                },
+                "check_nova_compute_log_file_exists": {"passive": True, "freshness": "1h"},
+            }
+        }
+    },
+}  # fmt: skip
+MONITORED_DOWNTIMES = {
+    "kernel": {"hosts": ["compute-*"], "audits": ["check_nova_*"], "cron": "0 2 * * 6",
+               "duration": "2h", "reason": "kernel upgrades"},
+    "dc-move": {"groups": ["control"], "start": "2026-03-01T22:00:00+00:00",
+                "end": "2026-03-02T04:00:00+00:00", "reason": "moving racks",
+                "skip_checks": True},
+}  # fmt: skip
+
+
+def test_monitoring_definitions_round_trip_through_every_source(
+    harness: Harness,
+) -> None:
+    """parents, a schedule's monitoring keys and downtimes, as the dir backend reads them."""
+    harness.write(hosts=MONITORED_HOSTS, schedules=MONITORED_SCHEDULES,
+                  downtimes=MONITORED_DOWNTIMES)  # fmt: skip
+    catalog = harness.backend().load()
+    assert catalog.hosts["compute-02.example.com"].parents == ("hv-01.example.com",)
+    schedules = {s.audit_name: s for s in catalog.schedules}
+    watched = schedules["check_nova_config_exists"].monitoring
+    assert watched == MonitorSettings(3, 120, Flapping(20.0, 40.0),
+                                      Dependency("vm_count", "parent"))  # fmt: skip
+    passive = schedules["check_nova_compute_log_file_exists"]
+    assert passive.monitoring == MonitorSettings(passive=True, freshness=3600)
+    assert passive.timing == Every(3600)
+    assert schedules["vm_count"].monitoring is None
+    assert set(catalog.downtimes) == {"kernel", "dc-move"}
+    kernel, move = catalog.downtimes["kernel"], catalog.downtimes["dc-move"]
+    assert (kernel.hosts, kernel.audits, kernel.cron.expr, kernel.duration) == (
+        ("compute-*",),
+        ("check_nova_*",),
+        "0 2 * * 6",
+        7200,
+    )
+    assert (move.groups, move.skip_checks, move.reason) == (("control",), True, "moving racks")
+    assert (move.start, move.end) == (
+        datetime.fromisoformat("2026-03-01T22:00:00+00:00"),
+        datetime.fromisoformat("2026-03-02T04:00:00+00:00"),
+    )

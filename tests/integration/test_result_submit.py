@@ -115,3 +115,71 @@ def test_the_service_refuses_what_the_cli_cannot_send(fleet: str) -> None:
         assert rt.backend.state.results(HOST, AUDIT)[0].summary == "disk 91%"
     finally:
         rt.close()
+
+
+def test_submitted_results_count_toward_soft_and_hard_states(
+    tmp_path: Path,
+) -> None:
+    """A passive audit with max_attempts 2: soft after one critical, hard after two."""
+    from fleets import SEED_SCHEDULES
+
+    schedules = {
+        **SEED_SCHEDULES,
+        "backups.yaml": {"compute": {"audits": {"backup_done": {
+            "passive": True, "freshness": "1d", "max_attempts": 2}}}},
+    }  # fmt: skip
+    fleet = f"dir:{write_fleet('dir', tmp_path / 'fleet', schedules=schedules)}"
+    host = "compute-02.example.com"
+
+    def submit(outcome: str) -> dict:
+        return json.loads(run("--backend", fleet, "result", "submit", "backup_done",
+                              "--host", host, "--outcome", outcome, "--json").stdout)  # fmt: skip
+
+    first = submit("critical")["monitor"]
+    assert (first["state"], first["state_type"], first["attempt"]) == ("critical", "soft", 1)
+    assert first["hard_state"] == "ok"
+    second = submit("critical")["monitor"]
+    assert (second["state"], second["state_type"], second["hard_state"]) == (
+        "critical",
+        "hard",
+        "critical",
+    )
+    assert second["last_hard_state_change"] is not None
+    back = submit("ok")["monitor"]
+    assert (back["state"], back["state_type"], back["hard_state"]) == ("ok", "hard", "ok")
+
+
+def test_a_submitted_result_is_published_as_events(tmp_path: Path) -> None:
+    """[notifications] transport_url set: the audit event, and state.* on a hard change."""
+    import kombu
+
+    from entropy.events import exchange
+    from entropy.service.results import submit_result
+    from entropy.service.runtime import Runtime
+    from fleets import SEED_SCHEDULES
+
+    schedules = {**SEED_SCHEDULES, "backups.yaml": {"compute": {"audits": {
+        "backup_done": {"passive": True, "freshness": "1d"}}}}}  # fmt: skip
+    fleet = f"dir:{write_fleet('dir', tmp_path / 'fleet', schedules=schedules)}"
+    url = f"memory://{tmp_path.name}"
+    connection = kombu.Connection(url)
+    queue = connection.SimpleQueue(kombu.Queue(f"t-{tmp_path.name}", exchange(), routing_key="#"))
+    rt = Runtime(backend_url=fleet)
+    rt.conf.set_override("transport_url", url, group="notifications")
+    try:
+        submit_result(rt, "backup_done", HOST, "critical", "backup failed")
+    finally:
+        rt.close()
+    got = []
+    for _ in range(2):
+        message = queue.get(timeout=5)
+        message.ack()
+        got.append((message.delivery_info["routing_key"], message.payload))
+    connection.close()
+    (audit_key, audit), (state_key, state) = got
+    assert (audit_key, audit["summary"]) == ("audit.backup_done.critical", "backup failed")
+    assert (state_key, state["state"], state["previous_state"]) == (
+        "state.backup_done.critical",
+        "critical",
+        "ok",
+    )

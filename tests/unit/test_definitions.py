@@ -1050,7 +1050,7 @@ def test_file_backend_unknown_section(conf, tmp_path: Path) -> None:
     one.write_text(_one_file() + "extras:\n  a: 1\n")
     problem = only_problem(conf, one, FileBackend)
     assert_at(problem, one, *locate(one, "extras:"))
-    allowed = "hosts, repairs, schedules, scripts"
+    allowed = "downtimes, hosts, repairs, schedules, scripts"
     assert problem.message == f"unknown section 'extras' (allowed: {allowed})"
 
 

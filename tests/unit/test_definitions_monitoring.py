@@ -15,9 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from entropy import definitions
-from entropy.backends.impl_dir import DirBackend
-from entropy.config import load_conf
 from entropy.definitions import (
     Problems,
     build_catalog,
@@ -62,12 +59,6 @@ check_b:
   kind: command
   command: [test, -f, /etc/b]
 """
-
-
-@pytest.fixture(autouse=True)
-def wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As phase 2 will have it: the engine acts on the monitoring keys."""
-    monkeypatch.setattr(definitions, "MONITORING_WIRED", True)
 
 
 def dedent(text: str) -> str:
@@ -639,26 +630,6 @@ def test_a_repair_cannot_watch_unreachable(tmp_path: Path) -> None:
     problem = only_problem(root)
     assert problem.message.startswith("repair 'fix': when.outcome must be one or more of critical,")
     assert "unreachable" not in problem.message.split("got")[0]
-
-
-def test_until_the_engine_acts_on_them_the_keys_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Phase 1 only: an accepted key the engine ignores would mislead. Phase 2 drops this."""
-    monkeypatch.setattr(definitions, "MONITORING_WIRED", False)
-    root = write(tmp_path, "compute:\n  audits:\n    check_a: {run_every: 1h, max_attempts: 3}\n")
-    messages = sorted(p.message for p in problems_of(root))
-    assert messages == [
-        "audit 'check_a' on 'compute': monitoring (max_attempts) is not acted on by this "
-        "version of the engine yet; remove it for now",
-        "host 'compute-01': parents is not acted on by this version of the engine yet; "
-        "remove it for now",
-        "host 'compute-02': parents is not acted on by this version of the engine yet; "
-        "remove it for now",
-    ]
-    conf = load_conf()
-    with pytest.raises(ValidationError):
-        DirBackend(conf, str(root)).load()
 
 
 def test_the_monitoring_definitions_round_trip_through_yaml(tmp_path: Path) -> None:

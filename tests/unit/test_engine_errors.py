@@ -1,4 +1,5 @@
-"""The engine and the typed store errors, on the memory store with faults switched on.
+"""The engine and the typed store errors, on the memory store with faults switched on;
+and its executor seam, with an executor whose results come back later, elsewhere.
 
 The store is the real reference store; only its claim or record raise the
 error a test switches on, the way a database would. What is checked is the
@@ -24,7 +25,7 @@ from entropy.backends.impl_dir import DirDefinitions
 from entropy.backends.impl_memory import MemoryStateStore, forget
 from entropy.clock import FakeClock
 from entropy.config import load_conf
-from entropy.engine import Engine, EngineSettings, WorkerPool
+from entropy.engine import Engine, EngineSettings, Executor, Outlet, Work, WorkerPool
 from entropy.engine.pool import WATCHDOG_MARGIN
 from entropy.errors import StorageFailure, StoreError, StoreUnavailable
 from entropy.model import Outcome, Result
@@ -65,7 +66,12 @@ def store(tmp_path: Path) -> Iterator[FaultyStore]:
 
 
 def make_engine(
-    tmp_path: Path, store: FaultyStore, clock: FakeClock, inline: bool = True, **settings: Any
+    tmp_path: Path,
+    store: FaultyStore,
+    clock: FakeClock,
+    inline: bool = True,
+    executor: Executor | None = None,
+    **settings: Any,
 ) -> Engine:
     fleet = write_fleet("dir", tmp_path / "fleet", hosts=HOSTS, scripts=SCRIPTS,
                         schedules=SCHEDULES)  # fmt: skip
@@ -77,7 +83,7 @@ def make_engine(
     made = EngineSettings("e1", **settings)
     # inline: the audits run in the test's thread, in order
     pool = WorkerPool(made.max_workers, clock, "e1", inline=inline)
-    return Engine(backend, scheduler, clock, made, executor=pool)
+    return Engine(backend, scheduler, clock, made, executor=executor or pool)
 
 
 def run_due(engine: Engine, clock: FakeClock, record: bool = True) -> list[Due]:
@@ -195,3 +201,79 @@ def wait_for(condition: Any) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+class Remote:
+    """An executor as a broker's is: submit() only sends; each result comes back later, on
+    a thread of its own (reply()), with its slot, engine, audit and host set."""
+
+    stuck = 0
+
+    def __init__(self) -> None:
+        self.out: dict[int, Work] = {}
+        self.done = 0
+        self.outlet: Outlet | None = None
+
+    def start(self, outlet: Outlet) -> None:
+        self.outlet = outlet
+
+    def submit(self, work: list[Work]) -> None:
+        self.out.update((due.row_id, (due, job)) for due, job in work)
+
+    def in_flight(self) -> int:
+        return len(self.out)
+
+    def holds(self, row_id: int) -> bool:
+        return row_id in self.out
+
+    def completed(self) -> int:
+        return self.done
+
+    def running(self) -> int:
+        return len(self.out)
+
+    def stop_starting(self) -> None: ...
+
+    def abandon(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def reply(self, clock: FakeClock) -> None:
+        """Every result, from another thread (as a broker client's callback would)."""
+
+        def answer() -> None:
+            assert self.outlet is not None
+            for row_id, (due, job) in list(self.out.items()):
+                now = clock.now()
+                result = Result(Outcome.OK, "remote", started_at=now, finished_at=now,
+                                slot=due.slot, engine_id="e1", audit_name=job.audit_name,
+                                host=job.host.name)  # fmt: skip
+                del self.out[row_id]
+                self.done += 1
+                self.outlet.finished(due, result)
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        thread.join(10)
+
+
+def test_another_executor_plugs_into_the_seam_leases_renewed_results_recorded(
+    tmp_path: Path, store: FaultyStore, clock: FakeClock
+) -> None:
+    remote = Remote()
+    engine = make_engine(tmp_path, store, clock, executor=remote, lease=30,
+                         heartbeat_interval=5, max_clock_skew=2)  # fmt: skip
+    batch = run_due(engine, clock, record=False)
+    assert len(batch) == 3 and remote.in_flight() == 3
+    assert sorted(engine.owned()) == sorted(due.row_id for due in batch)
+    for _ in range(12):  # a minute out there: the heartbeat keeps the claims
+        clock.advance(5)
+        engine.heartbeat.beat()
+    assert engine.heartbeat.recovered == 0
+    assert {row.status.value for row in store.audits()} == {"processing"}
+    remote.reply(clock)
+    engine.recorder.flush()  # the same recorder as the pool's results go to
+    assert (engine.recorded, engine.owned(), remote.in_flight()) == (3, [], 0)
+    stored = store.results(limit=10)
+    assert [(r.summary, r.engine_id) for r in stored] == [("remote", "e1")] * 3
+    assert {row.status.value for row in store.audits()} == {"processed"}

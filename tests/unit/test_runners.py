@@ -588,6 +588,8 @@ class Returns:
     bad_word = returns("fine")
     bad_type = returns(42)
     bad_key = returns({"outcome": "ok", "status": "fine"})
+    unreachable = returns("unreachable")  # Entropy's word for a failed dependency, not an audit's
+    unreachable_result = returns(Result(Outcome.UNREACHABLE, "u"))
 
 
 def echo(host: Host, params: dict[str, Any]) -> tuple[str, str]:
@@ -623,6 +625,8 @@ def py(name: str, timeout: float = 5.0, params: dict[str, Any] | None = None) ->
         ("bad_word", Outcome.ERROR, "the audit returned outcome 'fine'"),
         ("bad_type", Outcome.ERROR, "the audit returned a int, not a result"),
         ("bad_key", Outcome.ERROR, "the audit returned a dict with unknown keys ['status']"),
+        ("unreachable", Outcome.ERROR, "the audit returned unreachable: only Entropy says"),
+        ("unreachable_result", Outcome.ERROR, "the audit returned unreachable"),
     ],
 )
 def test_python_return_values(name: str, outcome: Outcome, summary: str) -> None:

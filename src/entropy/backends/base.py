@@ -26,7 +26,7 @@ import builtins  # `list` in EngineRegistry is its method: builtins.list is the 
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -40,9 +40,12 @@ from ..catalogdiff import SyncScope, pairs_in
 from ..config import number, splay_cap, state_dir
 from ..errors import BackendError, NoState, Unsupported
 from ..model import (
+    Ack,
     AuditRow,
     Catalog,
+    Downtime,
     Host,
+    MonitorState,
     Outcome,
     Pair,
     RepairDecision,
@@ -182,6 +185,28 @@ class StateDump:
 
     rows: list[AuditRow] = field(default_factory=list)
     results: list[Result] = field(default_factory=list)
+
+
+class MonitorRow(NamedTuple):
+    """What the monitoring rules need of one pair's row (monitor_rows)."""
+
+    id: int
+    audit_name: str
+    host: str
+    monitor: MonitorState | None  # None: no monitoring state kept (yet)
+    outcome: Outcome | None  # the latest result's; None before any
+    last_result_at: datetime | None  # when that result finished
+    created_at: datetime | None = None  # the row's: a passive pair's freshness counts from it
+
+    @classmethod
+    def of(cls, row: AuditRow) -> MonitorRow:
+        latest = row.result or {}
+        outcome, finished = latest.get("outcome"), latest.get("finished_at")
+        if isinstance(finished, str):
+            finished = datetime.fromisoformat(finished)
+        return cls(row.id, row.audit_name, row.host, row.monitor,
+                   None if outcome is None else Outcome(outcome), finished,
+                   row.created_at)  # fmt: skip
 
 
 RecordItem = tuple[int, Result, datetime]  # (row id, result, the row's next_run after it)
@@ -582,16 +607,66 @@ class StateStore(Capable, abc.ABC):
         """Extend this engine's leases on these rows (still claimed by it); how many it holds."""
 
     @abc.abstractmethod
-    def record(self, records: list[RecordItem], engine_id: str) -> int:
+    def record(
+        self,
+        records: list[RecordItem],
+        engine_id: str,
+        monitor: Mapping[int, MonitorState] | None = None,
+    ) -> int:
         """Store results: each row's latest result and next_run, plus one history entry each.
 
         Only rows still claimed by this engine change, and only their results
         enter the history (fencing). Returns how many rows were updated.
+        `monitor`: the monitoring state of the rows that keep one (row id ->
+        state), written with their results in the same transaction; None (no
+        pair of the batch has monitoring) costs nothing.
         """
 
     @abc.abstractmethod
-    def record_adhoc(self, row_id: int | None, result: Result) -> None:
-        """A run outside the schedule: history, and the row's latest result; next_run stays."""
+    def record_adhoc(
+        self, row_id: int | None, result: Result, monitor: MonitorState | None = None
+    ) -> None:
+        """A run outside the schedule (or a submitted result): history, and the row's latest
+        result (and monitoring state, when given), in one transaction; next_run stays."""
+
+    @abc.abstractmethod
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
+        """The rows of these (audit, host) pairs, with their monitoring state and latest outcome;
+        a pair without a row is left out."""
+
+    # -- downtimes and acknowledgements (monitoring.py) ------------------------------
+
+    @abc.abstractmethod
+    def add_downtime(self, downtime: Downtime) -> None:
+        """Keep an ad hoc downtime under its name (its id); StoreConflict if that is taken."""
+
+    @abc.abstractmethod
+    def downtimes(self) -> list[Downtime]:
+        """Every ad hoc downtime kept, by start, then name."""
+
+    @abc.abstractmethod
+    def remove_downtime(self, name: str) -> bool:
+        """Drop one ad hoc downtime; False if there was none of that name."""
+
+    @abc.abstractmethod
+    def expire_downtimes(self, now: datetime) -> int:
+        """Drop the ad hoc downtimes that ended (end <= now); how many."""
+
+    @abc.abstractmethod
+    def set_ack(self, ack: Ack) -> None:
+        """Keep the acknowledgement of its (audit, host), replacing the one there was."""
+
+    @abc.abstractmethod
+    def acks(self, host: str | None = None, audit_name: str | None = None) -> list[Ack]:
+        """The acknowledgements kept (expired ones until expire_acks), by host then audit."""
+
+    @abc.abstractmethod
+    def clear_ack(self, audit_name: str, host: str) -> bool:
+        """Lift the pair's acknowledgement; False if it had none."""
+
+    @abc.abstractmethod
+    def expire_acks(self, now: datetime) -> int:
+        """Drop the acknowledgements that expired (expires_at <= now); how many."""
 
     @abc.abstractmethod
     def release(self, engine_id: str, now: datetime) -> int:
@@ -831,6 +906,12 @@ class Backend:
 
 
 # -- helpers for implementations -------------------------------------------------------------
+
+
+def downtime_order(downtime: Downtime) -> tuple[float, str]:
+    """How downtimes() sorts: by start (those without one first), then name."""
+    start = downtime.start.timestamp() if downtime.start is not None else float("-inf")
+    return (start, downtime.name)
 
 
 def default_state_url(conf: cfg.ConfigOpts, backend: str, definitions: Path) -> str:

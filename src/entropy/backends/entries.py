@@ -16,6 +16,7 @@ from ..definitions import (
     Problems,
     build_catalog,
     marked,
+    parse_downtimes,
     parse_hosts,
     parse_repairs,
     parse_schedules,
@@ -35,6 +36,7 @@ def catalog_from_entries(
     scripts: Iterable[Entry],
     schedules: Iterable[ScheduleEntry],
     repairs: Iterable[Entry],
+    downtimes: Iterable[Entry] = (),
 ) -> Catalog:
     """Parse and validate stored entries; raise ValidationError naming `where#...:number`."""
     problems = Problems()
@@ -52,6 +54,7 @@ def catalog_from_entries(
         [f"{where}#schedules"],
         problems,
         parse_repairs(_doc(repairs), f"{where}#repairs", problems),
+        parse_downtimes(_doc(downtimes), f"{where}#downtimes", problems, timezone),
     )
 
 

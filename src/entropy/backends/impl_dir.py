@@ -1,4 +1,5 @@
-"""Definitions from a directory: hosts.yaml, scripts.yaml, audits/*.yaml, repairs.yaml."""
+"""Definitions from a directory: hosts.yaml, scripts.yaml, audits/*.yaml, repairs.yaml and
+downtimes.yaml (the last two optional)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..config import option
 from ..definitions import (
     Problems,
     build_catalog,
+    parse_downtimes,
     parse_hosts,
     parse_repairs,
     parse_schedules,
@@ -55,8 +57,8 @@ class DirDefinitions(DefinitionsSource):
     def hint(self) -> str:
         root = self.path
         return (
-            f"{root}/hosts.yaml, {root}/scripts.yaml, {root}/audits/*.yaml "
-            f"and {root}/repairs.yaml"
+            f"{root}/hosts.yaml, {root}/scripts.yaml, {root}/audits/*.yaml, "
+            f"{root}/repairs.yaml and {root}/downtimes.yaml"
         )
 
     def schedule_files(self) -> list[Path]:
@@ -75,6 +77,7 @@ class DirDefinitions(DefinitionsSource):
             root / "hosts.yaml",
             root / "scripts.yaml",
             root / "repairs.yaml",
+            root / "downtimes.yaml",
             root / "audits",
             *self.schedule_files(),
         ]
@@ -119,8 +122,23 @@ class DirDefinitions(DefinitionsSource):
             if repairs_path.exists()
             else {}
         )
-        cache.forget_others({str(p) for p in (hosts_path, scripts_path, repairs_path, *files)})
-        return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems, repairs)
+        downtimes_path = root / "downtimes.yaml"  # optional: planned maintenance windows
+        downtimes = (
+            cache.get(
+                downtimes_path, problems,
+                lambda: parse_downtimes(
+                    problems.read(downtimes_path), str(downtimes_path), problems, timezone
+                ),
+                dict.copy,
+            )
+            if downtimes_path.exists()
+            else {}
+        )  # fmt: skip
+        cache.forget_others(
+            {str(p) for p in (hosts_path, scripts_path, repairs_path, downtimes_path, *files)}
+        )
+        return build_catalog(hosts, scripts, schedules, [str(p) for p in files], problems, repairs,
+                             downtimes)  # fmt: skip
 
     @functools.cached_property
     def _cache(self) -> ParseCache:

@@ -1,4 +1,4 @@
-"""Definitions from one YAML file: hosts:, scripts:, schedules: and repairs: sections."""
+"""Definitions from one YAML file: hosts:, scripts:, schedules:, repairs: and downtimes:."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ..definitions import (
     MarkedMap,
     Problems,
     build_catalog,
+    parse_downtimes,
     parse_hosts,
     parse_repairs,
     parse_schedules,
@@ -23,7 +24,8 @@ from ..parsecache import ParseCache
 from ..yamlread import new_map
 from .base import DefinitionsSource, default_state_url
 
-SECTIONS = frozenset({"hosts", "scripts", "schedules", "repairs"})
+SECTIONS = frozenset({"hosts", "scripts", "schedules", "repairs", "downtimes"})
+OPTIONAL = frozenset({"repairs", "downtimes"})  # a fleet may only audit
 
 
 class FileDefinitions(DefinitionsSource):
@@ -45,7 +47,7 @@ class FileDefinitions(DefinitionsSource):
             )
 
     def hint(self) -> str:
-        return f"{self.path} (sections hosts:, scripts:, schedules:, repairs:)"
+        return f"{self.path} (sections hosts:, scripts:, schedules:, repairs:, downtimes:)"
 
     def place(self) -> str:
         return f"{self.name}:{self.path.resolve()}"
@@ -67,16 +69,16 @@ class FileDefinitions(DefinitionsSource):
             )
         problems = Problems()
         self._cache.start()
-        hosts, scripts, schedules, repairs = self._cache.get(
+        hosts, scripts, schedules, repairs, downtimes = self._cache.get(
             path, problems, lambda: self._parse(path, problems), _copy_parts
         )
-        return build_catalog(hosts, scripts, schedules, [str(path)], problems, repairs)
+        return build_catalog(hosts, scripts, schedules, [str(path)], problems, repairs, downtimes)
 
     @functools.cached_property
     def _cache(self) -> ParseCache:
         return ParseCache()
 
-    def _parse(self, path: Path, problems: Problems) -> tuple[Any, Any, Any, Any]:
+    def _parse(self, path: Path, problems: Problems) -> tuple[Any, Any, Any, Any, Any]:
         where = str(path)
         doc = problems.read(path)
         if doc is None and where not in problems.unreadable:
@@ -105,7 +107,8 @@ class FileDefinitions(DefinitionsSource):
         scripts = parse_scripts(sections["scripts"], where, problems)
         schedules = parse_schedules(sections["schedules"], where, problems, timezone)
         repairs = parse_repairs(sections["repairs"], where, problems)
-        return hosts, scripts, schedules, repairs
+        downtimes = parse_downtimes(sections["downtimes"], where, problems, timezone)
+        return hosts, scripts, schedules, repairs, downtimes
 
     def write_definitions(self, catalog: Catalog) -> None:
         """Replace the file's definitions with the catalog's (written atomically)."""
@@ -115,19 +118,20 @@ class FileDefinitions(DefinitionsSource):
 FileBackend = FileDefinitions  # its name before sources and stores were split (tests, plugins)
 
 
-def _copy_parts(parts: tuple[Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any]:
-    hosts, scripts, schedules, repairs = parts
-    return dict(hosts), dict(scripts), list(schedules), dict(repairs)
+def _copy_parts(parts: tuple[Any, Any, Any, Any, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    hosts, scripts, schedules, repairs, downtimes = parts
+    return dict(hosts), dict(scripts), list(schedules), dict(repairs), dict(downtimes)
 
 
 def _section(doc: MarkedMap, key: str, where: str, problems: Problems) -> MarkedMap:
-    """A section's mapping; a missing or empty one is a problem (but repairs: is optional).
+    """A section's mapping; a missing or empty one is a problem (repairs: and downtimes: are
+    optional).
 
     A section cut off or emptied by mistake would otherwise remove every
     host, script or audit it held; `hosts: {}` says there are none.
     """
     if key not in doc:
-        if key != "repairs" and where not in problems.unreadable and doc:
+        if key not in OPTIONAL and where not in problems.unreadable and doc:
             problems.add(
                 where, (1, 1), f"no {key}: section; write `{key}: {{}}` if there are none"
             )

@@ -20,7 +20,7 @@ import copy
 import dataclasses
 import json
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeGuard
 
@@ -28,12 +28,15 @@ from oslo_config import cfg
 
 from ..catalogdiff import SyncScope
 from ..definitions import Problems, build_catalog
-from ..errors import NotFound, SchemaOutOfDate
+from ..errors import NotFound, SchemaOutOfDate, StoreConflict
 from ..model import (
+    Ack,
     AuditRow,
     Catalog,
     DisabledBy,
+    Downtime,
     Host,
+    MonitorState,
     Outcome,
     Pair,
     RepairDecision,
@@ -54,6 +57,7 @@ from .base import (
     EngineRecord,
     EngineRegistry,
     Judge,
+    MonitorRow,
     PairOutcome,
     RecordItem,
     RepairRecord,
@@ -61,6 +65,7 @@ from .base import (
     ScheduleRow,
     StateDump,
     StateStore,
+    downtime_order,
 )
 from .syncplan import disabled_state, latest_of, plan_sync
 
@@ -100,6 +105,7 @@ class _Space:
         self.scripts: dict[str, Script] = {}
         self.schedules: list[Schedule] = []
         self.repairs: dict[str, RepairRule] = {}
+        self.downtime_definitions: dict[str, Downtime] = {}
         self.version = 0  # bumped by every change of the definitions
         # state
         self.rows: dict[int, AuditRow] = {}
@@ -110,6 +116,8 @@ class _Space:
         self.repair_runs: list[RepairRecord] = []
         self.engines: dict[str, EngineRecord] = {}
         self.kept_disables: dict[tuple[str, str], KeptDisable] = {}
+        self.downtimes: dict[str, Downtime] = {}  # ad hoc, by name (their id)
+        self.acks: dict[tuple[str, str], Ack] = {}
 
 
 # -- definitions ----------------------------------------------------------------------
@@ -145,6 +153,7 @@ class MemoryDefinitions(EditableDefinitions):
                 dict(space.scripts),
                 list(space.schedules),
                 dict(space.repairs),
+                dict(space.downtime_definitions),
             )
         return self._catalog(*parts)
 
@@ -154,15 +163,18 @@ class MemoryDefinitions(EditableDefinitions):
         scripts: dict[str, Script],
         schedules: list[Schedule],
         repairs: dict[str, RepairRule],
+        downtimes: dict[str, Downtime] | None = None,
     ) -> Catalog:
         """Check the parts as the YAML would be checked (ValidationError on any problem)."""
-        return build_catalog(hosts, scripts, schedules, [self.describe()], Problems(), repairs)
+        return build_catalog(hosts, scripts, schedules, [self.describe()], Problems(), repairs,
+                             downtimes)  # fmt: skip
 
     def write_definitions(self, catalog: Catalog) -> None:
         space = self.space
         with space.lock:
             space.hosts, space.scripts = dict(catalog.hosts), dict(catalog.scripts)
             space.schedules, space.repairs = list(catalog.schedules), dict(catalog.repairs)
+            space.downtime_definitions = dict(catalog.downtimes)
             space.version += 1
 
     def _change(self, **parts: Any) -> None:
@@ -439,10 +451,20 @@ class MemoryStateStore(StateStore):
                     renewed += 1
         return renewed
 
-    def record(self, records: list[RecordItem], engine_id: str) -> int:
+    def record(
+        self,
+        records: list[RecordItem],
+        engine_id: str,
+        monitor: Mapping[int, MonitorState] | None = None,
+    ) -> int:
         space = self.space
         updated = 0
         with space.lock:
+            if monitor:  # first, while the rows are still ours (fencing)
+                for row_id, state in monitor.items():
+                    row = space.rows.get(row_id)
+                    if self._holds(row, engine_id):
+                        row.monitor = state
             # The history first, while the rows are still ours: a fenced-out result leaves none.
             ours = {
                 row_id for row_id, _, _ in records if self._holds(space.rows.get(row_id), engine_id)
@@ -459,14 +481,74 @@ class MemoryStateStore(StateStore):
                 updated += 1
         return updated
 
-    def record_adhoc(self, row_id: int | None, result: Result) -> None:
+    def record_adhoc(
+        self, row_id: int | None, result: Result, monitor: MonitorState | None = None
+    ) -> None:
         space = self.space
         with space.lock:
             row = space.rows.get(row_id) if row_id is not None else None
             if row is not None:
                 row.result = _plain(latest_of(result))
                 row.updated_at = result.finished_at or row.updated_at
+                if monitor is not None:
+                    row.monitor = monitor
             space.results.append(_stored(result))
+
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
+        space = self.space
+        with space.lock:
+            found = [space.rows[space.keys[k]] for k in keys if k in space.keys]
+            return {(r.audit_name, r.host): MonitorRow.of(_copy(r)) for r in found}
+
+    # -- downtimes and acknowledgements -------------------------------------------------
+
+    def add_downtime(self, downtime: Downtime) -> None:
+        with self.space.lock:
+            if downtime.name in self.space.downtimes:
+                raise StoreConflict(f"state store {self.url}: downtime {downtime.name!r} exists")
+            self.space.downtimes[downtime.name] = downtime
+
+    def downtimes(self) -> list[Downtime]:
+        with self.space.lock:
+            found = list(self.space.downtimes.values())
+        return sorted(found, key=downtime_order)
+
+    def remove_downtime(self, name: str) -> bool:
+        with self.space.lock:
+            return self.space.downtimes.pop(name, None) is not None
+
+    def expire_downtimes(self, now: datetime) -> int:
+        with self.space.lock:
+            kept = self.space.downtimes
+            ended = [n for n, d in kept.items() if d.end is not None and d.end <= now]
+            for name in ended:
+                del kept[name]
+        return len(ended)
+
+    def set_ack(self, ack: Ack) -> None:
+        with self.space.lock:
+            self.space.acks[(ack.audit_name, ack.host)] = ack
+
+    def acks(self, host: str | None = None, audit_name: str | None = None) -> list[Ack]:
+        with self.space.lock:
+            found = [
+                a for a in self.space.acks.values()
+                if (host is None or a.host == host)
+                and (audit_name is None or a.audit_name == audit_name)
+            ]  # fmt: skip
+        return sorted(found, key=lambda a: (a.host, a.audit_name))
+
+    def clear_ack(self, audit_name: str, host: str) -> bool:
+        with self.space.lock:
+            return self.space.acks.pop((audit_name, host), None) is not None
+
+    def expire_acks(self, now: datetime) -> int:
+        with self.space.lock:
+            acks = self.space.acks
+            gone = [k for k, a in acks.items() if a.expires_at is not None and a.expires_at <= now]
+            for key in gone:
+                del acks[key]
+        return len(gone)
 
     def release(self, engine_id: str, now: datetime) -> int:
         released = 0

@@ -23,9 +23,9 @@ from typing import Any
 from oslo_config import cfg
 
 from ..config import option
-from ..dump import host_entry, repair_entry, schedule_entry, script_entry
+from ..dump import downtime_entry, host_entry, repair_entry, schedule_entry, script_entry
 from ..errors import BackendError, NotFound
-from ..model import Catalog, Host, RepairRule, Schedule, Script
+from ..model import Catalog, Downtime, Host, RepairRule, Schedule, Script
 from .base import EditableDefinitions, safe_url
 from .entries import (
     Entry,
@@ -39,7 +39,8 @@ from .mongodb.state import MongoStateStore
 
 _META = ("_id", "seq", "created_at", "updated_at")
 _SCHEDULE_META = (*_META, "target", "audit_name")
-_KINDS = ("hosts", "scripts", "schedules", "repairs")
+# downtimes.yaml's entries; `downtimes` is the state store's (ad hoc ones).
+_KINDS = ("hosts", "scripts", "schedules", "repairs", "downtime_definitions")
 
 
 class MongoDefinitions(EditableDefinitions):
@@ -64,7 +65,10 @@ class MongoDefinitions(EditableDefinitions):
         return f"mongodb:{self.state_url()}"
 
     def hint(self) -> str:
-        return f"the hosts, scripts, schedules and repairs collections of {self.describe()}"
+        return (
+            f"the hosts, scripts, schedules, repairs and downtime_definitions collections of "
+            f"{self.describe()}"
+        )
 
     @property
     def where(self) -> str:
@@ -119,6 +123,7 @@ class MongoDefinitions(EditableDefinitions):
             entries("scripts"),
             schedules,
             entries("repairs"),
+            entries("downtime_definitions"),
         )
 
     # -- writing ----------------------------------------------------------------
@@ -134,6 +139,7 @@ class MongoDefinitions(EditableDefinitions):
             "scripts": [_script_doc(s, now) for s in catalog.scripts.values()],
             "schedules": [_schedule_doc(s, now) for s in reversed(unique.values())],
             "repairs": [_repair_doc(r, now) for r in catalog.repairs.values()],
+            "downtime_definitions": [_downtime_doc(d, now) for d in catalog.downtimes.values()],
         }
         self._catalog(_numbered(docs))  # what is written must load back
         db = self._db()
@@ -261,3 +267,7 @@ def _schedule_doc(schedule: Schedule, now: datetime) -> dict[str, Any]:
 
 def _repair_doc(rule: RepairRule, now: datetime) -> dict[str, Any]:
     return {"_id": rule.name, **_stamped(repair_entry(rule), now)}
+
+
+def _downtime_doc(downtime: Downtime, now: datetime) -> dict[str, Any]:
+    return {"_id": downtime.name, **_stamped(downtime_entry(downtime), now)}

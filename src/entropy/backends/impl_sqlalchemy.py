@@ -17,14 +17,14 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select
 
 from ..config import option, state_dir
-from ..dump import repair_entry
+from ..dump import downtime_entry, monitoring_keys, repair_entry
 from ..errors import NotFound
-from ..model import Catalog, Host, RepairRule, Schedule, Script
+from ..model import Catalog, Downtime, Host, RepairRule, Schedule, Script
 from ..timing import Every, format_duration
 from .base import EditableDefinitions, safe_url
 from .entries import catalog_from_entries, problems_of, refuse_new_problems
 from .sqlalchemy.state import SqlStateStore
-from .sqlalchemy.tables import hosts, repairs, schedules, scripts
+from .sqlalchemy.tables import downtime_definitions, hosts, repairs, schedules, scripts
 
 
 class SqlalchemyDefinitions(EditableDefinitions):
@@ -41,7 +41,10 @@ class SqlalchemyDefinitions(EditableDefinitions):
         return f"sqlalchemy:{self.state_url()}"
 
     def hint(self) -> str:
-        return f"the hosts, scripts, schedules and repairs tables of {safe_url(self.state_url())}"
+        return (
+            f"the hosts, scripts, schedules, repairs and downtime_definitions tables of "
+            f"{safe_url(self.state_url())}"
+        )
 
     def _store(self) -> SqlStateStore:
         """The backend's state store: the definitions' tables are in its database."""
@@ -58,7 +61,7 @@ class SqlalchemyDefinitions(EditableDefinitions):
         so an engine's watch picks up `entropy host add` within seconds."""
         found = []
         with self._store().transaction() as conn:
-            for table in (hosts, scripts, schedules, repairs):
+            for table in (hosts, scripts, schedules, repairs, downtime_definitions):
                 c = table.c
                 found.append(tuple(conn.execute(
                     select(func.count(), func.max(c.id), func.max(c.updated_at))
@@ -89,6 +92,12 @@ class SqlalchemyDefinitions(EditableDefinitions):
                 (r.name, r.rule, r.id)
                 for r in conn.execute(select(repairs).order_by(repairs.c.id))
             ),
+            (
+                (r.name, r.entry, r.id)
+                for r in conn.execute(
+                    select(downtime_definitions).order_by(downtime_definitions.c.id)
+                )
+            ),
         )
 
     # -- writing ----------------------------------------------------------------
@@ -105,7 +114,7 @@ class SqlalchemyDefinitions(EditableDefinitions):
         """Replace every definition with the catalog's."""
 
         def replace(conn: Connection, now: datetime) -> None:
-            for table in (repairs, schedules, scripts, hosts):
+            for table in (downtime_definitions, repairs, schedules, scripts, hosts):
                 conn.execute(delete(table))
             if catalog.hosts:
                 conn.execute(insert(hosts), [_host_row(h, now) for h in catalog.hosts.values()])
@@ -121,6 +130,11 @@ class SqlalchemyDefinitions(EditableDefinitions):
             if catalog.repairs:
                 conn.execute(
                     insert(repairs), [_repair_row(r, now) for r in catalog.repairs.values()]
+                )
+            if catalog.downtimes:
+                conn.execute(
+                    insert(downtime_definitions),
+                    [_downtime_row(d, now) for d in catalog.downtimes.values()],
                 )
 
         self._change(replace)
@@ -177,8 +191,11 @@ class SqlalchemyDefinitions(EditableDefinitions):
 
 
 def _host_entry(row: Any) -> dict[str, Any]:
-    return {"ip_address": row.ip_address, "host_type": row.host_type, "groups": row.groups,
-            "vars": row.vars, "ssh": row.ssh, "zone": row.zone}  # fmt: skip
+    entry = {"ip_address": row.ip_address, "host_type": row.host_type, "groups": row.groups,
+             "vars": row.vars, "ssh": row.ssh, "zone": row.zone}  # fmt: skip
+    if row.parents:
+        entry["parents"] = row.parents
+    return entry
 
 
 def _duration(key: str, seconds: int | None) -> dict[str, str]:
@@ -186,13 +203,19 @@ def _duration(key: str, seconds: int | None) -> dict[str, str]:
 
 
 def _schedule_entry(row: Any) -> dict[str, Any]:
+    monitoring = row.monitoring or {}
     entry: dict[str, Any] = (
-        {"run_every": format_duration(row.run_every)} if row.run_every else {"cron": row.cron}
+        {}  # passive: its timing is its freshness, in `monitoring`
+        if monitoring.get("passive")
+        else {"run_every": format_duration(row.run_every)}
+        if row.run_every
+        else {"cron": row.cron}
     )
     entry.update(disabled=bool(row.disabled), params=row.params or {})
     if row.disabled_reason is not None:
         entry["disabled_reason"] = row.disabled_reason
     entry.update(_duration("timeout", row.timeout))
+    entry.update(monitoring)
     return entry
 
 
@@ -200,7 +223,7 @@ def _host_row(host: Host, now: datetime) -> dict[str, Any]:
     return {"name": host.name, "ip_address": host.ip_address, "host_type": host.host_type,
             "groups": list(host.groups), "vars": host.vars, "created_at": now,
             "updated_at": now, "ssh": None if host.ssh is None else host.ssh.to_dict(),
-            "zone": host.zone}  # fmt: skip
+            "zone": host.zone, "parents": list(host.parents) or None}  # fmt: skip
 
 
 def _script_row(script: Script, now: datetime) -> dict[str, Any]:
@@ -217,8 +240,14 @@ def _schedule_row(schedule: Schedule, now: datetime) -> dict[str, Any]:
         "disabled": schedule.disabled, "disabled_reason": schedule.disabled_reason,
         "timeout": schedule.timeout, "params": schedule.params,
         "created_at": now, "updated_at": now,
+        "monitoring": monitoring_keys(schedule.monitoring) or None if schedule.monitoring else None,
     }  # fmt: skip
 
 
 def _repair_row(rule: RepairRule, now: datetime) -> dict[str, Any]:
     return {"name": rule.name, "rule": repair_entry(rule), "created_at": now, "updated_at": now}
+
+
+def _downtime_row(downtime: Downtime, now: datetime) -> dict[str, Any]:
+    return {"name": downtime.name, "entry": downtime_entry(downtime), "created_at": now,
+            "updated_at": now}  # fmt: skip

@@ -11,7 +11,7 @@ from ..errors import ValidationError
 from ..gctuning import collector_paused
 from ..progress import progress_on_terminal
 from ..removal import RemovalRefused
-from ..service import fleet, reads
+from ..service import fleet, monitoring, reads
 from ..service.runtime import Runtime
 from .common import command, json_option, pass_runtime, seconds
 from .output import print_json, print_repair_summary, print_table, result_text, say, stamp, when
@@ -84,19 +84,33 @@ def sync(rt: Runtime, force: bool, as_json: bool) -> None:
 @command()
 @click.option("--host", help="Only this host's rows.")
 @click.option("--audit", "audit_name", metavar="AUDIT", help="Only this audit's rows.")
+@click.option("--overdue", is_flag=True,
+              help="Only pairs whose last result is older than twice their interval: "
+              "checks that silently stopped.")  # fmt: skip
 @json_option
 @pass_runtime
 @read_only
-def status(rt: Runtime, host: str | None, audit_name: str | None, as_json: bool) -> None:
+def status(
+    rt: Runtime, host: str | None, audit_name: str | None, overdue: bool, as_json: bool
+) -> None:
     """Show the audit rows: when each runs next, its status and latest result.
 
-    Below them: hosts flagged for a human (a repair used up its max_attempts)
-    and the latest repair runs.
+    With monitoring (max_attempts, flapping), the result says a soft state's
+    attempt and flapping; a pair in a downtime or acknowledged says so.
+    Below the rows: hosts flagged for a human (a repair used up its
+    max_attempts) and the latest repair runs.
 
     --json prints a list of objects with exactly the row fields: id, host,
     ip_address, audit_name, next_run, created_at, updated_at, disabled,
-    disabled_reason, status, result. (Repairs: `entropy repair list --json`.)
+    disabled_reason, status, result, monitor (the soft/hard state: state,
+    state_type, attempt, hard_state, last_state_change,
+    last_hard_state_change, flapping, ...; null without monitoring). With
+    --overdue, each also has overdue_since and last_result_at. (Repairs:
+    `entropy repair list --json`.)
     """
+    if overdue:
+        _overdue(rt, host, audit_name, as_json)
+        return
     if as_json:
         print_json([row.public() for row in reads.audits(rt, host, audit_name).items])
         return
@@ -110,10 +124,26 @@ def status(rt: Runtime, host: str | None, audit_name: str | None, as_json: bool)
         return
     table = [("HOST", "AUDIT", "STATUS", "NEXT RUN", "RESULT")]
     for row in view.rows:
+        marks = view.marks.get((row.audit_name, row.host))
         table.append((row.host, row.audit_name, row.status.value, when(row.next_run, view.now),
-                      result_text(row)))  # fmt: skip
+                      result_text(row, marks)))  # fmt: skip
     print_table(table)
     print_repair_summary(view.flagged, view.repairs)
+
+
+def _overdue(rt: Runtime, host: str | None, audit_name: str | None, as_json: bool) -> None:
+    found = monitoring.overdue(rt, host, audit_name)
+    if as_json:
+        print_json([item.to_dict() for item in found])
+        return
+    if not found:
+        say("no pair is overdue")
+        return
+    table = [("HOST", "AUDIT", "OVERDUE SINCE", "LAST RESULT")]
+    for item in found:
+        last = stamp(item.last_result_at) if item.last_result_at else "never"
+        table.append((item.row.host, item.row.audit_name, stamp(item.since), last))
+    print_table(table)
 
 
 @command()
@@ -134,7 +164,8 @@ def plan(rt: Runtime, within: str, host: str | None, audit_name: str | None, as_
 
     Overdue rows are shown at their missed time (they run at once, once).
     Pairs not yet synced show when their first run would be. Disabled rows
-    never run and are left out.
+    never run and are left out. A pair in a downtime or acknowledged says so
+    (a downtime with skip_checks: true skips its runs).
     """
     window = seconds(within, "--within")
     ahead = reads.plan(rt, window, host, audit_name)
@@ -143,7 +174,9 @@ def plan(rt: Runtime, within: str, host: str | None, audit_name: str | None, as_
         return
     for run in ahead.runs:
         late = "  (overdue)" if run.time < ahead.now else ""
-        click.echo(f"{stamp(run.time)}  {run.host}  {run.audit_name}{late}")
+        marks = ahead.marks.get((run.audit_name, run.host))
+        marked = f"  [{marks}]" if marks else ""
+        click.echo(f"{stamp(run.time)}  {run.host}  {run.audit_name}{late}{marked}")
     say(f"{len(ahead.runs)} runs within {within}")
 
 

@@ -89,12 +89,21 @@ def when(t: datetime, now: datetime) -> str:
     return f"{stamp(t)} ({relative})"
 
 
-def result_text(row: AuditRow) -> str:
+def result_text(row: AuditRow, marks: str | None = None) -> str:
+    """The latest result; with monitoring, a soft state's attempt and flapping; then marks
+    (in downtime, acknowledged)."""
     if row.disabled:
         return f"disabled: {row.disabled_reason or 'no reason given'}"
     if not row.result:
-        return "-"
-    return f"{row.result.get('outcome', '?')}: {row.result.get('summary', '')}"
+        return "-" if not marks else f"- [{marks}]"
+    outcome = row.result.get("outcome", "?")
+    state = row.monitor
+    if state is not None and state.state_type.value == "soft":
+        outcome += f" (soft, attempt {state.attempt})"
+    if state is not None and state.flapping:
+        outcome += " (flapping)"
+    text = f"{outcome}: {row.result.get('summary', '')}"
+    return f"{text} [{marks}]" if marks else text
 
 
 # -- repairs -----------------------------------------------------------------------------

@@ -11,14 +11,15 @@ from typing import Any
 import click
 
 from ..jsonout import to_json
-from ..model import Outcome
+from ..model import REPAIRABLE_OUTCOMES, Outcome
 from ..service import repairs
 from ..service.runtime import Runtime
 from .common import group, json_option, pass_runtime, seconds
 from .output import print_json, print_table, report, say, stamp
 from .readonly import read_only
 
-_FAILING = [o.value for o in Outcome if o is not Outcome.OK]
+# What a rule may watch: never ok, never unreachable (its dependency is the problem).
+_FAILING = [o.value for o in Outcome if o in REPAIRABLE_OUTCOMES]
 
 
 @group()
@@ -46,10 +47,12 @@ def repair() -> None:
 def repair_plan(rt: Runtime, as_json: bool) -> None:
     """Show which repairs the current results would fire, and what holds the others back.
 
-    For every failing (audit, host) a rule watches: `fire`, `held` with the
-    guardrail that holds it (cooldown, max_concurrent, max_attempts, a flag,
-    a run in progress), or `waiting` for more failures in a row. Nothing is
-    run or changed.
+    For every failing (audit, host) a rule watches: `fire`, `held` with what
+    holds it, or `waiting` for more failures in a row. Holds: the monitoring
+    rules first (in downtime, acknowledged, unreachable behind a failed
+    dependency, flapping, a soft state waiting for a hard one), then the
+    guardrails (cooldown, max_concurrent, max_attempts, a flag, a run in
+    progress). Nothing is run or changed.
     """
     items = repairs.plan(rt)
     if as_json:

@@ -48,8 +48,10 @@ def submit(
 
     It counts like any other result: the history, the pair's latest result
     (`entropy status`), its soft/hard state when the audit has max_attempts,
-    and a passive audit's freshness (`passive: true` audits get their results
-    only this way). The audit and the host must be in the definitions.
+    a passive audit's freshness (`passive: true` audits get their results
+    only this way), and its events when [notifications] transport_url is
+    set. Repairs are the engine's: they act on the results it records. The
+    audit and the host must be in the definitions.
 
     \b
     Examples:

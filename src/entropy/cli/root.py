@@ -13,7 +13,20 @@ from ..errors import EntropyError, ValidationError
 from ..service import logs
 from ..service.runtime import Runtime
 from ..service.signals import Interrupted, raise_on_signals
-from . import api, audits, db, definitions, engine, fleet, repairs, results, ssh, transfer, worker
+from . import (
+    api,
+    audits,
+    db,
+    definitions,
+    engine,
+    fleet,
+    monitoring,
+    repairs,
+    results,
+    ssh,
+    transfer,
+    worker,
+)
 from .common import CONTEXT, Group
 from .options import accept_global_options, log_level
 from .output import say
@@ -110,8 +123,8 @@ def _close(rt: Runtime) -> None:
         say(f"entropy: {notice}", logging.WARNING, notice)
 
 
-for _module in (fleet, audits, results, definitions, db, engine, transfer, repairs, ssh,
-                worker, api):  # fmt: skip
+for _module in (fleet, audits, results, monitoring, definitions, db, engine, transfer, repairs,
+                ssh, worker, api):  # fmt: skip
     for _command in _module.COMMANDS:
         main.add_command(_command)
 accept_global_options(main)  # last: every command, wherever it was defined

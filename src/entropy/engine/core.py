@@ -18,6 +18,7 @@ from .executor import Executor
 from .heartbeat import Heartbeat, Registration
 from .leases import Leases
 from .metrics import NO_METRICS, EngineMetrics
+from .monitor import Downtimes, Monitoring
 from .pool import WorkerPool
 from .publisher import Publisher, ResultCallback
 from .recorder import Recorder
@@ -68,11 +69,16 @@ class Engine:
         measured = metrics or NO_METRICS
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
                                      self.leases, measured)  # fmt: skip
-        self.publisher = Publisher(scheduler, on_result, events, repairer)
+        self.dispatcher.finished = self.finished  # a passive pair's stale result
+        self.downtimes = Downtimes(backend, clock)  # the catalog's and the ad hoc ones
+        self.dispatcher.downtimes = self.downtimes
+        self.publisher = Publisher(scheduler, on_result, events, repairer, clock,
+                                   self.downtimes)  # fmt: skip
+        self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,
                                  idle=lambda: not self.executor.in_flight(),
-                                 metrics=measured)  # fmt: skip
+                                 monitoring=self.monitoring, metrics=measured)  # fmt: skip
         self.heartbeat = Heartbeat(backend, self.registration, clock, self.leases, scheduler,
                                    on_stop_asked=self.stop_request.ask_through_store)  # fmt: skip
         self._executor_started = False
@@ -125,8 +131,15 @@ class Engine:
     # -- the executor's outlet ----------------------------------------------------------
 
     def finished(self, due: Due, result: Result) -> None:
-        """From the executor (any thread): the next slot on the table, the result queued."""
-        next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
+        """From the executor (any thread): the next slot on the table, the result queued.
+
+        A pair with monitoring gets its next run from the recorder (engine/monitor.py).
+        """
+        if due.pair.schedule.monitoring is None:
+            next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
+        else:
+            self.monitoring.used = True
+            next_run = None
         self.results.put((due, result, next_run))
         self.dispatcher.room_freed()
 

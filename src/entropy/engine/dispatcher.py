@@ -13,16 +13,19 @@ import logging
 import math
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ..backends import Backend
 from ..clock import Clock
 from ..errors import BackendError, StoreConflict, StoreUnavailable
+from ..model import Result
 from ..runners.base import Job
 from ..scheduler import Due, Scheduler
 from .executor import Executor
 from .leases import Leases
 from .metrics import NO_METRICS, NoMetrics
+from .monitor import Downtimes, freshness, skip_covered
 from .settings import EngineSettings
 
 LOG = logging.getLogger(__name__)
@@ -57,6 +60,9 @@ class Dispatcher:
         self._rate = 0.0  # audits finished per second, recently
         self._rate_count = 0  # executor.completed() when _rate_since was taken
         self._rate_since = clock.monotonic()
+        # Where a passive pair's stale result goes once claimed (Engine.finished).
+        self.finished: Callable[[Due, Result], None] | None = None
+        self.downtimes: Downtimes | None = None  # for skip_checks
 
     def waiting(self) -> int:
         """Due rows waiting to be claimed."""
@@ -111,21 +117,31 @@ class Dispatcher:
         ]
         now = self.clock.now()
         catalog, timeout = self.scheduler.catalog, self.settings.default_timeout
+        if self.downtimes is not None and take:
+            skipping = self.downtimes.skipping(catalog)
+            if skipping:  # none in the usual case: nothing is looked at per audit
+                take = skip_covered(take, skipping, catalog, self.scheduler, now)
         jobs = {}
+        passive = []
         for due in take:
             assert catalog is not None  # a due pair comes from a loaded catalog
             try:
                 jobs[due.row_id] = Job.for_pair(catalog, due.pair, timeout)
-            except KeyError:  # a refresh just removed its host or script
-                self.scheduler.done(due, now)
-        take = [due for due in take if due.row_id in jobs]
+            except KeyError:  # no script: passive, or a refresh just removed its host or script
+                settings = due.pair.schedule.monitoring
+                if settings is not None and settings.passive and due.pair.host in catalog.hosts:
+                    passive.append(due)
+                else:
+                    self.scheduler.done(due, now)
+        stale = freshness(self.backend.state, self.scheduler, passive, now) if passive else {}
+        take = [due for due in take if due.row_id in jobs or due.row_id in stale]
         lease_until = now + timedelta(seconds=self.settings.lease)
         waiting = [row_id for row_id in fresh if row_id in self._pending]
         state = self.backend.state
         try:
             with self.metrics.claiming():
-                claimed = state.claim(list(jobs), self.settings.engine_id, now, lease_until,
-                                      waiting)  # fmt: skip
+                claimed = state.claim([*jobs, *stale], self.settings.engine_id, now,
+                                      lease_until, waiting)  # fmt: skip
         except (StoreUnavailable, StoreConflict) as exc:
             # A claim whose commit was lost with the connection is not ours to
             # renew: its lease runs out and it comes back (recover_expired).
@@ -161,6 +177,12 @@ class Dispatcher:
                 continue
             if slot != due.slot:  # the database knows better what is due (see claim())
                 due = Due(due.row_id, due.pair, slot)
+            if due.row_id in stale:  # nothing to run: its result is already known
+                result = stale[due.row_id]
+                result.slot, result.engine_id = due.slot, self.settings.engine_id
+                assert self.finished is not None, "the engine hands passive results on"
+                self.finished(due, result)
+                continue
             work.append((due, jobs[due.row_id]))
         self.executor.submit(work)
 

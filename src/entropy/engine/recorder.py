@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from ..backends import Backend
+from ..backends.base import RecordItem
 from ..clock import Clock
 from ..errors import BackendError, StoreConflict, StoreUnavailable
 from ..model import Result
@@ -25,6 +26,7 @@ from ..scheduler import Due
 from .heartbeat import Registration
 from .leases import Leases
 from .metrics import NO_METRICS, NoMetrics
+from .monitor import Monitoring
 from .publisher import Publisher
 from .results import Finished, ResultQueue
 from .settings import EngineSettings
@@ -47,8 +49,10 @@ class Recorder:
     def __init__(self, backend: Backend, settings: EngineSettings, clock: Clock,
                  results: ResultQueue, leases: Leases, publisher: Publisher,
                  registration: Registration, idle: Callable[[], bool],
+                 monitoring: Monitoring | None = None,
                  metrics: NoMetrics = NO_METRICS) -> None:  # fmt: skip
-        """idle: True when nothing handed to the executor is unfinished (ResultQueue.collect)."""
+        """idle: True when nothing handed to the executor is unfinished (ResultQueue.collect);
+        monitoring: the step that gives monitored results their state (engine/monitor.py)."""
         self.backend = backend
         self.metrics = metrics
         self.settings = settings
@@ -58,6 +62,7 @@ class Recorder:
         self.publisher = publisher
         self.registration = registration
         self.idle = idle
+        self.monitoring = monitoring
         self.recorded = 0
         self.dropped = 0  # results the store refused for good (logged, let go)
         self.drop_reason = ""  # why the latest ones were (for the exit message)
@@ -93,6 +98,8 @@ class Recorder:
         while True:
             stop = self.results.collect(batch, settings.flush_size, settings.flush_interval,
                                         self.idle) or stop  # fmt: skip
+            if batch and self.monitoring is not None and self.monitoring.used:
+                self.monitoring.apply(batch)  # once: applied results have their next run
             if batch:
                 try:
                     stored = self._write(batch)
@@ -129,11 +136,14 @@ class Recorder:
                 self.prune()
 
     def _write(self, batch: list[Finished]) -> int:
+        # Every next run is set by now (the monitoring step gave those it decides).
+        records: list[RecordItem] = [(due.row_id, result, next_run)  # type: ignore[misc]
+                                     for due, result, next_run in batch]  # fmt: skip
+        states = self.monitoring.states(batch) if self.monitoring is not None else None
         with self.metrics.recording():
-            return self.backend.state.record(
-                [(due.row_id, result, next_run) for due, result, next_run in batch],
-                self.settings.engine_id,
-            )
+            if states:  # written with their results, in the same transaction
+                return self.backend.state.record(records, self.settings.engine_id, states)
+            return self.backend.state.record(records, self.settings.engine_id)
 
     def _stored(self, batch: list[Finished], stored: int) -> None:
         if stored < len(batch):  # fenced out: our lease ran out, another engine ran them
@@ -141,8 +151,9 @@ class Recorder:
                         "this engine's lease ran out", len(batch) - stored)  # fmt: skip
         self.leases.let_go(due.row_id for due, _, _ in batch)
         self.recorded += len(batch)
+        applied = self.monitoring.written(batch) if self.monitoring is not None else {}
         self.metrics.recorded([result for _, result, _ in batch])
-        self.publisher.recorded(batch)  # the one place recorded results are handed on
+        self.publisher.recorded(batch, applied)  # the one place recorded results are handed on
 
     def _one_by_one(self, batch: list[Finished]) -> list[Finished]:
         """After a batch failed for good: store each result alone, drop those still refused.
@@ -173,9 +184,12 @@ class Recorder:
         for due, result, _ in items:
             LOG.error("dropped result: %s", _content(due, result))
         self.leases.let_go(due.row_id for due, _, _ in items)
+        if self.monitoring is not None:
+            self.monitoring.written(items)
 
     def prune(self) -> None:
-        """Forget history (results, repair runs, stopped engines) older than result_retention."""
+        """Forget history (results, repair runs, stopped engines) older than result_retention,
+        and ended downtimes and expired acks."""
         before = self.clock.now() - timedelta(seconds=self.settings.result_retention)
         state = self.backend.state
         try:
@@ -187,6 +201,14 @@ class Recorder:
         if pruned:
             LOG.info("pruned %d results older than %s", pruned, before.isoformat())
         self.registration.forget_before(before)
+        try:  # ended downtimes and expired acks (issue 15): nothing to do without any
+            now = self.clock.now()
+            gone = state.expire_downtimes(now) + state.expire_acks(now)
+        except BackendError as exc:
+            LOG.warning("cannot expire downtimes and acks: %s", exc)
+        else:
+            if gone:
+                LOG.info("forgot %d ended downtimes and expired acks", gone)
 
 
 def _content(due: Due, result: Result) -> str:

@@ -13,7 +13,9 @@ from ..scheduler import Due
 
 LOG = logging.getLogger(__name__)
 
-Finished = tuple[Due, Result, datetime]  # a result, with the next slot done() gave its pair
+# A result, with the next slot done() gave its pair; None for a pair with monitoring, whose
+# next run the recorder's monitoring step decides (engine/monitor.py).
+Finished = tuple[Due, Result, datetime | None]
 _ROOM_POLL = 0.05  # seconds between looks for room while the queue is full
 
 

@@ -97,9 +97,13 @@ def resolve(name: Any) -> AuditFunction:
 def _verdict(value: Any) -> Result:
     """Whatever an audit returned, as a Result (None and True are handled by run)."""
     try:
-        return _convert(value)
+        verdict = _convert(value)
     except _Unusable as exc:
         return Result(Outcome.ERROR, f"the audit returned {exc}, not a result")
+    if verdict.outcome is Outcome.UNREACHABLE:  # Entropy's verdict on a dependency, not an audit's
+        return Result(Outcome.ERROR, "the audit returned unreachable: only Entropy says that, "
+                      "when a dependency (depends_on) is down", verdict.output)  # fmt: skip
+    return verdict
 
 
 class _Unusable(Exception):

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 from ..backends.base import RepairRecord
 from ..config import splay_cap
 from ..model import AuditRow, Host, Outcome, RepairState, Result, Schedule, Status
+from ..monitoring import ack_active, covering_downtime
 from ..runplan import PlannedRun, planned_runs
 from .errors import BadRequest
 from .runtime import Runtime
@@ -92,12 +93,17 @@ def hosts(
 
 @dataclass(frozen=True, slots=True)
 class StatusView:
-    """`entropy status`: the rows, the hosts flagged for a human, the latest repair runs."""
+    """`entropy status`: the rows, the hosts flagged for a human, the latest repair runs.
+
+    marks: what the monitoring rules say of a pair beyond its row (in downtime,
+    acknowledged), by (audit, host).
+    """
 
     now: datetime
     rows: list[AuditRow]
     flagged: list[RepairState] = field(default_factory=list)
     repairs: list[RepairRecord] = field(default_factory=list)
+    marks: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def status(
@@ -109,13 +115,40 @@ def status(
         return StatusView(now, rows)
     store = rt.backend.state.repairs
     flagged = [s for s in store.states(host=host) if s.flagged]
-    return StatusView(now, rows, flagged, store.runs(host=host, limit=latest_repairs))
+    marks = monitoring_marks(rt, rows, now)
+    return StatusView(now, rows, flagged, store.runs(host=host, limit=latest_repairs), marks)
+
+
+def monitoring_marks(
+    rt: Runtime, rows: list[AuditRow], now: datetime
+) -> dict[tuple[str, str], str]:
+    """ "in downtime NAME until T" and "acknowledged by U" per pair; nothing to read without
+    downtimes or acks."""
+    state = rt.backend.state
+    adhoc, acks = state.downtimes(), state.acks()
+    catalog = rt.backend.load()
+    every = [*catalog.downtimes.values(), *adhoc]
+    marks: dict[tuple[str, str], list[str]] = {}
+    if every:
+        for row in rows:
+            host = catalog.hosts.get(row.host)
+            found = covering_downtime(every, row.audit_name, host, now) if host else None
+            if found is not None:
+                marks.setdefault((row.audit_name, row.host), []).append(
+                    f"in downtime {found[0].name} until {found[1].strftime('%Y-%m-%d %H:%M')}Z"
+                )
+    for ack in acks:
+        if ack_active(ack, now):
+            by = f" by {ack.created_by}" if ack.created_by else ""
+            marks.setdefault((ack.audit_name, ack.host), []).append(f"acknowledged{by}")
+    return {key: "; ".join(found) for key, found in marks.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     now: datetime
     runs: list[PlannedRun]
+    marks: dict[tuple[str, str], str] = field(default_factory=dict)  # see monitoring_marks
 
 
 def plan(
@@ -135,7 +168,8 @@ def plan(
         if not (host and p.host != host) and not (audit_name and p.audit_name != audit_name)
     ]  # fmt: skip
     end = now + timedelta(seconds=within)
-    return Plan(now, planned_runs(pairs, rows, now, end, splay_cap(backend.conf)))
+    runs = planned_runs(pairs, rows, now, end, splay_cap(backend.conf))
+    return Plan(now, runs, monitoring_marks(rt, list(rows.values()), now) if runs else {})
 
 
 def results(

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..errors import NotFound
-from ..model import REPAIRABLE_OUTCOMES, AuditRow, Outcome, Result
+from ..model import REPAIRABLE_OUTCOMES, AuditRow, Catalog, MonitorState, Outcome, Result
+from ..monitor_record import Applied, apply, publish
 from ..runners.nagios import SUMMARY_LIMIT, cap_summary, metric
 from .errors import BadRequest
 from .runtime import Runtime, actor
@@ -32,9 +34,11 @@ class Submitted:
 
     result: Result
     row_id: int
+    monitor: MonitorState | None = None  # the pair's state after it, with monitoring
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.result.to_dict(), "row_id": self.row_id}
+        state = None if self.monitor is None else self.monitor.to_dict()
+        return {**self.result.to_dict(), "row_id": self.row_id, "monitor": state}
 
 
 def submit_result(
@@ -84,8 +88,28 @@ def submit_result(
         audit_name=pair.audit_name,
         host=pair.host,
     )
-    backend.state.record_adhoc(row.id, result)
-    return Submitted(result, row.id)
+    applied = None
+    if pair.schedule.monitoring is not None:  # soft/hard, flapping, dependencies, acks
+        (applied,) = apply(backend.state, catalog, [(row.id, pair, result, None)], now)
+        result = applied.result
+    monitor = applied.state if applied is not None else None
+    backend.state.record_adhoc(row.id, result, monitor)
+    _publish(rt, catalog, result, applied, now)
+    return Submitted(result, row.id, monitor)
+
+
+def _publish(
+    rt: Runtime, catalog: Catalog, result: Result, applied: Applied | None, now: datetime
+) -> None:
+    """Its events, as the engine would publish them, when [notifications] asks for events."""
+    events = rt.events()
+    if events is None:
+        return
+    try:
+        downtimes = [*catalog.downtimes.values(), *rt.backend.state.downtimes()]
+        publish(events, result, applied, downtimes, catalog.hosts.get(result.host), now)
+    finally:
+        events.close()  # sends what it can within its timeout; never hangs the command
 
 
 def _row(rt: Runtime, audit: str, host: str) -> AuditRow | None:

@@ -24,22 +24,36 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from ...catalogdiff import SyncScope
-from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from ...errors import StoreConflict
+from ...model import (
+    Ack,
+    AuditRow,
+    DisabledBy,
+    Downtime,
+    MonitorState,
+    Outcome,
+    Pair,
+    Result,
+    Status,
+    SyncReport,
+)
 from ...removal import DisablePlan, KeptDisable, RemovalPolicy
 from ..base import (
     Capability,
     EngineRegistry,
+    MonitorRow,
     PairOutcome,
     RecordItem,
     RepairStore,
     ScheduleRow,
     StateDump,
     StateStore,
+    downtime_order,
 )
 from ..retry import retried_on_race
 from ..syncplan import disabled_state, latest_of, plan_sync
@@ -78,6 +92,7 @@ class MongoStateStore(StateStore):
         self.where = self.mongo.where
         db = self.mongo.db
         self._audits, self._results, self._kept = db.audits, db.results, db.removed_disables
+        self._downtimes, self._acks = db.downtimes, db.acks  # monitoring (issue 15)
         if check_schema:
             try:
                 self.mongo.check_schema()
@@ -322,31 +337,35 @@ class MongoStateStore(StateStore):
         return renewed
 
     @translated
-    def record(self, records: list[RecordItem], engine_id: str) -> int:
+    def record(
+        self,
+        records: list[RecordItem],
+        engine_id: str,
+        monitor: Mapping[int, MonitorState] | None = None,
+    ) -> int:
         from pymongo import UpdateOne
 
         if not records:
             return 0
         records = sorted(records, key=lambda record: record[0])
         token = uuid.uuid4().hex
-        writes = [
-            UpdateOne(
-                {"_id": row_id, "claimed_by": engine_id, "status": Status.PROCESSING.value},
-                {
-                    "$set": {
-                        "status": Status.PROCESSED.value,
-                        "result": _latest(result),
-                        "next_run": t(next_run),
-                        "claimed_by": None,
-                        "lease_until": None,
-                        "attempts": 0,
-                        "updated_at": t(result.finished_at),
-                        "recorded": token,
-                    }
-                },
-            )
-            for row_id, result, next_run in records
-        ]
+        fenced = {"claimed_by": engine_id, "status": Status.PROCESSING.value}
+        writes = []
+        for row_id, result, next_run in records:
+            values = {
+                "status": Status.PROCESSED.value,
+                "result": _latest(result),
+                "next_run": t(next_run),
+                "claimed_by": None,
+                "lease_until": None,
+                "attempts": 0,
+                "updated_at": t(result.finished_at),
+                "recorded": token,
+            }
+            state = monitor.get(row_id) if monitor else None
+            if state is not None:  # in the result's own document update: atomic with it
+                values["monitor"] = state.to_dict()
+            writes.append(UpdateOne({"_id": row_id, **fenced}, {"$set": values}))
         updated = self._audits.bulk_write(writes, ordered=False).matched_count
         if updated == len(records):
             ours = [result for _, result, _ in records]
@@ -377,13 +396,76 @@ class MongoStateStore(StateStore):
                 time.sleep(0.2 * (attempt + 1))
 
     @translated
-    def record_adhoc(self, row_id: int | None, result: Result) -> None:
+    def record_adhoc(
+        self, row_id: int | None, result: Result, monitor: MonitorState | None = None
+    ) -> None:
         if row_id is not None:
-            self._audits.update_one(
-                {"_id": row_id},
-                {"$set": {"result": _latest(result), "updated_at": t(result.finished_at)}},
-            )
+            values = {"result": _latest(result), "updated_at": t(result.finished_at)}
+            if monitor is not None:
+                values["monitor"] = monitor.to_dict()
+            self._audits.update_one({"_id": row_id}, {"$set": values})
         self._results.insert_one(_history(result))
+
+    @translated
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
+        wanted = sorted(set(keys))
+        found: dict[tuple[str, str], MonitorRow] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            query = {"$or": [{"audit_name": a, "host": h} for a, h in chunk]}
+            for doc in self._audits.find(query):
+                row = MonitorRow.of(_audit_row(doc))
+                found[(row.audit_name, row.host)] = row
+        return found
+
+    # -- downtimes and acknowledgements -------------------------------------------------
+
+    @translated
+    def add_downtime(self, downtime: Downtime) -> None:
+        from pymongo.errors import DuplicateKeyError
+
+        doc = {"_id": downtime.name, "downtime": downtime.to_dict(), "ends_at": t(downtime.end)}
+        try:
+            self._downtimes.insert_one(doc)
+        except DuplicateKeyError:
+            message = f"state store {self.where}: downtime {downtime.name!r} exists"
+            raise StoreConflict(message) from None
+
+    @translated
+    def downtimes(self) -> list[Downtime]:
+        found = [Downtime.from_dict(doc["downtime"]) for doc in self._downtimes.find({})]
+        return sorted(found, key=downtime_order)
+
+    @translated
+    def remove_downtime(self, name: str) -> bool:
+        return self._downtimes.delete_one({"_id": name}).deleted_count > 0
+
+    @translated
+    def expire_downtimes(self, now: datetime) -> int:
+        ended = {"ends_at": {"$ne": None, "$lte": t(now)}}
+        return self._downtimes.delete_many(ended).deleted_count
+
+    @translated
+    def set_ack(self, ack: Ack) -> None:
+        key = _kept_id(ack.audit_name, ack.host)
+        doc = {"audit_name": ack.audit_name, "host": ack.host, "ack": ack.to_dict(),
+               "expires_at": t(ack.expires_at)}  # fmt: skip
+        self._acks.update_one({"_id": key}, {"$set": doc}, upsert=True)
+
+    @translated
+    def acks(self, host: str | None = None, audit_name: str | None = None) -> list[Ack]:
+        query = {k: v for k, v in (("host", host), ("audit_name", audit_name)) if v is not None}
+        found = [Ack.from_dict(doc["ack"]) for doc in self._acks.find(query)]
+        return sorted(found, key=lambda a: (a.host, a.audit_name))
+
+    @translated
+    def clear_ack(self, audit_name: str, host: str) -> bool:
+        return self._acks.delete_one({"_id": _kept_id(audit_name, host)}).deleted_count > 0
+
+    @translated
+    def expire_acks(self, now: datetime) -> int:
+        expired = {"expires_at": {"$ne": None, "$lte": t(now)}}
+        return self._acks.delete_many(expired).deleted_count
 
     @translated
     def release(self, engine_id: str, now: datetime) -> int:
@@ -534,6 +616,7 @@ def _audit_row(doc: dict[str, Any]) -> AuditRow:
         claimed_by=doc.get("claimed_by"),
         lease_until=dt(doc.get("lease_until")),
         attempts=int(doc.get("attempts") or 0),
+        monitor=MonitorState.from_dict(doc["monitor"]) if doc.get("monitor") else None,
     )
 
 
@@ -557,6 +640,7 @@ def _row_doc(row_id: int, row: AuditRow) -> dict[str, Any]:
         "claimed_by": row.claimed_by,
         "lease_until": t(row.lease_until),
         "attempts": row.attempts,
+        "monitor": None if row.monitor is None else row.monitor.to_dict(),
     }
 
 

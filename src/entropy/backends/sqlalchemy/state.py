@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,12 +39,24 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ...catalogdiff import SyncScope
 from ...errors import BackendError, NoState, SchemaOutOfDate, StoreUnavailable
-from ...model import AuditRow, DisabledBy, Outcome, Pair, Result, Status, SyncReport
+from ...model import (
+    Ack,
+    AuditRow,
+    DisabledBy,
+    Downtime,
+    MonitorState,
+    Outcome,
+    Pair,
+    Result,
+    Status,
+    SyncReport,
+)
 from ...progress import Bar
 from ...removal import RemovalPolicy
 from ..base import (
     Capability,
     EngineRegistry,
+    MonitorRow,
     PairOutcome,
     RecordItem,
     RepairStore,
@@ -55,7 +67,7 @@ from ..base import (
 )
 from ..retry import retried_on_race
 from ..syncplan import disabled_state, latest_of, plan_sync
-from . import bulk, kept_disables, rowtext, schema
+from . import bulk, kept_disables, monitoring, rowtext, schema
 from .connecting import engine_arguments, explain
 from .errors import translate
 from .repair_store import SqlRepairStore
@@ -503,7 +515,12 @@ class SqlStateStore(StateStore):
                 ).rowcount
         return renewed
 
-    def record(self, records: list[RecordItem], engine_id: str) -> int:
+    def record(
+        self,
+        records: list[RecordItem],
+        engine_id: str,
+        monitor: Mapping[int, MonitorState] | None = None,
+    ) -> int:
         """Store results: each row's latest result and next_run, plus one history row each.
 
         `records` are (row_id, result, next_run). Only rows still claimed by
@@ -527,19 +544,51 @@ class SqlStateStore(StateStore):
         with self._connect(hot=True) as conn:
             # History first, while the rows are still ours: a fenced-out result leaves none.
             conn.exec_driver_sql(sql.history_insert, history)
+            if monitor:  # only pairs with monitoring: none of it without
+                monitoring.write_states(conn, monitor, engine_id)
             updated = conn.exec_driver_sql(sql.record_update, rows).rowcount
         return updated
 
-    def record_adhoc(self, row_id: int | None, result: Result) -> None:
+    def record_adhoc(
+        self, row_id: int | None, result: Result, monitor: MonitorState | None = None
+    ) -> None:
         """A run outside the schedule: history, and the row's latest result; next_run stays."""
+        values: dict[str, Any] = {"result": latest_of(result), "updated_at": result.finished_at}
+        if monitor is not None:
+            values["monitor"] = monitor.to_dict()
         with self._connect() as conn:
             if row_id is not None:
-                conn.execute(
-                    update(audits)
-                    .where(audits.c.id == row_id)
-                    .values(result=latest_of(result), updated_at=result.finished_at)
-                )
+                conn.execute(update(audits).where(audits.c.id == row_id).values(**values))
             conn.execute(results.insert(), [_history(result)])
+
+    def monitor_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], MonitorRow]:
+        return monitoring.monitor_rows(self._connect, keys, _audit_row)
+
+    # -- downtimes and acknowledgements (sqlalchemy/monitoring.py) --------------------------
+
+    def add_downtime(self, downtime: Downtime) -> None:
+        monitoring.add_downtime(self._connect, downtime, safe_url(self.url))
+
+    def downtimes(self) -> list[Downtime]:
+        return monitoring.list_downtimes(self._connect)
+
+    def remove_downtime(self, name: str) -> bool:
+        return monitoring.remove_downtime(self._connect, name)
+
+    def expire_downtimes(self, now: datetime) -> int:
+        return monitoring.expire_downtimes(self._connect, now)
+
+    def set_ack(self, ack: Ack) -> None:
+        monitoring.set_ack(self._connect, ack)
+
+    def acks(self, host: str | None = None, audit_name: str | None = None) -> list[Ack]:
+        return monitoring.list_acks(self._connect, host, audit_name)
+
+    def clear_ack(self, audit_name: str, host: str) -> bool:
+        return monitoring.clear_ack(self._connect, audit_name, host)
+
+    def expire_acks(self, now: datetime) -> int:
+        return monitoring.expire_acks(self._connect, now)
 
     def release(self, engine_id: str, now: datetime) -> int:
         """Give this engine's unfinished claims back (`new`), e.g. at shutdown."""
@@ -960,6 +1009,7 @@ def _audit_row(m: Any) -> AuditRow:
         claimed_by=m["claimed_by"],
         lease_until=m["lease_until"],
         attempts=m["attempts"],
+        monitor=None if m["monitor"] is None else MonitorState.from_dict(m["monitor"]),
     )
 
 
@@ -968,6 +1018,7 @@ def _row_values(row: AuditRow) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in _ROW_COLUMNS}
     values["status"] = Status(row.status).value
     values["disabled_by"] = None if row.disabled_by is None else DisabledBy(row.disabled_by).value
+    values["monitor"] = None if row.monitor is None else row.monitor.to_dict()
     return values
 
 

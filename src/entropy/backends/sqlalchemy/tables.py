@@ -75,6 +75,7 @@ audits = Table(
     Column("claimed_by", String(NAME)),
     Column("lease_until", UTCDateTime()),
     Column("attempts", Integer(), nullable=False, default=0),
+    Column("monitor", JSON()),  # MonitorState.to_dict(); NULL without monitoring (0010)
     UniqueConstraint("audit_name", "host", name="uq_audits_audit_host"),
     Index("ix_audits_next_run", "next_run"),
     Index("ix_audits_host", "host"),
@@ -132,6 +133,7 @@ hosts = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("ssh", JSON()),  # hosts.yaml's `ssh:` mapping, NULL when the host has none
     Column("zone", String(64), nullable=False, server_default="default"),  # 0009
+    Column("parents", JSON()),  # hosts.yaml's `parents:`, NULL when none (0010)
 )
 
 scripts = Table(
@@ -160,7 +162,19 @@ schedules = Table(
     Column("params", JSON(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("monitoring", JSON()),  # the entry's monitoring keys (dump.monitoring_keys) (0010)
     UniqueConstraint("target", "audit_name", name="uq_schedules_target_audit"),
+)
+
+# downtimes.yaml's entries, for definitions kept in the database (0010).
+downtime_definitions = Table(
+    "downtime_definitions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(NAME), nullable=False, unique=True),
+    Column("entry", JSON(), nullable=False),  # as downtimes.yaml writes it (dump.downtime_entry)
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 # A repair rule as its YAML entry (`when`, `run`, `cooldown`, ...), read back
@@ -230,4 +244,27 @@ removed_disables = Table(
     Column("removed_by", String(NAME)),  # who synced it away: an engine id, `entropy sync` ...
     UniqueConstraint("audit_name", "host", name="uq_removed_disables_audit_host"),
     Index("ix_removed_disables_removed_at", "removed_at"),
+)
+
+# -- monitoring state (0010): ad hoc downtimes and acknowledgements --
+
+downtimes = Table(
+    "downtimes",
+    metadata,
+    Column("name", String(NAME), primary_key=True),  # its id
+    Column("downtime", JSON(), nullable=False),  # Downtime.to_dict()
+    Column("ends_at", UTCDateTime()),  # for expire_downtimes
+    Index("ix_downtimes_ends_at", "ends_at"),
+)
+
+acks = Table(
+    "acks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("audit_name", String(NAME), nullable=False),
+    Column("host", String(NAME), nullable=False),
+    Column("ack", JSON(), nullable=False),  # Ack.to_dict()
+    Column("expires_at", UTCDateTime()),
+    UniqueConstraint("audit_name", "host", name="uq_acks_audit_host"),
+    Index("ix_acks_expires_at", "expires_at"),
 )
