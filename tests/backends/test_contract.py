@@ -486,7 +486,8 @@ def test_pair_outcomes_are_every_rows_latest_outcome_and_end(
     assert set(found) == set(SEED_PAIRS)
     for row in backend.audits():
         got = found[row.audit_name, row.host]
-        assert (got.next_run, got.disabled) == (row.next_run, row.disabled)
+        assert (got.next_run, got.disabled, got.created_at) == (
+            row.next_run, row.disabled, row.created_at)  # fmt: skip
         assert got.outcome == (row.result or {}).get("outcome")
         assert got.finished_at == (row.result or {}).get("finished_at")
     got = found[first.audit_name, first.host]

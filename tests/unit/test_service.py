@@ -20,7 +20,16 @@ from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import BackendError, NotFound, Unsupported, ValidationError
 from entropy.model import Outcome, Status
-from entropy.service import adhoc, definitions, engines, fleet, reads, repairs, schema
+from entropy.service import (
+    adhoc,
+    definitions,
+    engines,
+    fleet,
+    monitoring,
+    reads,
+    repairs,
+    schema,
+)
 from entropy.service.errors import BadRequest
 from entropy.service.health import health
 from entropy.service.runtime import Runtime
@@ -277,4 +286,7 @@ def test_health_counts_outcomes_and_finds_the_overdue_pairs(rt: Runtime) -> None
     late = health(rt).overdue
     assert {(p.audit_name, p.host) for p in late} == {
         ("healthy", "web-1"), ("healthy", "web-2"), ("broken", "db-1")}  # fmt: skip
+    # The same pairs as `entropy status --overdue` names.
+    cli = {(o.row.audit_name, o.row.host) for o in monitoring.overdue(rt)}
+    assert cli == {(p.audit_name, p.host) for p in late}
     assert health(rt).repair_runs == {} and health(rt).flagged == []

@@ -149,6 +149,7 @@ class PairOutcome(NamedTuple):
     disabled: bool
     outcome: str | None  # the latest result's; None before the first
     finished_at: str | None  # the latest result's end, ISO 8601 text as the row keeps it
+    created_at: datetime  # the row's, what "overdue" counts from before any result
 
 
 @dataclass(frozen=True, slots=True)

@@ -361,7 +361,7 @@ class MemoryStateStore(StateStore):
             rows = [(row, row.result or {}) for row in self.space.rows.values()]
             return [
                 PairOutcome(row.audit_name, row.host, row.next_run, row.disabled,
-                            latest.get("outcome"), latest.get("finished_at"))
+                            latest.get("outcome"), latest.get("finished_at"), row.created_at)
                 for row, latest in rows
             ]  # fmt: skip
 

@@ -83,7 +83,7 @@ class Engine:
                                    on_stop_asked=self.stop_request.ask_through_store)  # fmt: skip
         self._executor_started = False
         if metrics is not None:
-            metrics.watch(self.queue_depths)
+            metrics.watch(self.dispatcher, self.executor, self.results)
 
     # -- what callers and tests read -----------------------------------------------
 
@@ -122,11 +122,6 @@ class Engine:
     @property
     def stuck(self) -> int:
         return self.executor.stuck
-
-    def queue_depths(self) -> dict[str, int]:
-        """Audits waiting here: due (not claimed), in flight, run but not recorded."""
-        return {"due": self.dispatcher.waiting(), "in_flight": self.executor.in_flight(),
-                "results": self.results.waiting()}  # fmt: skip
 
     # -- the executor's outlet ----------------------------------------------------------
 

@@ -10,8 +10,9 @@ two engines in one process (tests) never mix their figures.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -23,6 +24,14 @@ from ..model import Result
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Seconds after its slot an audit started: the scheduler's promise is "on time".
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class Waiting(Protocol):
+    def waiting(self) -> int: ...
+
+
+class InFlight(Protocol):
+    def in_flight(self) -> int: ...
 
 
 class NoMetrics:
@@ -46,8 +55,12 @@ NO_METRICS = NoMetrics()
 class _Depths(Collector):
     """entropy_engine_queue_depth, read when scraped: no bookkeeping on the hot path."""
 
-    def __init__(self, depths: Callable[[], dict[str, int]]) -> None:
-        self.depths = depths
+    def __init__(self, dispatcher: Waiting, executor: InFlight, results: Waiting) -> None:
+        self.dispatcher, self.executor, self.results = dispatcher, executor, results
+
+    def depths(self) -> dict[str, int]:
+        return {"due": self.dispatcher.waiting(), "in_flight": self.executor.in_flight(),
+                "results": self.results.waiting()}  # fmt: skip
 
     def collect(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
@@ -79,9 +92,10 @@ class EngineMetrics(NoMetrics):
             buckets=LATENESS_BUCKETS, registry=self.registry,
         )  # fmt: skip
 
-    def watch(self, depths: Callable[[], dict[str, int]]) -> None:
-        """Read the queues' depths from `depths` at each scrape."""
-        self.registry.register(_Depths(depths))
+    def watch(self, dispatcher: Waiting, executor: InFlight, results: Waiting) -> None:
+        """Read the depths of the engine's queues at each scrape: due rows not claimed
+        (dispatcher), audits running (executor), results not recorded yet."""
+        self.registry.register(_Depths(dispatcher, executor, results))
 
     @contextmanager
     def claiming(self) -> Iterator[None]:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from ..backends.base import PairOutcome
 from ..model import RepairState
+from ..monitoring import overdue_since
 from ..timing import Timing
 from .engines import EngineList, engines
 from .runtime import Runtime
@@ -43,13 +44,12 @@ def health(rt: Runtime) -> Health:
 
 
 def _overdue(rt: Runtime, past_due: list[PairOutcome], now: datetime) -> list[PairOutcome]:
-    """The past-due rows more than an interval past their next run.
+    """The rows `entropy status --overdue` names: their last result (or their row's
+    creation) older than twice their interval (monitoring.overdue_since).
 
-    next_run is one interval after the last run: one more interval past it is
-    twice the interval without a result (a new row: since its first run was
-    due). An audit scheduled with one timing everywhere (the usual case) needs
-    no look at its pairs; only an audit with several timings is looked up
-    pair by pair, and only when it has past-due rows.
+    Only past-due rows can be: next_run is one interval after the last run. An
+    audit scheduled with one timing everywhere (the usual case) needs no look at
+    its pairs; an audit with several timings is looked up pair by pair.
     """
     if not past_due:
         return []
@@ -65,6 +65,7 @@ def _overdue(rt: Runtime, past_due: list[PairOutcome], now: datetime) -> list[Pa
         if not found:  # removed from the definitions since the last sync
             continue
         timing = by_pair.get((p.audit_name, p.host)) if p.audit_name in mixed else next(iter(found))
-        if timing is not None and timing.following(p.next_run) < now:
+        last = datetime.fromisoformat(p.finished_at) if p.finished_at else p.created_at
+        if timing is not None and overdue_since(timing, last, now) is not None:
             late.append(p)
     return late

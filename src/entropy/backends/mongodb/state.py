@@ -218,11 +218,12 @@ class MongoStateStore(StateStore):
     def pair_outcomes(self) -> list[PairOutcome]:
         """Only these fields cross the wire (a projection); the row's result holds no output.
         (Not "result.outcome": NX-27017, the tests' server, projects no dotted path.)"""
-        fields = {"audit_name": 1, "host": 1, "next_run": 1, "disabled": 1, "result": 1}
+        fields = {"audit_name": 1, "host": 1, "next_run": 1, "disabled": 1, "result": 1,
+                  "created_at": 1}  # fmt: skip
         return [
             PairOutcome(doc["audit_name"], doc["host"], dt(doc["next_run"]), bool(doc["disabled"]),
                         (doc.get("result") or {}).get("outcome"),
-                        (doc.get("result") or {}).get("finished_at"))
+                        (doc.get("result") or {}).get("finished_at"), dt(doc["created_at"]))
             for doc in self._audits.find({}, fields)
         ]  # fmt: skip
 

@@ -371,7 +371,8 @@ class SqlStateStore(StateStore):
         result (output, metrics) never crosses the wire."""
         a = audits.c
         outcome, finished = a.result["outcome"].as_string(), a.result["finished_at"].as_string()
-        query = select(a.audit_name, a.host, a.next_run, a.disabled, outcome, finished)
+        query = select(a.audit_name, a.host, a.next_run, a.disabled, outcome, finished,
+                       a.created_at)  # fmt: skip
         with self._connect() as conn:
             return list(map(PairOutcome._make, conn.execute(query).all()))  # fetchall: faster
 
