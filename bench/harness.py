@@ -30,6 +30,7 @@ import entropy.runners
 from entropy.backends import Backend
 from entropy.clock import SystemClock
 from entropy.engine import Engine, EngineSettings
+from entropy.engine.broker_executor import BrokerExecutor
 from entropy.gctuning import collector_paused
 from entropy.model import Result
 from entropy.scheduler import Scheduler
@@ -187,7 +188,15 @@ class EngineHarness:
     `mark`: results whose slot is before it are also counted in before_mark.
     """
 
-    def __init__(self, backend: Backend, max_workers: int, mark: float | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        max_workers: int,
+        mark: float | None = None,
+        broker: BrokerExecutor | None = None,
+    ) -> None:
+        """broker: run the audits on workers through it (executor = broker); then the
+        added latency of each (published -> recorded, minus the run) is noted too."""
         self.backend = backend
         self.clock = SystemClock()
         self.scheduler = Scheduler(backend, self.clock, around_first_load=collector_paused)
@@ -197,7 +206,20 @@ class EngineHarness:
             self.clock,
             EngineSettings(engine_id="bench-engine", max_workers=max_workers),
             on_result=self._on_result,
+            executor=broker,
         )
+        self.published: dict[tuple[str, str], float] = {}  # (audit, host) -> wall time
+        self.added: list[float] = []  # seconds: published -> recorded, minus the run
+        if broker is not None:
+            submit = broker.submit
+
+            def noting_submit(work: list) -> None:
+                now = time.time()
+                for due, _ in work:
+                    self.published[due.pair.audit_name, due.pair.host] = now
+                submit(work)
+
+            broker.submit = noting_submit  # type: ignore[method-assign]
         self.mark = mark
         self.before_mark = 0
         self.count = 0
@@ -244,7 +266,10 @@ class EngineHarness:
         if self.mark is not None and slot < self.mark:
             self.before_mark += 1
         self.count += 1
-        self.last_recorded_at = time.time()
+        self.last_recorded_at = now = time.time()
+        published = self.published.pop((result.audit_name, result.host), None)
+        if published is not None:
+            self.added.append(now - published - result.duration)
         self._progress.set()
 
     def start(self) -> None:

@@ -42,6 +42,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from entropy.broker.topology import Topology
+from entropy.engine.broker_executor import BrokerExecutor, BrokerSettings
+
 from ..common import (
     POSTGRESQL_ADMIN,
     GcTimer,
@@ -278,11 +281,21 @@ def measure_engine(
     stall_after: float,
     profile_to: str | None,
     profile_cpu: bool = True,
+    broker: tuple[str, str] | None = None,
+    max_splay: int = 1,
 ) -> dict[str, Any]:
-    """In this (fresh) process: run the engine until `pairs` results are recorded."""
-    backend = open_backend(fleet, state_url, max_splay=1)
+    """In this (fresh) process: run the engine until `pairs` results are recorded.
+
+    broker: (RabbitMQ URL, prefix): executor = broker, the audits run on the workers
+    that take zone default's jobs under that prefix (bench broker starts them).
+    """
+    backend = open_backend(fleet, state_url, max_splay=max_splay)
+    executor = None
+    if broker is not None:
+        url, prefix = broker
+        executor = BrokerExecutor(BrokerSettings(url, Topology(prefix), "bench-engine", 30.0))
     try:
-        harness = EngineHarness(backend, max_workers)
+        harness = EngineHarness(backend, max_workers, broker=executor)
         profiles = ThreadProfiles(cpu=profile_cpu)
         with GcTimer() as gc_timer, profiles if profile_to else nullcontext():
             harness.start()
@@ -320,6 +333,7 @@ def measure_engine(
         "full_gcs": gc_timer.full_collections,
         "meters": harness.metered(),
         "stop_s": harness.stop_s,
+        "added_ms": lateness_summary(harness.added) if broker else None,
         **stored,
     }
     if profile_to:

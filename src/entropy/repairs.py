@@ -177,7 +177,14 @@ class Repairer:
         events: Events | None = None,
         on_repair: RepairCallback | None = None,
         workers: int = 4,
+        runner: Callable[[Job], Result] | None = None,
+        run_margin: float = 0.0,
     ) -> None:
+        """runner: how a repair (and its verify) runs: here by default, or on a worker of the
+        host's zone (the broker executor); run_margin: seconds it may wait besides the
+        job's timeout (for a worker), added to the repair's lease."""
+        self.runner = runner or (lambda job: runners.run_job(job, clock))
+        self.run_margin = run_margin
         self.backend = backend
         self.clock = clock
         self.engine_id = engine_id
@@ -283,7 +290,10 @@ class Repairer:
             verify_job = Job.for_pair(catalog, pair, self.default_timeout) if rule.verify else None
         except KeyError:  # its audit's script is gone since
             verify_job = None
-        lease = job.timeout + (verify_job.timeout if verify_job else 0.0) + LEASE_MARGIN
+        runs = (job.timeout + self.run_margin) + (
+            verify_job.timeout + self.run_margin if verify_job else 0.0
+        )
+        lease = runs + LEASE_MARGIN
         decision = store.start(
             rule.name, host.name, trigger.audit_name, rule.outcomes,
             judge(rule, trigger.audit_name, now), self.engine_id, now,
@@ -333,7 +343,7 @@ class Repairer:
             LOG.info("repair %s on %s held: %s", rule_name, host, reason)
 
     def _run(self, job: Job, name: str, slot: bool = False) -> Result:
-        result = runners.run_job(job, self.clock)
+        result = self.runner(job)
         result.audit_name, result.host, result.engine_id = name, job.host.name, self.engine_id
         if slot:  # a verify run is an audit result outside the schedule
             result.slot = result.started_at

@@ -20,6 +20,7 @@ from entropy.backends.impl_memory import forget
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.engine import EngineSettings
+from entropy.engine.broker_executor import BrokerExecutor
 from entropy.errors import EntropyError
 from entropy.model import Outcome, Result
 from entropy.service import definitions, fleet
@@ -191,3 +192,34 @@ def test_leaving_now_flushes_what_was_written_and_joins_no_thread() -> None:
                           timeout=30)  # fmt: skip
     assert done.returncode == 7, done.stderr
     assert done.stdout == "written, not flushed"
+
+
+def test_executor_broker_builds_the_broker_executor_for_audits_and_repairs(rt: Runtime) -> None:
+    """Nothing connects while it is built: the broker is reached when the engine runs."""
+    conf = rt.conf
+    conf.set_override("executor", "broker", "executor")
+    conf.set_override("transport_url", "amqp://u:secret@mq.example:5672/e", "executor")
+    conf.set_override("max_in_flight", 300, "executor")
+    conf.set_override("prefix", "fleet1", "executor")
+    try:
+        process = EngineProcess(rt)
+    finally:
+        for name in ("executor", "transport_url", "max_in_flight", "prefix"):
+            conf.clear_override(name, "executor")
+    broker = process.engine.executor
+    assert isinstance(broker, BrokerExecutor) and broker is process.broker
+    assert broker.window() == 300 and broker.settings.topology.prefix == "fleet1"
+    assert broker.client.results_queue == f"fleet1.results.{process.settings.engine_id}"
+    repairer = process.engine.publisher.repairer
+    assert repairer is not None and repairer.runner == broker.run
+    assert repairer.run_margin == broker.wait_margin()
+    assert "secret" not in process.executor_description()
+
+
+def test_executor_broker_without_a_transport_url_is_an_error(rt: Runtime) -> None:
+    rt.conf.set_override("executor", "broker", "executor")
+    try:
+        with pytest.raises(EntropyError, match=r"\[executor\] transport_url"):
+            EngineProcess(rt)
+    finally:
+        rt.conf.clear_override("executor", "executor")

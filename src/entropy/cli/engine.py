@@ -73,6 +73,10 @@ def engine_run(
     registers (`entropy engines`), claims due audits under a lease its
     heartbeat renews, and takes over the audits of an engine that died. A
     SQLite state store serves one engine at a time.
+
+    With [executor] executor = broker the audits run on `entropy worker run`
+    processes of each host's zone, through RabbitMQ (docs/broker.md); the
+    engine still claims, fences and records them.
     """
     logs.at_least_info("entropy")
     until = None
@@ -89,8 +93,9 @@ def engine_run(
     publishing = f"; events to {events.describe()}" if events else ""
     if process.metrics_at:
         publishing += f"; metrics at http://{process.metrics_at[0]}:{process.metrics_at[1]}/metrics"
+    runs_on = process.executor_description()
     banner = (f"engine {process.settings.engine_id} on {rt.backend.describe()}, "
-              f"{process.settings.max_workers} workers{publishing}; Ctrl-C to stop")  # fmt: skip
+              f"{runs_on}{publishing}; Ctrl-C to stop")  # fmt: skip
     done = process.run(until, on_start=lambda: say(banner))
     say(f"engine stopped; {done.recorded} results recorded")
     if done.dropped:  # the store did not take them (each one is in the log)

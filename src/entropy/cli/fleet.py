@@ -7,12 +7,13 @@ import sys
 
 import click
 
-from ..errors import ValidationError
+from ..errors import EntropyError, ValidationError
 from ..gctuning import collector_paused
 from ..progress import progress_on_terminal
 from ..removal import RemovalRefused
 from ..service import fleet, monitoring, reads
 from ..service.runtime import Runtime
+from ..service.zones import zones_without_workers
 from .common import command, json_option, pass_runtime, seconds
 from .output import print_json, print_repair_summary, print_table, result_text, say, stamp, when
 from .readonly import read_only
@@ -98,7 +99,10 @@ def status(
     With monitoring (max_attempts, flapping), the result says a soft state's
     attempt and flapping; a pair in a downtime or acknowledged says so.
     Below the rows: hosts flagged for a human (a repair used up its
-    max_attempts) and the latest repair runs.
+    max_attempts) and the latest repair runs. With [executor] executor =
+    broker, the zones of the fleet that no live worker serves, and how many
+    of their audits wait for one (a 1 s listen for the workers' heartbeats;
+    with --json, on stderr).
 
     --json prints a list of objects with exactly the row fields: id, host,
     ip_address, audit_name, next_run, created_at, updated_at, disabled,
@@ -112,7 +116,9 @@ def status(
         _overdue(rt, host, audit_name, as_json)
         return
     if as_json:
-        print_json([row.public() for row in reads.audits(rt, host, audit_name).items])
+        rows = reads.audits(rt, host, audit_name).items
+        print_json([row.public() for row in rows])
+        _say_zones_without_workers(rt, rows, to_stderr=True)
         return
     view = reads.status(rt, host, audit_name)
     if not view.rows:
@@ -128,7 +134,25 @@ def status(
         table.append((row.host, row.audit_name, row.status.value, when(row.next_run, view.now),
                       result_text(row, marks)))  # fmt: skip
     print_table(table)
+    _say_zones_without_workers(rt, view.rows)
     print_repair_summary(view.flagged, view.repairs)
+
+
+def _say_zones_without_workers(rt: Runtime, rows: list, to_stderr: bool = False) -> None:
+    """With executor = broker: the zones no live worker serves, and what waits for one."""
+    try:
+        orphaned = zones_without_workers(rt, rows, rt.clock.now())
+    except EntropyError as exc:
+        say(f"entropy: {exc}", logging.WARNING)
+        return
+    for zone in orphaned or ():
+        line = (f"zone {zone.zone}: no live worker; {zone.waiting} audits of its {zone.hosts} "
+                f"hosts wait for one, not run elsewhere (start `entropy worker run --zone "
+                f"{zone.zone}`)")  # fmt: skip
+        if to_stderr:
+            say(f"entropy: {line}", logging.WARNING)
+        else:
+            click.echo(line)
 
 
 def _overdue(rt: Runtime, host: str | None, audit_name: str | None, as_json: bool) -> None:

@@ -120,7 +120,8 @@ def workers(rt: Runtime, zones: tuple[str, ...], wait: float, as_json: bool) -> 
     lists those that answer within --wait; a worker that stopped is not
     listed. For each zone (those given with --zone, and those with a
     worker), the jobs waiting in its queue and the consumers the broker
-    counts. A --zone with no live worker is named, and the exit status is 1.
+    counts. A --zone with no live worker is named, and the exit status is 1;
+    with [executor] executor = broker, so is a zone of the fleet's hosts.
 
     --json prints {"workers": [...], "zones": [...]}.
     """
@@ -129,6 +130,7 @@ def workers(rt: Runtime, zones: tuple[str, ...], wait: float, as_json: bool) -> 
         print_json(found.to_dict())
     else:
         _print_workers(found)
+    _say_orphaned(found)
     if found.orphaned:
         sys.exit(1)
 
@@ -143,12 +145,15 @@ def _print_workers(found: worker_ops.WorkersReport) -> None:
         print_table(table)
     else:
         click.echo("no live worker answered")
-    waiting = {}
     for info in found.zones:
-        count, waiting[info["zone"]] = info["workers"], info["waiting"]
+        count = info["workers"]
         queue = (f"{info['waiting']} jobs waiting, {info['consumers']} consumers"
                  if info["queue"] else "no queue yet")  # fmt: skip
         say(f"zone {info['zone']}: {count} live worker{'s' if count != 1 else ''}; {queue}")
+
+
+def _say_orphaned(found: worker_ops.WorkersReport) -> None:
+    waiting = {info["zone"]: info["waiting"] for info in found.zones}
     for zone in found.orphaned:
         jobs = f"; {waiting[zone]} jobs wait in {found.topology.zone_queue(zone)}"
         say(f"entropy: zone {zone!r} has no live worker{jobs if waiting[zone] else ''} (start "

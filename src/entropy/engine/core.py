@@ -147,7 +147,11 @@ class Engine:
     def run(self, until: datetime | None = None) -> None:
         """Run until stop() is called (or `until`), then shut down gracefully."""
         self._start_up()
-        self._start_executor()
+        try:
+            self._start_executor()  # the broker's may find it out of reach
+        except BaseException:
+            self.registration.stopped(self.clock.now())
+            raise
         self.recorder.start()
         self.heartbeat.start()
         self.started = True

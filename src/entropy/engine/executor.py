@@ -21,10 +21,16 @@ engine lives, and the recorder lets go of each once its result is stored.
 So work out on a broker keeps its claim however long it takes, as long as
 the engine beats.
 
+An executor may also define ``window() -> int | None``: how many rows it
+may hold at once (the broker executor: [executor] max_in_flight, since its
+workers, not the engine's threads, run them). Without it, or None: the
+dispatcher's window, two per max_workers plus recent throughput.
+
 Implementations: WorkerPool (`executor = pool`, entropy.engine.pool), the
-engine's own futurist threads; the broker executor (`executor = broker`:
-jobs through entropy.broker.client.JobClient, results from its on_result
-callback into outlet.finished, on_dead into outlet.given_up) plugs in here.
+engine's own futurist threads; BrokerExecutor (`executor = broker`,
+entropy.engine.broker_executor): jobs through
+entropy.broker.client.JobClient to workers of each host's zone, results
+from its on_result callback into outlet.finished.
 """
 
 from __future__ import annotations

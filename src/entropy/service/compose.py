@@ -19,16 +19,31 @@ from datetime import datetime
 from prometheus_client import start_http_server
 
 from .. import gctuning
+from ..broker.connection import describe
 from ..engine import Engine, EngineMetrics, EngineSettings
+from ..engine.broker_executor import BrokerExecutor, BrokerSettings
 from ..errors import EntropyError
 from ..model import RepairRun, Result
 from ..repairs import Repairer
 from ..scheduler import Scheduler
 from .addresses import parse_bind
+from .brokerconf import broker_of, uses_broker
 from .runtime import Runtime
 from .signals import stop_on_signals
 
 LOG = logging.getLogger(__name__)
+
+
+def broker_executor(rt: Runtime, settings: EngineSettings) -> BrokerExecutor | None:
+    """With [executor] executor = broker, what runs the engine's audits on workers."""
+    if not uses_broker(rt):
+        return None
+    url, topology = broker_of(rt)
+    return BrokerExecutor(BrokerSettings(
+        url, topology, settings.engine_id, settings.lease,
+        max_in_flight=int(rt.option("max_in_flight", "executor")),
+        watch_interval=max(settings.heartbeat_interval, 1.0),
+    ))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +90,28 @@ class EngineProcess:
             metrics_port, "--metrics-port", default_host="127.0.0.1")  # fmt: skip
         self.metrics = EngineMetrics() if self.metrics_at else None
         self.events = rt.events()
+        broker = broker_executor(rt, settings)
+        # In broker mode repairs and their verifies run on a worker of the host's zone too.
         repairer = Repairer(
             backend, rt.clock, settings.engine_id, settings.default_timeout, self.events,
             on_repair=on_repair, workers=rt.option("repair_workers"),
+            runner=None if broker is None else broker.run,
+            run_margin=0.0 if broker is None else broker.wait_margin(),
         )  # fmt: skip
+        self.broker = broker
         self.engine = Engine(
             backend, scheduler, rt.clock, settings, on_result=on_result, repairer=repairer,
-            events=self.events, on_notice=self.on_notice, metrics=self.metrics,
+            events=self.events, on_notice=self.on_notice, executor=broker,
+            metrics=self.metrics,
         )  # fmt: skip
+
+    def executor_description(self) -> str:
+        """Where its audits run, for the start-up line."""
+        if self.broker is None:
+            return f"{self.settings.max_workers} workers"
+        s = self.broker.settings
+        return (f"audits through {describe(s.url)} (prefix {s.topology.prefix}, "
+                f"{s.max_in_flight} in flight at most)")  # fmt: skip
 
     def run(
         self, until: datetime | None = None, on_start: Callable[[], None] | None = None

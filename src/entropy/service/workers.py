@@ -22,23 +22,14 @@ from ..broker.topology import Topology
 from ..broker.worker import Worker, WorkerSettings
 from ..errors import EntropyError
 from ..values import zone_problem
+from .brokerconf import broker_of, uses_broker
 from .compose import leave_now
 from .errors import BadRequest
 from .runtime import Runtime
 from .signals import stop_on_signals
+from .zones import fleet_zones
 
 LOG = logging.getLogger(__name__)
-
-
-def broker_of(rt: Runtime) -> tuple[str, Topology]:
-    """[executor] transport_url and the names under [executor] prefix; an error if unset."""
-    url = rt.option("transport_url", "executor")
-    if not url:
-        raise EntropyError(
-            "no broker: set [executor] transport_url in entropy.conf (e.g. "
-            "amqp://entropy:secret@mq.example.com:5672/entropy), or OS_EXECUTOR__TRANSPORT_URL"
-        )
-    return str(url), Topology(str(rt.option("prefix", "executor")))
 
 
 def checked_zone(zone: str, param: str = "--zone") -> str:
@@ -113,9 +104,15 @@ class WorkersReport:
 
 def workers(rt: Runtime, zones: tuple[str, ...] = (), wait: float = 2.0) -> WorkersReport:
     """Who answers a ping within `wait` seconds, by zone; and the queues of those zones and
-    of `zones` (the ones that should have a worker)."""
+    of `zones` (the ones that should have a worker: with executor = broker, the zones of
+    the fleet's hosts too)."""
     expected = [checked_zone(zone) for zone in zones]
     url, topology = broker_of(rt)
+    if uses_broker(rt):  # the fleet's zones should have workers too, when it is readable
+        try:
+            expected += sorted(set(fleet_zones(rt)) - set(expected))
+        except EntropyError as exc:
+            LOG.debug("no fleet zones to check: %s", exc)
     try:
         beats = live_workers(url, topology, wait)
         names = sorted({*expected, *(beat.zone for beat in beats)})

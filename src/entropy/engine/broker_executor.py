@@ -1,0 +1,325 @@
+"""The `broker` executor: an engine's claimed audits run as jobs on `entropy worker run`.
+
+The engine claims due rows exactly as with its pool (a lease, fenced by
+its engine id in the store); this executor (an Executor, see executor.py)
+publishes each claimed audit as a job message to its host's zone queue
+(entropy.broker.client.JobClient), keeps it in flight until its result
+comes back on the engine's own result queue, and hands the result to the
+outlet (outlet.finished: the same recorder as the pool's).
+
+Fencing, on top of the store's (which refuses a result for a row the
+engine no longer holds): a result is taken only for the job now in flight
+for its row, by job id. Anything else, a result for a row this engine does
+not hold, from an earlier run of the same engine id (its claim's epoch
+says which), or one delivered twice, is fenced out and logged.
+
+While a job is in flight its row stays among the engine's leases, so the
+engine's heartbeat renews it however long the job waits for a worker.
+Jobs are published with a TTL of the lease: if this engine dies, a job no
+worker took by then dies unrun (a peer has taken the row back meanwhile)
+instead of running late. A job that expired while this engine lives is
+published again: its zone has no worker taking jobs, and its audits wait
+there, not anywhere else. A watcher checks, every heartbeat, which zones
+with jobs in flight have no consumer on their queue, and says so once per
+outage.
+
+Jobs that died otherwise are answered with an `error` result for their
+slot (recorded: an operator sees it; the next slot tries again), not given
+up (a rerun after the lease would kill its workers again): handed to
+workers 1 + DELIVERY_LIMIT times and never finished (each died), refused
+by a worker, or a zone whose queue is not Entropy's.
+
+run() runs one job outside the schedule (a repair, its verify) the same
+way, for the Repairer, and waits for its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from ..broker.client import JobClient
+from ..broker.connection import CONNECTION_ERRORS, describe
+from ..broker.protocol import Claim, JobMessage, ResultMessage
+from ..broker.topology import DELIVERY_LIMIT, Topology
+from ..errors import EntropyError
+from ..model import Outcome, Result
+from ..runners.base import Job
+from ..scheduler import Due
+from .broker_zones import ZoneWatcher
+from .executor import Outlet, Work
+
+LOG = logging.getLogger(__name__)
+
+_WORKER_MARGIN = 5.0  # seconds past a job's timeout that a worker may take to answer
+RESULT_QUEUE_LEASES = 10  # the result queue outlives its engine by this many leases
+
+_DEATHS = {
+    "delivery_limit": "handed to a worker of zone {zone} {times} times and never finished "
+    "(each worker died or was stopped while running it); not run again for this slot",
+    "rejected": "refused by a worker of zone {zone} (a message it cannot read, or for "
+    "another zone); see that worker's log",
+    "expired": "not taken by any worker of zone {zone} within {lease:g}s (no live worker "
+    "there?); not run",
+    "refused": "zone {zone}'s queue on the broker is not Entropy's (other arguments); "
+    "see the engine's log",
+}
+
+
+@dataclass(slots=True)
+class _Call:
+    """A run() waiting for its result."""
+
+    done: threading.Event
+    result: Result | None = None
+
+
+@dataclass(slots=True)
+class _Flight:
+    job_id: str
+    due: Due
+    job: Job
+    published: float  # monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    url: str
+    topology: Topology
+    engine_id: str
+    lease: float  # seconds: the jobs' TTL, and (x RESULT_QUEUE_LEASES) the result queue's
+    max_in_flight: int = 2000  # claimed audits out on the broker at most
+    watch_interval: float = 5.0  # seconds between checks of the zones' consumers
+
+
+class BrokerExecutor:
+    """An Executor: claimed audits published as jobs, their results taken back; what is not
+    this engine's (any more) fenced out."""
+
+    def __init__(self, settings: BrokerSettings) -> None:
+        self.settings = settings
+        self.epoch = int(time.time() * 1000) % 2**31  # this run of the engine id, for the logs
+        self.client = JobClient(
+            settings.url, settings.engine_id, self._result, self._dead, settings.topology,
+            result_expiry=settings.lease * RESULT_QUEUE_LEASES,
+        )  # fmt: skip
+        self.stuck = 0  # nothing here holds a thread of the engine
+        self._outlet: Outlet | None = None
+        self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
+        self.remote = RemoteRuns(self.client, Claim(settings.engine_id, self.epoch),
+                                 settings.lease)  # fmt: skip
+        self._lock = threading.Lock()
+        self._completed = 0
+        self.fenced = 0  # results fenced out
+        self.republished = 0  # jobs published again after waiting a lease for a worker
+        self._stop = threading.Event()  # stopping: jobs that expire are not published again
+        self.zones = ZoneWatcher(settings.url, settings.topology, self.waiting_by_zone,
+                                 settings.watch_interval)  # fmt: skip
+
+    # -- the Executor seam ----------------------------------------------------------
+
+    def start(self, outlet: Outlet) -> None:
+        """Connect (an EntropyError naming the broker if it cannot) and take results."""
+        self._outlet = outlet
+        try:
+            self.client.start()
+        except CONNECTION_ERRORS as exc:
+            raise EntropyError(
+                f"[executor] executor = broker: cannot reach {describe(self.settings.url)}: "
+                f"{exc}"
+            ) from None
+        self.zones.start()
+
+    def window(self) -> int | None:
+        """Claimed audits out at once, at most: [executor] max_in_flight (the workers run
+        them, not this engine's threads: the pool's rate-based window does not apply)."""
+        return self.settings.max_in_flight
+
+    def submit(self, work: list[Work]) -> None:
+        """Publish each claimed audit to its host's zone."""
+        messages = []
+        with self._lock:
+            for due, job in work:
+                message = self._message(due, job)
+                self._flight[due.row_id] = _Flight(message.job_id, due, job, time.monotonic())
+                messages.append(message)
+        self.client.publish(messages, ttl=self.settings.lease)
+
+    def in_flight(self) -> int:
+        return len(self._flight)
+
+    def holds(self, row_id: int) -> bool:
+        return row_id in self._flight
+
+    def completed(self) -> int:
+        return self._completed
+
+    def running(self) -> int:
+        """Jobs out on the broker (waiting for a worker or running on one)."""
+        return len(self._flight)
+
+    def stop_starting(self) -> None:
+        """Published jobs cannot be called back: those out get the grace period."""
+        self._stop.set()  # no more republishing of jobs that waited a lease
+
+    def abandon(self) -> None:
+        """Past the grace period: their rows go back to `new`; late results are fenced out."""
+        with self._lock:
+            self._flight.clear()
+
+    def shutdown(self) -> None:
+        """Disconnect, once the repairs waiting on run() are answered (a lease at most)."""
+        self._stop.set()
+        deadline = time.monotonic() + self.settings.lease
+        while self.remote.waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.client.close()
+        self.zones.stop()
+
+    def run(self, job: Job) -> Result:
+        """Run one job outside the schedule (a repair, its verify) on a worker of its host's
+        zone, and wait for its result (see RemoteRuns)."""
+        return self.remote.run(job)
+
+    def wait_margin(self) -> float:
+        """Seconds a run() may wait for a worker besides the job's timeout."""
+        return self.remote.margin
+
+    def waiting_by_zone(self, older_than: float = 0.0) -> dict[str, int]:
+        """Jobs in flight per zone (published more than older_than seconds ago)."""
+        counts: dict[str, int] = {}
+        before = time.monotonic() - older_than
+        with self._lock:
+            for flight in self._flight.values():
+                if flight.published > before:
+                    continue
+                zone = flight.job.host.zone
+                counts[zone] = counts.get(zone, 0) + 1
+        return counts
+
+    # -- the client's thread --------------------------------------------------------
+
+    def _message(self, due: Due, job: Job) -> JobMessage:
+        return JobMessage(uuid.uuid4().hex, job, Claim(self.settings.engine_id, self.epoch),
+                          due.row_id, due.slot)  # fmt: skip
+
+    def _take(self, row_id: int | None, job_id: str) -> _Flight | None:
+        if row_id is None:
+            return None
+        with self._lock:
+            flight = self._flight.get(row_id)
+            if flight is None or flight.job_id != job_id:
+                return None
+            return self._flight.pop(row_id)
+
+    def _result(self, reply: ResultMessage) -> None:
+        if reply.row_id is None and self.remote.answer(reply.job_id, reply.to_result()):
+            return
+        flight = self._take(reply.row_id, reply.job_id)
+        if flight is None:
+            self._fence(reply)
+            return
+        result = reply.to_result()
+        result.slot, result.engine_id = flight.due.slot, self.settings.engine_id
+        self._finish(flight.due, result)
+
+    def _finish(self, due: Due, result: Result) -> None:
+        self._completed += 1  # this thread only
+        assert self._outlet is not None
+        self._outlet.finished(due, result)
+
+    def _fence(self, reply: ResultMessage) -> None:
+        self.fenced += 1
+        slot = reply.slot.isoformat() if reply.slot else "-"
+        if reply.claim.engine_id != self.settings.engine_id or reply.claim.epoch != self.epoch:
+            why = (f"its claim (engine {reply.claim.engine_id}, epoch {reply.claim.epoch}) is "
+                   f"not this engine's (epoch {self.epoch})")  # fmt: skip
+        elif reply.row_id in self._flight:
+            why = "another job is out for that row now"
+        else:
+            why = "this engine no longer holds the row (recorded already, or given back)"
+        LOG.warning(
+            "fenced out a late result: %s on %s slot %s row %s job %s from worker %s (%s): %s",
+            reply.audit, reply.host, slot, reply.row_id, reply.job_id, reply.worker_id,
+            reply.result.outcome.value, why,
+        )  # fmt: skip
+
+    def _dead(self, message: JobMessage, reason: str) -> None:
+        if message.row_id is None:  # a run(): its caller gets the reason
+            summary = self._death(message, reason)
+            self.remote.answer(message.job_id, Result(Outcome.ERROR, f"the job was {summary}"))
+            return
+        with self._lock:
+            flight = self._flight.get(message.row_id) if message.row_id is not None else None
+            if flight is None or flight.job_id != message.job_id:
+                return  # not ours any more: nothing to answer
+            if reason == "expired" and not self._stop.is_set():
+                # No worker of its zone took it in a lease: it waits there, published again.
+                again = self._message(flight.due, flight.job)
+                flight.job_id = again.job_id
+                self.republished += 1
+            else:
+                again = None
+                del self._flight[message.row_id]
+        if again is not None:
+            self.client.publish([again], ttl=self.settings.lease)
+            return
+        assert self._outlet is not None
+        if reason == "expired":  # stopping: never ran; its row goes back to `new`
+            self._outlet.given_up(flight.due)
+            return
+        summary = self._death(message, reason)
+        LOG.error("%s on %s: the job %s", message.job.audit_name, message.job.host.name, summary)
+        result = Result(Outcome.ERROR, f"the job was {summary}", slot=flight.due.slot,
+                        engine_id=self.settings.engine_id, audit_name=message.job.audit_name,
+                        host=message.job.host.name)  # fmt: skip
+        self._finish(flight.due, result)
+
+    def _death(self, message: JobMessage, reason: str) -> str:
+        text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
+        return text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason,
+                           lease=self.settings.lease)  # fmt: skip
+
+
+class RemoteRuns:
+    """Jobs outside the schedule (repairs, verifies) run on workers, each waited for."""
+
+    def __init__(self, client: JobClient, claim: Claim, lease: float) -> None:
+        self.client, self.claim, self.lease = client, claim, lease
+        self.margin = lease + _WORKER_MARGIN  # waited for besides a job's timeout
+        self._calls: dict[str, _Call] = {}  # job id -> a run() waiting
+        self._lock = threading.Lock()
+
+    def waiting(self) -> int:
+        return len(self._calls)
+
+    def run(self, job: Job) -> Result:
+        """Publish the job, wait for its result. None within its timeout + margin (no live
+        worker in the zone, say): a `timeout` result saying so (a late one is fenced out)."""
+        message = JobMessage(uuid.uuid4().hex, job, self.claim, context={"run": "repair"})
+        call = _Call(threading.Event())
+        with self._lock:
+            self._calls[message.job_id] = call
+        self.client.publish([message], ttl=self.lease)
+        wait = job.timeout + self.margin
+        if not call.done.wait(wait):
+            with self._lock:
+                self._calls.pop(message.job_id, None)
+            if call.result is None:
+                return Result(Outcome.TIMEOUT, f"no result from a worker of zone {job.host.zone} "
+                              f"within {wait:g}s (no live worker there, or the job was lost)")
+        assert call.result is not None
+        return call.result
+
+    def answer(self, job_id: str, result: Result) -> bool:
+        """Hand a run()'s result to its caller; False if none waits for it."""
+        with self._lock:
+            call = self._calls.pop(job_id, None)
+        if call is None:
+            return False
+        call.result = result
+        call.done.set()
+        return True
