@@ -52,7 +52,8 @@ class Engine:
     ) -> None:
         """on_notice: where the lines an operator watches for go (a stop, its grace period);
         executor: where claimed audits run (default: a WorkerPool of max_workers threads);
-        metrics: where the parts report their figures (engine run --metrics-port)."""
+        metrics: where the parts report their figures (engine run --metrics-port; its
+        queue depths are watched by whoever serves it: metrics.watch)."""
         self.backend = backend
         self.scheduler = scheduler
         self.clock = clock
@@ -66,9 +67,8 @@ class Engine:
         self.results = ResultQueue(settings.result_queue_size)
         self.stop_request = StopRequest(scheduler, self.executor)
         self.registration = Registration(backend, settings)
-        measured = metrics or NO_METRICS
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
-                                     self.leases, measured)  # fmt: skip
+                                     self.leases, metrics or NO_METRICS)  # fmt: skip
         self.dispatcher.finished = self.finished  # a passive pair's stale result
         self.downtimes = Downtimes(backend, clock)  # the catalog's and the ad hoc ones
         self.dispatcher.downtimes = self.downtimes
@@ -77,13 +77,11 @@ class Engine:
         self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,
-                                 idle=lambda: not self.executor.in_flight(),
-                                 monitoring=self.monitoring, metrics=measured)  # fmt: skip
+                                 lambda: not self.executor.in_flight(), self.monitoring,
+                                 metrics or NO_METRICS)  # fmt: skip
         self.heartbeat = Heartbeat(backend, self.registration, clock, self.leases, scheduler,
                                    on_stop_asked=self.stop_request.ask_through_store)  # fmt: skip
         self._executor_started = False
-        if metrics is not None:
-            metrics.watch(self.dispatcher, self.executor, self.results)
 
     # -- what callers and tests read -----------------------------------------------
 

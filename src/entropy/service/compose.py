@@ -104,6 +104,9 @@ class EngineProcess:
             events=self.events, on_notice=self.on_notice, executor=broker,
             metrics=self.metrics,
         )  # fmt: skip
+        if self.metrics is not None:  # the queue depths, read at each scrape
+            e = self.engine
+            self.metrics.watch(e.dispatcher, e.executor, e.results)
 
     def executor_description(self) -> str:
         """Where its audits run, for the start-up line."""
