@@ -107,7 +107,7 @@ def test_auth_matrix_acts_and_what_the_cli_sees(small: tuple[Api, subprocess.Pop
         assert viewer.get("/v1/hosts").status_code == 401
 
 
-def test_a_posted_result_is_stored_and_the_repair_plan_fires_on_it(
+def test_a_posted_result_is_stored_and_triggers_its_repair(
     small: tuple[Api, subprocess.Popen],
 ) -> None:
     api, _engine = small
@@ -125,6 +125,8 @@ def test_a_posted_result_is_stored_and_the_repair_plan_fires_on_it(
         done = ops.post("/v1/results", json=posted)
         assert done.status_code == 200, done.text
         assert done.json()["engine_id"] == "api token ops"
+        (considered,) = done.json()["repairs"]  # fix_ok watches ok_check: it ran, waited for
+        assert (considered["repair_name"], considered["verdict"]) == ("fix_ok", "ran")
         bad = ops.post("/v1/results", json={**posted, "outcome": "unreachable"})
         assert bad.status_code == 400 and bad.json()["param"] == "outcome"
         assert ops.post("/v1/results", json={**posted, "host": "nope"}).status_code == 404
@@ -136,9 +138,9 @@ def test_a_posted_result_is_stored_and_the_repair_plan_fires_on_it(
         assert latest["metrics"]["age"]["value"] == 3
         (row,) = viewer.get("/v1/audits", params={"host": "db-1.test"}).json()["items"]
         assert row["result"]["outcome"] == "critical"
-        plan = viewer.get("/v1/repairs/plan").json()["items"]
-        (item,) = [i for i in plan if i["host"] == "db-1.test"]
-        assert (item["repair_name"], item["verdict"]) == ("fix_ok", "fire")
+        runs = viewer.get("/v1/repairs", params={"host": "db-1.test"}).json()["items"]
+        assert [(r["repair_name"], r["audit_name"], r["trigger_result"]["summary"])
+                for r in runs] == [("fix_ok", "ok_check", "CRITICAL - from outside")]  # fmt: skip
     assert "submit by token 'ops' (audit=ok_check, host=db-1.test, outcome=critical)" in (
         api.log.read_text())  # fmt: skip
     (row,) = api.entropy("status", "--json", "--host", "db-1.test")
