@@ -38,6 +38,8 @@ examples:
   python -m bench engines --engines 4 --splay 20   the same at a steady 5000 audits/s
   python -m bench validate                     entropy validate on 583000 hosts: time, peak RSS
   python -m bench monitoring                   what the monitoring rules cost per result
+  python -m bench api                          entropy api serve at 100000 pairs: host query,
+                                               /metrics and overview, req/s and p99
 
 Each scenario prints a table (median and min..max over the runs) and, with
 --json FILE, writes the same data with the raw runs and the environment;

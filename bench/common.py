@@ -249,6 +249,16 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu_seconds() -> dict[threading.Thread, float]:
     """CPU seconds (user + system) used so far by each live thread of this process (Linux).
 

@@ -375,6 +375,8 @@ OWN_TARGETS = {
     ("million", "first_start_peak_mib"): ("million: peak RSS over the first start", "MiB"),
     ("million", "one file_s"): ("million: one schedule file changed, applied", "s"),
     ("million", "one file_peak_over_mib"): ("million: peak RSS over that refresh", "MiB"),
+    ("api", "host query p99"): ("api 100,000: GET /v1/audits?host=H, p99", "s"),
+    ("api", "metrics p99"): ("api 100,000: GET /metrics, full scrape, p99", "s"),
 }
 
 

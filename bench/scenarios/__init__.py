@@ -35,6 +35,7 @@ SCENARIOS: dict[str, str] = {
     "ssh": "bench.scenarios.ssh",
     "broker": "bench.scenarios.broker",
     "million": "bench.scenarios.million",
+    "api": "bench.scenarios.api",
 }
 
 

@@ -67,6 +67,7 @@ from ..common import (
     hosts_for,
     in_fresh_process,
     percentile,
+    process_cpu_seconds,
     sqlite_url,
     table,
     verdict,
@@ -357,19 +358,10 @@ def _cpu(workers: list[subprocess.Popen]) -> dict[str, float]:
     """CPU seconds so far: the workers (summed), RabbitMQ's beam.smp, and this process."""
     beam = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True).stdout
     return {
-        "workers": sum(_proc_cpu(w.pid) for w in workers),
-        "rabbitmq": sum(_proc_cpu(int(pid)) for pid in beam.split()),
+        "workers": sum(process_cpu_seconds(w.pid) for w in workers),
+        "rabbitmq": sum(process_cpu_seconds(int(pid)) for pid in beam.split()),
         "producer": time.process_time(),
     }
-
-
-def _proc_cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _delete(url: str, topology: Topology, engine_id: str, zone: str = ZONE) -> None:

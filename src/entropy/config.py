@@ -386,6 +386,34 @@ SSH_OPTS = [
 ]
 
 
+API_OPTS = [
+    cfg.StrOpt(
+        "bind",
+        default="127.0.0.1:8080",
+        help="HOST:PORT `entropy api serve` listens on (--bind overrides it). Plain HTTP "
+        "unless `api serve` is given --ssl-certfile and --ssl-keyfile, or a TLS proxy is "
+        "put in front (docs/api.md).",
+    ),
+    cfg.StrOpt(
+        "tokens_file",
+        help="The API's bearer tokens: names, roles and SHA-256 hashes, kept by `entropy api "
+        "token add/remove`. Default: api-tokens.json in state_dir.",
+    ),
+    cfg.BoolOpt(
+        "metrics_without_token",
+        default=False,
+        help="Serve /metrics to anyone who reaches the API, without a token (a Prometheus "
+        "server that holds no secret). Default: a reader token is needed.",
+    ),
+    cfg.BoolOpt(
+        "healthz_without_token",
+        default=False,
+        help="Serve /healthz to anyone who reaches the API, without a token (a load "
+        "balancer's probe). Default: a reader token is needed.",
+    ),
+]
+
+
 def list_opts() -> list[tuple[str | None, Sequence[cfg.Opt]]]:
     return [
         (None, DEFAULT_OPTS),
@@ -397,6 +425,7 @@ def list_opts() -> list[tuple[str | None, Sequence[cfg.Opt]]]:
         ("notifications", NOTIFICATIONS_OPTS),
         ("executor", EXECUTOR_OPTS),
         ("ssh", SSH_OPTS),
+        ("api", API_OPTS),
     ]
 
 

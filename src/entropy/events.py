@@ -228,12 +228,15 @@ def tail(
     seconds: float | None = None,
     on_problem: Callable[[str], None] = LOG.warning,
     exchange_name: str = EXCHANGE,
+    stop: threading.Event | None = None,
 ) -> int:
     """Print events as they come, riding out broker restarts; return how many were seen.
 
-    Stops after `count` events or `seconds`, else runs until interrupted.
+    Stops after `count` events or `seconds`, or within a second of `stop` being
+    set (an HTTP client gone), else runs until interrupted.
     """
     deadline = None if seconds is None else time.monotonic() + seconds
+    stop = stop or threading.Event()
     seen = 0
     queue_name = f"entropy-tail-{uuid.uuid4().hex[:12]}"
     pause = _RETRY[0]
@@ -242,8 +245,12 @@ def tail(
         return None if deadline is None else deadline - time.monotonic()
 
     def going() -> bool:
-        """Neither `count` events seen nor the deadline passed."""
-        return (count is None or seen < count) and (deadline is None or deadline > time.monotonic())
+        """Neither `count` events seen nor the deadline passed, nor asked to stop."""
+        return (
+            (count is None or seen < count)
+            and (deadline is None or deadline > time.monotonic())
+            and not stop.is_set()
+        )
 
     def receive(body: Any, message: kombu.Message) -> None:
         nonlocal seen
@@ -268,6 +275,6 @@ def tail(
                             continue
         except Exception as exc:  # the broker went away: say so, and come back
             on_problem(f"cannot read events from {kombu.Connection(url).as_uri()}: {exc}; retrying")
-            time.sleep(min(pause, max(remaining() or pause, 0)))
+            stop.wait(min(pause, max(remaining() or pause, 0)))
             pause = min(pause * 2, _RETRY[1])
     return seen

@@ -467,6 +467,53 @@ def test_audits_filters_by_host_and_audit(harness: Harness, clock: FakeClock) ->
     assert backend.audits(audit_name="nope") == []
 
 
+def test_pair_outcomes_are_every_rows_latest_outcome_and_end(
+    harness: Harness, clock: FakeClock
+) -> None:
+    """What /metrics reads: one light row per pair, as audits() would tell it."""
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    now = clock.now()
+    first, second = rows[0], rows[1]
+    backend.state.claim([first.id], "e", now, now + timedelta(minutes=1))
+    bad = Result(Outcome.CRITICAL, "bad", "a long output " * 100, started_at=now,
+                 finished_at=now + timedelta(seconds=2), slot=now, engine_id="e",
+                 audit_name=first.audit_name, host=first.host)  # fmt: skip
+    backend.state.record([(first.id, bad, now + timedelta(hours=1))], "e")
+    backend.set_disabled(backend.load().select(second.audit_name, second.host), "why", now)
+
+    found = {(p.audit_name, p.host): p for p in backend.state.pair_outcomes()}
+    assert set(found) == set(SEED_PAIRS)
+    for row in backend.audits():
+        got = found[row.audit_name, row.host]
+        assert (got.next_run, got.disabled, got.created_at) == (
+            row.next_run, row.disabled, row.created_at)  # fmt: skip
+        assert got.outcome == (row.result or {}).get("outcome")
+        assert got.finished_at == (row.result or {}).get("finished_at")
+    got = found[first.audit_name, first.host]
+    assert got.outcome == "critical"
+    assert datetime.fromisoformat(got.finished_at) == now + timedelta(seconds=2)
+    assert found[second.audit_name, second.host].disabled is True
+
+
+def test_repair_run_counts_by_repair_and_outcome(harness: Harness, clock: FakeClock) -> None:
+    store = harness.backend().state.repairs
+    assert store.run_counts() == {}
+    now = clock.now()
+    trigger = Result(Outcome.CRITICAL, "bad", started_at=now, finished_at=now, slot=now,
+                     audit_name="check_a", host="h1")  # fmt: skip
+    for n, (repair, outcome) in enumerate([("fix", Outcome.OK), ("fix", Outcome.OK),
+                                           ("fix", Outcome.ERROR), ("mend", Outcome.OK)]):
+        host = f"h{n}"
+        rule = RepairRule(repair, "check_a", frozenset({Outcome.CRITICAL}), "s")
+        assert store.start(repair, host, "check_a", rule.outcomes, judge(rule, "check_a", now),
+                           "e1", now, now + timedelta(minutes=5)).fire  # fmt: skip
+        result = Result(outcome, "done", started_at=now, finished_at=now, engine_id="e1",
+                        audit_name="s", host=host)  # fmt: skip
+        store.finish(RepairRun(repair, "check_a", "s", 1, result, trigger), "e1")
+    assert store.run_counts() == {("fix", "ok"): 2, ("fix", "error"): 1, ("mend", "ok"): 1}
+
+
 def _due_rows(backend: Backend, clock: FakeClock) -> list[AuditRow]:
     backend.sync(backend.load(), clock.now())
     rows = backend.audits()

@@ -20,8 +20,18 @@ from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.errors import BackendError, NotFound, Unsupported, ValidationError
 from entropy.model import Outcome, Status
-from entropy.service import adhoc, definitions, engines, fleet, reads, repairs, schema
+from entropy.service import (
+    adhoc,
+    definitions,
+    engines,
+    fleet,
+    monitoring,
+    reads,
+    repairs,
+    schema,
+)
 from entropy.service.errors import BadRequest
+from entropy.service.health import health
 from entropy.service.runtime import Runtime
 
 _names = itertools.count()
@@ -260,3 +270,23 @@ def test_the_backend_a_runtime_is_given_is_the_one_it_uses() -> None:
     assert reads.audits(rt).items == []
     rt.close()
     forget(url)
+
+
+def test_health_counts_outcomes_and_finds_the_overdue_pairs(rt: Runtime) -> None:
+    seen = health(rt)
+    assert len(seen.pairs) == 5 and seen.overdue == []
+    assert seen.outcomes == {"none": 5}
+    adhoc.run_audit(rt, "broken")
+    assert health(rt).outcomes == {"none": 4, "critical": 1}
+
+    # 25 minutes on: the 5m and 10m pairs' next run (within one interval of the sync) is
+    # more than an interval past; the 1h pair's is not. A disabled pair is never overdue.
+    fleet.set_disabled(rt, "healthy", True, "maintenance", host="web-3")
+    rt.clock.advance(minutes=25)  # type: ignore[attr-defined]
+    late = health(rt).overdue
+    assert {(p.audit_name, p.host) for p in late} == {
+        ("healthy", "web-1"), ("healthy", "web-2"), ("broken", "db-1")}  # fmt: skip
+    # The same pairs as `entropy status --overdue` names.
+    cli = {(o.row.audit_name, o.row.host) for o in monitoring.overdue(rt)}
+    assert cli == {(p.audit_name, p.host) for p in late}
+    assert health(rt).repair_runs == {} and health(rt).flagged == []

@@ -139,6 +139,19 @@ class EngineRecord:
         }
 
 
+class PairOutcome(NamedTuple):
+    """One audit row as /metrics reads it: the latest result's outcome and end, nothing more
+    (no output, no metrics: cheap to read for every row at once)."""
+
+    audit_name: str
+    host: str
+    next_run: datetime
+    disabled: bool
+    outcome: str | None  # the latest result's; None before the first
+    finished_at: str | None  # the latest result's end, ISO 8601 text as the row keeps it
+    created_at: datetime  # the row's, what "overdue" counts from before any result
+
+
 @dataclass(frozen=True, slots=True)
 class RepairRecord:
     """One repair run as stored: what `entropy results --kind repair` shows."""
@@ -373,6 +386,10 @@ class RepairStore(abc.ABC):
     def prune(self, before: datetime) -> int:
         """Drop repair runs that finished before `before`."""
 
+    @abc.abstractmethod
+    def run_counts(self) -> dict[tuple[str, str], int]:
+        """How many runs are kept, by (repair_name, outcome); counted in the database."""
+
 
 class EngineRegistry(abc.ABC):
     """Which engines share a state store, whether they live, and stop requests.
@@ -536,6 +553,10 @@ class StateStore(Capable, abc.ABC):
     @abc.abstractmethod
     def audits(self, host: str | None = None, audit_name: str | None = None) -> list[AuditRow]:
         """The rows, by host then audit name."""
+
+    @abc.abstractmethod
+    def pair_outcomes(self) -> list[PairOutcome]:
+        """Every row's outcome, in no set order: one query reading only these columns."""
 
     @abc.abstractmethod
     def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:

@@ -58,6 +58,7 @@ from .base import (
     EngineRegistry,
     Judge,
     MonitorRow,
+    PairOutcome,
     RecordItem,
     RepairRecord,
     RepairStore,
@@ -355,6 +356,15 @@ class MemoryStateStore(StateStore):
                 and (audit_name is None or row.audit_name == audit_name)
             ]
         return sorted(rows, key=lambda row: (row.host, row.audit_name))
+
+    def pair_outcomes(self) -> list[PairOutcome]:
+        with self.space.lock:
+            rows = [(row, row.result or {}) for row in self.space.rows.values()]
+            return [
+                PairOutcome(row.audit_name, row.host, row.next_run, row.disabled,
+                            latest.get("outcome"), latest.get("finished_at"), row.created_at)
+                for row, latest in rows
+            ]  # fmt: skip
 
     def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:
         changed = 0
@@ -759,6 +769,13 @@ class MemoryRepairStore(RepairStore):
             pruned = len(space.repair_runs) - len(kept)
             space.repair_runs = kept
         return pruned
+
+    def run_counts(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        with self.space.lock:
+            for r in self.space.repair_runs:
+                counts[r.repair_name, r.outcome] = counts.get((r.repair_name, r.outcome), 0) + 1
+        return counts
 
 
 def _plain_run(run: RepairRun) -> dict[str, Any]:

@@ -45,9 +45,21 @@ def engine() -> None:
     metavar="DURATION",
     help="Stop by itself after this long, e.g. 30s or 1h (default: until Ctrl-C).",
 )
+@click.option(
+    "--metrics-port",
+    metavar="[HOST:]PORT",
+    help="Serve this engine's own metrics for Prometheus at http://HOST:PORT/metrics (HOST: "
+    "127.0.0.1 unless given): audits run, claim and record latency, queue depth, lateness.",
+)
 @json_option
 @pass_runtime
-def engine_run(rt: Runtime, max_workers: int | None, run_for: str | None, as_json: bool) -> None:
+def engine_run(
+    rt: Runtime,
+    max_workers: int | None,
+    run_for: str | None,
+    metrics_port: str | None,
+    as_json: bool,
+) -> None:
     """Run audits when they are due and print one line per result, until stopped.
 
     Every result is stored (the row's latest result and the history). The
@@ -75,10 +87,12 @@ def engine_run(rt: Runtime, max_workers: int | None, run_for: str | None, as_jso
         on_result=print_result_json if as_json else print_result_line,
         on_repair=print_repair_json if as_json else print_repair_line,
         on_notice=lambda line: say(line, logging.WARNING),
-        first_load_progress=not as_json,
+        first_load_progress=not as_json, metrics_port=metrics_port,
     )  # fmt: skip
     events = process.events
     publishing = f"; events to {events.describe()}" if events else ""
+    if process.metrics_at:
+        publishing += f"; metrics at http://{process.metrics_at[0]}:{process.metrics_at[1]}/metrics"
     runs_on = process.executor_description()
     banner = (f"engine {process.settings.engine_id} on {rt.backend.describe()}, "
               f"{runs_on}{publishing}; Ctrl-C to stop")  # fmt: skip

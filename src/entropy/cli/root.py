@@ -14,6 +14,7 @@ from ..service import logs
 from ..service.runtime import Runtime
 from ..service.signals import Interrupted, raise_on_signals
 from . import (
+    api,
     audits,
     db,
     definitions,
@@ -123,7 +124,7 @@ def _close(rt: Runtime) -> None:
 
 
 for _module in (fleet, audits, results, monitoring, definitions, db, engine, transfer, repairs,
-                ssh, worker):  # fmt: skip
+                ssh, worker, api):  # fmt: skip
     for _command in _module.COMMANDS:
         main.add_command(_command)
 accept_global_options(main)  # last: every command, wherever it was defined

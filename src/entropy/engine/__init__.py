@@ -22,6 +22,7 @@ each testable alone:
 - heartbeat: the registry row, lease renewal, taking back expired leases,
   stops asked through the store (Registration: the registry row itself);
 - shutdown: the stop request and the grace period;
+- metrics: what the parts report for `engine run --metrics-port`;
 - core: Engine, wiring them, its loop (run) and one pass of it (run_once).
 
 State store errors are typed (entropy.errors): what can recover
@@ -49,10 +50,11 @@ the program that owns the process).
 from .core import Engine
 from .executor import Executor, Outlet, Work
 from .heartbeat import Heartbeat
+from .metrics import EngineMetrics
 from .pool import WorkerPool
 from .publisher import ResultCallback
 from .settings import EngineSettings
 from .shutdown import NoticeCallback
 
-__all__ = ["Engine", "EngineSettings", "Executor", "Heartbeat", "NoticeCallback", "Outlet",
-           "ResultCallback", "Work", "WorkerPool"]  # fmt: skip
+__all__ = ["Engine", "EngineMetrics", "EngineSettings", "Executor", "Heartbeat",
+           "NoticeCallback", "Outlet", "ResultCallback", "Work", "WorkerPool"]  # fmt: skip

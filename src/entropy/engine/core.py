@@ -17,6 +17,7 @@ from .dispatcher import Dispatcher
 from .executor import Executor
 from .heartbeat import Heartbeat, Registration
 from .leases import Leases
+from .metrics import NO_METRICS, EngineMetrics
 from .monitor import Downtimes, Monitoring
 from .pool import WorkerPool
 from .publisher import Publisher, ResultCallback
@@ -47,9 +48,12 @@ class Engine:
         events: Events | None = None,
         on_notice: NoticeCallback | None = None,
         executor: Executor | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         """on_notice: where the lines an operator watches for go (a stop, its grace period);
-        executor: where claimed audits run (default: a WorkerPool of max_workers threads)."""
+        executor: where claimed audits run (default: a WorkerPool of max_workers threads);
+        metrics: where the parts report their figures (engine run --metrics-port; its
+        queue depths are watched by whoever serves it: metrics.watch)."""
         self.backend = backend
         self.scheduler = scheduler
         self.clock = clock
@@ -65,13 +69,14 @@ class Engine:
         self.registration = Registration(backend, settings)
         self.downtimes = Downtimes(backend, clock)  # the catalog's and the ad hoc ones
         self.dispatcher = Dispatcher(backend, scheduler, clock, settings, self.executor,
-                                     self.leases, self.downtimes, self.finished)  # fmt: skip
+                                     self.leases, self.downtimes, self.finished,
+                                     metrics or NO_METRICS)  # fmt: skip
         self.publisher = Publisher(scheduler, clock, self.downtimes, on_result, events, repairer)
         self.monitoring = Monitoring(backend, scheduler, clock)
         self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
                                  self.publisher, self.registration,
-                                 idle=lambda: not self.executor.in_flight(),
-                                 monitoring=self.monitoring)  # fmt: skip
+                                 lambda: not self.executor.in_flight(), self.monitoring,
+                                 metrics or NO_METRICS)  # fmt: skip
         self.heartbeat = Heartbeat(backend, self.registration, clock, self.leases, scheduler,
                                    on_stop_asked=self.stop_request.ask_through_store)  # fmt: skip
         self._executor_started = False

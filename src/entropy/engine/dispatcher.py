@@ -24,6 +24,7 @@ from ..runners.base import Job
 from ..scheduler import Due, Scheduler
 from .executor import Executor
 from .leases import Leases
+from .metrics import NO_METRICS, NoMetrics
 from .monitor import Downtimes, freshness, skip_covered
 from .settings import EngineSettings
 
@@ -45,10 +46,11 @@ class Dispatcher:
     def __init__(self, backend: Backend, scheduler: Scheduler, clock: Clock,
                  settings: EngineSettings, executor: Executor, leases: Leases,
                  downtimes: Downtimes, finished: Callable[[Due, Result], None],
-                 ) -> None:  # fmt: skip
+                 metrics: NoMetrics = NO_METRICS) -> None:  # fmt: skip
         """downtimes: for skip_checks; finished: where a passive pair's stale result goes
         once claimed (Engine.finished)."""
         self.backend = backend  # its state store is opened on first use, not here
+        self.metrics = metrics
         self.scheduler = scheduler
         self.clock = clock
         self.settings = settings
@@ -139,8 +141,9 @@ class Dispatcher:
         waiting = [row_id for row_id in fresh if row_id in self._pending]
         state = self.backend.state
         try:
-            claimed = state.claim([*jobs, *stale], self.settings.engine_id, now, lease_until,
-                                  waiting)  # fmt: skip
+            with self.metrics.claiming():
+                claimed = state.claim([*jobs, *stale], self.settings.engine_id, now,
+                                      lease_until, waiting)  # fmt: skip
         except (StoreUnavailable, StoreConflict) as exc:
             # A claim whose commit was lost with the connection is not ours to
             # renew: its lease runs out and it comes back (recover_expired).

@@ -25,6 +25,7 @@ from ..model import Result
 from ..scheduler import Due
 from .heartbeat import Registration
 from .leases import Leases
+from .metrics import NO_METRICS, NoMetrics
 from .monitor import Monitoring
 from .publisher import Publisher
 from .results import Finished, ResultQueue
@@ -48,10 +49,11 @@ class Recorder:
     def __init__(self, backend: Backend, settings: EngineSettings, clock: Clock,
                  results: ResultQueue, leases: Leases, publisher: Publisher,
                  registration: Registration, idle: Callable[[], bool],
-                 monitoring: Monitoring) -> None:  # fmt: skip
+                 monitoring: Monitoring, metrics: NoMetrics = NO_METRICS) -> None:  # fmt: skip
         """idle: True when nothing handed to the executor is unfinished (ResultQueue.collect);
         monitoring: the step that gives monitored results their state (engine/monitor.py)."""
         self.backend = backend
+        self.metrics = metrics
         self.settings = settings
         self.clock = clock
         self.results = results
@@ -137,9 +139,10 @@ class Recorder:
         records: list[RecordItem] = [(due.row_id, result, next_run)  # type: ignore[misc]
                                      for due, result, next_run in batch]  # fmt: skip
         states = self.monitoring.states(batch)
-        if states:  # written with their results, in the same transaction
-            return self.backend.state.record(records, self.settings.engine_id, states)
-        return self.backend.state.record(records, self.settings.engine_id)
+        with self.metrics.recording():
+            if states:  # written with their results, in the same transaction
+                return self.backend.state.record(records, self.settings.engine_id, states)
+            return self.backend.state.record(records, self.settings.engine_id)
 
     def _stored(self, batch: list[Finished], stored: int) -> None:
         if stored < len(batch):  # fenced out: our lease ran out, another engine ran them
@@ -148,6 +151,7 @@ class Recorder:
         self.leases.let_go(due.row_id for due, _, _ in batch)
         self.recorded += len(batch)
         applied = self.monitoring.written(batch)
+        self.metrics.recorded([result for _, result, _ in batch])
         self.publisher.recorded(batch, applied)  # the one place recorded results are handed on
 
     def _one_by_one(self, batch: list[Finished]) -> list[Finished]:

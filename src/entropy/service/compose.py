@@ -16,13 +16,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from prometheus_client import start_http_server
+
 from .. import gctuning
 from ..broker.connection import describe
-from ..engine import Engine, EngineSettings
+from ..engine import Engine, EngineMetrics, EngineSettings
 from ..engine.broker_executor import BrokerExecutor, BrokerSettings
+from ..errors import EntropyError
 from ..model import RepairRun, Result
 from ..repairs import Repairer
 from ..scheduler import Scheduler
+from .addresses import parse_bind
 from .brokerconf import broker_of, uses_broker
 from .runtime import Runtime
 from .signals import stop_on_signals
@@ -68,9 +72,11 @@ class EngineProcess:
         on_repair: Callable[[RepairRun], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
         first_load_progress: bool = False,
+        metrics_port: str | None = None,
     ) -> None:
         """on_notice: where the lines an operator watches for go (a stop, its grace period);
-        first_load_progress: a progress bar on a terminal while the first load runs."""
+        first_load_progress: a progress bar on a terminal while the first load runs;
+        metrics_port: [HOST:]PORT to serve the engine's own metrics on (HOST: 127.0.0.1)."""
         self.rt = rt
         self.on_notice = on_notice or LOG.warning
         backend = rt.backend  # first: missing definitions are the first thing to say
@@ -80,6 +86,9 @@ class EngineProcess:
                               full_resync_interval=rt.option("full_resync_interval"),
                               first_load_progress=first_load_progress,
                               around_first_load=gctuning.collector_paused)  # fmt: skip
+        self.metrics_at = None if metrics_port is None else parse_bind(
+            metrics_port, "--metrics-port", default_host="127.0.0.1")  # fmt: skip
+        self.metrics = EngineMetrics() if self.metrics_at else None
         self.events = rt.events()
         broker = broker_executor(rt, settings)
         # In broker mode repairs and their verifies run on a worker of the host's zone too.
@@ -93,7 +102,11 @@ class EngineProcess:
         self.engine = Engine(
             backend, scheduler, rt.clock, settings, on_result=on_result, repairer=repairer,
             events=self.events, on_notice=self.on_notice, executor=broker,
+            metrics=self.metrics,
         )  # fmt: skip
+        if self.metrics is not None:  # the queue depths, read at each scrape
+            e = self.engine
+            self.metrics.watch(e.dispatcher, e.executor, e.results)
 
     def executor_description(self) -> str:
         """Where its audits run, for the start-up line."""
@@ -114,10 +127,11 @@ class EngineProcess:
         """
         # A third signal leaves at once, closing nothing: the store may be mid-call.
         stop_on_signals(self.engine, self.on_notice, lambda status: leave_now(None, status))
-        if on_start is not None:
-            on_start()
-        with gc_tuned(bool(self.rt.option("engine_gc_tuning"))):
-            self.engine.run(until=until)
+        with serving(self.metrics, self.metrics_at):
+            if on_start is not None:
+                on_start()
+            with gc_tuned(bool(self.rt.option("engine_gc_tuning"))):
+                self.engine.run(until=until)
         e = self.engine
         return EngineReport(self.settings.engine_id, e.recorded, e.dropped, e.drop_reason, e.stuck)
 
@@ -126,6 +140,23 @@ class EngineProcess:
         exit: leave without them (exit status report.exit_status). Else return."""
         if report.stuck:
             leave_now(self.rt, report.exit_status)
+
+
+@contextlib.contextmanager
+def serving(metrics: EngineMetrics | None, at: tuple[str, int] | None) -> Iterator[None]:
+    """The engine's metrics on HTTP at `at` (a thread of prometheus_client's) while it runs."""
+    if metrics is None or at is None:
+        yield
+        return
+    try:
+        server, thread = start_http_server(at[1], at[0], registry=metrics.registry)
+    except OSError as exc:
+        raise EntropyError(f"--metrics-port: cannot listen on {at[0]}:{at[1]}: {exc}") from None
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(5)
 
 
 @contextlib.contextmanager

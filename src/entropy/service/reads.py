@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 from ..backends.base import RepairRecord
 from ..config import splay_cap
-from ..model import AuditRow, Catalog, Host, Outcome, RepairState, Result, Status
+from ..model import AuditRow, Catalog, Host, Outcome, RepairState, Result, Schedule, Status
 from ..monitoring import ack_active, covering_downtime
 from ..runplan import PlannedRun, planned_runs
 from .errors import BadRequest
@@ -205,3 +205,27 @@ def repair_results(
     store = rt.backend.state.repairs
     found = store.runs(host, repair_name, wanted, offset + limit + 1, audit_name)
     return Page.of(found, offset, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSchedule:
+    """Where the definitions schedule an audit: a target (group or host) and its timing."""
+
+    target: str
+    timing: str  # e.g. "every 30m", "cron '*/5 * * * *' (UTC)"
+    hosts: int  # the pairs this entry gives
+    disabled: bool
+    where: str  # file:line of the entry
+
+
+def audit_schedules(rt: Runtime, audit_name: str) -> list[AuditSchedule]:
+    """The schedule entries of AUDIT, by target; NotFound for an audit no entry runs."""
+    pairs = rt.backend.load().select(audit_name)
+    by_target: dict[str, list[Schedule]] = {}
+    for pair in pairs:
+        by_target.setdefault(pair.schedule.target, []).append(pair.schedule)
+    return [
+        AuditSchedule(target, found[0].timing.describe(), len(found), found[0].disabled,
+                      str(found[0].where))
+        for target, found in sorted(by_target.items())
+    ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -80,8 +81,10 @@ def tail_events(
     count: int | None = None,
     seconds: float | None = None,
     on_problem: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Hand each event published on `url` to show(key, body), riding out broker restarts."""
+    """Hand each event published on `url` to show(key, body), riding out broker restarts,
+    until `count` events, `seconds` or `stop` is set."""
     if on_problem is None:
-        return tail(url, show, pattern, count, seconds)
-    return tail(url, show, pattern, count, seconds, on_problem)
+        return tail(url, show, pattern, count, seconds, stop=stop)
+    return tail(url, show, pattern, count, seconds, on_problem, stop=stop)

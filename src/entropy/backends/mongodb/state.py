@@ -47,6 +47,7 @@ from ..base import (
     Capability,
     EngineRegistry,
     MonitorRow,
+    PairOutcome,
     RecordItem,
     RepairStore,
     ScheduleRow,
@@ -213,6 +214,19 @@ class MongoStateStore(StateStore):
             query["audit_name"] = audit_name
         rows = [_audit_row(doc) for doc in self._audits.find(query)]
         return sorted(rows, key=lambda row: (row.host, row.audit_name))
+
+    @translated
+    def pair_outcomes(self) -> list[PairOutcome]:
+        """Only these fields cross the wire (a projection); the row's result holds no output.
+        (Not "result.outcome": NX-27017, the tests' server, projects no dotted path.)"""
+        fields = {"audit_name": 1, "host": 1, "next_run": 1, "disabled": 1, "result": 1,
+                  "created_at": 1}  # fmt: skip
+        return [
+            PairOutcome(doc["audit_name"], doc["host"], dt(doc["next_run"]), bool(doc["disabled"]),
+                        (doc.get("result") or {}).get("outcome"),
+                        (doc.get("result") or {}).get("finished_at"), dt(doc["created_at"]))
+            for doc in self._audits.find({}, fields)
+        ]  # fmt: skip
 
     @translated
     def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:

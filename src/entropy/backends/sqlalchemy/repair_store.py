@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...model import Outcome, RepairDecision, RepairRun, RepairState, Verify
@@ -186,6 +186,12 @@ class SqlRepairStore(RepairStore):
             return conn.execute(
                 delete(repair_runs).where(repair_runs.c.finished_at < before)
             ).rowcount
+
+    def run_counts(self) -> dict[tuple[str, str], int]:
+        r = repair_runs.c
+        query = select(r.repair_name, r.outcome, func.count()).group_by(r.repair_name, r.outcome)
+        with self._transaction() as conn:
+            return {(name, outcome): count for name, outcome, count in conn.execute(query)}
 
 
 def _healthy_since(
