@@ -39,6 +39,7 @@ from .connection import (
     covered,
     describe,
     open_connection,
+    publish,
     pump,
 )
 from .protocol import (
@@ -222,10 +223,8 @@ class JobClient:
                 }  # fmt: skip
                 if ttl is not None:
                     properties["expiration"] = str(max(int(ttl * 1000), 1))
-                channel.basic_publish(
-                    amqp.Message(job.encode(), **properties),
-                    exchange=topology.jobs_exchange, routing_key=job.zone,
-                )  # fmt: skip
+                publish(channel, amqp.Message(job.encode(), **properties),
+                        topology.jobs_exchange, job.zone)  # fmt: skip
             except BaseException:
                 self._outbox.appendleft(item)
                 raise

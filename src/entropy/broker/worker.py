@@ -58,6 +58,7 @@ from .connection import (
     covered,
     describe,
     open_connection,
+    publish,
     pump,
 )
 from .protocol import CONTENT_TYPE, JobMessage, ProtocolError, ResultMessage, decode_job, reply
@@ -397,7 +398,7 @@ class Worker:
                 correlation_id=task.message.job_id,
             )  # fmt: skip
             try:
-                link.results.basic_publish(message, exchange="", routing_key=task.reply_to)
+                publish(link.results, message, "", task.reply_to)
             except BaseException:
                 self._outbox.appendleft(task)
                 raise
