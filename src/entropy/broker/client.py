@@ -41,6 +41,7 @@ from .connection import (
     open_connection,
     publish,
     pump,
+    read_ahead,
 )
 from .protocol import (
     CONTENT_TYPE,
@@ -179,6 +180,7 @@ class JobClient:
     def _connect(self) -> _Link:
         connection = open_connection(self.url)
         try:
+            read_ahead(connection)
             self._links += 1
             channel = connection.channel()
             link = _Link(self._links, connection, channel)

@@ -60,6 +60,7 @@ from .connection import (
     open_connection,
     publish,
     pump,
+    read_ahead,
 )
 from .protocol import CONTENT_TYPE, JobMessage, ProtocolError, ResultMessage, decode_job, reply
 from .topology import Topology
@@ -248,6 +249,7 @@ class Worker:
     def _connect(self) -> _Link:
         connection = open_connection(self.settings.url)
         try:
+            read_ahead(connection)
             self._links += 1
             topology = self.settings.topology
             jobs, results, control = (connection.channel() for _ in range(3))
