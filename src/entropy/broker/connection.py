@@ -10,7 +10,6 @@ job is published the moment it is handed over, not at the next poll.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import select
 import ssl
@@ -18,11 +17,9 @@ import time
 from typing import Any
 
 import amqp
-import amqp.spec
 import amqp.transport
 import kombu
 import kombu.exceptions
-from amqp.serialization import dumps
 
 from ..errors import EntropyError
 
@@ -178,26 +175,6 @@ def pump(connection: kombu.Connection, wakeup: Wakeup, timeout: float) -> None:
             connection.drain_events(timeout=0)
         except TimeoutError:
             return
-
-
-def publish(channel: amqp.Channel, message: amqp.Message, exchange: str, routing_key: str) -> None:
-    """channel.basic_publish without py-amqp's per-message extras, on the loop's thread.
-
-    py-amqp drains the socket before every publish (for connection.blocked
-    notices, which the loop's pump reads anyway: a frame each time, the
-    results' deliveries included) and serialises the same method arguments
-    again; here they are serialised once per (exchange, routing key).
-    """
-    connection = channel.connection
-    if connection is None:
-        raise amqp.exceptions.RecoverableConnectionError("publish: the channel is closed")
-    args = _publish_args(exchange, routing_key)
-    connection.frame_writer(1, channel.channel_id, amqp.spec.Basic.Publish, args, message)
-
-
-@functools.lru_cache(maxsize=1024)
-def _publish_args(exchange: str, routing_key: str) -> bytes:
-    return dumps("Bssbb", (0, exchange, routing_key, False, False))
 
 
 def covered(pending: dict[int, Any], sequence: int, multiple: bool) -> list[Any]:
