@@ -1,4 +1,5 @@
-"""Real faults for tests: a database that never answers, a small tmpfs (read-only or full).
+"""Real faults for tests: a database that never answers, a small tmpfs (read-only or full),
+and a deadline for code that could block for ever (a FIFO opened for reading).
 
 Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the tests
 that need it skip and say why, except under CI=true, where they fail.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -94,3 +96,24 @@ def fill(where: Path) -> Path:
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC, exc
     return path
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Fail the test if the block takes longer than seconds, even inside a blocked open()/read().
+
+    SIGALRM interrupts the system call, and the handler's exception ends it
+    (main thread only, as pytest runs tests).
+    """
+
+    def expired(_signum: int, _frame: object) -> None:
+        # pytest.fail, not TimeoutError: that is an OSError, which code reading files catches.
+        pytest.fail(f"still blocked after {seconds:g}s")
+
+    before = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)

@@ -17,19 +17,30 @@ apart by content). Each host becomes:
 
 Problems are collected and reported at their inventory line (YAML, INI) or
 key path (JSON), like every other definitions problem.
+
+Nothing in an inventory runs: an executable inventory script is refused
+(pipe `ansible-inventory -i SCRIPT --list` into `ansible:-` instead). A
+hostile inventory is bounded: its size (MAX_BYTES), its hosts once ranges
+are expanded (MAX_HOSTS), its groups (MAX_GROUPS) and how deep they nest
+(MAX_GROUP_DEPTH), JSON nesting, and the time DNS names may take to resolve
+(RESOLVE_BUDGET, looked up RESOLVERS at a time).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import ipaddress
 import json
 import os
+import queue
 import re
 import shlex
 import socket
+import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +49,15 @@ from typing import Any
 from .definitions import MarkedMap, Problems, marked, parse_hosts, read_yaml
 from .errors import ConfigError, Location
 from .model import Host, parse_jump
+from .regularfile import describe_os_error, open_regular
 from .yamlread import new_map
+
+MAX_BYTES = 256 * 1024 * 1024  # an inventory file (or stdin)
+MAX_HOSTS = 1_000_000  # hosts, ranges expanded
+MAX_GROUPS = 100_000
+MAX_GROUP_DEPTH = 64  # levels of children, as YAML's nesting (entropy.yamlread)
+RESOLVE_BUDGET = 30.0  # seconds all DNS look-ups may take together
+RESOLVERS = 32  # look-ups at a time
 
 _IMPLICIT = ("all", "ungrouped")
 _GROUP_KEYS = frozenset({"hosts", "vars", "children"})
@@ -47,7 +66,8 @@ _MAPPED = frozenset({
     "ansible_port", "ansible_ssh_port", "entropy_host_type",
 })  # fmt: skip
 _SSH_ARGS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
-_RANGE = re.compile(r"^(.*?)\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::(\d+))?\](.*)$")
+_RANGE = re.compile(r"^(.*?)\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\](.*)$")
+_PORT = re.compile(r"[0-9]{1,5}")
 _INI_SECTION = re.compile(r"^\[([^\]:]+)(?::(vars|children))?\]\s*$")
 
 
@@ -70,6 +90,10 @@ class Inventory:
 
     def group(self, name: str) -> _Group:
         return self.groups.setdefault(name, _Group(name))
+
+    def group_room(self, name: str) -> bool:
+        """Whether group `name` is known or may still be added (MAX_GROUPS)."""
+        return name in self.groups or len(self.groups) < MAX_GROUPS
 
     def add_host(
         self, group: str, name: str, hostvars: dict[str, Any], at: tuple[int, int]
@@ -103,19 +127,56 @@ def read(spec: str, problems: Problems) -> tuple[dict[str, Host], list[str]]:
             return {}, []
         else:  # not YAML mappings: the INI form (as Ansible, which tries YAML first)
             _read_ini(text, inventory, problems)
+    if len(inventory.groups) >= MAX_GROUPS:
+        problems.report(Location(source), f"more than {MAX_GROUPS:,} groups; not read further")
+    if problems.items:  # a bound crossed, a range or a cycle: the hosts would be partial
+        return {}, []
     return _hosts(inventory, problems)
 
 
 def _text(spec: str) -> tuple[str, str]:
     if spec == "-":
-        return sys.stdin.read(), "<stdin>"
+        data = sys.stdin.buffer.read(MAX_BYTES + 1)
+        return _decoded(data, "<stdin>"), "<stdin>"
     path = Path(spec).expanduser()
+    where = Location(str(path))
     try:
-        return path.read_text(encoding="utf-8"), str(path)
+        with open_regular(path) as stream:  # a FIFO or /dev/zero: refused, not read for ever
+            if _is_script(stream):
+                raise ConfigError(where, _SCRIPT.format(path=path))
+            data = stream.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(Location(str(path)), "inventory not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(Location(str(path)), f"cannot read the inventory: {exc}") from None
+        raise ConfigError(where, "inventory not found") from None
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read the inventory: {describe_os_error(exc)}") from None
+    return _decoded(data, str(path)), str(path)
+
+
+_SCRIPT = (
+    "is an executable inventory script; Entropy never runs one. Run it through Ansible and "
+    "import what it prints: ansible-inventory -i {path} --list | entropy import ansible:- DST"
+)
+
+
+def _is_script(stream: Any) -> bool:
+    """An executable file starting with #!: a dynamic inventory, which Ansible would run."""
+    mode = os.fstat(stream.fileno()).st_mode
+    if not mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+        return False
+    start = stream.read(2)
+    stream.seek(0)
+    return start == b"#!"
+
+
+def _decoded(data: bytes, source: str) -> str:
+    if len(data) > MAX_BYTES:
+        raise ConfigError(Location(source), f"the inventory is larger than {MAX_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            Location(source), f"not UTF-8 text ({exc.reason} at byte {exc.start:,})"
+        ) from None
 
 
 def _yaml(text: str, source: str, problems: Problems) -> Any:
@@ -149,6 +210,8 @@ def _yaml_group(
     parents: tuple[str, ...],
 ) -> None:
     source = inventory.source
+    if not inventory.group_room(name):
+        return  # read() says the inventory has too many groups
     group = inventory.group(name)
     if name in parents:
         problems.add(source, at, f"group {name!r} is its own child ({' > '.join(parents)})")
@@ -171,7 +234,7 @@ def _yaml_group(
     for pattern, hostvars in hosts.items():
         place = hosts.at(pattern)
         found = _mapping(hostvars, f"host {pattern!r}: vars", place, source, problems)
-        for host in _expand(str(pattern), place, source, problems):
+        for host in _expand(str(pattern), place, inventory, problems):
             inventory.add_host(name, host, found, place)
     children = body.get("children") or new_map(at)
     if not isinstance(children, MarkedMap):
@@ -195,6 +258,8 @@ def _read_ini(text: str, inventory: Inventory, problems: Problems) -> None:
         header = _INI_SECTION.match(line)
         if header:
             section, kind = header.group(1).strip(), header.group(2) or "hosts"
+            if not inventory.group_room(section):
+                return  # read() says the inventory has too many groups
             inventory.group(section)
             continue
         if line.startswith("["):
@@ -203,6 +268,8 @@ def _read_ini(text: str, inventory: Inventory, problems: Problems) -> None:
             continue
         if kind == "children":
             child = line.split()[0]
+            if not inventory.group_room(child):
+                return
             if child not in inventory.group(section).children:
                 inventory.group(section).children.append(child)
             continue
@@ -230,7 +297,7 @@ def _read_ini(text: str, inventory: Inventory, problems: Problems) -> None:
             pattern, port = _host_port(pattern)
             if port is not None:
                 hostvars.setdefault("ansible_port", port)
-            for host in _expand(pattern, at, source, problems):
+            for host in _expand(pattern, at, inventory, problems):
                 inventory.add_host(section, host, hostvars, at)
 
 
@@ -240,6 +307,9 @@ def _read_json(text: str, inventory: Inventory, problems: Problems) -> None:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         problems.add(source, (exc.lineno, exc.colno), f"invalid JSON: {exc.msg}")
+        return
+    except RecursionError:
+        problems.report(Location(source), "invalid JSON: nested too deep")
         return
     if not isinstance(doc, dict):
         problems.add(source, (1, 1), "ansible-inventory JSON must be an object of groups")
@@ -258,6 +328,8 @@ def _read_json(text: str, inventory: Inventory, problems: Problems) -> None:
         if not isinstance(body, dict):
             problems.report(Location(source), f"{where} must be an object")
             continue
+        if not inventory.group_room(name):
+            return  # read() says the inventory has too many groups
         group = inventory.group(name)
         for key, kind in (("hosts", list), ("children", list), ("vars", dict)):
             if not isinstance(body.get(key, kind()), kind):
@@ -266,8 +338,14 @@ def _read_json(text: str, inventory: Inventory, problems: Problems) -> None:
         group.vars.update(body.get("vars", {}))
         group.children.extend(str(c) for c in body.get("children", []))
         for host in body.get("hosts", []):
+            if len(inventory.hostvars) >= MAX_HOSTS:
+                problems.report(Location(source), f"more than {MAX_HOSTS:,} hosts")
+                return
             inventory.add_host(name, str(host), {}, (0, 0))
     for host, found in hostvars.items():
+        if len(inventory.hostvars) >= MAX_HOSTS and str(host) not in inventory.hostvars:
+            problems.report(Location(source), f"more than {MAX_HOSTS:,} hosts")
+            return
         if not isinstance(found, dict):
             problems.report(Location(source), f"_meta.hostvars[{host!r}] must be an object")
             continue
@@ -282,17 +360,19 @@ def _hosts(inventory: Inventory, problems: Problems) -> tuple[dict[str, Host], l
     """Every host with its groups and merged vars, checked by hosts.yaml's own parser."""
     source = inventory.source
     parents = _parents(inventory, problems)
+    if problems.items:
+        return {}, []
+    ancestors = functools.lru_cache(maxsize=None)(functools.partial(_ancestors, parents=parents))
     order = {name: i for i, name in enumerate(inventory.groups)}
-    depth = {name: len(_ancestors(name, parents)) for name in inventory.groups}
+    depth = {name: len(ancestors(name)) for name in inventory.groups}
     direct: dict[str, list[str]] = {host: [] for host in inventory.hostvars}
     for group in inventory.groups.values():
         for host in group.hosts:
             direct[host].append(group.name)
-    entries, warnings = [], []
+    found = []
     for name, own in inventory.hostvars.items():
-        at = inventory.where.get(name, (0, 0))
         groups = list(dict.fromkeys(
-            g for d in direct[name] for g in (d, *_ancestors(d, parents)) if g not in _IMPLICIT
+            g for d in direct[name] for g in (d, *ancestors(d)) if g not in _IMPLICIT
         ))  # fmt: skip
         merged: dict[str, Any] = (
             dict(inventory.groups["all"].vars) if "all" in inventory.groups else {}
@@ -301,7 +381,14 @@ def _hosts(inventory: Inventory, problems: Problems) -> tuple[dict[str, Host], l
                                  key=lambda g: (depth.get(g, 0), order.get(g, 0))):  # fmt: skip
             merged.update(inventory.groups[group_name].vars)
         merged.update(own)
-        entry, warned = _entry(name, merged, groups, at, source, problems)
+        found.append((name, merged, groups))
+    resolved = _resolve_all(
+        list(dict.fromkeys(a for n, m, _ in found if _ip(a := _address(m, n)) is None))
+    )
+    entries, warnings = [], []
+    for name, merged, groups in found:
+        at = inventory.where.get(name, (0, 0))
+        entry, warned = _entry(name, merged, groups, at, source, problems, resolved)
         warnings += warned
         if entry is not None:
             entries.append((name, entry, at))
@@ -311,27 +398,29 @@ def _hosts(inventory: Inventory, problems: Problems) -> tuple[dict[str, Host], l
 
 def _entry(
     name: str, found: dict[str, Any], groups: list[str], at: tuple[int, int], source: str,
-    problems: Problems,
+    problems: Problems, resolved: dict[str, str | None],
 ) -> tuple[dict[str, Any] | None, list[str]]:  # fmt: skip
     what = f"host {name!r}"
     warnings: list[str] = []
     host_type = found.get("entropy_host_type") or (groups[0] if groups else "ungrouped")
-    address = str(found.get("ansible_host") or found.get("ansible_ssh_host") or name)
+    address = _address(found, name)
     ssh: dict[str, Any] = {}
     ip = _ip(address)
     if ip is None:
-        ip = _resolve(address)
+        ip = resolved.get(address)
         if ip is None:
-            problems.add(source, at, f"{what}: {address!r} is not an IP address and does not "
-                         "resolve to one; set ansible_host to its IP address")  # fmt: skip
+            why = "does not resolve to one" if address in resolved else (
+                f"was not resolved within {RESOLVE_BUDGET:g}s (all look-ups together)")
+            problems.add(source, at, f"{what}: {address!r} is not an IP address and {why}; "
+                         "set ansible_host to its IP address")  # fmt: skip
             return None, warnings
         ssh["address"] = address
     user = found.get("ansible_user") or found.get("ansible_ssh_user")
     if user:
         ssh["user"] = str(user)
     port = found.get("ansible_port") or found.get("ansible_ssh_port")
-    if port is not None:
-        ssh["port"] = int(port) if str(port).isdigit() else port  # the host parser says if bad
+    if port is not None:  # the host parser says if it is bad
+        ssh["port"] = int(port) if _PORT.fullmatch(str(port)) else port
     other = {k: v for k, v in found.items() if k not in _MAPPED}
     for key in _SSH_ARGS:
         if key not in other:
@@ -364,22 +453,61 @@ def _parents(inventory: Inventory, problems: Problems) -> dict[str, list[str]]:
         for child in group.children:
             inventory.group(child)
             parents.setdefault(child, []).append(group.name)
-    for name in inventory.groups:
-        if name in _ancestors(name, parents):
-            problems.report(Location(inventory.source), f"group {name!r} is its own ancestor "
-                            "through children")  # fmt: skip
+    for name, problem in _chain_problems(inventory.groups, parents):
+        problems.report(Location(inventory.source), f"group {name!r} {problem}")
     return parents
 
 
-def _ancestors(name: str, parents: dict[str, list[str]]) -> list[str]:
-    found: list[str] = []
-    todo = list(parents.get(name, []))
-    while todo:
-        parent = todo.pop(0)
-        if parent not in found:
-            found.append(parent)
-            todo.extend(parents.get(parent, []))
+def _chain_problems(groups: dict[str, Any], parents: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Groups that are their own ancestors, or nest deeper than MAX_GROUP_DEPTH.
+
+    One depth-first walk over the children graph (linear in groups and
+    links): a group's height is 1 + its highest parent's.
+    """
+    height: dict[str, int] = {}
+    on_path: set[str] = set()
+    found: list[tuple[str, str]] = []
+    for start in groups:
+        if start in height:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(start, iter(parents.get(start, ())))]
+        on_path.add(start)
+        while stack:
+            name, todo = stack[-1]
+            parent = next(todo, None)
+            if parent is None:
+                stack.pop()
+                on_path.discard(name)
+                height[name] = 1 + max((height.get(p, 0) for p in parents.get(name, ())),
+                                       default=0)  # fmt: skip
+                continue
+            if parent in on_path:
+                found.append((parent, "is its own ancestor through children"))
+                return found
+            if parent not in height:
+                if len(stack) >= MAX_GROUP_DEPTH:
+                    found.append((start, f"nests deeper than {MAX_GROUP_DEPTH} levels of children"))
+                    return found
+                on_path.add(parent)
+                stack.append((parent, iter(parents.get(parent, ()))))
+        if height[start] > MAX_GROUP_DEPTH:
+            found.append((start, f"nests deeper than {MAX_GROUP_DEPTH} levels of children"))
+            return found
     return found
+
+
+def _ancestors(name: str, parents: dict[str, list[str]]) -> tuple[str, ...]:
+    """Every ancestor group of name, nearest first (breadth first); no cycles (see above)."""
+    found: dict[str, None] = {}
+    todo = list(parents.get(name, []))
+    index = 0
+    while index < len(todo):
+        parent = todo[index]
+        index += 1
+        if parent not in found:
+            found[parent] = None
+            todo.extend(parents.get(parent, []))
+    return tuple(found)
 
 
 def _jump(args: str) -> tuple[str | None, list[str]]:
@@ -474,26 +602,66 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _expand(pattern: str, at: tuple[int, int], source: str, problems: Problems) -> Iterator[str]:
-    """`web[01:03].example.com` -> web01..., `db-[a:c]` -> db-a..., with a step if given."""
-    match = _RANGE.match(pattern)
-    if match is None:
+def _expand(
+    pattern: str, at: tuple[int, int], inventory: Inventory, problems: Problems
+) -> Iterator[str]:
+    """`web[01:03].example.com` -> web01..., `db-[a:c]` -> db-a..., with a step if given.
+
+    Counted before any is made: `w[0:99999999]` or `a[0:999]b[0:999]c[0:999]`
+    must not take gigabytes or hours (MAX_HOSTS in all).
+    """
+    source = inventory.source
+    ranges = []
+    rest = pattern
+    while (match := _RANGE.match(rest)) is not None:
+        head, start, end, step, rest = match.groups()
+        items = _range(start, end, step)
+        if isinstance(items, str):
+            what = f"host range {pattern!r}" + ("" if items == "is empty" else f": [{start}:{end}]")
+            problems.add(source, at, f"{what} {items}")
+            return
+        ranges.append((head, items))
+    if not ranges:
         yield pattern
         return
-    head, start, end, step, tail = match.groups()
-    stride = int(step or 1)
-    if start.isdigit() and end.isdigit():
-        width = len(start) if start.startswith("0") else 0
-        items = [str(n).zfill(width) for n in range(int(start), int(end) + 1, stride)]
-    elif len(start) == len(end) == 1 and start.isalpha() and end.isalpha():
-        items = [chr(c) for c in range(ord(start), ord(end) + 1, stride)]
-    else:
-        problems.add(source, at, f"host range {pattern!r}: [{start}:{end}] is not a range")
+    count = 1
+    for _, items in ranges:
+        count *= len(items)
+    room = MAX_HOSTS - len(inventory.hostvars)
+    if count > room:
+        problems.add(source, at, f"host range {pattern!r} makes {count:,} hosts; an inventory "
+                     f"may hold {MAX_HOSTS:,} in all")  # fmt: skip
         return
-    if not items:
-        problems.add(source, at, f"host range {pattern!r} is empty")
+    yield from _combine(ranges, rest)
+
+
+def _range(start: str, end: str, step: str | None) -> range | list[str] | str:
+    """The items of [start:end:step], or why there are none."""
+    stride = int(step or 1) if len(step or "1") < 10 else 0
+    if stride < 1:
+        return f"has step {step}; give a step from 1"
+    if start.isdigit() and end.isdigit() and max(len(start), len(end)) <= 18:
+        first, last = int(start), int(end)
+        if first > last:
+            return "is empty"
+        width = len(start) if start.startswith("0") else 0
+        return [str(n).zfill(width) for n in range(first, last + 1, stride)] if (
+            (last - first) // stride < MAX_HOSTS) else range(first, last + 1, stride)
+    if len(start) == len(end) == 1 and start.isalpha() and end.isalpha():
+        if start > end:
+            return "is empty"
+        return [chr(c) for c in range(ord(start), ord(end) + 1, stride)]
+    return "is not a range"
+
+
+def _combine(ranges: list[tuple[str, Any]], tail: str) -> Iterator[str]:
+    """Each name the ranges make, in order (the first range varies slowest)."""
+    head, items = ranges[0]
     for item in items:
-        yield from _expand(f"{head}{item}{tail}", at, source, problems)
+        if len(ranges) == 1:
+            yield f"{head}{item}{tail}"
+        else:
+            yield from (f"{head}{item}{name}" for name in _combine(ranges[1:], tail))
 
 
 def _host_port(pattern: str) -> tuple[str, int | None]:
@@ -519,9 +687,46 @@ def _ip(text: str) -> str | None:
         return None
 
 
+def _address(found: dict[str, Any], name: str) -> str:
+    return str(found.get("ansible_host") or found.get("ansible_ssh_host") or name)
+
+
+def _resolve_all(names: list[str]) -> dict[str, str | None]:
+    """name -> its first address (None: it does not resolve); names not looked up within
+    RESOLVE_BUDGET are left out. RESOLVERS daemon threads, so a look-up that never ends
+    holds neither the import nor the process's exit."""
+    results: dict[str, str | None] = {}
+    if not names:
+        return results
+    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for name in names:
+        todo.put(name)
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not done.is_set():
+            try:
+                name = todo.get_nowait()
+            except queue.Empty:
+                return
+            address = _resolve(name)
+            with lock:
+                results[name] = address
+                if len(results) == len(names):
+                    done.set()
+
+    for _ in range(min(RESOLVERS, len(names))):
+        threading.Thread(target=work, name="ansible-resolve", daemon=True).start()
+    done.wait(RESOLVE_BUDGET)
+    done.set()
+    with lock:
+        return dict(results)
+
+
 def _resolve(name: str) -> str | None:
     try:
         found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError):
+    except (socket.gaierror, UnicodeError, OSError, ValueError):
         return None
     return str(found[0][4][0]) if found else None

@@ -11,6 +11,7 @@ from pathlib import Path
 from oslo_config import cfg
 
 from .errors import EntropyError
+from .regularfile import not_regular_reason
 
 DEFAULT_OPTS = [
     cfg.StrOpt(
@@ -19,11 +20,14 @@ DEFAULT_OPTS = [
         help="Where definitions and state come from: the name of an entry point in "
         "'entropy.backends' (dir, file, sqlalchemy, mongodb, memory). --backend URL overrides it.",
     ),
-    cfg.IntOpt("max_workers", default=8, min=1, help="Audits an engine runs at the same time."),
+    cfg.IntOpt(
+        "max_workers", default=8, min=1, max=10_000, help="Audits an engine runs at the same time."
+    ),
     cfg.IntOpt(
         "refresh_interval",
         default=300,
         min=1,
+        max=31_622_400,
         help="Seconds between two reloads of the definitions by the scheduler. Each reload "
         "is incremental: only the files (or tables) that changed are read again, and only "
         "the audit rows of what changed are synced.",
@@ -32,6 +36,7 @@ DEFAULT_OPTS = [
         "full_resync_interval",
         default=3600,
         min=1,
+        max=31_622_400,
         help="Seconds between two full re-syncs by an engine: every audit row is compared "
         "with the definitions and put right (a row removed or edited by other hands comes "
         "back). The reloads between them (refresh_interval) look only at what changed.",
@@ -51,12 +56,14 @@ DEFAULT_OPTS = [
         "default_timeout",
         default=60,
         min=1,
+        max=86_400,
         help="Seconds an audit may run when neither its schedule nor its script sets a timeout.",
     ),
     cfg.IntOpt(
         "shutdown_grace",
         default=10,
         min=0,
+        max=86_400,
         help="Seconds running audits get to finish when the engine is asked to stop; then "
         "they are killed and their claims go back to new.",
     ),
@@ -64,12 +71,14 @@ DEFAULT_OPTS = [
         "result_retention",
         default=7 * 86400,
         min=60,
+        max=316_224_000,
         help="Seconds of result history to keep; older results are pruned.",
     ),
     cfg.FloatOpt(
         "heartbeat_interval",
         default=5.0,
         min=0.1,
+        max=3_600,
         help="Seconds between an engine's heartbeats in the state store: each one says it "
         "lives, renews its claims' leases, takes back claims whose lease ran out and reads "
         "stop requests (`entropy engine stop`).",
@@ -78,6 +87,7 @@ DEFAULT_OPTS = [
         "claim_lease",
         default=30.0,
         min=0.3,
+        max=86_400,
         help="Seconds a claim lasts unless its engine's heartbeat renews it; at least 3 "
         "heartbeats. An engine that dies leaves its audits to the others this long (plus "
         "max_clock_skew) after its last heartbeat.",
@@ -86,6 +96,7 @@ DEFAULT_OPTS = [
         "max_clock_skew",
         default=2.0,
         min=0.0,
+        max=3_600,
         help="Seconds by which the clocks of engines sharing a state store may differ. A "
         "lease counts as expired only this long after its end by the reader's clock, so a "
         "fast clock never takes the claim of a live engine.",
@@ -94,6 +105,7 @@ DEFAULT_OPTS = [
         "repair_workers",
         default=4,
         min=1,
+        max=10_000,
         help="Repairs an engine runs at the same time (each rule's max_concurrent also holds).",
     ),
     cfg.BoolOpt(
@@ -110,6 +122,7 @@ DEFAULT_OPTS = [
     cfg.IntOpt(
         "max_splay",
         min=0,
+        max=31_622_400,
         help="Optional cap, in seconds, on the stable delay that spreads the first run of "
         "new (audit, host) pairs. Unset (the default), first runs spread over the whole "
         "interval, so 100,000 daily audits spread over the day, every day; 0 runs them all "
@@ -130,6 +143,7 @@ DEFAULT_OPTS = [
         "disable_retention",
         default=30 * 86400,
         min=0,
+        max=316_224_000,
         help="Seconds an operator's disable (`entropy disable`) is remembered after a sync "
         "removed its pair: when the pair comes back within this time it comes back "
         "disabled, with the same reason.",
@@ -176,6 +190,7 @@ DATABASE_OPTS = [
         "connect_timeout",
         default=10,
         min=2,
+        max=3_600,
         help="Seconds to wait for a SQL state store's database to accept a connection and "
         "answer its handshake; then the command fails naming the store. (MongoDB: the "
         "timeouts of its URL.)",
@@ -184,6 +199,7 @@ DATABASE_OPTS = [
         "statement_timeout",
         default=60,
         min=0,
+        max=604_800,
         help="Seconds one SQL statement may run (PostgreSQL statement_timeout; MySQL/MariaDB: "
         "the client's read and write timeouts). 0: no limit. `entropy db upgrade` runs "
         "without it.",
@@ -192,8 +208,10 @@ DATABASE_OPTS = [
         "lock_timeout",
         default=10,
         min=1,
+        max=86_400,
         help="Seconds a statement waits for a lock another writer holds (SQLite busy_timeout, "
-        "PostgreSQL lock_timeout, InnoDB innodb_lock_wait_timeout).",
+        "PostgreSQL lock_timeout, MariaDB/MySQL innodb_lock_wait_timeout for rows and "
+        "lock_wait_timeout for tables).",
     ),
 ]
 
@@ -225,6 +243,7 @@ NOTIFICATIONS_OPTS = [
         "buffer_size",
         default=10000,
         min=1,
+        max=10_000_000,
         help="Events kept while the broker cannot be reached; beyond this the oldest "
         "are dropped (and counted in a warning).",
     ),
@@ -265,6 +284,7 @@ EXECUTOR_OPTS = [
         "heartbeat_interval",
         default=5.0,
         min=0.5,
+        max=3_600,
         help="Seconds between a worker's heartbeat messages (exchange entropy.workers), "
         "which `entropy workers` lists.",
     ),
@@ -311,6 +331,7 @@ SSH_OPTS = [
         "connect_timeout",
         default=10.0,
         min=0.1,
+        max=3_600,
         help="Seconds to open a connection: TCP, key exchange and login (never more than "
         "the audit's own timeout).",
     ),
@@ -318,6 +339,7 @@ SSH_OPTS = [
         "keepalive_interval",
         default=30.0,
         min=0.0,
+        max=86_400,
         help="Seconds between keepalives on an idle connection (0: none); after "
         "keepalive_count_max unanswered ones the connection counts as broken.",
     ),
@@ -328,6 +350,7 @@ SSH_OPTS = [
         "max_connections",
         default=1000,
         min=1,
+        max=1_000_000,
         help="Connections one engine keeps open at most. Past it, the least recently used "
         "idle connection is closed; when none is idle, audits wait (within their timeout).",
     ),
@@ -335,6 +358,7 @@ SSH_OPTS = [
         "max_sessions_per_host",
         default=10,
         min=1,
+        max=10_000,
         help="Commands run at once on one host, over its one connection (OpenSSH's "
         "MaxSessions, 10 by default, must allow as many). More wait their turn.",
     ),
@@ -342,6 +366,7 @@ SSH_OPTS = [
         "idle_timeout",
         default=300.0,
         min=0.0,
+        max=86_400,
         help="Seconds a connection stays open with nothing running on it (0: closed after "
         "each use).",
     ),
@@ -382,23 +407,42 @@ def load_conf(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ())
         conf.register_opts(opts, group=group)
     args = [arg for f in config_files for arg in ("--config-file", f)]
     args += [arg for d in config_dirs for arg in ("--config-dir", d)]
-    for path in (*config_files, *config_dirs):
-        if not os.path.exists(path):
-            raise EntropyError(f"config {path}: not found")
+    for path in config_files:
+        why = not_regular_reason(path)  # a FIFO or /dev/zero would block or read for ever
+        if why is not None:
+            raise EntropyError(f"config {path}: {why}")
+    for path in config_dirs:
+        if not os.path.isdir(path):
+            why = "is not a directory" if os.path.lexists(path) else "not found"
+            raise EntropyError(f"config {path}: {why} (--config-dir takes a directory)")
+        for name in sorted(os.listdir(path)):
+            why = not_regular_reason(os.path.join(path, name)) if name.endswith(".conf") else None
+            if why is not None:
+                raise EntropyError(f"config {os.path.join(path, name)}: {why}")
     try:
         conf(args=args, project="entropy", prog="entropy", validate_default_values=True)
     except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError) as exc:
         raise EntropyError(f"config: {exc}") from None
+    except UnicodeDecodeError as exc:  # a binary file given by mistake
+        given = ", ".join((*config_files, *config_dirs)) or "the default config files"
+        raise EntropyError(
+            f"config: not UTF-8 text ({exc.reason} at byte {exc.start}) in one of: {given}"
+        ) from None
+    except OSError as exc:  # one that changed since it was checked
+        raise EntropyError(f"config {exc.filename}: cannot read: {exc.strerror}") from None
     return conf
 
 
 def option(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> object:
     """An option's value; a bad value in a config file becomes a clear error."""
+    where = f"[{group or 'DEFAULT'}] {name}"
     try:
-        return getattr(conf[group], name) if group else getattr(conf, name)
+        value = getattr(conf[group], name) if group else getattr(conf, name)
     except (cfg.ConfigFileValueError, ValueError) as exc:
-        where = f"[{group or 'DEFAULT'}] {name}"
         raise EntropyError(f"config {where}: {exc}") from None
+    if isinstance(value, float) and not math.isfinite(value):  # oslo's min/max let nan by
+        raise EntropyError(f"config {where}: must be a finite number, got {value}")
+    return value
 
 
 def number(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> float:

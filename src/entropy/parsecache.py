@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .definitions import Problems
+from .regularfile import open_regular
 
 T = TypeVar("T")
 _READ = 1 << 20
@@ -34,7 +35,7 @@ def _stat_key(path: Path) -> tuple[int, ...] | None:
 def _digest(path: Path) -> bytes | None:
     digest = hashlib.blake2b(digest_size=20)
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:  # never a FIFO: it would block for ever
             while block := file.read(_READ):
                 digest.update(block)
     except OSError:

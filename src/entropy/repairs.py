@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import futurist
 
@@ -97,6 +98,12 @@ def judge(rule: RepairRule, audit_name: str, now: datetime) -> Judge:
     return decide
 
 
+def _ran(run: RepairRun) -> str:
+    """A run, in a few words: its outcome, and its verify's."""
+    verify = f", {run.verify.value.replace('_', ' ')}" if run.verify else ""
+    return f"attempt {run.attempt}: {run.result.outcome.value}{verify}"
+
+
 def _unfixed(rule: RepairRule, attempts: int, audit_name: str) -> str:
     """Why a host is flagged."""
     return f"{attempts} runs of {rule.name} did not fix {audit_name}"
@@ -160,12 +167,37 @@ class PlanItem:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Considered:
+    """What one rule made of one recorded result, waited for (Repairer.consider_now)."""
+
+    repair_name: str
+    host: str
+    audit_name: str
+    verdict: str  # ran | held | waiting | failed (the store or the run raised)
+    reason: str
+    run: RepairRun | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        run = None if self.run is None else self.run.to_dict()
+        return {"repair_name": self.repair_name, "host": self.host,
+                "audit_name": self.audit_name, "verdict": self.verdict,
+                "reason": self.reason, "run": run}  # fmt: skip
+
+
+Recorded = Sequence[tuple[int | None, Pair, Result]]
+
+
 class Repairer:
-    """Runs the repairs the engine's recorded results call for, on a small pool.
+    """Runs the repairs recorded results call for: the engine's, and submitted ones.
 
     `consider()` is called by the engine's recorder thread and only filters
     in memory; the history reads, the claim, the run and the verify happen
     on the repair pool, so a slow repair never holds up recording.
+    `consider_now()` takes the same rules, filter and handle() on the
+    caller's thread, for a process that records a result and reports what
+    followed (`result submit`, the API): the store's claim (RepairStore.start)
+    is what keeps it safe beside running engines.
     """
 
     def __init__(
@@ -202,27 +234,56 @@ class Repairer:
 
     # -- called by the engine ---------------------------------------------------
 
-    def consider(
-        self, catalog: Catalog, recorded: Sequence[tuple[int | None, Pair, Result]]
-    ) -> None:
+    def consider(self, catalog: Catalog, recorded: Recorded) -> None:
         """Queue the results some rule may act on; cheap for all the others.
 
         `recorded` are (row id, pair, result): the pair is what a verify runs.
         """
+        for rule, row_id, pair, result in self._matching(catalog, recorded):
+            with self._queued_lock:  # one at a time per (rule, host): the rest would be held
+                if (rule.name, result.host) in self._queued:
+                    continue
+                self._queued.add((rule.name, result.host))
+            if self._executor is None:
+                self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
+            self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
+
+    def consider_now(self, catalog: Catalog, recorded: Recorded) -> list[Considered]:
+        """consider(), on this thread, each repair waited for: what each rule made of each.
+
+        An `unreachable` result is taken too, so that the dependency holding
+        its repair is said (the engine's consider() leaves those out unread).
+        """
+        done = []
+        for rule, row_id, pair, result in self._matching(catalog, recorded, unreachable=True):
+            what = (rule.name, result.host, result.audit_name)
+            try:
+                got = self.handle(catalog, rule, row_id, pair, result)
+            except BackendError as exc:
+                done.append(Considered(*what, "failed", str(exc)))
+                continue
+            if isinstance(got, RepairRun):
+                done.append(Considered(*what, "ran", _ran(got), got))
+            elif got is not None:
+                done.append(Considered(*what, "held", got.reason))
+            else:
+                hard = " hard" if soft_attempts(pair) else ""
+                needed = f"{rule.consecutive}{hard} failures in a row needed"
+                done.append(Considered(*what, "waiting", needed))
+        return done
+
+    def _matching(
+        self, catalog: Catalog, recorded: Recorded, unreachable: bool = False
+    ) -> Iterator[tuple[RepairRule, int | None, Pair, Result]]:
+        """(rule, row id, pair, result) for each rule watching a recorded failure."""
         if not catalog.repairs:
             return
         self._index(catalog)
         for row_id, pair, result in recorded:
+            held = unreachable and result.outcome is Outcome.UNREACHABLE
             for rule in self._rules_of.get(result.audit_name, ()):
-                if result.outcome not in rule.outcomes:
-                    continue
-                with self._queued_lock:  # one at a time per (rule, host): the rest would be held
-                    if (rule.name, result.host) in self._queued:
-                        continue
-                    self._queued.add((rule.name, result.host))
-                if self._executor is None:
-                    self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
-                self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
+                if result.outcome in rule.outcomes or held:
+                    yield rule, row_id, pair, result
 
     def drain(self) -> None:
         """Wait until every repair handed over so far is done (tests, tools); go on after."""
@@ -353,11 +414,13 @@ class Repairer:
         """Which rules watch each audit, once per catalog."""
         # By value: a refresh (or the scheduler's compaction) makes a new catalog,
         # and the id of a freed one may come back.
-        key = (tuple(catalog.repairs.values()), tuple(catalog.scripts))
+        # Passive audits have no script: their names come from their schedules.
+        passive = {s.audit_name for s in catalog.schedules if s.monitoring and s.monitoring.passive}
+        key = (tuple(catalog.repairs.values()), tuple(catalog.scripts), tuple(sorted(passive)))
         if key == self._indexed:
             return
         rules_of: dict[str, list[RepairRule]] = {}
-        for name in catalog.scripts:
+        for name in [*catalog.scripts, *sorted(passive - set(catalog.scripts))]:
             matching = [rule for rule in catalog.repairs.values() if rule.matches(name)]
             if matching:
                 rules_of[name] = matching

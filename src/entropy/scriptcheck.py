@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 import warnings
 from collections import defaultdict
@@ -19,10 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import codeargs
+from . import codeargs, values
 from .errors import Location
 from .model import Catalog, Host, Schedule, Script
 from .placeholders import Placeholder, Text, as_text, find, texts
+from .regularfile import not_regular_reason
 from .values import data_problem
 
 Report = Callable[[tuple[int, int], str], None]  # (where in the file, message)
@@ -30,7 +32,10 @@ Report = Callable[[tuple[int, int], str], None]  # (where in the file, message)
 OUTPUT_LIMIT_MAX = 16 * 1024 * 1024  # bytes a command's output may keep
 LATENCY_MAX_MS = 86_400_000  # warning_ms / critical_ms: a day
 _METHOD = re.compile(r"[A-Za-z]{1,20}")
-_ENV_NAME = re.compile(r"[^=\x00]+")
+_ENV_NAME = re.compile(r"[^=\x00]+")  # what exec takes locally
+# What the remote `env NAME=value sh` and a POSIX shell take: a name such as
+# `-S` or `--chdir` would be read by env(1) as an option.
+_POSIX_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FUNCTION = re.compile(r"[\w.-]+(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?")
 _NUMBER = re.compile(r"-[0-9]+(\.[0-9]+)?")
 
@@ -55,6 +60,7 @@ def check_script(name: str, kind: str, entry: Any, report: Report) -> None:
             if problem:
                 report(entry.at(text.key.partition(".")[0]), f"{what}: {text.label}: {problem}")
     if kind in ("command", "ssh"):  # ssh: the same argv, run by the remote host
+        _check_env_names(what, kind, entry, report)
         _check_command_code(what, entry, report)
 
 
@@ -130,9 +136,6 @@ def _command(entry: Any) -> Iterable[tuple[str, str]]:
         if not isinstance(env, dict):
             yield "env", f"must be a mapping of names to values, got {env!r}"
         else:
-            bad = [name for name in env if not _ENV_NAME.fullmatch(name)]
-            if bad:
-                yield "env", f"{bad[0]!r} can't be an environment variable's name"
             code = [
                 name
                 for name, value in env.items()
@@ -255,6 +258,10 @@ def _ssh(entry: Any) -> Iterable[tuple[str, str]]:
         yield "upload", f"must be the path of a local file, got {upload!r}"
     elif "{" in upload:
         yield "upload", "is the local file to copy; it can't hold placeholders"
+    elif os.path.isabs(os.path.expanduser(upload)) and os.path.lexists(upload):
+        why = not_regular_reason(os.path.expanduser(upload))  # a FIFO would block each run
+        if why is not None:
+            yield "upload", f"{upload!r} {why}"
     args = entry.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str | int | float) for a in args):
         yield "args", f"must be a list of arguments (text or numbers), got {args!r}"
@@ -269,6 +276,26 @@ _KIND_CHECKS: dict[str, Callable[[Any], Iterable[tuple[str, str]]]] = {
     "python": _python,
     "ssh": _ssh,
 }
+
+
+def _check_env_names(what: str, kind: str, entry: Any, report: Report) -> None:
+    """Each env name a runner would refuse, at its own line (ssh: POSIX names only)."""
+    env = entry.get("env")
+    if not isinstance(env, dict):
+        return  # _command says so
+    strict = kind == "ssh"
+    pattern = _POSIX_ENV_NAME if strict else _ENV_NAME
+    for name in env:
+        if isinstance(name, str) and pattern.fullmatch(name):
+            continue
+        at = env.at(name) if hasattr(env, "at") else entry.at("env")
+        rule = (
+            "letters, digits and _, not starting with a digit"
+            if strict
+            else "not empty, without '=' or NUL"
+        )
+        shown = values.shown(name)
+        report(at, f"{what}: env: {shown} can't be an environment variable's name ({rule})")
 
 
 # -- placeholders where a value would be code ------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -93,7 +94,19 @@ def name_problem(what: str, name: Any) -> str | None:
         return f"{what} {shown(name)} is longer than {NAME_LIMIT} characters"
     if _CONTROL.search(name):
         return f"{what} {shown(name)} has a control character"
+    if not name.isascii():
+        # U+202E and friends reorder what a terminal shows ("Trojan Source"), U+200B
+        # hides; a name shown in status and logs must read as what it is.
+        for char in name:
+            if unicodedata.category(char) in _INVISIBLE:
+                return (
+                    f"{what} {shown(name)} has the invisible or reordering character "
+                    f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')})"
+                )
     return None
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 def zone_problem(zone: Any) -> str | None:

@@ -18,6 +18,7 @@ and without the rarely used !!set, !!omap and !!pairs collections.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ import yaml
 
 from . import progress
 from .errors import ConfigError, Location
+from .regularfile import NotRegularFile, describe_os_error, open_regular
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -290,6 +292,8 @@ def _config_error(path: Path, exc: BaseException) -> ConfigError:
     if isinstance(exc, OSError):
         if isinstance(exc, FileNotFoundError):
             return ConfigError(Location(str(path)), "file not found")
+        if isinstance(exc, NotRegularFile) or exc.errno == errno.ELOOP:
+            return ConfigError(Location(str(path)), describe_os_error(exc))
         return ConfigError(Location(str(path)), f"cannot read: {exc.strerror or exc}")
     return ConfigError(Location(str(path)), f"invalid YAML: {exc}")
 
@@ -300,7 +304,7 @@ _ERRORS = (yaml.YAMLError, OSError, ValueError)
 def read_yaml(path: Path) -> Any:
     """Parse one YAML file; a problem becomes a ConfigError at its line. None if empty."""
     try:
-        with open(path, "rb") as stream:
+        with open_regular(path) as stream:
             builder = _Builder(stream)
             if not builder.start():
                 return None
@@ -391,7 +395,7 @@ def stream(path: Path) -> Streamed | Any:
     Raises ConfigError when the file can't be opened or its start can't be read.
     """
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by Streamed, or below
+        handle = open_regular(path)  # closed by Streamed, or below
     except OSError as exc:
         raise _config_error(path, exc) from None
     try:

@@ -11,13 +11,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from click.testing import CliRunner
+from sqlalchemy import create_engine, inspect, text
 
 from entropy.backends.base import Timeouts
 from entropy.backends.sqlalchemy import state as state_module
 from entropy.backends.sqlalchemy.state import SqlStateStore
+from entropy.cli import main
 from entropy.errors import BackendError
 from entropy.model import Outcome, Result
+from faults import deadline
+from fleets import write_fleet
 
 BOUNDS = Timeouts(connect=5, statement=5, lock=1)
 
@@ -162,3 +166,55 @@ def test_a_long_history_backlog_is_pruned_in_batches(
         assert [r.summary for r in store.results()] == ["new"]
     finally:
         store.close()
+
+
+# -- a whole table locked by another session, through the CLI -------------------------------
+
+
+@contextmanager
+def tables_locked(server: str, url: str) -> Iterator[None]:
+    """Every table of the store locked by another session (PostgreSQL ACCESS EXCLUSIVE,
+    MariaDB LOCK TABLES ... WRITE): even reading one waits for it."""
+    holder = create_engine(url)
+    with holder.connect() as conn:
+        tables = sorted(inspect(conn).get_table_names())
+        assert "audits" in tables and "alembic_version" in tables, tables
+        if server == "postgresql":
+            conn.execute(text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE"))
+        else:  # a table lock: a metadata lock, not InnoDB's row locks
+            conn.execute(text("LOCK TABLES " + ", ".join(f"`{t}` WRITE" for t in tables)))
+        try:
+            yield
+        finally:
+            if server == "mysql":
+                conn.execute(text("UNLOCK TABLES"))
+            conn.rollback()
+    holder.dispose()
+
+
+@pytest.mark.parametrize("server", [
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+])  # fmt: skip
+@pytest.mark.parametrize("command", [["status"], ["sync"], ["db", "upgrade"]], ids=" ".join)
+def test_a_table_locked_by_another_session_fails_the_command_within_lock_timeout(
+    server: str, command: list[str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """statement_timeout = 0 (db upgrade runs without one anyway): only lock_timeout may end
+    the wait. On MariaDB a table lock waited lock_wait_timeout, a day by default."""
+    url = request.getfixturevalue(f"{server}_url")
+    fleet = write_fleet("dir", tmp_path / "fleet")
+    conf = tmp_path / "entropy.conf"
+    conf.write_text(
+        f"[database]\nlock_timeout = 1\nstatement_timeout = 0\n[dir]\nstate_connection = {url}\n"
+    )
+    args = ["--config-file", str(conf), "--backend", f"dir:{fleet}", *command]
+    with tables_locked(server, url), deadline(20):
+        started = time.monotonic()
+        done = CliRunner().invoke(main, args, catch_exceptions=False)
+        took = time.monotonic() - started
+    assert done.exit_code != 0, done.output
+    assert "Traceback" not in done.output
+    assert "state store" in done.stderr
+    assert "waited 1s for a lock another writer holds ([database] lock_timeout)" in done.stderr
+    assert took < 10, took

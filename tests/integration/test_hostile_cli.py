@@ -7,6 +7,7 @@ spliced into the bundled example's `[sh, -c, "... {host} ..."]`.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 from click.testing import CliRunner
 
 from entropy.cli import main
+from faults import deadline
+from fleets import write_fleet
 from processes import ENTROPY
 
 pytestmark = pytest.mark.slow
@@ -128,3 +131,77 @@ def json_rows(tmp_path: Path) -> list[str]:
             json.loads(v)[next(iter(json.loads(v)))]
             for (v,) in db.execute("SELECT vars FROM hosts")
         ]
+
+
+# -- mistyped paths: a clear error naming the path, non-zero, nothing created -----------------
+
+
+def _state_files() -> list[Path]:
+    """Every file under the state directory the tests use (conftest's XDG_STATE_HOME)."""
+    return sorted(p for p in Path(os.environ["XDG_STATE_HOME"]).rglob("*") if p.is_file())
+
+
+def _make_mistakes(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    fleet = write(tmp_path / "fleet")
+    (tmp_path / "adir.yaml").mkdir()
+    os.mkfifo(tmp_path / "pipe.conf")
+    (tmp_path / "binary.conf").write_bytes(b"[DEFAULT]\n\xd0\xff\x00junk\n")
+    (tmp_path / "adir.conf").mkdir()
+    ok = ["--backend", f"dir:{fleet}"]
+    return {
+        "dir missing": (["--backend", "dir:/nonexistent/fleet"], "/nonexistent/fleet not found"),
+        "dir is a file": (["--backend", f"dir:{fleet}/hosts.yaml"], "is a file, not a directory"),
+        "file is a dir": (["--backend", f"file:{tmp_path}/adir.yaml"], "is a directory"),
+        "file missing": (["--backend", f"file:{tmp_path}/nope.yaml"], "nope.yaml not found"),
+        "config missing": (["--config-file", f"{tmp_path}/nope.conf", *ok], "nope.conf: not found"),
+        "config is a FIFO": (["--config-file", f"{tmp_path}/pipe.conf", *ok], "named pipe"),
+        "config is a dir": (["--config-file", f"{tmp_path}/adir.conf", *ok], "is a directory"),
+        "config is binary": (["--config-file", f"{tmp_path}/binary.conf", *ok], "not UTF-8"),
+        "config dir is a file": (["--config-dir", f"{fleet}/hosts.yaml", *ok], "not a directory"),
+    }
+
+
+MISTAKES = [
+    "dir missing", "dir is a file", "file is a dir", "file missing", "config missing",
+    "config is a FIFO", "config is a dir", "config is binary", "config dir is a file",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+@pytest.mark.parametrize("command", [["status"], ["sync"], ["validate"]], ids=" ".join)
+def test_a_mistyped_path_is_an_error_naming_it(
+    tmp_path: Path, mistake: str, command: list[str]
+) -> None:
+    args, said = _make_mistakes(tmp_path)[mistake]
+    before = _state_files()
+    with deadline(20):  # before: a FIFO config blocked for ever
+        done = CliRunner().invoke(main, [*args, *command], catch_exceptions=False)
+    assert done.exit_code != 0, done.output
+    assert said in done.stderr, done.stderr
+    assert _state_files() == before
+
+
+# -- numbers in entropy.conf past any sane bound ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "[DEFAULT]\nrefresh_interval = 99999999999999999999",  # OverflowError before
+        "[DEFAULT]\ndisable_retention = 99999999999999999999",
+        "[DEFAULT]\nclaim_lease = inf",
+        "[DEFAULT]\nmax_clock_skew = nan",  # ValueError before: nan passes min=
+        "[database]\nconnect_timeout = 99999999999999999999",
+    ],
+    ids=lambda s: s.split("\n")[1],
+)
+def test_a_config_number_past_its_bound_is_an_error_naming_it(tmp_path: Path, setting: str) -> None:
+    fleet = write_fleet("dir", tmp_path / "fleet")  # a good one: the config is what is wrong
+    conf = tmp_path / "entropy.conf"
+    conf.write_text(setting + "\n")
+    name = setting.split("\n")[1].split(" = ")[0]
+    done = run(tmp_path, "--config-file", str(conf), "--backend", f"dir:{fleet}",
+               "engine", "run", "--for", "1s", timeout=60)  # fmt: skip
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert f"config [{setting[1:].split(']')[0]}] {name}:" in done.stderr

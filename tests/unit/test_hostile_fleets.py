@@ -8,6 +8,7 @@ run things check the marker was never made.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,16 @@ from typing import Any
 import pytest
 import yaml
 
+from entropy import ansible
 from entropy.backends.impl_dir import DirBackend
+from entropy.backends.impl_file import FileBackend
 from entropy.clock import SystemClock
 from entropy.config import load_conf
-from entropy.errors import ConfigError, ValidationError
+from entropy.definitions import Problems
+from entropy.errors import BackendError, ConfigError, ValidationError
 from entropy.model import Host, Outcome, Script
 from entropy.runners import Job, command, run_job
+from faults import deadline
 
 GOOD_HOST = {"ip_address": "10.0.0.1", "host_type": "web"}
 
@@ -439,3 +444,250 @@ def test_a_host_name_may_name_a_per_host_script(conf, tmp_path: Path) -> None:
     script = {"kind": "command", "command": ["/opt/checks/{host}.sh", "{ip_address}"]}
     root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
     assert len(DirBackend(conf, str(root)).load().pairs) == 1
+
+
+# -- what stands where a definitions file should ------------------------------------------------
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _loop(path: Path) -> None:
+    path.symlink_to(path.name)  # a link to itself: ELOOP
+
+
+def _device(path: Path) -> None:
+    path.symlink_to("/dev/zero")  # read without end: it would never finish
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+NOT_FILES = {
+    _fifo: "is a named pipe (FIFO), not a regular file",
+    _loop: "is a symbolic link loop",
+    _device: "is a character device, not a regular file",
+    _directory: "is a directory, not a regular file",
+}
+
+
+DEFINITIONS_FILES = ["hosts.yaml", "scripts.yaml", "audits/a.yaml", "repairs.yaml"]
+
+
+@pytest.mark.parametrize("relative", DEFINITIONS_FILES)
+@pytest.mark.parametrize("make", list(NOT_FILES), ids=lambda f: f.__name__.strip("_"))
+def test_a_definitions_file_that_is_not_a_file_is_refused(
+    conf, tmp_path: Path, relative: str, make: Any
+) -> None:
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": ECHO}, ON_WEB)
+    target = root / relative
+    target.unlink(missing_ok=True)
+    make(target)
+    with deadline(10):  # before: a FIFO blocked open() for ever, /dev/zero read for ever
+        problems = problems_of(conf, root)
+    mine = [p for p in problems if p.where.path == str(target)]
+    assert len(mine) == 1, problems
+    assert mine[0].message.startswith(NOT_FILES[make])
+
+
+@pytest.mark.parametrize("make", list(NOT_FILES), ids=lambda f: f.__name__.strip("_"))
+def test_a_file_backend_that_is_not_a_file_is_refused(conf, tmp_path: Path, make: Any) -> None:
+    target = tmp_path / "fleet.yaml"
+    make(target)
+    backend = FileBackend(conf, str(target))
+    for attempt in (backend.require_present, backend.load):
+        with pytest.raises(BackendError) as info, deadline(10):
+            attempt()
+        assert f"definitions file {target} " in str(info.value)
+        assert NOT_FILES[make].partition(",")[0] in str(info.value)
+
+
+def test_a_file_where_a_dir_backend_should_be_says_so(conf, tmp_path: Path) -> None:
+    (tmp_path / "fleet.yaml").write_text("hosts: {}\n")
+    with pytest.raises(BackendError, match=r"fleet.yaml is a file, not a directory"):
+        DirBackend(conf, str(tmp_path / "fleet.yaml")).load()
+
+
+def test_a_running_engines_refresh_refuses_a_fifo_and_keeps_its_catalog(
+    conf, tmp_path: Path
+) -> None:
+    """A refresh reads through the parse cache, which hashed the file first: it blocked there."""
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": ECHO}, ON_WEB)
+    backend = DirBackend(conf, str(root))
+    assert len(backend.load().pairs) == 1
+    (root / "hosts.yaml").unlink()
+    os.mkfifo(root / "hosts.yaml")
+    with deadline(10):
+        (problem,) = problems_of_loaded(backend)
+    assert problem.message == "is a named pipe (FIFO), not a regular file"
+
+
+def problems_of_loaded(backend: DirBackend) -> list[ConfigError]:
+    with pytest.raises(ValidationError) as info:
+        backend.load()
+    return info.value.problems
+
+
+# -- kind: ssh env names ---------------------------------------------------------------------
+
+BAD_SSH_ENV_NAMES = ["A B", "X=Y", "$(id)", "", "a\nb", "-S", "--chdir", "9LIVES", "É"]
+
+
+@pytest.mark.parametrize("name", BAD_SSH_ENV_NAMES, ids=repr)
+@pytest.mark.parametrize("form", ["command", "upload"])
+def test_an_ssh_env_name_that_is_not_a_variable_is_refused_at_its_line(
+    conf, tmp_path: Path, name: str, form: str
+) -> None:
+    script: dict[str, Any] = {"kind": "ssh", "env": {"GOOD_1": "x", name: "y"}}
+    script |= {"command": ["true"]} if form == "command" else {"upload": "/bin/true"}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert problem.where.path == str(root / "scripts.yaml")
+    assert problem.where.line > line_of(root / "scripts.yaml", "env:")  # the name's own line
+    assert f"env: {name!r} can't be an environment variable's name" in problem.message
+
+
+@pytest.mark.parametrize("env", [{"A\x00B": "x"}, {"OK": "x\x00y"}], ids=["name", "value"])
+def test_an_ssh_env_with_nul_is_refused(conf, tmp_path: Path, env: dict) -> None:
+    script = {"kind": "ssh", "command": ["true"], "env": env}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert problem.where.path == str(root / "scripts.yaml") and problem.where.line
+    assert "NUL" in problem.message
+
+
+def test_posix_env_names_pass_for_ssh(conf, tmp_path: Path) -> None:
+    script = {"kind": "ssh", "command": ["true"], "env": {"A": "1", "_B2": "2", "lower": "3"}}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
+
+
+# -- hostile Ansible inventories (entropy import ansible:PATH) ----------------------------------
+
+
+def inventory_problems(path: Path | str) -> list[str]:
+    problems = Problems()
+    with deadline(20):  # before: a FIFO, /dev/zero, a huge range or a long chain never ended
+        hosts, _ = ansible.read(str(path), problems)
+    assert problems.items, hosts
+    return [str(p) for p in problems.items]
+
+
+CHAIN = 5000  # groups, each the child of the one before: O(n^3) ancestors before
+
+
+_CYCLE = {"a": {"children": ["b"], "hosts": ["10.0.0.1"]}, "b": {"children": ["a"]}}
+_CHAIN = {**{f"g{i}": {"children": [f"g{i + 1}"]} for i in range(CHAIN)},
+          f"g{CHAIN}": {"hosts": ["10.0.0.1"]}}  # fmt: skip
+_BOMB = ("all:\n  vars:\n    a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+         + "".join(f"    {n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n"
+                   for p, n in zip("abcdef", "bcdefg", strict=True))
+         + "  hosts:\n    10.0.0.1:\n")  # fmt: skip
+HOSTILE_INVENTORIES = [
+    ("range.ini", "[web]\nweb[0:99999999].example\n", "makes 100,000,000 hosts"),
+    ("range.yaml", "all:\n  hosts:\n    web[0:99999999].example:\n", "makes 100,000,000"),
+    ("nested.ini", "[web]\na[0:999]b[0:999]c[0:999].example\n", "makes 1,000,000,000 hosts"),
+    ("step.ini", "[web]\nweb[1:5:0].example\n", "has step 0"),  # ValueError before
+    ("huge.ini", "[web]\nweb[0:" + "9" * 5000 + "].example\n", "is not a range"),
+    ("cycle.yaml", "a:\n  children:\n    b:\n      children:\n        a:\n", "own child"),
+    ("cycle.ini", "[a:children]\nb\n[b:children]\na\n[a]\n10.0.0.1\n", "own ancestor"),
+    ("cycle.json", json.dumps(_CYCLE), "own ancestor"),
+    ("chain.json", json.dumps(_CHAIN), "nests deeper than 64 levels of children"),
+    # a RecursionError traceback before:
+    ("deep.json", '{"all": {"vars": {"x": ' + "[" * 10**5 + "]" * 10**5 + "}}}", "nested too deep"),
+    ("bomb.yaml", _BOMB, "aliases expand to more than"),
+    ("port.ini", "[web]\n10.0.0.1 ansible_port=\u00b2\n", "port must be a number"),
+    ("names.yaml", 'all:\n  hosts:\n    "$(touch pwned)": {ansible_host: 10.0.0.1}\n', "DNS name"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "said"), HOSTILE_INVENTORIES,
+                         ids=[name for name, _, _ in HOSTILE_INVENTORIES])  # fmt: skip
+def test_a_hostile_inventory_is_refused_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str, said: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a `touch pwned` would land
+    path = tmp_path / name
+    path.write_text(text)
+    problems = inventory_problems(path)
+    assert any(said in p and p.startswith(str(path)) for p in problems), problems
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("make", [_fifo, _device, _directory, _loop], ids=lambda f: f.__name__)
+def test_an_inventory_that_is_not_a_file_is_refused(tmp_path: Path, make: Any) -> None:
+    path = tmp_path / "hosts.yaml"
+    make(path)
+    (problem,) = inventory_problems(path)
+    assert problem.startswith(f"{path}: cannot read the inventory: is ")
+
+
+def test_an_executable_inventory_script_is_never_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "inventory.py"
+    script.write_text("#!/bin/sh\ntouch pwned\necho '{\"all\": {\"hosts\": [\"10.0.0.1\"]}}'\n")
+    script.chmod(0o755)
+    (problem,) = inventory_problems(script)
+    assert "is an executable inventory script; Entropy never runs one" in problem
+    assert f"ansible-inventory -i {script} --list | entropy import ansible:- DST" in problem
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_an_inventory_past_its_bounds_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ansible, "MAX_HOSTS", 100)
+    monkeypatch.setattr(ansible, "MAX_GROUPS", 50)
+    monkeypatch.setattr(ansible, "MAX_BYTES", 10_000)
+    many = tmp_path / "many.json"
+    addresses = [f"10.0.{i // 250}.{i % 250}" for i in range(101)]
+    many.write_text(json.dumps({"all": {"hosts": addresses}}))
+    assert any("more than 100 hosts" in p for p in inventory_problems(many))
+    groups = tmp_path / "groups.ini"
+    groups.write_text("".join(f"[g{i}]\n10.0.0.1\n" for i in range(60)))
+    assert any("more than 50 groups" in p for p in inventory_problems(groups))
+    big = tmp_path / "big.ini"
+    big.write_text("[web]\n" + "# padding\n" * 2000)
+    assert any("larger than 10,000 bytes" in p for p in inventory_problems(big))
+
+
+@pytest.mark.parametrize("make", [_fifo, _device, _directory], ids=lambda f: f.__name__)
+def test_an_ssh_upload_that_is_not_a_file_is_an_error_not_a_hang(
+    conf, tmp_path: Path, make: Any
+) -> None:
+    """Hashing a FIFO or /dev/zero to upload it blocked its worker, and the engine's stop."""
+    upload = tmp_path / "check.sh"
+    make(upload)
+    script = {"kind": "ssh", "upload": str(upload)}
+    root = write(tmp_path / "fleet", {"web-1.example": GOOD_HOST}, {"check": script}, ON_WEB)
+    (problem,) = problems_of(conf, root)
+    assert f"upload: '{upload}' is " in problem.message
+    host = Host("web-1.example", "127.0.0.1", "web")
+    job = Job("check", host, Script("check", "ssh", script), {}, 5.0)
+    with deadline(10):
+        result = run_job(job, SystemClock())
+    assert result.outcome is Outcome.ERROR
+    assert f"upload '{upload}': is " in result.summary
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u200b", "\u2028", "\u2066", "\ufeff"], ids=ascii)
+def test_a_name_with_an_invisible_or_reordering_character_is_refused(
+    conf, tmp_path: Path, char: str
+) -> None:
+    """`status` and logs show names: U+202E would show 'check\u202etxt.exe' reversed."""
+    name = f"check{char}gnp"
+    schedules = {"web": {"audits": {name: {"run_every": "1h"}}}}
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {name: ECHO}, schedules)
+    problems = problems_of(conf, root)
+    assert problems and all(f"U+{ord(char):04X}" in p.message for p in problems), problems
+
+
+def test_a_name_in_another_script_is_fine(conf, tmp_path: Path) -> None:
+    name = "prüfung-ディスク"
+    root = write(tmp_path, {"web-1.example": GOOD_HOST}, {name: ECHO},
+                 {"web": {"audits": {name: {"run_every": "1h"}}}})  # fmt: skip
+    assert [p.audit_name for p in DirBackend(conf, str(root)).load().pairs] == [name]

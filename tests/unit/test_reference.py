@@ -36,7 +36,7 @@ def test_it_lists_every_command_option_and_key(generator: ModuleType) -> None:
     text = generator.render()
     for heading in ("### `entropy engine run`", "### `entropy repair reset`", "### `[ssh]`"):
         assert heading in text
-    assert "| `claim_lease` | float, >= 0.3 | `30.0` | `OS_DEFAULT__CLAIM_LEASE` |" in text
+    assert "| `claim_lease` | float, 0.3..86400 | `30.0` | `OS_DEFAULT__CLAIM_LEASE` |" in text
     assert "--max-workers N" in text and "| `run_every` |" in text and "| `upload` |" in text
 
 

@@ -39,7 +39,16 @@ class Fleet:
     def __init__(self, tmp_path: Path, clock: FakeClock, marker: dict[str, Any],
                  repair: dict[str, Any] | None = None) -> None:  # fmt: skip
         schedules = {
-            "compute.yaml": {"compute": {"audits": {"marker": {"run_every": "10m", **marker}}}},
+            "compute.yaml": {
+                "compute": {
+                    "audits": {
+                        "marker": {
+                            **({} if marker.get("passive") else {"run_every": "10m"}),
+                            **marker,
+                        }
+                    }
+                }
+            },
             "switch.yaml": {"switch": {"audits": {"ping": {"run_every": "1m"}}}},
         }
         when = {"audit": "marker", "outcome": ["warning", "critical"], **(repair or {})}
@@ -57,6 +66,14 @@ class Fleet:
 
     def result(self, outcome: Outcome, host: str = "h1", audit: str = "marker") -> Any:
         """Store one result with its monitoring state; the repair decision for it."""
+        row_id, pair, result = self.record(outcome, host, audit)
+        if audit != "marker" or result.outcome not in (C, W):
+            return None  # what Repairer.consider filters out: no rule watches it
+        (rule,) = self.catalog.repairs.values()
+        return self.repairer.handle(self.catalog, rule, row_id, pair, result)
+
+    def record(self, outcome: Outcome, host: str = "h1", audit: str = "marker") -> Any:
+        """Store one result with its monitoring state: (row id, pair, result) as recorded."""
         now = self.clock.now()
         (pair,) = [p for p in self.catalog.pairs if p.key == (audit, host)]
         result = Result(outcome, f"{outcome.value} on {host}", started_at=now, finished_at=now,
@@ -69,10 +86,7 @@ class Fleet:
         self.backend.state.record_adhoc(row_id, result, state)
         self.clock.advance(60)
         self.last = result
-        if audit != "marker" or result.outcome not in (C, W):
-            return None  # what Repairer.consider filters out: no rule watches it
-        (rule,) = self.catalog.repairs.values()
-        return self.repairer.handle(self.catalog, rule, row_id, pair, result)
+        return row_id, pair, result
 
     def plan(self) -> dict[str, tuple[str, str]]:
         return {i.host: (i.verdict, i.reason) for i in
@@ -204,3 +218,31 @@ def test_a_flapping_pair_holds_its_repairs(make_fleet) -> None:
         decision = fleet.result(outcome) or decision
     assert held(fleet.result(C), "flapping: ")
     assert fleet.plan()["h1"][1].startswith("flapping: ")
+
+
+def test_a_passive_audits_failures_reach_the_engines_repairer(make_fleet) -> None:
+    """A passive audit has no script: its rules are found by its schedule's name."""
+    fleet = make_fleet({"passive": True, "freshness": "1d"})
+    fleet.catalog.scripts.pop("marker", None)  # SCRIPTS has one; a passive audit needs none
+    fleet.repairer.consider(fleet.catalog, [fleet.record(C)])  # the engine's publisher's call
+    fleet.repairer.drain()
+    (run,) = fleet.backend.state.repairs.runs()
+    assert (run.repair_name, run.host, run.audit_name) == ("fix", "h1", "marker")
+
+
+def test_consider_now_says_what_each_rule_made_of_a_result(make_fleet) -> None:
+    """`result submit`'s step: the engine's filter and handle(), waited for, each verdict said."""
+    fleet = make_fleet({"depends_on": {"audit": "ping", "host": "parent"}, "max_attempts": 2})
+    now = fleet.repairer.consider_now
+    fleet.result(C, host="sw-1", audit="ping")  # the parent's ping is hard critical
+    (held_,) = now(fleet.catalog, [fleet.record(C)])  # unreachable: read, not left out
+    assert (held_.repair_name, held_.host, held_.verdict, held_.reason) == (
+        "fix", "h1", "held", "unreachable: a dependency (ping on its parents) is down")  # fmt: skip
+    assert now(fleet.catalog, [fleet.record(OK)]) == []  # no rule watches ok
+    fleet.result(OK, host="sw-1", audit="ping")
+    (soft,) = now(fleet.catalog, [fleet.record(C)])
+    assert (soft.verdict, soft.run) == ("held", None) and soft.reason.startswith("soft state")
+    (ran,) = now(fleet.catalog, [fleet.record(C)])
+    assert (ran.verdict, ran.reason) == ("ran", "attempt 1: ok") and ran.run is not None
+    assert ran.to_dict()["run"]["attempt"] == 1
+    assert [r.attempt for r in fleet.backend.state.repairs.runs()] == [1]

@@ -4,6 +4,7 @@ downtimes.yaml (the last two optional)."""
 from __future__ import annotations
 
 import functools
+import os
 from functools import partial
 from pathlib import Path
 
@@ -49,8 +50,13 @@ class DirDefinitions(DefinitionsSource):
 
     def require_present(self) -> None:
         if not self.path.is_dir():
+            why = "not found"
+            if self.path.exists():  # a mistyped file:, or a file where the directory was
+                why = "is a file, not a directory"
+            elif self.path.is_symlink():
+                why = "is a dangling or looping symbolic link"
             raise BackendError(
-                f"definitions directory {self.path} not found; pass --backend dir:PATH "
+                f"definitions directory {self.path} {why}; pass --backend dir:PATH "
                 f"or set [dir] path in entropy.conf"
             )
 
@@ -119,7 +125,7 @@ class DirDefinitions(DefinitionsSource):
                 lambda: parse_repairs(problems.read(repairs_path), str(repairs_path), problems),
                 dict.copy,
             )
-            if repairs_path.exists()
+            if os.path.lexists(repairs_path)  # a broken link is a problem, not "no repairs"
             else {}
         )
         downtimes_path = root / "downtimes.yaml"  # optional: planned maintenance windows

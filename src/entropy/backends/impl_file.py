@@ -21,6 +21,7 @@ from ..dump import write_file
 from ..errors import BackendError
 from ..model import Catalog
 from ..parsecache import ParseCache
+from ..regularfile import not_regular_reason
 from ..yamlread import new_map
 from .base import DefinitionsSource, default_state_url
 
@@ -40,9 +41,10 @@ class FileDefinitions(DefinitionsSource):
         return str(configured) if configured else default_state_url(self.conf, "file", self.path)
 
     def require_present(self) -> None:
-        if not self.path.is_file():
+        why = not_regular_reason(self.path)  # a FIFO or a device would block the read
+        if why is not None:
             raise BackendError(
-                f"definitions file {self.path} not found; pass --backend file:PATH.yaml "
+                f"definitions file {self.path} {why}; pass --backend file:PATH.yaml "
                 f"or set [file] path in entropy.conf"
             )
 
@@ -62,11 +64,7 @@ class FileDefinitions(DefinitionsSource):
         """Every definition, validated as a whole; the file is parsed again only if it changed
         (see entropy.parsecache)."""
         path = self.path
-        if not path.is_file():
-            raise BackendError(
-                f"definitions file {path} not found; pass --backend file:PATH.yaml "
-                f"or set [file] path in entropy.conf"
-            )
+        self.require_present()
         problems = Problems()
         self._cache.start()
         hosts, scripts, schedules, repairs, downtimes = self._cache.get(

@@ -7,7 +7,7 @@ import click
 from ..service import results
 from ..service.runtime import Runtime
 from .common import group, json_option, pass_runtime
-from .output import print_json, print_result_line
+from .output import print_json, print_repair_line, print_result_line
 
 
 @group()
@@ -32,6 +32,12 @@ def result() -> None:
     help='Measurements, as a JSON object: {"age_s": 3600} or '
     '{"age_s": {"value": 3600, "uom": "s", "warn": "7200", "crit": "86400"}}.',
 )
+@click.option(
+    "--no-repair",
+    "no_repair",
+    is_flag=True,
+    help="Store it and publish its events, but run no repair for it now.",
+)
 @json_option
 @pass_runtime
 def submit(
@@ -42,6 +48,7 @@ def submit(
     summary: str,
     output: str,
     metrics: str | None,
+    no_repair: bool,
     as_json: bool,
 ) -> None:
     """Record a result for AUDIT on --host, as if Entropy had run the audit.
@@ -49,9 +56,17 @@ def submit(
     It counts like any other result: the history, the pair's latest result
     (`entropy status`), its soft/hard state when the audit has max_attempts,
     a passive audit's freshness (`passive: true` audits get their results
-    only this way), and its events when [notifications] transport_url is
-    set. Repairs are the engine's: they act on the results it records. The
-    audit and the host must be in the definitions.
+    only this way), its events when [notifications] transport_url is set,
+    and the repair rules. The audit and the host must be in the definitions.
+
+    A failure a repair rule watches is handed to the rule as the engine
+    hands its own results: the same holds (downtime, acknowledgement,
+    dependency down, flapping, a soft state before max_attempts) and
+    guardrails (consecutive, cooldown, max_concurrent, max_attempts). The
+    repair runs here, and this command waits for it (and its verify) and
+    prints what each rule did: ran, held and why, or waiting for more
+    failures in a row. --no-repair skips that step (the result still counts
+    in the streak of the next failure the engine records).
 
     \b
     Examples:
@@ -59,15 +74,27 @@ def submit(
       entropy result submit backup_done --host db-01 --outcome critical \\
           --summary "backup failed" --metrics '{"duration_s": 5400}'
 
-    Exit status 0 once stored (whatever the outcome). --json prints the stored
-    result: host, audit_name, outcome, summary, output, metrics, started_at,
-    finished_at, slot, engine_id (who submitted it) and row_id.
+    Exit status 0 once stored (whatever the outcome, and whatever a repair
+    did). --json prints the stored result: host, audit_name, outcome,
+    summary, output, metrics, started_at, finished_at, slot, engine_id (who
+    submitted it), row_id, monitor (the soft/hard state, with monitoring)
+    and repairs: per rule watching the audit, repair_name, host, verdict
+    (ran, held, waiting or failed), reason and run (the repair run, when it
+    ran); null with --no-repair.
     """
-    done = results.submit_result(rt, audit, host, outcome, summary, metrics, output)
+    done = results.submit_result(
+        rt, audit, host, outcome, summary, metrics, output, repair=not no_repair
+    )
     if as_json:
         print_json(done.to_dict())
         return
     print_result_line(done.result)
+    for considered in done.repairs or ():
+        if considered.run is not None:
+            print_repair_line(considered.run)
+        else:
+            click.echo(f"repair {considered.repair_name} on {considered.host} "
+                       f"{considered.verdict}: {considered.reason}")  # fmt: skip
 
 
 COMMANDS = [result]

@@ -5,6 +5,13 @@ latest result, through the state store contract (`record_adhoc`), and the
 pair's monitoring state when its schedule has monitoring. The pair's
 next_run stays: a passive pair's freshness check measures from its last
 result, whenever it arrived.
+
+Then its events, and the repair rules, as the engine's publisher hands its
+results on (Icinga's passive results: the same rules as active ones). The
+repair runs here, in the submitting process, and is waited for: the
+Repairer's consider_now() takes the engine's filter, holds and guardrails,
+and the store claims the run in one transaction (RepairStore.start), so a
+CLI or API process is as safe a place for it as an engine.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import NotFound
-from ..model import REPAIRABLE_OUTCOMES, AuditRow, Catalog, MonitorState, Outcome, Result
+from ..events import Events
+from ..model import REPAIRABLE_OUTCOMES, AuditRow, Catalog, MonitorState, Outcome, Pair, Result
 from ..monitor_record import Applied, apply, publish
+from ..repairs import Considered, Repairer
 from ..runners.nagios import SUMMARY_LIMIT, cap_summary, metric
 from .errors import BadRequest
 from .runtime import Runtime, actor
@@ -35,10 +44,13 @@ class Submitted:
     result: Result
     row_id: int
     monitor: MonitorState | None = None  # the pair's state after it, with monitoring
+    repairs: tuple[Considered, ...] | None = None  # what each repair rule did; None: not asked
 
     def to_dict(self) -> dict[str, Any]:
         state = None if self.monitor is None else self.monitor.to_dict()
-        return {**self.result.to_dict(), "row_id": self.row_id, "monitor": state}
+        repairs = None if self.repairs is None else [c.to_dict() for c in self.repairs]
+        return {**self.result.to_dict(), "row_id": self.row_id, "monitor": state,
+                "repairs": repairs}  # fmt: skip
 
 
 def submit_result(
@@ -50,6 +62,7 @@ def submit_result(
     metrics: dict[str, Any] | str | None = None,
     output: str = "",
     source: str | None = None,
+    repair: bool = True,
 ) -> Submitted:
     """Record a result for (AUDIT, HOST) as if the engine had run it; return what was stored.
 
@@ -59,6 +72,11 @@ def submit_result(
     name -> number or name -> {"value": number, "uom", "warn", "crit", "min",
     "max"}. `source` says who sent it (stored as the result's engine_id);
     by default `entropy result submit by USER@HOST`.
+
+    `repair`: run the repair rules over it, as the engine would over its own
+    result, and wait for them (Submitted.repairs says what each did: ran,
+    held and why, waiting for more failures); False leaves it to nobody
+    (the next failure the engine records counts this one in its streak).
     """
     verdict = submittable(outcome)
     measured = parse_metrics(metrics)
@@ -70,6 +88,7 @@ def submit_result(
         raise BadRequest("a result is for one host: give its name", "host")
     pair = catalog.select(audit, host)[0]  # NotFound: unknown audit or host, or not run there
     now = rt.clock.now()
+    who = source or actor("result submit")
     row = _row(rt, audit, host)
     if row is None:  # the definitions have it, the store not yet: add it, remove nothing
         backend.sync(catalog, now, remove=False, actor=actor("result submit"))
@@ -84,7 +103,7 @@ def submit_result(
         started_at=now,
         finished_at=now,
         slot=now,
-        engine_id=source or actor("result submit"),
+        engine_id=who,
         audit_name=pair.audit_name,
         host=pair.host,
     )
@@ -94,22 +113,37 @@ def submit_result(
         result = applied.result
     monitor = applied.state if applied is not None else None
     backend.state.record_adhoc(row.id, result, monitor)
-    _publish(rt, catalog, result, applied, now)
-    return Submitted(result, row.id, monitor)
-
-
-def _publish(
-    rt: Runtime, catalog: Catalog, result: Result, applied: Applied | None, now: datetime
-) -> None:
-    """Its events, as the engine would publish them, when [notifications] asks for events."""
     events = rt.events()
-    if events is None:
-        return
     try:
-        downtimes = [*catalog.downtimes.values(), *rt.backend.state.downtimes()]
-        publish(events, result, applied, downtimes, catalog.hosts.get(result.host), now)
+        if events is not None:
+            _publish(rt, events, catalog, result, applied, now)
+        considered = None
+        if repair:
+            considered = _repair(rt, events, catalog, row.id, pair, result, who)
     finally:
-        events.close()  # sends what it can within its timeout; never hangs the command
+        if events is not None:
+            events.close()  # sends what it can within its timeout; never hangs the command
+    return Submitted(result, row.id, monitor, considered)
+
+
+def _publish(rt: Runtime, events: Events, catalog: Catalog, result: Result,
+             applied: Applied | None, now: datetime) -> None:  # fmt: skip
+    """Its events, as the engine would publish them, when [notifications] asks for events."""
+    downtimes = [*catalog.downtimes.values(), *rt.backend.state.downtimes()]
+    publish(events, result, applied, downtimes, catalog.hosts.get(result.host), now)
+
+
+def _repair(rt: Runtime, events: Events | None, catalog: Catalog, row_id: int, pair: Pair,
+            result: Result, who: str) -> tuple[Considered, ...]:  # fmt: skip
+    """The repair rules over the stored result, as the engine's repairer takes its own.
+
+    `who` (the submitter) claims the run and is recorded as having run it.
+    """
+    if not catalog.repairs:
+        return ()
+    timeout = float(rt.option("default_timeout"))
+    repairer = Repairer(rt.backend, rt.clock, who, timeout, events)
+    return tuple(repairer.consider_now(catalog, [(row_id, pair, result)]))
 
 
 def _row(rt: Runtime, audit: str, host: str) -> AuditRow | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..regularfile import check_regular, open_regular
 from .failures import ERROR, SshFailure
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -39,15 +40,20 @@ _hashed: dict[Path, tuple[tuple[int, int], LocalFile]] = {}  # path -> ((mtime, 
 
 
 def local_file(path: Path) -> LocalFile:
-    """path's content hash, computed again only when its mtime or size changed (OSError)."""
+    """path's content hash, computed again only when its mtime or size changed (OSError).
+
+    A FIFO or a device (`upload: /dev/zero`) is refused, not read: hashing
+    it blocked or ran for ever, holding the worker and the engine's stop.
+    """
     st = path.stat()
+    check_regular(path, st.st_mode)
     stamp = (st.st_mtime_ns, st.st_size)
     with _lock:
         known = _hashed.get(path)
     if known is not None and known[0] == stamp:
         return known[1]
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with open_regular(path) as stream:
         for chunk in iter(lambda: stream.read(1 << 16), b""):
             digest.update(chunk)
     found = LocalFile(path, digest.hexdigest(), st.st_size)

@@ -117,7 +117,11 @@ def _mysql_session(bounds: Timeouts, read_only: bool) -> Callable[[Any, Any], No
                 math.ceil(bounds.statement) if bounds.statement else None
             )
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {max(1, math.ceil(bounds.lock))}")
+        seconds = max(1, math.ceil(bounds.lock))
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")  # row locks
+        # Table and metadata locks (another session's LOCK TABLES, an ALTER): a day by
+        # default, and `db upgrade` runs without the client's read timeout.
+        cursor.execute(f"SET SESSION lock_wait_timeout = {seconds}")
         if read_only:
             cursor.execute("SET SESSION TRANSACTION READ ONLY")
         cursor.close()
