@@ -40,7 +40,9 @@ from .connection import (
     describe,
     open_connection,
     pump,
+    read_ahead,
 )
+from .framing import Batch, properties, table
 from .protocol import (
     CONTENT_TYPE,
     JobMessage,
@@ -88,6 +90,7 @@ class JobClient:
         self.topology = topology or Topology()
         self.result_expiry, self.prefetch = result_expiry, prefetch
         self.results_queue = self.topology.results_queue(engine_id)
+        self._headers = table({ENGINE_HEADER: engine_id})  # each job's, encoded once
         self.confirmed = 0  # jobs the broker confirmed
         self.received = 0  # results handed to on_result
         self.dead = 0  # dead jobs handed to on_dead
@@ -178,6 +181,7 @@ class JobClient:
     def _connect(self) -> _Link:
         connection = open_connection(self.url)
         try:
+            read_ahead(connection)
             self._links += 1
             channel = connection.channel()
             link = _Link(self._links, connection, channel)
@@ -196,41 +200,55 @@ class JobClient:
         return link
 
     def _publish(self, link: _Link) -> None:
-        channel, topology = link.channel, self.topology
-        while self._outbox:
-            job, ttl = item = self._outbox.popleft()
-            if job.zone not in link.zones:
-                try:
-                    topology.declare_zone(channel, job.zone)
-                except BrokerError as exc:  # its queue exists with other arguments
-                    LOG.error("cannot send a job to zone %r: %s", job.zone, exc)
-                    self.dead += 1
-                    if self.on_dead is not None:
-                        self.on_dead(job, "refused")
-                    # The broker closed the channel: carry on with a new connection.
-                    raise ConnectionAbortedError(f"zone {job.zone!r} refused") from None
-                except BaseException:
-                    self._outbox.appendleft(item)
-                    raise
-                link.zones.add(job.zone)
-            try:
-                properties = {
-                    "content_type": CONTENT_TYPE, "delivery_mode": 2,
-                    "message_id": job.job_id, "correlation_id": job.job_id,
-                    "reply_to": self.results_queue,
-                    "application_headers": {ENGINE_HEADER: self.engine_id},
-                }  # fmt: skip
-                if ttl is not None:
-                    properties["expiration"] = str(max(int(ttl * 1000), 1))
-                channel.basic_publish(
-                    amqp.Message(job.encode(), **properties),
-                    exchange=topology.jobs_exchange, routing_key=job.zone,
-                )  # fmt: skip
-            except BaseException:
-                self._outbox.appendleft(item)
-                raise
+        """Publish what is queued, the frames of many jobs with each write (framing.Batch)."""
+        channel, exchange = link.channel, self.topology.jobs_exchange
+        batch, written = Batch(channel), []  # added to the batch, not yet written
+        try:
+            while self._outbox:
+                job, ttl = self._outbox[0]  # only this thread takes from the outbox
+                if job.zone not in link.zones:
+                    self._sent(link, written, batch)
+                    self._declare(link, job)
+                written.append(self._outbox.popleft())
+                batch.add(exchange, job.zone, self._properties(job.job_id, ttl), job.encode())
+                if batch.full:
+                    self._sent(link, written, batch)
+            self._sent(link, written, batch)
+        except BaseException:
+            self._outbox.extendleft(reversed(written))  # not on the broker: first next time
+            raise
+
+    def _sent(self, link: _Link, items: list[tuple[JobMessage, float | None]],
+              batch: Batch) -> None:  # fmt: skip
+        """Write the batch; its jobs are then the broker's to confirm, in order."""
+        batch.flush()
+        for item in items:
             link.published += 1
             link.unconfirmed[link.published] = item
+        items.clear()
+
+    def _declare(self, link: _Link, job: JobMessage) -> None:
+        """Declare the job's zone queue the first time this connection meets its zone."""
+        try:
+            self.topology.declare_zone(link.channel, job.zone)
+        except BrokerError as exc:  # its queue exists with other arguments
+            LOG.error("cannot send a job to zone %r: %s", job.zone, exc)
+            self._outbox.popleft()
+            self.dead += 1
+            if self.on_dead is not None:
+                self.on_dead(job, "refused")
+            # The broker closed the channel: carry on with a new connection.
+            raise ConnectionAbortedError(f"zone {job.zone!r} refused") from None
+        link.zones.add(job.zone)
+
+    def _properties(self, job_id: str, ttl: float | None) -> bytes:
+        """A job's AMQP properties: persistent, its ids, this engine's queue and header, and
+        the TTL (in ms) after which it dies unrun."""
+        return properties(
+            content_type=CONTENT_TYPE, headers=self._headers, delivery_mode=2,
+            correlation_id=job_id, reply_to=self.results_queue,
+            expiration=None if ttl is None else str(max(int(ttl * 1000), 1)), message_id=job_id,
+        )  # fmt: skip
 
     def _confirmed(self, link: _Link, sequence: int, multiple: bool) -> None:
         self.confirmed += len(covered(link.unconfirmed, sequence, multiple))

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import amqp
+import amqp.transport
 import kombu
 import kombu.exceptions
 
@@ -25,6 +26,7 @@ from ..errors import EntropyError
 RETRY = (0.5, 5.0)  # first and longest pause between tries to reach the broker
 AMQP_HEARTBEAT = 20  # seconds: a silent broker (or network) is noticed within 2 of these
 _DRAIN_AT_MOST = 500  # frames handled per wake-up, so a flood still lets the loop publish
+_READ_AHEAD = 16384  # bytes asked of the socket at once (see read_ahead)
 
 # What a lost broker connection raises, from connecting to publishing.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -67,6 +69,28 @@ def open_connection(url: str, heartbeat: int = AMQP_HEARTBEAT) -> kombu.Connecti
         connection.release()
         raise
     return connection
+
+
+def read_ahead(connection: kombu.Connection) -> None:
+    """Have py-amqp read the socket in chunks, not each part of each frame on its own.
+
+    Its TCP transport asks recv() for exactly the bytes it needs next: three
+    system calls a frame (header, payload, end), nine a message. Given more,
+    it keeps the rest in its read buffer and reads the next frames from
+    there; pump() looks at that buffer before waiting on the socket. (Its
+    TLS transport is left as it is: pump() asks the SSL socket what it holds.)
+    """
+    transport = connection.connection.transport
+    if not isinstance(transport, amqp.transport.TCPTransport):
+        return
+    recv = transport.sock.recv
+    transport._quick_recv = lambda size: recv(max(size, _READ_AHEAD))
+
+
+def _frame_buffered(transport: Any) -> bool:
+    """Whether py-amqp's read buffer holds a whole frame (7-byte header, payload, end)."""
+    buffer = getattr(transport, "_read_buffer", b"")
+    return len(buffer) >= 7 and len(buffer) >= 8 + int.from_bytes(buffer[3:7], "big")
 
 
 def describe(url: str) -> str:
@@ -136,8 +160,10 @@ def pump(connection: kombu.Connection, wakeup: Wakeup, timeout: float) -> None:
     sock = connection.connection.sock
     if sock is None:
         raise ConnectionResetError("the broker connection is closed")
-    # An SSL socket may hold decrypted bytes that select() cannot see.
-    buffered = isinstance(sock, ssl.SSLSocket) and sock.pending()
+    # Frames read ahead, or an SSL socket's decrypted bytes: select() cannot see them.
+    buffered = _frame_buffered(connection.connection.transport) or (
+        isinstance(sock, ssl.SSLSocket) and sock.pending()
+    )
     if not buffered:
         readable, _, _ = select.select([sock, wakeup], [], [], max(timeout, 0.0))
         if wakeup in readable:

@@ -30,6 +30,7 @@ does not know are ignored, so a later version may add some.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -251,6 +252,8 @@ class _Reader:
 
     def get(self, name: str, kind: type, default: Any = _MISSING) -> Any:
         value = self.doc.get(name, _MISSING)
+        if type(value) is kind:  # what JSON gives: no subclass (a bool is not an int here)
+            return value
         if value is _MISSING or (value is None and default is not _MISSING):
             if default is _MISSING:
                 raise ProtocolError(f"{self.what}: {name} is missing")
@@ -312,9 +315,9 @@ def _host(read: _Reader) -> Host:
     name, ip = read.get("name", str), read.get("ip_address", str)
     zone = read.get("zone", str, DEFAULT_ZONE)
     # The engine sent what the definitions validated; a name still reaches argv here.
-    for problem in (host_name_problem(name), ip_address_problem(ip), zone_problem(zone)):
-        if problem:
-            raise ProtocolError(f"{read.what}: {problem}")
+    problem = _address_problem(name, ip, zone)
+    if problem:
+        raise ProtocolError(f"{read.what}: {problem}")
     ssh = read.get("ssh", dict, None)
     groups = read.get("groups", list, [])
     return Host(
@@ -326,6 +329,13 @@ def _host(read: _Reader) -> Host:
         ssh=None if ssh is None else _ssh(_Reader(ssh, f"{read.what}: ssh")),
         zone=zone,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_problem(name: str, ip: str, zone: str) -> str | None:
+    """A host's name, address and zone checked (a worker meets the same hosts slot after
+    slot: checked once each)."""
+    return host_name_problem(name) or ip_address_problem(ip) or zone_problem(zone)
 
 
 def _ssh(read: _Reader) -> HostSsh:

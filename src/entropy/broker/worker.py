@@ -59,7 +59,9 @@ from .connection import (
     describe,
     open_connection,
     pump,
+    read_ahead,
 )
+from .framing import Batch, properties
 from .protocol import CONTENT_TYPE, JobMessage, ProtocolError, ResultMessage, decode_job, reply
 from .topology import Topology
 
@@ -247,6 +249,7 @@ class Worker:
     def _connect(self) -> _Link:
         connection = open_connection(self.settings.url)
         try:
+            read_ahead(connection)
             self._links += 1
             topology = self.settings.topology
             jobs, results, control = (connection.channel() for _ in range(3))
@@ -387,22 +390,29 @@ class Worker:
         self._inbox.put(task)
 
     def _publish(self, link: _Link) -> None:
-        """Send the replies the threads handed over, and any a lost connection left unsent."""
+        """Send the replies the threads handed over, and any a lost connection left unsent:
+        the frames of many with each write (framing.Batch)."""
         while self._finished:
             self._outbox.append(self._finished.popleft())
-        while self._outbox:
-            task = self._outbox.popleft()
-            message = amqp.Message(
-                task.body, content_type=CONTENT_TYPE, delivery_mode=2,
-                correlation_id=task.message.job_id,
-            )  # fmt: skip
-            try:
-                link.results.basic_publish(message, exchange="", routing_key=task.reply_to)
-            except BaseException:
-                self._outbox.appendleft(task)
-                raise
-            link.published += 1
-            link.unconfirmed[link.published] = task
+        if not self._outbox:
+            return
+        batch, written = Batch(link.results), []  # added to the batch, not yet written
+        try:
+            while self._outbox:
+                task = self._outbox.popleft()
+                written.append(task)
+                props = properties(content_type=CONTENT_TYPE, delivery_mode=2,
+                                   correlation_id=task.message.job_id)  # fmt: skip
+                batch.add("", task.reply_to, props, task.body)
+                if batch.full or not self._outbox:
+                    batch.flush()
+                    for task in written:
+                        link.published += 1
+                        link.unconfirmed[link.published] = task
+                    written.clear()
+        except BaseException:
+            self._outbox.extendleft(reversed(written))
+            raise
 
     def _confirmed(self, sequence: int, multiple: bool) -> None:
         """The broker has the results up to `sequence`: acknowledge their jobs."""

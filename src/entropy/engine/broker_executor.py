@@ -35,6 +35,7 @@ way, for the Repairer, and waits for its result.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -109,8 +110,9 @@ class BrokerExecutor:
         self.stuck = 0  # nothing here holds a thread of the engine
         self._outlet: Outlet | None = None
         self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
-        self.remote = RemoteRuns(self.client, Claim(settings.engine_id, self.epoch),
-                                 settings.lease)  # fmt: skip
+        self._claim = Claim(settings.engine_id, self.epoch)
+        self._run_id, self._count = uuid.uuid4().hex[:16], itertools.count()
+        self.remote = RemoteRuns(self.client, self._claim, settings.lease)
         self._lock = threading.Lock()
         self._completed = 0
         self.fenced = 0  # results fenced out
@@ -203,8 +205,11 @@ class BrokerExecutor:
     # -- the client's thread --------------------------------------------------------
 
     def _message(self, due: Due, job: Job) -> JobMessage:
-        return JobMessage(uuid.uuid4().hex, job, Claim(self.settings.engine_id, self.epoch),
-                          due.row_id, due.slot)  # fmt: skip
+        return JobMessage(self._job_id(), job, self._claim, due.row_id, due.slot)
+
+    def _job_id(self) -> str:
+        """Unique: this run's random half, then a count (uuid4 per job costs an os.urandom)."""
+        return f"{self._run_id}{next(self._count):016x}"
 
     def _take(self, row_id: int | None, job_id: str) -> _Flight | None:
         if row_id is None:
