@@ -202,7 +202,8 @@ class JobClient:
     def _publish(self, link: _Link) -> None:
         """Publish what is queued, the frames of many jobs with each write (framing.Batch)."""
         channel, exchange = link.channel, self.topology.jobs_exchange
-        batch, written = Batch(channel), []  # added to the batch, not yet written
+        batch = Batch(channel)
+        written: list[tuple[JobMessage, float | None]] = []  # added to the batch, not yet written
         try:
             while self._outbox:
                 job, ttl = self._outbox[0]  # only this thread takes from the outbox
