@@ -90,9 +90,11 @@ def test_a_database_that_never_answers_fails_every_command_within_the_timeout(
         output = (tmp_path / f"{n}.out").read_text()
         assert running[name].returncode == 1, (name, output)
         assert server.first_accepted_at is not None, (name, output)  # it did reach the server
-        # From the moment it reached the database: the timeout, and little more.
+        # From the moment it reached the database: the timeout, and little more. The
+        # margin is the exit of a dozen interpreters started together on 2 busy cores
+        # (seen up to +3.6 s under load); a hang would last the 60 s _ended allows.
         waited = ended[name] - server.first_accepted_at
-        assert CONNECT_TIMEOUT - 0.2 < waited < CONNECT_TIMEOUT + 2.5, (name, waited, output)
+        assert CONNECT_TIMEOUT - 0.2 < waited < CONNECT_TIMEOUT + 5, (name, waited, output)
         _failed_naming_the_store(output, scheme, server.port)
 
 
@@ -121,7 +123,9 @@ def test_a_signal_during_start_up_stops_the_engine_at_once(tmp_path: Path) -> No
     assert len(sent) == len(cases), "some engines never reached their database"
     for n, (_, signum) in enumerate(cases):
         output = (tmp_path / f"{n}.out").read_text()
-        assert ended[str(n)] - sent[n] < 2, output
+        # At once, next to the 120 s connect timeout it would otherwise wait out; the
+        # bound leaves room for six engines exiting together on 2 busy cores (seen 2.15 s).
+        assert ended[str(n)] - sent[n] < 5, output
         assert engines[n].returncode == 128 + signum, output
         assert f"interrupted by {signum.name} during start-up; the engine did not start" in output
         assert "Traceback" not in output
