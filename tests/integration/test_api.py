@@ -29,7 +29,8 @@ from entropy.events import Events
 from entropy.model import Outcome, Result
 from fleets import write_fleet
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
+# Each test runs a real API server and engine processes on one store: the serial phase's.
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql, pytest.mark.multiprocess]
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from brokers import Broker, WorkerProcess
 from fleets import write_fleet
 from processes import ENTROPY
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
+# Each test runs engines and workers as real processes together: the serial phase's.
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql, pytest.mark.multiprocess]
 
 SECONDS = float(os.environ.get("ENTROPY_TEST_SHARED_SECONDS", "30"))
 AUDITS = (

@@ -307,6 +307,7 @@ def test_a_stopped_worker_finishes_within_its_grace_then_hands_the_rest_back(
     assert broker.waiting("default") == 1  # the long one, for the next worker
 
 
+@pytest.mark.multiprocess  # several real workers at once: the serial phase's
 def test_entropy_workers_lists_live_workers_by_zone_and_names_a_zone_without_one(
     broker: Broker,
 ) -> None:
