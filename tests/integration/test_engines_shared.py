@@ -178,6 +178,21 @@ def slots_by_pair(history: list[Result]) -> dict[tuple[str, str], list[datetime]
     return {key: sorted(slots) for key, slots in found.items()}
 
 
+def assert_every_slot_ran_once(history: list[Result], started: datetime,
+                               stop_asked: datetime) -> None:  # fmt: skip
+    """FAST's 30 pairs: no slot twice, none missing between the first and the last, from
+    the start of the run to its end."""
+    twice = {key: n for key, n in per_slot(history).items() if n > 1}
+    assert twice == {}, f"{len(twice)} slots ran more than once: {sorted(twice)[:5]}"
+    slots = slots_by_pair(history)
+    assert len(slots) == 30
+    for key, times in slots.items():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert set(gaps) == {timedelta(seconds=2)}, (key, times)  # no slot missing between
+        assert times[0] <= started + timedelta(seconds=5), (key, times[0])  # from the start
+        assert times[-1] >= stop_asked - timedelta(seconds=3), (key, times[-1])  # to the end
+
+
 FAST = {"scripts": {"a": {"kind": "python", "function": "shared_mod:fine"},
                     "b": {"kind": "python", "function": "shared_mod:fine"},
                     "c": {"kind": "command", "command": ["true"]}},
@@ -201,15 +216,7 @@ def test_three_engines_run_every_slot_exactly_once_then_stop_on_request(
     cluster.stop_all()
 
     history = cluster.history()
-    twice = {key: n for key, n in per_slot(history).items() if n > 1}
-    assert twice == {}, f"{len(twice)} slots ran more than once: {sorted(twice)[:5]}"
-    slots = slots_by_pair(history)
-    assert len(slots) == 30
-    for key, times in slots.items():
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert set(gaps) == {timedelta(seconds=2)}, (key, times)  # no slot missing between
-        assert times[0] <= started + timedelta(seconds=5), (key, times[0])  # from the start
-        assert times[-1] >= stop_asked - timedelta(seconds=3), (key, times[-1])  # to the end
+    assert_every_slot_ran_once(history, started, stop_asked)
     by_engine = Counter(r.engine_id for r in history)
     assert set(by_engine) == {"engine-1", "engine-2", "engine-3"}, by_engine  # all three worked
     # Every audit the python audits ran has its result stored, once.
