@@ -14,19 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from entropy.cli import main
+from clirunner import run
 from fleets import SEED_PAIRS, write_fleet
 from processes import start_engine, wait_for
 
 COMPUTE = "compute_audits.yaml"  # 4 of the seed's 8 pairs
 
-
-def run(*args: str, code: int = 0):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output + result.stderr
-    return result
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 import pytest
 from alembic import command
-from click.testing import CliRunner
 
+from clirunner import run
 from entropy.backends.sqlalchemy import schema
 from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.cli import main
@@ -29,11 +29,6 @@ CHANGING = {
     ("script", "import"), ("repair", "add"), ("repair", "remove"), ("repair", "reset"),
 }  # fmt: skip
 
-
-def run(*args: str, code: int = 0):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output + result.stderr
-    return result
 
 
 def leaves(group: click.Group = main, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from clirunner import run
 from entropy.cli import main
 from fleets import write_fleet
 
@@ -25,11 +26,6 @@ REPAIRS = {"fix_config": {"when": {"audit": AUDIT, "outcome": ["warning", "criti
 def fleet(tmp_path: Path) -> str:
     return f"dir:{write_fleet('dir', tmp_path / 'fleet', repairs=REPAIRS)}"
 
-
-def run(*args: str, code: int = 0):
-    done = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert done.exit_code == code, done.output + done.stderr
-    return done
 
 
 def as_json(*args: str) -> object:

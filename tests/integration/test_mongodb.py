@@ -14,20 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from entropy.cli import main
+from clirunner import run
 from fleets import write_fleet
 from processes import ENTROPY
 
 pytestmark = pytest.mark.mongodb
 SEED = Path(__file__).resolve().parents[2] / "examples" / "fleet"
 
-
-def run(*args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output + result.stderr
-    return result
 
 
 def pairs(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:

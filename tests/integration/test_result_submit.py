@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from entropy.cli import main
+from clirunner import run
 from fleets import write_fleet
 
 AUDIT, HOST = "check_nova_config_exists", "compute-01.example.com"
@@ -23,11 +22,6 @@ AUDIT, HOST = "check_nova_config_exists", "compute-01.example.com"
 def fleet(tmp_path: Path) -> str:
     return f"dir:{write_fleet('dir', tmp_path / 'fleet')}"
 
-
-def run(*args: str, code: int = 0):
-    done = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert done.exit_code == code, done.output + done.stderr
-    return done
 
 
 def test_a_submitted_result_is_in_the_history_and_the_row(fleet: str) -> None:

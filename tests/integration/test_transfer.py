@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
+from clirunner import run
 from entropy.backends import Backend, fetch
-from entropy.cli import main
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.model import Catalog, Outcome
@@ -30,12 +29,6 @@ from fleets import (
     SEED_PAIRS,
     write_fleet,
 )
-
-
-def run(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == code, result.output + result.stderr
-    return result
 
 
 @pytest.fixture
