@@ -148,12 +148,7 @@ def test_two_engines_and_three_workers_run_every_slot_exactly_once(
     for _ in range(3):
         cluster.worker("default")
     cluster.start(2)
-    started = datetime.now(UTC)
-    wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=SECONDS), SECONDS + 5,
-             "the run")  # fmt: skip
-    cluster.assert_all_alive()
-    stop_asked = datetime.now(UTC)
-    cluster.stop_all()
+    started, stop_asked = cluster.run_then_stop(SECONDS)
 
     history = cluster.history()
     assert_every_slot_ran_once(history, started, stop_asked)

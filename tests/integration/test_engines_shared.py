@@ -114,6 +114,17 @@ class Cluster:
             if name not in self.killed:
                 assert process.poll() is None, (name, self.stderr(name)[-3000:])
 
+    def run_then_stop(self, seconds: float) -> tuple[datetime, datetime]:
+        """Let the engines run for `seconds`, check none died, stop them all: when the
+        run started and when the stop was asked."""
+        started = datetime.now(UTC)
+        wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=seconds), seconds + 5,
+                 "the run")  # fmt: skip
+        self.assert_all_alive()
+        stop_asked = datetime.now(UTC)
+        self.stop_all()
+        return started, stop_asked
+
     def stop_all(self) -> None:
         """`entropy engine stop --all` from another process; each engine exits 0."""
         done = self.cli("engine", "stop", "--all", "--wait", "30s", "--json")
@@ -208,12 +219,7 @@ def test_three_engines_run_every_slot_exactly_once_then_stop_on_request(
     cluster = cluster_for(server)
     cluster.write(**FAST)
     cluster.start(3)  # together: their start-up syncs race, and must not fail
-    started = datetime.now(UTC)
-    wait_for(lambda: datetime.now(UTC) >= started + timedelta(seconds=SECONDS), SECONDS + 5,
-             "the run")  # fmt: skip
-    cluster.assert_all_alive()
-    stop_asked = datetime.now(UTC)
-    cluster.stop_all()
+    started, stop_asked = cluster.run_then_stop(SECONDS)
 
     history = cluster.history()
     assert_every_slot_ran_once(history, started, stop_asked)
