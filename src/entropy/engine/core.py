@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 
@@ -22,7 +23,7 @@ from .monitor import Downtimes, Monitoring
 from .pool import WorkerPool
 from .publisher import Publisher, ResultCallback
 from .recorder import Recorder
-from .results import ResultQueue
+from .results import Finished, ResultQueue
 from .settings import EngineSettings
 from .shutdown import NoticeCallback, StopRequest, grace_period
 
@@ -73,7 +74,12 @@ class Engine:
                                      metrics or NO_METRICS)  # fmt: skip
         self.publisher = Publisher(scheduler, clock, self.downtimes, on_result, events, repairer)
         self.monitoring = Monitoring(backend, scheduler, clock)
-        self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
+        # The executor may want its results written sooner than flush_interval (the broker's).
+        own_interval = getattr(self.executor, "flush_interval", None)
+        interval = own_interval() if own_interval is not None else None
+        writing = settings if interval is None else dataclasses.replace(
+            settings, flush_interval=interval)  # fmt: skip
+        self.recorder = Recorder(backend, writing, clock, self.results, self.leases,
                                  self.publisher, self.registration,
                                  lambda: not self.executor.in_flight(), self.monitoring,
                                  metrics or NO_METRICS)  # fmt: skip
@@ -132,6 +138,19 @@ class Engine:
             self.monitoring.used = True
             next_run = None
         self.results.put((due, result, next_run))
+        self.dispatcher.room_freed()
+
+    def finished_many(self, finished: list[tuple[Due, Result]]) -> None:
+        """Results that came in together (a broker's): as finished() each, queued as one."""
+        items: list[Finished] = []
+        done, now = self.scheduler.done, self.clock.now
+        for due, result in finished:
+            if due.pair.schedule.monitoring is None:
+                items.append((due, result, done(due, result.finished_at or now())))
+            else:
+                self.monitoring.used = True
+                items.append((due, result, None))
+        self.results.put_many(items)
         self.dispatcher.room_freed()
 
     def given_up(self, due: Due) -> None:
