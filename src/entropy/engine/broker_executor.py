@@ -60,7 +60,7 @@ RESULT_QUEUE_LEASES = 10  # the result queue outlives its engine by this many le
 # Seconds results may wait for the recorder to write them together. Not the pool's 50 ms:
 # a result here has already waited for a worker's round trip, and it comes at a few
 # thousand a second at most, a read of the socket's worth at a time.
-RESULTS_FLUSH_INTERVAL = 0.01
+RESULTS_FLUSH_INTERVAL = 0.005
 
 _DEATHS = {
     "delivery_limit": "handed to a worker of zone {zone} {times} times and never finished "
