@@ -109,3 +109,42 @@ def test_not_json_and_not_an_object_are_refused() -> None:
     with pytest.raises(ProtocolError, match="result: outcome 'fine' is not an outcome"):
         wire = json.loads(reply(a_job(), Result(Outcome.OK, "ok"), "w").encode())
         decode_result(json.dumps({**wire, "outcome": "fine"}))
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"output": None, "metrics": None, "context": None, "redelivered": None}, None),
+        ({"claim": {"engine_id": "engine-a", "epoch": None}}, None),
+        ({"slot": None, "row_id": None, "started_at": None}, None),
+        ({"row_id": True}, "result: row_id must be an integer, got bool"),
+        ({"claim": {"engine_id": 3}}, "result: claim: engine_id must be text"),
+        ({"finished_at": "2026-03-01T12:00:00"}, "result: finished_at has no UTC offset"),
+        ({"started_at": 5}, "result: started_at must be text, got int"),
+        ({"outcome": ["ok"]}, "result: outcome must be text, got list"),
+        ({"delivery_count": 1.5}, "result: delivery_count must be an integer, got float"),
+        ({"summary": None}, "result: summary must be text, got NoneType"),
+    ],
+)
+def test_a_result_reads_the_same_on_the_quick_path_as_field_by_field(
+    change: dict[str, object], words: str | None
+) -> None:
+    """decode_result reads well-formed results without a _Reader (protocol._quick_result): what
+    it accepts, and how, is still _Reader's (nulls for defaults, the same refusals)."""
+    started = datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC)
+    answer = reply(a_job(), Result(Outcome.WARNING, "w", "out", {"m": 1}, started, started), "w")
+    wire = {**json.loads(answer.encode()), **change}
+    if words is not None:
+        with pytest.raises(ProtocolError) as info:
+            decode_result(json.dumps(wire))
+        assert words in str(info.value)
+        return
+    back = decode_result(json.dumps(wire))
+    assert (back.result.output, back.result.metrics, back.context, back.redelivered) == (
+        "" if "output" in change else "out", {} if "metrics" in change else {"m": 1},
+        {} if "context" in change else {"kind": "audit"}, False,
+    )  # fmt: skip
+    assert back.claim == Claim("engine-a", 0 if "claim" in change else 4)
+    assert (back.slot, back.row_id, back.result.started_at) == (
+        (None, None, None) if "slot" in change else (SLOT, 42, started)
+    )
