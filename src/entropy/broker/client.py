@@ -42,7 +42,7 @@ from .connection import (
     pump,
     read_ahead,
 )
-from .framing import Batch, properties, table
+from .framing import Batch, JobProperties, table
 from .protocol import (
     CONTENT_TYPE,
     JobMessage,
@@ -94,6 +94,7 @@ class JobClient:
         self.result_expiry, self.prefetch = result_expiry, prefetch
         self.results_queue = self.topology.results_queue(engine_id)
         self._headers = table({ENGINE_HEADER: engine_id})  # each job's, encoded once
+        self._templates: dict[float | None, JobProperties] = {}  # by TTL (_properties)
         self.confirmed = 0  # jobs the broker confirmed
         self.received = 0  # results handed to on_result
         self.dead = 0  # dead jobs handed to on_dead
@@ -258,12 +259,15 @@ class JobClient:
 
     def _properties(self, job_id: str, ttl: float | None) -> bytes:
         """A job's AMQP properties: persistent, its ids, this engine's queue and header, and
-        the TTL (in ms) after which it dies unrun."""
-        return properties(
-            content_type=CONTENT_TYPE, headers=self._headers, delivery_mode=2,
-            correlation_id=job_id, reply_to=self.results_queue,
-            expiration=None if ttl is None else str(max(int(ttl * 1000), 1)), message_id=job_id,
-        )  # fmt: skip
+        the TTL (in ms) after which it dies unrun; all but the ids encoded once per TTL."""
+        template = self._templates.get(ttl)
+        if template is None:
+            template = self._templates[ttl] = JobProperties(
+                content_type=CONTENT_TYPE, headers=self._headers, delivery_mode=2,
+                reply_to=self.results_queue,
+                expiration=None if ttl is None else str(max(int(ttl * 1000), 1)),
+            )  # fmt: skip
+        return template(job_id)
 
     def _confirmed(self, link: _Link, sequence: int, multiple: bool) -> None:
         self.confirmed += len(covered(link.unconfirmed, sequence, multiple))
