@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -148,3 +149,46 @@ def test_a_result_reads_the_same_on_the_quick_path_as_field_by_field(
     assert (back.slot, back.row_id, back.result.started_at) == (
         (None, None, None) if "slot" in change else (SLOT, 42, started)
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({}, None),
+        ({"host": {"zone": None, "groups": None, "vars": None, "ssh": None}}, None),
+        ({"script": {"timeout": None, "where": None}, "context": None, "slot": None}, None),
+        ({"claim": {"engine_id": "engine-a", "epoch": None}, "row_id": None}, None),
+        ({"timeout": True}, "job: timeout must be a number"),
+        ({"script": {"timeout": True}}, "job: script: timeout must be an integer, got bool"),
+        ({"host": {"groups": "mysql"}}, "job: host: groups must be a list, got str"),
+        ({"host": {"name": "a;b"}}, "job: host: host name"),
+        ({"output_limit": -1}, "output_limit must be a positive number"),
+    ],
+)
+def test_a_job_reads_the_same_on_the_quick_path_as_field_by_field(
+    change: dict[str, dict[str, object] | object], words: str | None
+) -> None:
+    """decode_job reads well-formed jobs of hosts without ssh settings without a _Reader
+    (protocol._quick_job): the same values, nulls for defaults, the same refusals."""
+    message = a_job(job=Job("check_disk", replace(HOST, ssh=None), SCRIPT, {"warn": "10%"}, 10.0))
+    wire = json.loads(message.encode())
+    for key, value in change.items():
+        wire[key] = {**wire[key], **value} if isinstance(value, dict) else value
+    if words is not None:
+        with pytest.raises(ProtocolError) as info:
+            decode_job(json.dumps(wire))
+        assert words in str(info.value)
+        return
+    back = decode_job(json.dumps(wire))
+    host, script = change.get("host", {}), change.get("script", {})
+    assert back.job.host.zone == ("default" if host else "dc-2")
+    assert (back.job.host.groups, back.job.host.vars) == (
+        ((), {}) if host else (("mysql",), {"rack": "r1", "disks": [1, 2]})
+    )
+    assert (back.job.script.timeout, back.job.script.where.path) == (
+        (None, "<job message>") if script else (10, "/fleet/scripts.yaml")
+    )
+    assert (back.context, back.slot) == (({}, None) if script else ({"kind": "audit"}, SLOT))
+    assert (back.claim.epoch, back.row_id) == ((0, None) if "claim" in change else (4, 42))
+    if not change:
+        assert back == message
