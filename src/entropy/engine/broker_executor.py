@@ -113,6 +113,7 @@ class BrokerExecutor:
         )  # fmt: skip
         self._received: list[tuple[Due, Result]] = []  # results of this read (client thread)
         self.stuck = 0  # nothing here holds a thread of the engine
+        self.flush_interval = RESULTS_FLUSH_INTERVAL  # the recorder's window for its results
         self._outlet: Outlet | None = None
         self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
         self._claim = Claim(settings.engine_id, self.epoch)
@@ -167,11 +168,6 @@ class BrokerExecutor:
     def running(self) -> int:
         """Jobs out on the broker (waiting for a worker or running on one)."""
         return len(self._flight)
-
-    def flush_interval(self) -> float:
-        """How long results may wait to be written together: RESULTS_FLUSH_INTERVAL (see
-        there), not the pool's EngineSettings.flush_interval."""
-        return RESULTS_FLUSH_INTERVAL
 
     def stop_starting(self) -> None:
         """Published jobs cannot be called back: those out get the grace period."""
@@ -242,8 +238,7 @@ class BrokerExecutor:
         self._completed += 1  # this thread only
         self._received.append((flight.due, result))  # handed on by _drained, with the others
 
-    def _drained(self) -> None:
-        """After a read of the connection: its results to the outlet, together."""
+    def _drained(self) -> None:  # after a read of the connection: its results, together
         if self._received:
             received, self._received = self._received, []
             assert self._outlet is not None

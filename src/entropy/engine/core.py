@@ -23,7 +23,7 @@ from .monitor import Downtimes, Monitoring
 from .pool import WorkerPool
 from .publisher import Publisher, ResultCallback
 from .recorder import Recorder
-from .results import Finished, ResultQueue
+from .results import ResultQueue
 from .settings import EngineSettings
 from .shutdown import NoticeCallback, StopRequest, grace_period
 
@@ -74,12 +74,8 @@ class Engine:
                                      metrics or NO_METRICS)  # fmt: skip
         self.publisher = Publisher(scheduler, clock, self.downtimes, on_result, events, repairer)
         self.monitoring = Monitoring(backend, scheduler, clock)
-        # The executor may want its results written sooner than flush_interval (the broker's).
-        own_interval = getattr(self.executor, "flush_interval", None)
-        interval = own_interval() if own_interval is not None else None
-        writing = settings if interval is None else dataclasses.replace(
-            settings, flush_interval=interval)  # fmt: skip
-        self.recorder = Recorder(backend, writing, clock, self.results, self.leases,
+        self.recorder = Recorder(backend, _recording(settings, self.executor), clock,
+                                 self.results, self.leases,
                                  self.publisher, self.registration,
                                  lambda: not self.executor.in_flight(), self.monitoring,
                                  metrics or NO_METRICS)  # fmt: skip
@@ -128,29 +124,14 @@ class Engine:
     # -- the executor's outlet ----------------------------------------------------------
 
     def finished(self, due: Due, result: Result) -> None:
-        """From the executor (any thread): the next slot on the table, the result queued.
-
-        A pair with monitoring gets its next run from the recorder (engine/monitor.py).
-        """
-        if due.pair.schedule.monitoring is None:
-            next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
-        else:
-            self.monitoring.used = True
-            next_run = None
-        self.results.put((due, result, next_run))
+        """From the executor (any thread): the next slot on the table, the result queued."""
+        self.results.put((due, result, _next_run(self, due, result)))
         self.dispatcher.room_freed()
 
     def finished_many(self, finished: list[tuple[Due, Result]]) -> None:
         """Results that came in together (a broker's): as finished() each, queued as one."""
-        items: list[Finished] = []
-        done, now = self.scheduler.done, self.clock.now
-        for due, result in finished:
-            if due.pair.schedule.monitoring is None:
-                items.append((due, result, done(due, result.finished_at or now())))
-            else:
-                self.monitoring.used = True
-                items.append((due, result, None))
-        self.results.put_many(items)
+        self.results.put_many([(due, result, _next_run(self, due, result))
+                               for due, result in finished])  # fmt: skip
         self.dispatcher.room_freed()
 
     def given_up(self, due: Due) -> None:
@@ -245,3 +226,19 @@ class Engine:
                 LOG.warning("gave %d unfinished audits back (status new)", released)
             self.leases.clear()
         self.registration.stopped(self.clock.now())
+
+
+def _recording(settings: EngineSettings, executor: Executor) -> EngineSettings:
+    """The recorder's settings: the executor's flush_interval if it has one (the broker's
+    results are written sooner than the pool's)."""
+    interval = getattr(executor, "flush_interval", None)
+    return settings if interval is None else dataclasses.replace(settings, flush_interval=interval)
+
+
+def _next_run(engine: Engine, due: Due, result: Result) -> datetime | None:
+    """A finished pair's next slot, put on the table; None with monitoring (the recorder's
+    monitoring step gives it: engine/monitor.py)."""
+    if due.pair.schedule.monitoring is None:
+        return engine.scheduler.done(due, result.finished_at or engine.clock.now())
+    engine.monitoring.used = True
+    return None

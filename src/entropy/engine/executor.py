@@ -27,8 +27,8 @@ the engine beats.
 An executor may also define ``window() -> int | None``: how many rows it
 may hold at once (the broker executor: [executor] max_in_flight, since its
 workers, not the engine's threads, run them). Without it, or None: the
-dispatcher's window, two per max_workers plus recent throughput. And
-``flush_interval() -> float | None``: how long its results may wait for the
+dispatcher's window, two per max_workers plus recent throughput. And a
+``flush_interval: float`` attribute: how long its results may wait for the
 recorder to write them together, if not EngineSettings.flush_interval (the
 broker executor's are shorter: see there).
 
