@@ -26,6 +26,7 @@ import builtins  # `list` in EngineRegistry is its method: builtins.list is the 
 import hashlib
 import os
 import socket
+import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -765,7 +766,12 @@ def _load_failed(_manager: object, entry_point: object, exc: BaseException) -> N
 
 
 class Backend:
-    """A definitions source plus a state store, opened when first used."""
+    """A definitions source plus a state store, opened when first used.
+
+    Safe to share between threads (an engine's, the API's requests): the
+    stores are, and the two things that are not, opening the store and
+    loading the definitions (their parse cache), take a lock.
+    """
 
     def __init__(
         self, conf: cfg.ConfigOpts, definitions: DefinitionsSource, state: StateStore | None = None
@@ -774,6 +780,7 @@ class Backend:
         self.conf = conf
         self.definitions = definitions
         self._state = state
+        self._lock = threading.RLock()  # re-entered: a database's definitions load via state
         definitions.attach(lambda: self.state)
 
     @property
@@ -787,7 +794,9 @@ class Backend:
     @property
     def state(self) -> StateStore:
         if self._state is None:
-            self._state = self.open_state()
+            with self._lock:
+                if self._state is None:
+                    self._state = self.open_state()
         return self._state
 
     def state_url(self) -> str:
@@ -829,7 +838,8 @@ class Backend:
 
     def load(self) -> Catalog:
         """Read and validate every definition; raise ValidationError on any problem."""
-        return self.definitions.load()
+        with self._lock:
+            return self.definitions.load()
 
     def definitions_signature(self) -> Hashable:
         return self.definitions.signature()
