@@ -31,21 +31,27 @@ RANK = {name: n for n, name in enumerate(SEVERITY)}
 LISTED = 200  # rows a section shows at most; the rest are counted, and the API has them all
 
 
-def _ago(then: datetime | str | None, now: datetime) -> str:
+def _when(t: datetime | str | float) -> datetime:
+    """A time as the rows give it: a datetime, ISO text, or Unix seconds (pair_outcomes)."""
+    if isinstance(t, str):
+        return datetime.fromisoformat(t)
+    if isinstance(t, int | float):
+        return datetime.fromtimestamp(t, UTC)
+    return t
+
+
+def _ago(then: datetime | str | float | None, now: datetime) -> str:
     if then is None:
         return "-"
-    if isinstance(then, str):
-        then = datetime.fromisoformat(then)
+    then = _when(then)
     seconds = (now - then).total_seconds()
     return f"{format_duration(abs(seconds))} {'ago' if seconds >= 0 else 'from now'}"
 
 
-def _stamp(t: datetime | str | None) -> str:
+def _stamp(t: datetime | str | float | None) -> str:
     if t is None:
         return "-"
-    if isinstance(t, str):
-        t = datetime.fromisoformat(t)
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return _when(t).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 _env = Environment(loader=PackageLoader("entropy.api", "templates"),

@@ -141,16 +141,24 @@ class EngineRecord:
 
 
 class PairOutcome(NamedTuple):
-    """One audit row as /metrics reads it: the latest result's outcome and end, nothing more
-    (no output, no metrics: cheap to read for every row at once)."""
+    """One audit row as /metrics reads it for every row: the latest result's outcome and
+    end, nothing more (no output, no datetime to build: cheap at 100,000 rows)."""
+
+    audit_name: str
+    host: str
+    outcome: str | None  # the latest result's; None before the first
+    finished: float | None  # the latest result's end, Unix time in seconds; None before
+
+
+class PastDue(NamedTuple):
+    """An enabled row whose next_run has passed: what "overdue" is worked out from."""
 
     audit_name: str
     host: str
     next_run: datetime
-    disabled: bool
     outcome: str | None  # the latest result's; None before the first
-    finished_at: str | None  # the latest result's end, ISO 8601 text as the row keeps it
-    created_at: datetime  # the row's, what "overdue" counts from before any result
+    finished: float | None  # the latest result's end (Unix time), what overdue counts from
+    created_at: datetime  # the row's, what overdue counts from before any result
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,7 +565,13 @@ class StateStore(Capable, abc.ABC):
 
     @abc.abstractmethod
     def pair_outcomes(self) -> list[PairOutcome]:
-        """Every row's outcome, in no set order: one query reading only these columns."""
+        """Every row's latest outcome and end, in no set order: one query reading only these
+        (what a /metrics scrape reads for every row; keep it free of per-row parsing)."""
+
+    @abc.abstractmethod
+    def past_due(self, now: datetime) -> list[PastDue]:
+        """The enabled rows whose next_run is before `now`, in no set order: the only ones
+        that can be overdue (next_run is one interval after the last run)."""
 
     @abc.abstractmethod
     def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:

@@ -12,9 +12,9 @@ consent (entropy.removal, checked before anything changes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ..model import DisabledBy, Pair, Status, SyncReport
@@ -258,6 +258,20 @@ def latest_of(result: Any) -> dict[str, Any]:
         "finished_at": _iso(result.finished_at),
         "engine_id": result.engine_id,
     }
+
+
+def outcome_and_end(latest: Mapping[str, Any] | None) -> tuple[str | None, float | None]:
+    """A row's `result` (latest_of's) -> its outcome and its end in Unix seconds, as
+    pair_outcomes() gives them: (None, None) before the first result."""
+    if not latest:
+        return None, None
+    ended = latest.get("finished_at")
+    return latest.get("outcome"), None if not ended else _epoch(ended)
+
+
+def _epoch(iso: str) -> float:
+    t = datetime.fromisoformat(iso)
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()  # naive text is UTC
 
 
 def _iso(t: datetime | None) -> str | None:
