@@ -23,7 +23,7 @@ from entropy.backends import Backend, fetch, open_state_store
 from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
 from entropy.catalogdiff import SyncScope
-from entropy.clock import FakeClock
+from entropy.clock import FakeClock, to_micros
 from entropy.config import load_conf
 from entropy.dump import hosts_doc
 from entropy.errors import StoreConflict, ValidationError
@@ -470,9 +470,9 @@ def test_audits_filters_by_host_and_audit(harness: Harness, clock: FakeClock) ->
 def test_pair_outcomes_are_every_rows_latest_outcome_and_end(
     harness: Harness, clock: FakeClock
 ) -> None:
-    """What /metrics reads: one light row per pair, as audits() would tell it, the end in
-    Unix seconds; whichever way the result came (the engine, a run outside the schedule,
-    an import)."""
+    """What /metrics reads: one plain tuple per pair, as audits() would tell it, the end in
+    microseconds since the epoch; whichever way the result came (the engine, a run
+    outside the schedule, an import)."""
     backend = harness.backend()
     rows = _due_rows(backend, clock)
     now = clock.now()
@@ -488,18 +488,19 @@ def test_pair_outcomes_are_every_rows_latest_outcome_and_end(
     backend.set_disabled(backend.load().select(second.audit_name, second.host), "why", now)
 
     def check() -> None:
-        found = {(p.audit_name, p.host): p for p in backend.state.pair_outcomes()}
-        assert set(found) == set(SEED_PAIRS)
+        got = backend.state.pair_outcomes()
+        assert all(type(p) is tuple for p in got)  # plain: see PairOutcome
+        found = {(audit_name, host): rest for audit_name, host, *rest in got}
+        assert set(found) == set(SEED_PAIRS) and len(got) == len(SEED_PAIRS)
         for row in backend.audits():
-            got = found[row.audit_name, row.host]
             latest = row.result or {}
-            assert got.outcome == latest.get("outcome")
             ended = latest.get("finished_at")
-            assert got.finished == (datetime.fromisoformat(ended).timestamp() if ended else None)
-        assert found[first.audit_name, first.host][2:] == (
-            "critical", (now + timedelta(seconds=2, microseconds=123457)).timestamp())
-        assert found[third.audit_name, third.host][2:] == (
-            "warning", (now + timedelta(seconds=5)).timestamp())  # fmt: skip
+            assert found[row.audit_name, row.host] == [
+                latest.get("outcome"), to_micros(datetime.fromisoformat(ended)) if ended else None]
+        assert found[first.audit_name, first.host] == [
+            "critical", to_micros(now + timedelta(seconds=2, microseconds=123457))]
+        assert found[third.audit_name, third.host] == [
+            "warning", to_micros(now + timedelta(seconds=5))]  # fmt: skip
 
     check()
     # An export then an import (entropy import, a state copy between stores) keeps them.
@@ -532,9 +533,9 @@ def test_past_due_is_the_enabled_rows_whose_next_run_has_passed(
     for key, row in expected.items():
         got = found[key]
         assert (got.next_run, got.created_at) == (row.next_run, row.created_at)
-        assert (got.outcome, got.finished) == (None, None)
+        assert (got.outcome, got.finished_us) == (None, None)
     at_next = {(p.audit_name, p.host): p for p in backend.state.past_due(now + timedelta(hours=2))}
-    assert at_next[first.audit_name, first.host][3:5] == ("ok", ended.timestamp())
+    assert at_next[first.audit_name, first.host][3:5] == ("ok", to_micros(ended))
     assert backend.state.past_due(now - timedelta(days=1)) == []
 
 

@@ -8,13 +8,14 @@ cookie); the pages only read, so a reader's token is enough.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..clock import from_micros
 from ..model import Outcome
 from ..service import reads, repairs
 from ..service.health import health
@@ -31,27 +32,34 @@ RANK = {name: n for n, name in enumerate(SEVERITY)}
 LISTED = 200  # rows a section shows at most; the rest are counted, and the API has them all
 
 
-def _when(t: datetime | str | float) -> datetime:
-    """A time as the rows give it: a datetime, ISO text, or Unix seconds (pair_outcomes)."""
-    if isinstance(t, str):
-        return datetime.fromisoformat(t)
-    if isinstance(t, int | float):
-        return datetime.fromtimestamp(t, UTC)
-    return t
+class _Failing(NamedTuple):
+    """A listed failing pair: health's plain (audit_name, host, outcome, finished_us), named."""
+
+    audit_name: str
+    host: str
+    outcome: str | None  # never None here: failing rows have a result
+    finished_us: int | None  # clock.to_micros
+
+    @property
+    def finished(self) -> datetime | None:
+        return None if self.finished_us is None else from_micros(self.finished_us)
 
 
-def _ago(then: datetime | str | float | None, now: datetime) -> str:
+def _ago(then: datetime | str | None, now: datetime) -> str:
     if then is None:
         return "-"
-    then = _when(then)
+    if isinstance(then, str):
+        then = datetime.fromisoformat(then)
     seconds = (now - then).total_seconds()
     return f"{format_duration(abs(seconds))} {'ago' if seconds >= 0 else 'from now'}"
 
 
-def _stamp(t: datetime | str | float | None) -> str:
+def _stamp(t: datetime | str | None) -> str:
     if t is None:
         return "-"
-    return _when(t).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t)
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 _env = Environment(loader=PackageLoader("entropy.api", "templates"),
@@ -89,13 +97,14 @@ def overview(request: Request, token: Viewer) -> HTMLResponse:
     with using(request) as rt:
         seen = health(rt)
         latest = reads.repair_results(rt, limit=10).items
-    failing = [p for p in seen.pairs if p.outcome not in (None, Outcome.OK.value)]
-    failing.sort(key=lambda p: (RANK.get(p.outcome or "none", 0), p.host, p.audit_name))
+    failing = [p for p in seen.pairs if p[2] not in (None, Outcome.OK.value)]
+    failing.sort(key=lambda p: (RANK.get(p[2] or "none", 0), p[1], p[0]))
+    listed = [_Failing(*p) for p in failing[:LISTED]]
     overdue = sorted(seen.overdue, key=lambda p: (p.next_run, p.host))
     engines = seen.engines.to_dicts()
     return _page(
         "overview.html", request, seen.now, token=token, counts=seen.outcomes,
-        total=len(seen.pairs), failing=failing[:LISTED], failing_count=len(failing),
+        total=len(seen.pairs), failing=listed, failing_count=len(failing),
         overdue=overdue[:LISTED], overdue_count=len(overdue), flagged=seen.flagged,
         dead=[e for e in engines if e["state"] == "dead"],
         engines=sorted(engines, key=lambda e: (e["state"] != "dead", e["engine_id"])),

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from oslo_config import cfg
@@ -140,14 +140,13 @@ class EngineRecord:
         }
 
 
-class PairOutcome(NamedTuple):
-    """One audit row as /metrics reads it for every row: the latest result's outcome and
-    end, nothing more (no output, no datetime to build: cheap at 100,000 rows)."""
-
-    audit_name: str
-    host: str
-    outcome: str | None  # the latest result's; None before the first
-    finished: float | None  # the latest result's end, Unix time in seconds; None before
+# One audit row as /metrics reads it for every row: (audit_name, host, outcome,
+# finished_us), the latest result's outcome and end in microseconds since the Unix epoch
+# (clock.to_micros), both None before the first result. Nothing more: no output, no
+# datetime to build. A plain tuple, not a NamedTuple: the garbage collector stops
+# tracking a tuple of strings and numbers, but keeps tracking a NamedTuple, and 100,000
+# of them set off full collections that cost ~0.2 s per read (a scrape at 100,000 pairs).
+PairOutcome: TypeAlias = tuple[str, str, str | None, int | None]
 
 
 class PastDue(NamedTuple):
@@ -157,7 +156,7 @@ class PastDue(NamedTuple):
     host: str
     next_run: datetime
     outcome: str | None  # the latest result's; None before the first
-    finished: float | None  # the latest result's end (Unix time), what overdue counts from
+    finished_us: int | None  # the latest result's end (clock.to_micros): overdue counts from it
     created_at: datetime  # the row's, what overdue counts from before any result
 
 

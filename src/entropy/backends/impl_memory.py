@@ -361,8 +361,7 @@ class MemoryStateStore(StateStore):
     def pair_outcomes(self) -> list[PairOutcome]:
         with self.space.lock:
             rows = [(row.audit_name, row.host, row.result) for row in self.space.rows.values()]
-        return [PairOutcome(audit_name, host, *outcome_and_end(latest))
-                for audit_name, host, latest in rows]  # fmt: skip
+        return [(audit_name, host, *outcome_and_end(latest)) for audit_name, host, latest in rows]
 
     def past_due(self, now: datetime) -> list[PastDue]:
         with self.space.lock:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from ..clock import to_micros
 from ..model import DisabledBy, Pair, Status, SyncReport
 from ..progress import counted
 from ..removal import DisablePlan, KeptDisable, RemovalPolicy, check_removal, plan_disables
@@ -260,18 +261,13 @@ def latest_of(result: Any) -> dict[str, Any]:
     }
 
 
-def outcome_and_end(latest: Mapping[str, Any] | None) -> tuple[str | None, float | None]:
-    """A row's `result` (latest_of's) -> its outcome and its end in Unix seconds, as
-    pair_outcomes() gives them: (None, None) before the first result."""
+def outcome_and_end(latest: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+    """A row's `result` (latest_of's) -> its outcome and its end in microseconds since the
+    epoch (clock.to_micros), as pair_outcomes() gives them: (None, None) before any."""
     if not latest:
         return None, None
     ended = latest.get("finished_at")
-    return latest.get("outcome"), None if not ended else _epoch(ended)
-
-
-def _epoch(iso: str) -> float:
-    t = datetime.fromisoformat(iso)
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()  # naive text is UTC
+    return latest.get("outcome"), None if not ended else to_micros(datetime.fromisoformat(ended))
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..backends.base import PairOutcome, PastDue
+from ..clock import from_micros
 from ..model import RepairState
 from ..monitoring import overdue_since
 from ..timing import Timing
@@ -41,7 +42,7 @@ def health(rt: Runtime) -> Health:
     overdue = _overdue(rt, state.past_due(now), now)
     repairs = state.repairs
     flagged = [s for s in repairs.states() if s.flagged]
-    outcomes = Counter(p.outcome or "none" for p in pairs)
+    outcomes = Counter(outcome or "none" for _, _, outcome, _ in pairs)
     return Health(now, pairs, overdue, repairs.run_counts(), flagged, engines(rt), outcomes)
 
 
@@ -69,7 +70,7 @@ def _overdue(rt: Runtime, past_due: list[PastDue], now: datetime) -> list[PastDu
         if not found:  # removed from the definitions since the last sync
             continue
         timing = by_pair.get((p.audit_name, p.host)) if p.audit_name in mixed else next(iter(found))
-        last = p.created_at if p.finished is None else datetime.fromtimestamp(p.finished, UTC)
+        last = p.created_at if p.finished_us is None else from_micros(p.finished_us)
         if timing is not None and overdue_since(timing, last, now) is not None:
             late.append(p)
     return late

@@ -222,7 +222,7 @@ class MongoStateStore(StateStore):
         (Not "result.outcome": NX-27017, the tests' server, projects no dotted path.)"""
         fields = {"audit_name": 1, "host": 1, "result": 1}
         return [
-            PairOutcome(doc["audit_name"], doc["host"], *outcome_and_end(doc.get("result")))
+            (doc["audit_name"], doc["host"], *outcome_and_end(doc.get("result")))
             for doc in self._audits.find({}, fields)
         ]
 
