@@ -564,8 +564,9 @@ class StateStore(Capable, abc.ABC):
 
     @abc.abstractmethod
     def pair_outcomes(self) -> list[PairOutcome]:
-        """Every row's latest outcome and end, in no set order: one query reading only these
-        (what a /metrics scrape reads for every row; keep it free of per-row parsing)."""
+        """Every row's latest outcome and end as plain tuples (PairOutcome), in no set order:
+        one query reading only these. A /metrics scrape reads it for every row: keep it
+        free of per-row parsing and of per-row objects."""
 
     @abc.abstractmethod
     def past_due(self, now: datetime) -> list[PastDue]:
