@@ -2,8 +2,8 @@
 
 service.health is read once per scrape: a handful of queries, whatever the
 fleet's size. A custom collector (prometheus_client) gives the families of
-a few samples; the two with a sample per pair are written straight from the
-rows (pair_families), which is ~10x faster at 100,000 pairs. Alert on
+a few samples; the three with a sample per pair are written straight from the
+rows (pair_families, overdue_family), which is ~10x faster at 100,000 pairs. Alert on
 `entropy_audit_outcome >= 2`, `entropy_audit_overdue`, `entropy_host_flagged`,
 `entropy_engine_heartbeat_age_seconds > 60`.
 """
@@ -33,23 +33,14 @@ OUTCOME_VALUES = {o.value: n for n, o in enumerate(Outcome)}  # ok 0, warning 1,
 
 
 class FleetCollector(Collector):
-    """The metric families of one Health reading but the per-pair ones (pair_families):
-    a few samples each, or one per problem (an overdue pair, a flagged host)."""
+    """The metric families of one Health reading but the per-pair ones (pair_families,
+    overdue_family): a few samples each, or one per flagged host."""
 
     def __init__(self, seen: Health) -> None:
         self.seen = seen
 
     def collect(self) -> Iterator[Metric]:
         seen = self.seen
-        overdue = GaugeMetricFamily(
-            "entropy_audit_overdue",
-            "1 for each enabled (audit, host) with no run for twice its interval; "
-            "pairs not overdue are left out.",
-            labels=["audit", "host"],
-        )
-        for p in seen.overdue:
-            overdue.add_metric([p.audit_name, p.host], 1)
-        yield overdue
         yield GaugeMetricFamily("entropy_audits_overdue", "How many pairs are overdue.",
                                 value=len(seen.overdue))  # fmt: skip
         by_outcome = GaugeMetricFamily(
@@ -90,6 +81,12 @@ class FleetCollector(Collector):
         yield age
 
 
+def _to_escape(names: str) -> bool:
+    """Whether some label value in `names` (all of them, joined) needs escaping: one
+    look over all, instead of three per value (most fleets have none)."""
+    return "\\" in names or "\n" in names or '"' in names
+
+
 def _escape(value: str) -> str:
     if "\\" in value or "\n" in value or '"' in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
@@ -120,8 +117,7 @@ def pair_families(seen: Health) -> str:
         "# TYPE entropy_audit_last_run_timestamp_seconds gauge\n",
     ]
     pairs = seen.pairs
-    names = "".join([audit_name + host for audit_name, host, _, _ in pairs])
-    if "\\" in names or "\n" in names or '"' in names:
+    if _to_escape("".join([audit_name + host for audit_name, host, _, _ in pairs])):
         pairs = [(_escape(audit_name), _escape(host), result, finished_us)
                  for audit_name, host, result, finished_us in pairs]  # fmt: skip
     ends, unknown = _OUTCOME_ENDS, "} -1\n"
@@ -136,11 +132,27 @@ def pair_families(seen: Health) -> str:
     return "".join(outcome) + "".join(last_run)
 
 
+def overdue_family(seen: Health) -> str:
+    """entropy_audit_overdue, one sample per overdue pair: every pair of a fleet whose
+    engines stopped (through prometheus_client, ~0.9 s at 100,000 pairs)."""
+    lines = [
+        "# HELP entropy_audit_overdue 1 for each enabled (audit, host) with no run for "
+        "twice its interval; pairs not overdue are left out.\n",
+        "# TYPE entropy_audit_overdue gauge\n",
+    ]
+    names = [(p.audit_name, p.host) for p in seen.overdue]
+    if _to_escape("".join([audit_name + host for audit_name, host in names])):
+        names = [(_escape(audit_name), _escape(host)) for audit_name, host in names]
+    lines += [f'entropy_audit_overdue{{audit="{audit_name}",host="{host}"}} 1.0\n'
+              for audit_name, host in names]  # fmt: skip
+    return "".join(lines)
+
+
 def exposition(seen: Health) -> bytes:
     """The text format (0.0.4): the per-pair families, then the collector's."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(seen))
-    return pair_families(seen).encode() + generate_latest(registry)
+    return (pair_families(seen) + overdue_family(seen)).encode() + generate_latest(registry)
 
 
 @router.get("/metrics", summary="Prometheus metrics of the fleet, read from the state store",
