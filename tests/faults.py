@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,6 +61,57 @@ def silent_server() -> Iterator[SilentServer]:
         yield server
     finally:
         server.close()
+
+
+class SilentDns:
+    """A DNS server on 127.0.0.N:53 (UDP and TCP) that takes every query and never answers,
+    and a resolv.conf naming it; `resolving(argv)` runs argv with that resolv.conf
+    bind-mounted over /etc/resolv.conf in a mount namespace of its own (unshare -m)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.address = f"127.0.{os.getpid() % 250 + 1}.{secrets.randbelow(250) + 2}"
+        try:
+            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._udp.bind((self.address, 53))
+            self._tcp = socket.create_server((self.address, 53))
+        except OSError as exc:  # port 53 needs root
+            _cannot(f"a DNS server on {self.address}:53: {exc}", "needs root")
+        self.resolv_conf = tmp / "resolv.conf"
+        # Each look-up would wait 30 s x 5 tries on its own: far past any budget.
+        self.resolv_conf.write_text(f"nameserver {self.address}\noptions timeout:30 attempts:5\n")
+        threading.Thread(target=self._swallow, daemon=True).start()
+
+    def _swallow(self) -> None:
+        while True:
+            try:
+                self._udp.recvfrom(4096)
+            except OSError:  # closed
+                return
+
+    def resolving(self, argv: list[str]) -> list[str]:
+        script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+        return ["unshare", "-m", "sh", "-c", script, str(self.resolv_conf), *argv]
+
+    def close(self) -> None:
+        self._udp.close()
+        self._tcp.close()
+
+
+@contextlib.contextmanager
+def silent_dns(tmp: Path) -> Iterator[SilentDns]:
+    if shutil.which("unshare") is None:
+        _cannot("a mount namespace: no unshare(1)", "util-linux")
+    server = SilentDns(tmp)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _cannot(what: str, needs: str) -> None:
+    if UNDER_CI:
+        pytest.fail(f"cannot set up {what} (CI=true: these tests must run)")
+    pytest.skip(f"cannot set up {what} ({needs})")
 
 
 def _cannot_mount(reason: str) -> None:

@@ -73,3 +73,19 @@ class FakeClock:
         if timeout is not None:
             self.advance(timeout)
         return event.is_set()
+
+
+# Times as integer microseconds since the Unix epoch: exact (a float of seconds rounds
+# some microseconds), and cheap to write as text (`{us}e-6`, what /metrics does).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(t: datetime) -> int:
+    """An aware datetime as microseconds since the Unix epoch (a naive one is taken as UTC)."""
+    return ((t if t.tzinfo else t.replace(tzinfo=UTC)) - EPOCH) // _MICROSECOND
+
+
+def from_micros(us: int) -> datetime:
+    """to_micros back: an aware UTC datetime."""
+    return EPOCH + timedelta(microseconds=us)

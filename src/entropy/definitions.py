@@ -36,7 +36,7 @@ from .model import (
     parse_jump,
 )
 from .pairs import PairBlocks
-from .placeholders import env_name
+from .placeholders import as_text, env_name
 from .scriptcheck import check_pairs, check_script
 from .timing import (
     MAX_DURATION,
@@ -352,11 +352,36 @@ def _plain_mapping(
     value = entry.get(key) or {}
     if not _mapping(value, f"{what}: {key}", path, entry.at(key, at), problems):
         return None
-    problem = data_problem(value) or _env_clash(value, key)
+    problem = data_problem(value) or _env_size(value) or _env_clash(value, key)
     if problem:
         problems.add(path, entry.at(key, at), f"{what}: {key}: {problem}")
         return None
     return value
+
+
+# Each var or param is an environment variable of every command run: the kernel
+# refuses an exec whose environment and arguments pass ARG_MAX (2 MiB on a usual
+# Linux stack) with E2BIG, so every run would fail. Far below, with room for both.
+ENV_KEYS_LIMIT = 1_000
+ENV_BYTES_LIMIT = 256 * 1024
+
+
+def _env_size(values: dict[str, Any]) -> str | None:
+    """Too many keys, or too much text, for one mapping's environment variables."""
+    if len(values) > ENV_KEYS_LIMIT:
+        return (
+            f"has {len(values):,} keys; at most {ENV_KEYS_LIMIT:,} (each is an environment "
+            f"variable of every run)"
+        )
+    size = 0
+    for key, value in values.items():
+        size += len(key) + len(value if isinstance(value, str) else as_text(value)) + 16
+    if size > ENV_BYTES_LIMIT:
+        return (
+            f"holds about {size // 1024:,} KiB of text; at most {ENV_BYTES_LIMIT // 1024:,} KiB "
+            f"(each key is an environment variable of every run)"
+        )
+    return None
 
 
 def _env_clash(values: dict[str, Any], name: str) -> str | None:
@@ -400,7 +425,9 @@ def parse_scripts(doc: Any, path: str, problems: Problems) -> dict[str, Script]:
         if missing:
             problems.add(path, at, f"script {name!r} of kind {kind} needs {', '.join(missing)}")
             continue
-        check_script(name, kind, entry, lambda where, message: problems.add(path, where, message))
+        check_script(
+            name, kind, entry, lambda where, message: problems.add(path, where, message), path
+        )
         timeout = _optional_duration(
             entry, "timeout", f"script {name!r}", path, problems, MAX_TIMEOUT
         )

@@ -9,8 +9,10 @@ For each, in order:
    `unreachable` (mark_unreachable);
 2. `record()` gives the transition: soft/hard, attempt, flapping, and when
    the pair runs next (a retry at retry_every while soft);
-3. the pair's acknowledgement is cleared on recovery, on a state change
-   unless sticky, and at its expiry (ack_after).
+3. the pair's acknowledgement ends on recovery, on a state change unless
+   sticky, and at its expiry (ack_after). It is cleared by the caller once
+   the result is written (clear_ended_acks): a result the store refused
+   never lifts an ack.
 
 One read of the store per batch (the pairs' and their dependencies' rows,
 and the acks when any pair of the batch is acknowledged); the states are
@@ -49,6 +51,7 @@ class Applied:
     result: Result  # `unreachable` when a dependency is down
     transition: Transition
     ack: Ack | None  # the pair's acknowledgement still in force after it, if any
+    ack_ended: bool = False  # it had one that this result ends: clear it once written
 
     @property
     def state(self) -> MonitorState:
@@ -66,8 +69,8 @@ def apply(
 
     Each pair's schedule must have monitoring. `fresh`: outcomes of pairs
     without monitoring recorded in the same batch, not stored yet (a parent's
-    ping beside its children's checks). Acks that no longer hold are cleared
-    in the store here; the states are the caller's to write.
+    ping beside its children's checks). The states are the caller's to write,
+    and then the acks that ended to clear (clear_ended_acks).
     """
     if not items:
         return []
@@ -104,13 +107,19 @@ def apply(
         rows[pair.key] = MonitorRow(row_id, pair.audit_name, pair.host, tr.after,
                                     result.outcome, at)  # fmt: skip
         ack = acks.get(pair.key)
-        if ack is not None:
-            kept = ack_after(ack, tr, now)
-            if kept is None:
-                store.clear_ack(ack.audit_name, ack.host)
-            ack = kept
-        done.append(Applied(row_id, pair, result, tr, ack))
+        kept = ack_after(ack, tr, now) if ack is not None else None
+        done.append(Applied(row_id, pair, result, tr, kept, ack is not None and kept is None))
+        if ack is not None and kept is None:  # later results of this batch see it gone
+            del acks[pair.key]
     return done
+
+
+def clear_ended_acks(store: StateStore, applied: Iterable[Applied]) -> int:
+    """Clear the acks these results ended, once they are written; how many."""
+    ended = {a.pair.key for a in applied if a.ack_ended}
+    for audit_name, host in ended:
+        store.clear_ack(audit_name, host)
+    return len(ended)
 
 
 def _acks_of(store: StateStore, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Ack]:

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import codeargs, values
 from .errors import Location
@@ -40,8 +41,13 @@ _FUNCTION = re.compile(r"[\w.-]+(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?")
 _NUMBER = re.compile(r"-[0-9]+(\.[0-9]+)?")
 
 
-def check_script(name: str, kind: str, entry: Any, report: Report) -> None:
-    """Report every problem in one script entry (a MarkedMap) of a known kind."""
+def check_script(
+    name: str, kind: str, entry: Any, report: Report, defined_in: str | None = None
+) -> None:
+    """Report every problem in one script entry (a MarkedMap) of a known kind.
+
+    defined_in: the scripts file, where a relative `upload:` starts (as the runner reads it).
+    """
     what = f"script {name!r}"
     for key, value in entry.items():
         if key in ("kind", "timeout", "description"):
@@ -62,6 +68,26 @@ def check_script(name: str, kind: str, entry: Any, report: Report) -> None:
     if kind in ("command", "ssh"):  # ssh: the same argv, run by the remote host
         _check_env_names(what, kind, entry, report)
         _check_command_code(what, entry, report)
+    if kind == "ssh":
+        _check_upload_file(what, entry, defined_in, report)
+
+
+def _check_upload_file(what: str, entry: Any, defined_in: str | None, report: Report) -> None:
+    """An `upload:` that exists here must be a regular file: hashing a FIFO blocks each run.
+
+    One that does not exist is no problem here: with executor = broker it is
+    looked for on the workers' machines.
+    """
+    upload = entry.get("upload")
+    if not isinstance(upload, str) or not upload.strip() or "{" in upload:
+        return  # _ssh says why
+    path = os.path.expanduser(upload)
+    if not os.path.isabs(path) and defined_in is not None:
+        path = os.path.join(os.path.dirname(defined_in), path)
+    if os.path.lexists(path):
+        why = not_regular_reason(path)
+        if why is not None:
+            report(entry.at("upload"), f"{what}: upload: {upload!r} {why}")
 
 
 # -- each kind's values --------------------------------------------------------------------
@@ -171,6 +197,10 @@ def _http(entry: Any) -> Iterable[tuple[str, str]]:
         scheme, sep, rest = url.partition("://")
         if "{" not in scheme and (scheme.lower() not in ("http", "https") or not sep or not rest):
             yield "url", f"must be an http:// or https:// URL, got {url!r}"
+        else:
+            problem = _port_problem(url)
+            if problem:
+                yield "url", f"{url!r}: {problem}"
     method = entry.get("method")
     if method is not None and (not isinstance(method, str) or not _METHOD.fullmatch(method)):
         yield "method", f"must be an HTTP method such as GET or POST, got {method!r}"
@@ -200,6 +230,21 @@ def _http(entry: Any) -> Iterable[tuple[str, str]]:
     if verify is not None and not isinstance(verify, bool):
         yield "verify_tls", f"must be true or false, got {verify!r}"
     yield from _thresholds(entry)
+
+
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _port_problem(url: str) -> str | None:
+    """A port out of range or not a number (`http://{ip_address}:99999999/`): every run fails.
+
+    Placeholders stand in as 0, so a `{params.port}` is left to the per-pair checks.
+    """
+    try:
+        urlsplit(_PLACEHOLDER.sub("0", url)).port  # noqa: B018 - read for its ValueError
+    except ValueError as exc:
+        return str(exc) if "port" in str(exc).lower() else None
+    return None
 
 
 def _tcp(entry: Any) -> Iterable[tuple[str, str]]:
@@ -258,10 +303,6 @@ def _ssh(entry: Any) -> Iterable[tuple[str, str]]:
         yield "upload", f"must be the path of a local file, got {upload!r}"
     elif "{" in upload:
         yield "upload", "is the local file to copy; it can't hold placeholders"
-    elif os.path.isabs(os.path.expanduser(upload)) and os.path.lexists(upload):
-        why = not_regular_reason(os.path.expanduser(upload))  # a FIFO would block each run
-        if why is not None:
-            yield "upload", f"{upload!r} {why}"
     args = entry.get("args", [])
     if not isinstance(args, list) or not all(isinstance(a, str | int | float) for a in args):
         yield "args", f"must be a list of arguments (text or numbers), got {args!r}"

@@ -1,9 +1,9 @@
 """Moving a fleet between backends: its definitions, and optionally its state.
 
 `entropy import` uses this to copy between any two backends (dir, file,
-sqlalchemy). Definitions go through a Catalog, so what arrives is what the
-source validated; state (audit rows and result history) goes row for row
-between the two SQL state stores.
+sqlalchemy, mongodb). Definitions go through a Catalog, so what arrives is
+what the source validated; state (audit rows, result history, ad hoc
+downtimes and acks) goes row for row between the two state stores.
 """
 
 from __future__ import annotations
@@ -64,20 +64,33 @@ def current_definitions(backend: Backend) -> Catalog:
     return backend.load()
 
 
-def copy_state(src: Backend, dst: Backend) -> tuple[int, int]:
-    """Replace dst's audit rows and result history with src's; return (rows, results).
+def copy_state(src: Backend, dst: Backend) -> tuple[int, int, int, int]:
+    """Replace dst's audit rows, result history, ad hoc downtimes and acks with src's;
+    return (rows, results, downtimes, acks).
 
     Two backends sharing one state store have nothing to copy, and copying
-    would delete what it is about to re-insert: that is refused.
+    would delete what it is about to re-insert: that is refused. Downtimes
+    and acks go through the store contract, after the rows (an ack names a
+    pair, a downtime hosts and audits, not row ids).
     """
     if same_state(src, dst):
         raise BackendError(
             f"{src.name} and {dst.name} share the state store "
             f"{safe_url(src.state_url())}; there is no state to copy"
         )
-    dump = src.state.export_rows()
-    dst.state.import_rows(dump)
-    return len(dump.rows), len(dump.results)
+    source, target = src.state, dst.state
+    dump = source.export_rows()
+    downtimes, acks = source.downtimes(), source.acks()
+    target.import_rows(dump)
+    for downtime in target.downtimes():
+        target.remove_downtime(downtime.name)
+    for downtime in downtimes:
+        target.add_downtime(downtime)
+    for ack in target.acks():
+        target.clear_ack(ack.audit_name, ack.host)
+    for ack in acks:
+        target.set_ack(ack)
+    return len(dump.rows), len(dump.results), len(downtimes), len(acks)
 
 
 def same_definitions(a: Backend, b: Backend) -> bool:

@@ -23,7 +23,7 @@ from entropy.backends import Backend, fetch, open_state_store
 from entropy.backends.impl_memory import _space, space_name
 from entropy.backends.sqlalchemy.tables import schedules
 from entropy.catalogdiff import SyncScope
-from entropy.clock import FakeClock
+from entropy.clock import FakeClock, to_micros
 from entropy.config import load_conf
 from entropy.dump import hosts_doc
 from entropy.errors import StoreConflict, ValidationError
@@ -470,30 +470,73 @@ def test_audits_filters_by_host_and_audit(harness: Harness, clock: FakeClock) ->
 def test_pair_outcomes_are_every_rows_latest_outcome_and_end(
     harness: Harness, clock: FakeClock
 ) -> None:
-    """What /metrics reads: one light row per pair, as audits() would tell it."""
+    """What /metrics reads: one plain tuple per pair, as audits() would tell it, the end in
+    microseconds since the epoch; whichever way the result came (the engine, a run
+    outside the schedule, an import)."""
+    backend = harness.backend()
+    rows = _due_rows(backend, clock)
+    now = clock.now()
+    first, second, third = rows[0], rows[1], rows[2]
+    backend.state.claim([first.id], "e", now, now + timedelta(minutes=1))
+    bad = Result(Outcome.CRITICAL, "bad", "a long output " * 100, started_at=now,
+                 finished_at=now + timedelta(seconds=2, microseconds=123457), slot=now,
+                 engine_id="e", audit_name=first.audit_name, host=first.host)  # fmt: skip
+    backend.state.record([(first.id, bad, now + timedelta(hours=1))], "e")
+    odd = Result(Outcome.WARNING, "odd", started_at=now, finished_at=now + timedelta(seconds=5),
+                 slot=now, audit_name=third.audit_name, host=third.host)  # fmt: skip
+    backend.state.record_adhoc(third.id, odd)
+    backend.set_disabled(backend.load().select(second.audit_name, second.host), "why", now)
+
+    def check() -> None:
+        got = backend.state.pair_outcomes()
+        assert all(type(p) is tuple for p in got)  # plain: see PairOutcome
+        found = {(audit_name, host): rest for audit_name, host, *rest in got}
+        assert set(found) == set(SEED_PAIRS) and len(got) == len(SEED_PAIRS)
+        for row in backend.audits():
+            latest = row.result or {}
+            ended = latest.get("finished_at")
+            assert found[row.audit_name, row.host] == [
+                latest.get("outcome"), to_micros(datetime.fromisoformat(ended)) if ended else None]
+        assert found[first.audit_name, first.host] == [
+            "critical", to_micros(now + timedelta(seconds=2, microseconds=123457))]
+        assert found[third.audit_name, third.host] == [
+            "warning", to_micros(now + timedelta(seconds=5))]  # fmt: skip
+
+    check()
+    # An export then an import (entropy import, a state copy between stores) keeps them.
+    backend.state.import_rows(backend.state.export_rows())
+    check()
+
+
+def test_past_due_is_the_enabled_rows_whose_next_run_has_passed(
+    harness: Harness, clock: FakeClock
+) -> None:
+    """Where overdue is looked for: past next_run, enabled, with the row's times."""
     backend = harness.backend()
     rows = _due_rows(backend, clock)
     now = clock.now()
     first, second = rows[0], rows[1]
     backend.state.claim([first.id], "e", now, now + timedelta(minutes=1))
-    bad = Result(Outcome.CRITICAL, "bad", "a long output " * 100, started_at=now,
-                 finished_at=now + timedelta(seconds=2), slot=now, engine_id="e",
-                 audit_name=first.audit_name, host=first.host)  # fmt: skip
-    backend.state.record([(first.id, bad, now + timedelta(hours=1))], "e")
+    ended = now + timedelta(seconds=2)
+    done = Result(Outcome.OK, "fine", started_at=now, finished_at=ended, slot=now,
+                  engine_id="e", audit_name=first.audit_name, host=first.host)  # fmt: skip
+    backend.state.record([(first.id, done, now + timedelta(hours=1))], "e")
     backend.set_disabled(backend.load().select(second.audit_name, second.host), "why", now)
 
-    found = {(p.audit_name, p.host): p for p in backend.state.pair_outcomes()}
-    assert set(found) == set(SEED_PAIRS)
-    for row in backend.audits():
-        got = found[row.audit_name, row.host]
-        assert (got.next_run, got.disabled, got.created_at) == (
-            row.next_run, row.disabled, row.created_at)  # fmt: skip
-        assert got.outcome == (row.result or {}).get("outcome")
-        assert got.finished_at == (row.result or {}).get("finished_at")
-    got = found[first.audit_name, first.host]
-    assert got.outcome == "critical"
-    assert datetime.fromisoformat(got.finished_at) == now + timedelta(seconds=2)
-    assert found[second.audit_name, second.host].disabled is True
+    later = now + timedelta(seconds=1)
+    found = {(p.audit_name, p.host): p for p in backend.state.past_due(later)}
+    expected = {(r.audit_name, r.host): r for r in backend.audits()
+                if not r.disabled and r.next_run < later}  # fmt: skip
+    assert set(found) == set(expected)
+    assert (first.audit_name, first.host) not in found  # its next run is an hour on
+    assert (second.audit_name, second.host) not in found  # disabled
+    for key, row in expected.items():
+        got = found[key]
+        assert (got.next_run, got.created_at) == (row.next_run, row.created_at)
+        assert (got.outcome, got.finished_us) == (None, None)
+    at_next = {(p.audit_name, p.host): p for p in backend.state.past_due(now + timedelta(hours=2))}
+    assert at_next[first.audit_name, first.host][3:5] == ("ok", to_micros(ended))
+    assert backend.state.past_due(now - timedelta(days=1)) == []
 
 
 def test_repair_run_counts_by_repair_and_outcome(harness: Harness, clock: FakeClock) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, inspect, select
 from entropy.backends.sqlalchemy import schema
 from entropy.backends.sqlalchemy.state import SqlStateStore
 from entropy.backends.sqlalchemy.tables import audits, metadata, removed_disables
+from entropy.clock import to_micros
 from entropy.errors import BackendError
 
 
@@ -91,5 +92,32 @@ def test_0006_adds_removed_disables_to_a_store_at_0005_and_keeps_its_rows(empty_
             assert conn.execute(select(removed_disables)).all() == []
             command.downgrade(schema._config(conn), "0005")
             assert "removed_disables" not in inspect(conn).get_table_names()
+    finally:
+        store.close()
+
+
+def test_0011_fills_the_latest_outcome_and_end_from_each_rows_result(empty_url: str) -> None:
+    store = SqlStateStore(empty_url, check_schema=False)
+    try:
+        ended = datetime(2026, 3, 1, 12, 0, 5, 123456, tzinfo=UTC)
+        with store.engine.begin() as conn:
+            command.upgrade(schema._config(conn), "0010")
+            now = datetime(2026, 3, 1, tzinfo=UTC)
+            row = {"ip_address": "10.0.0.1", "next_run": now, "created_at": now,
+                   "updated_at": now, "disabled": False, "status": "new", "attempts": 0}
+            conn.execute(insert(audits), [
+                {**row, "host": "h", "audit_name": "ran",
+                 "result": {"outcome": "critical", "summary": "bad",
+                            "finished_at": ended.isoformat()}},
+                {**row, "host": "h", "audit_name": "never", "result": None},
+            ])  # fmt: skip
+        assert store.upgrade_schema() == ("0010", schema.head())
+        c = audits.c
+        with store.engine.begin() as conn:
+            found = conn.execute(select(c.audit_name, c.outcome, c.finished_us)).all()
+        got = {audit_name: (outcome, finished_us) for audit_name, outcome, finished_us in found}
+        assert got == {"ran": ("critical", to_micros(ended)), "never": (None, None)}
+        assert {(p[0], p[2], p[3]) for p in store.pair_outcomes()} == {
+            ("ran", "critical", to_micros(ended)), ("never", None, None)}
     finally:
         store.close()

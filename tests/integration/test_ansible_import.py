@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from entropy import ansible
 from entropy.backends import fetch
 from entropy.config import load_conf
 from entropy.definitions import Problems
 from entropy.model import Host, HostSsh
+from faults import silent_dns
 from fleets import write_fleet
 from processes import ENTROPY
 
@@ -165,3 +168,26 @@ def test_an_import_that_would_orphan_a_schedule_changes_nothing(tmp_path: Path) 
     done = entropy("import", f"ansible:{tmp_path / 'missing.yaml'}", f"dir:{fleet}")
     assert done.returncode == 2 and "missing.yaml: inventory not found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_names_a_silent_dns_server_never_answers_cost_the_budget_not_more(tmp_path: Path) -> None:
+    """Each look-up here would hang 30 s on its own, and there are 40 of them: the import
+    still ends once RESOLVE_BUDGET is spent, naming each name it could not resolve."""
+    names = {f"web-{n:02d}": {"ansible_host": f"web-{n:02d}.example.org"} for n in range(40)}
+    inventory = tmp_path / "inventory.yaml"
+    hosts = {**names, "db-1": {"ansible_host": "10.0.0.5"}}
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    fleet = write_fleet("dir", tmp_path / "fleet")
+    with silent_dns(tmp_path) as dns:
+        argv = [*ENTROPY, "import", f"ansible:{inventory}", f"dir:{fleet}"]
+        started = time.monotonic()
+        done = subprocess.run(dns.resolving(argv), capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - started
+    assert done.returncode == 2, done.stderr  # problems in the inventory, nothing changed
+    assert "40 problems; nothing was changed" in done.stderr
+    budget = ansible.RESOLVE_BUDGET
+    assert f"'web-07.example.org' is not an IP address and was not resolved within {budget:g}s" \
+        in done.stderr  # fmt: skip
+    assert done.stderr.count("was not resolved within") == 40
+    assert budget <= took < budget + 15, took

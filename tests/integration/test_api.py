@@ -320,3 +320,83 @@ def test_events_stream_from_the_notifications_bus(
         body = json.loads(frame[1].removeprefix("data: "))
         assert (body["key"], body["host"], body["summary"]) == (
             "audit.from_outside.critical", "web-1.test", "seen from outside")  # fmt: skip
+
+
+def test_a_long_ad_hoc_run_holds_up_no_other_request(tmp_path: Path, postgresql_url: str) -> None:
+    """Requests share one backend across uvicorn's threads: a run that takes seconds
+    (or a scrape) leaves reads and the dashboard answering meanwhile."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    scripts = {"slow_check": {"kind": "command", "timeout": "60s", "command": [
+        "sh", "-c", f'touch "{started}"; while [ ! -e "{release}" ]; do sleep 0.05; done; '
+        'echo "OK - released"']}}  # fmt: skip
+    schedules = {"web.yaml": {"web": {"audits": {"slow_check": {"run_every": "1d"}}}}}
+    hosts = {"web-1.test": {"ip_address": "127.0.0.1", "host_type": "web"}}
+    fleet = write_fleet("dir", tmp_path / "fleet", hosts, scripts, schedules)
+    with serve(tmp_path, fleet, server_env(postgresql_url)) as api, api.client("ops") as ops:
+        answer: list[httpx.Response] = []
+        running = threading.Thread(target=lambda: answer.append(
+            ops.post("/v1/audits/slow_check/run", json={"host": "web-1.test"})))  # fmt: skip
+        running.start()
+        try:
+            processes.wait_for(started.exists, 30, "the ad hoc run to start")
+            with api.client("viewer") as viewer:  # while the run holds its request open
+                assert viewer.get("/v1/hosts").json()["items"][0]["name"] == "web-1.test"
+                assert viewer.get("/healthz").status_code == 200
+                assert viewer.get("/metrics").status_code == 200
+                assert viewer.get("/").status_code == 200
+            assert running.is_alive() and not answer  # answered before the run ended
+        finally:
+            release.touch()
+            running.join(timeout=60)
+        (ran,) = answer[0].json()["items"]
+        assert (ran["host"], ran["outcome"]) == ("web-1.test", "ok")
+        assert ran["summary"] == "OK - released"
+
+
+def test_downtimes_and_acks_through_the_api_are_the_clis(
+    small: tuple[Api, subprocess.Popen],
+) -> None:
+    api, _engine = small
+    processes.wait_for(lambda: len(flagged(api)) == 2, 60, "the engine to flag both web hosts")
+    window = {"reason": "rack move", "group": "web", "for": "2h", "skip_checks": True}
+    acked = {"host": "web-1.test", "reason": "ticket 42", "expire": "4h"}
+    with api.client("viewer") as viewer:
+        assert viewer.post("/v1/downtimes", json=window).status_code == 403
+        assert viewer.post("/v1/audits/bad_check/ack", json=acked).status_code == 403
+    with api.client("ops") as ops:
+        made = ops.post("/v1/downtimes", json=window)
+        assert made.status_code == 200, made.text
+        name = made.json()["name"]
+        assert made.json()["created_by"] == "api token ops"
+        assert ops.post("/v1/downtimes", json={**window, "for": "soon"}).status_code == 400
+        assert ops.post("/v1/downtimes", json={**window, "group": "nope"}).status_code == 404
+        done = ops.post("/v1/audits/bad_check/ack", json=acked)
+        assert done.status_code == 200, done.text
+        (one,) = done.json()["acknowledged"]
+        assert (one["host"], one["state"], one["created_by"]) == (
+            "web-1.test", "critical", "api token ops")  # fmt: skip
+        ok = ops.post("/v1/audits/ok_check/ack", json={**acked, "host": "db-1.test"})
+        assert ok.status_code == 400  # ok: nothing to acknowledge
+
+    # The CLI reads the same store.
+    (listed,) = api.entropy("downtime", "list", "--json")
+    assert (listed["name"], listed["reason"], listed["active"]) == (name, "rack move", True)
+    with api.client("viewer") as viewer:
+        (seen,) = viewer.get("/v1/downtimes").json()["items"]
+        assert (seen["name"], seen["groups"], seen["skip_checks"]) == (name, ["web"], True)
+        (ack,) = viewer.get("/v1/acks", params={"host": "web-1.test"}).json()["items"]
+        assert (ack["audit_name"], ack["reason"]) == ("bad_check", "ticket 42")
+
+    with api.client("ops") as ops:
+        lifted = ops.post("/v1/audits/bad_check/unack", json={"host": "web-1.test"})
+        assert lifted.json() == {"unacknowledged": ["web-1.test"]}
+        assert ops.delete(f"/v1/downtimes/{name}").json() == {"removed": name}
+        assert ops.delete(f"/v1/downtimes/{name}").status_code == 404
+    assert api.entropy("downtime", "list", "--json") == []
+    with api.client("viewer") as viewer:
+        assert viewer.get("/v1/acks").json()["items"] == []
+    log = api.log.read_text()
+    assert f"downtime by token 'ops' (downtime={name}, group=web" in log
+    assert "ack by token 'ops' (audit=bad_check, host=web-1.test, reason=ticket 42)" in log
+    assert "unack by token 'ops' (audit=bad_check, host=web-1.test)" in log
+    assert f"downtime remove by token 'ops' (downtime={name})" in log

@@ -68,6 +68,7 @@ def test_overview_problems_and_a_hosts_page(
     assert "FLAGGED" in flagged_rows and "1 runs of fix_bad did not fix bad_check" in flagged_rows
     failing = page.inner_text("h2#failing + table")
     assert failing.count("CRITICAL") == 2 and "bad_check" in failing
+    assert failing.count(" ago") == 2  # when each last ran (health gives it in microseconds)
     headings = [h.inner_text() for h in page.query_selector_all("main h2")]
     assert headings.index("Flagged hosts") < headings.index("Latest repairs")
 

@@ -18,7 +18,7 @@ from clirunner import run
 from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
-from entropy.model import Catalog, Outcome
+from entropy.model import Ack, Catalog, Downtime, Outcome
 from entropy.model import Result as AuditResult
 from entropy.transfer import catalog_differences
 from fleets import (
@@ -88,16 +88,21 @@ def with_history(backend: Backend, clock: FakeClock) -> None:
     # One row left mid-run, as an engine that stopped while it ran leaves it.
     now = clock.now() + timedelta(days=3)
     state.claim([rows["vmbooter", "nova-api.mydomain.com"].id], "engine-2", now, now)
+    # An operator's downtime and ack: state too, kept by the store, not the definitions.
+    rewired = Downtime("dt-rack-7", "rack 7 rewired", hosts=("hv-*",), start=now,
+                       end=now + timedelta(days=30), created_by="ops", created_at=now)  # fmt: skip
+    state.add_downtime(rewired)
+    state.set_ack(Ack("vmbooter", "nova-api.mydomain.com", "known, ticket 42", Outcome.CRITICAL,
+                      sticky=True, created_by="ops", created_at=now))  # fmt: skip
 
 
-def state_of(backend: Backend) -> tuple[list[dict], list[dict]]:
-    """Rows (ids aside) and history (ids aside), in a stable order."""
-    rows = [
-        {k: v for k, v in dataclasses.asdict(r).items() if k != "id"}
-        for r in backend.state.audits()
-    ]
-    history = [dataclasses.asdict(r) for r in backend.state.results(limit=10**6)]
-    return rows, sorted(history, key=lambda r: (r["host"], r["audit_name"], r["finished_at"]))
+def state_of(backend: Backend) -> tuple[list[dict], list[dict], list[Downtime], list[Ack]]:
+    """Rows (ids aside), history (ids aside), downtimes and acks, in a stable order."""
+    state = backend.state
+    rows = [{k: v for k, v in dataclasses.asdict(r).items() if k != "id"} for r in state.audits()]
+    history = [dataclasses.asdict(r) for r in state.results(limit=10**6)]
+    history.sort(key=lambda r: (r["host"], r["audit_name"], r["finished_at"]))
+    return rows, history, state.downtimes(), state.acks()
 
 
 def same_fleet(a: Catalog, b: Catalog) -> None:
@@ -163,7 +168,7 @@ def test_with_state_keeps_rows_and_history(
     before = state_of(source)
     assert len(before[1]) == 3 * 7  # 7 enabled pairs, 3 rounds
     out = run("import", f"dir:{fleet}", f"file:{tmp_path}/f.yaml", "--with-state").stdout
-    assert out.endswith("; state: 8 rows, 21 results\n")
+    assert out.endswith("; state: 8 rows, 21 results, 1 downtime, 1 ack\n")
     copied = backends(f"file:{tmp_path}/f.yaml")
     assert state_of(copied) == before
     rows = {(r.audit_name, r.host): r for r in copied.audits()}
@@ -201,7 +206,8 @@ def test_with_state_into_a_shared_database(
     with_history(source, clock)
     before = state_of(source)
     out = run("import", f"dir:{fleet}", url, "--with-state", "--json").stdout
-    assert json.loads(out)["state"] == {"rows": 8, "results": 21, "removed": 0}
+    assert json.loads(out)["state"] == {
+        "rows": 8, "results": 21, "downtimes": 1, "acks": 1, "removed": 0}  # fmt: skip
     assert state_of(backends(url)) == before
     same_fleet(source.load(), backends(url).load())
     run("import", url, f"dir:{tmp_path}/back", "--with-state")
@@ -230,8 +236,8 @@ def test_with_state_that_would_drop_most_of_the_destination_needs_force(
     assert "Nothing was written. To replace them anyway, add --force" in refused.stderr
     assert (target.read_text(), state_of(dst)) == before
     out = run("import", f"dir:{fleet}", f"file:{target}", "--with-state", "--force").stdout
-    assert out.endswith("; state: 8 rows, 21 results (3 rows of DST without a row at SRC "
-                        "removed)\n")  # fmt: skip
+    assert out.endswith("; state: 8 rows, 21 results, 1 downtime, 1 ack (3 rows of DST "
+                        "without a row at SRC removed)\n")  # fmt: skip
     assert {(r.audit_name, r.host) for r in dst.audits()} == set(SEED_PAIRS)
 
 

@@ -22,6 +22,7 @@ from entropy.backends.impl_memory import MemoryStateStore, forget
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.engine import Engine, EngineSettings, WorkerPool
+from entropy.errors import StorageFailure
 from entropy.events import Events
 from entropy.model import Ack, AuditRow, Downtime, Outcome, Result, StateType
 from fleets import write_fleet
@@ -295,3 +296,33 @@ def test_pruning_forgets_ended_downtimes_and_expired_acks(make_fleet) -> None:
     fleet.clock.advance(minutes=5)
     fleet.engine.recorder.prune()
     assert fleet.store.downtimes() == [] and fleet.store.acks() == []
+
+
+def test_an_ack_is_lifted_only_by_a_result_that_was_written(make_fleet) -> None:
+    """A recovery the store refused to record must not lift the operator's ack: the
+    ack is cleared after the write, in the recorder, not while the rules are applied."""
+    fleet = make_fleet({"max_attempts": 2, "retry_every": "1m"})
+    start = fleet.scheduler.next_due()
+    VERDICTS["h2"] = "critical"
+    fleet.run_at(start)
+    fleet.run_at(start + timedelta(minutes=1))
+    assert fleet.row("check", "h2").monitor.hard_state is Outcome.CRITICAL
+    fleet.store.set_ack(Ack("check", "h2", "on it", Outcome.CRITICAL, created_at=start))
+    VERDICTS["h2"] = "ok"
+    record = fleet.store.record
+
+    def refused(*args: Any, **kwargs: Any) -> int:
+        raise StorageFailure("value too long for the results table")
+
+    fleet.store.record = refused  # the store refuses the batch for good: it is dropped
+    fleet.run_at(start + timedelta(minutes=10))
+    assert fleet.engine.recorder.dropped > 0
+    assert [a.host for a in fleet.store.acks()] == ["h2"]  # the recovery was never recorded
+    fleet.store.record = record
+    fleet.clock.set(start + timedelta(minutes=20))
+    fleet.store.take_back_expired(fleet.clock.now())  # the dropped result's lease ran out
+    fleet.run_at(start + timedelta(minutes=20))
+    assert fleet.row("check", "h2").monitor.state is Outcome.OK
+    assert fleet.store.acks() == []
+    assert fleet.row("check", "h2").monitor.state is Outcome.OK
+    assert fleet.store.acks() == []

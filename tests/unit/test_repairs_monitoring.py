@@ -18,7 +18,7 @@ from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
 from entropy.model import Ack, Catalog, Downtime, Outcome, RepairDecision, RepairRun, Result
-from entropy.monitor_record import apply
+from entropy.monitor_record import apply, clear_ended_acks
 from entropy.repairs import Repairer, plan
 from fleets import write_fleet
 
@@ -84,6 +84,8 @@ class Fleet:
             (done,) = apply(self.backend.state, self.catalog, [(row_id, pair, result, now)], now)
             result, state = done.result, done.state
         self.backend.state.record_adhoc(row_id, result, state)
+        if state is not None:  # as the recorder and result submit do, once written
+            clear_ended_acks(self.backend.state, [done])
         self.clock.advance(60)
         self.last = result
         return row_id, pair, result

@@ -8,6 +8,7 @@ or turned every run of an audit into `error`.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,22 @@ def only_problem(conf, root: Path) -> ConfigError:
         ({"run_every": "1h", "disabled_reason": "x" * 2000}, "disabled_reason", "longer than"),
         ({"cron": "0 " * 200 + "*"}, "cron", "cron must be five fields"),
         ({"run_every": "1h", "params": {"x": "y" * 70000}}, "params", "longer than 65,536"),
+        # Each param is an environment variable of every run: past ARG_MAX, exec fails (E2BIG).
+        (
+            {"run_every": "1h", "params": {f"p{i}": i for i in range(100_000)}},
+            "params",
+            "has 100,000 keys; at most 1,000",
+        ),
+        (
+            {"run_every": "1h", "params": {f"p{i}": "y" * 60_000 for i in range(5)}},
+            "params",
+            "KiB of text; at most 256 KiB",
+        ),
+        (
+            {"run_every": "1h", "params": {"list": ["y" * 60_000] * 5}},
+            "params",
+            "KiB of text; at most 256 KiB",
+        ),
     ],
 )
 def test_schedule_values_that_would_crash_later(
@@ -113,6 +130,9 @@ def test_a_year_is_the_longest_interval(conf, tmp_path: Path) -> None:
         ({"kind": "tcp", "port": 22, "warning_ms": float("nan")}, "warning_ms: nan is not a"),
         ({"kind": "tcp", "port": 22, "critical_ms": -1}, "critical_ms: must be a number of"),
         ({"kind": "http", "url": "ftp://x/"}, "url: must be an http:// or https:// URL"),
+        ({"kind": "http", "url": "http://x:99999999/"}, "Port out of range 0-65535"),
+        ({"kind": "http", "url": "http://{ip_address}:99999999/"}, "Port out of range"),
+        ({"kind": "http", "url": "http://x:eighty/"}, "Port could not be cast"),
         ({"kind": "http", "url": "http://x/", "expect_status": [200, 42]}, "expect_status"),
         ({"kind": "http", "url": "http://x/", "body_regex": "("}, "is not a valid regex"),
         ({"kind": "http", "url": "http://x/", "method": "GE T"}, "method: must be an HTTP"),
@@ -127,6 +147,36 @@ def test_script_values_a_runner_would_refuse_at_every_run(
     problem = only_problem(conf, root)
     assert problem.where.path == str(root / "scripts.yaml")
     assert message in problem.message
+
+
+def test_a_placeholder_port_and_host_pass_the_script_check(conf, tmp_path: Path) -> None:
+    script = {"kind": "http", "url": "http://[{ip_address}]:{params.port}/"}
+    root = write(tmp_path, {"run_every": "1h", "params": {"port": 8080}}, script)
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_relative_upload_is_checked_beside_the_scripts_file(
+    conf, tmp_path: Path, kind: str
+) -> None:
+    """As the runner reads it: relative to scripts.yaml, not to where validate runs."""
+    root = write(tmp_path, {"run_every": "1h"}, {"kind": "ssh", "upload": "check.sh"})
+    if kind == "fifo":
+        os.mkfifo(root / "check.sh")
+    else:
+        (root / "check.sh").mkdir()
+    problem = only_problem(conf, root)
+    assert problem.where.path == str(root / "scripts.yaml")
+    assert "upload: 'check.sh' is a" in problem.message
+    assert "not a regular file" in problem.message
+
+
+def test_a_relative_upload_that_is_a_file_or_absent_here_passes(conf, tmp_path: Path) -> None:
+    """Absent is no problem here: with executor = broker it is looked for on the workers."""
+    root = write(tmp_path, {"run_every": "1h"}, {"kind": "ssh", "upload": "check.sh"})
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
+    (root / "check.sh").write_text("#!/bin/sh\necho OK\n")
+    assert len(DirBackend(conf, str(root)).load().pairs) == 1
 
 
 @pytest.mark.parametrize(

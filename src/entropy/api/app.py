@@ -10,7 +10,7 @@ from ..service.runtime import Runtime
 from ..service.tokens import token_file
 from . import dashboard, events, metrics, ops, v1
 from .auth import OPEN_PATHS
-from .common import JSON, Backend, error_response
+from .common import JSON, error_response
 
 
 def create_app(rt: Runtime) -> FastAPI:
@@ -23,7 +23,7 @@ def create_app(rt: Runtime) -> FastAPI:
         "(`entropy api token add`); acting needs an operator's token.",
         default_response_class=JSON,
     )
-    app.state.backend = Backend(rt)
+    app.state.runtime = rt
     app.state.tokens = token_file(rt)
     app.state.open_paths = {opt: bool(rt.option(opt, "api")) for opt in OPEN_PATHS.values()}
     app.add_exception_handler(EntropyError, error_response)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,22 +45,8 @@ def error_response(request: Request, exc: Exception) -> JSON:
     return JSON(body, status_code=status)
 
 
-class Backend:
-    """The runtime every request works on, one request at a time.
-
-    The backend (a connection pool, the definitions' parse cache) is opened
-    once and kept; the lock keeps two requests from reloading the
-    definitions at once, which their cache is not made for.
-    """
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.lock = threading.Lock()
-
-
 @contextmanager
 def using(request: Request) -> Iterator[Runtime]:
-    """The runtime, for this request alone while the block runs."""
-    guard: Backend = request.app.state.backend
-    with guard.lock:
-        yield guard.rt
+    """The runtime requests share: its backend is safe between threads (backends.Backend),
+    so a slow request (a long ad hoc run, a scrape) holds up no other."""
+    yield request.app.state.runtime

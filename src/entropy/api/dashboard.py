@@ -8,13 +8,14 @@ cookie); the pages only read, so a reader's token is enough.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ..clock import from_micros
 from ..model import Outcome
 from ..service import reads, repairs
 from ..service.health import health
@@ -29,6 +30,19 @@ router = APIRouter(include_in_schema=False)
 SEVERITY = ["critical", "error", "timeout", "unknown", "warning", "unreachable", "ok", "none"]
 RANK = {name: n for n, name in enumerate(SEVERITY)}
 LISTED = 200  # rows a section shows at most; the rest are counted, and the API has them all
+
+
+class _Failing(NamedTuple):
+    """A listed failing pair: health's plain (audit_name, host, outcome, finished_us), named."""
+
+    audit_name: str
+    host: str
+    outcome: str | None  # never None here: failing rows have a result
+    finished_us: int | None  # clock.to_micros
+
+    @property
+    def finished(self) -> datetime | None:
+        return None if self.finished_us is None else from_micros(self.finished_us)
 
 
 def _ago(then: datetime | str | None, now: datetime) -> str:
@@ -83,13 +97,14 @@ def overview(request: Request, token: Viewer) -> HTMLResponse:
     with using(request) as rt:
         seen = health(rt)
         latest = reads.repair_results(rt, limit=10).items
-    failing = [p for p in seen.pairs if p.outcome not in (None, Outcome.OK.value)]
-    failing.sort(key=lambda p: (RANK.get(p.outcome or "none", 0), p.host, p.audit_name))
+    failing = [p for p in seen.pairs if p[2] not in (None, Outcome.OK.value)]
+    failing.sort(key=lambda p: (RANK.get(p[2] or "none", 0), p[1], p[0]))
+    listed = [_Failing(*p) for p in failing[:LISTED]]
     overdue = sorted(seen.overdue, key=lambda p: (p.next_run, p.host))
     engines = seen.engines.to_dicts()
     return _page(
         "overview.html", request, seen.now, token=token, counts=seen.outcomes,
-        total=len(seen.pairs), failing=failing[:LISTED], failing_count=len(failing),
+        total=len(seen.pairs), failing=listed, failing_count=len(failing),
         overdue=overdue[:LISTED], overdue_count=len(overdue), flagged=seen.flagged,
         dead=[e for e in engines if e["state"] == "dead"],
         engines=sorted(engines, key=lambda e: (e["state"] != "dead", e["engine_id"])),

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from ..model import Outcome, Status
-from ..service import adhoc, engines, fleet, reads, repairs, results
+from ..service import adhoc, engines, fleet, monitoring, reads, repairs, results
 from ..service.errors import BadRequest
 from ..service.reads import Page
 from ..service.tokens import Token
@@ -205,3 +205,76 @@ def reset(request: Request, repair: str, body: Reset, token: Operator) -> Any:
         changed = repairs.reset(rt, body.host, repair)
     log_act(token, "reset", repair=repair, host=body.host)
     return {"host": body.host, "repair_name": repair, "reset": changed}
+
+
+# -- downtimes and acknowledgements (as `entropy downtime`, `ack`, `unack`) ----------------
+
+
+@router.get("/downtimes", summary="Downtimes not yet ended: the definitions', then ad hoc ones")
+def get_downtimes(request: Request, _: Reader) -> Any:
+    with using(request) as rt:
+        return {"items": [view.to_dict() for view in monitoring.downtimes(rt)]}
+
+
+class NewDowntime(BaseModel):
+    """An ad hoc downtime from now: on one host or a group, for a while or until a time."""
+
+    reason: str = Field(min_length=1, description="Why; shown beside the held repairs.")
+    host: str | None = None
+    group: str | None = None
+    audit: str | None = Field(None, description="Only this audit (every audit if left out).")
+    for_: str | None = Field(None, alias="for", description="How long: 30m, 2h, 1d.")
+    until: str | None = Field(None, description="Or when it ends: 2026-03-01T22:00:00Z.")
+    skip_checks: bool = Field(False, description="Do not even run the covered audits.")
+
+
+@router.post("/downtimes", summary="Start an ad hoc downtime; it answers with its id")
+def add_downtime(request: Request, body: NewDowntime, token: Operator) -> Any:
+    seconds = None if body.for_ is None else float(parse_duration(body.for_))
+    with using(request) as rt:
+        made = monitoring.add_downtime(rt, body.reason, body.host, body.group, body.audit,
+                                       seconds, body.until, body.skip_checks,
+                                       created_by=f"api token {token.name}")  # fmt: skip
+    log_act(token, "downtime", downtime=made.name, host=body.host, group=body.group,
+            audit=body.audit, reason=body.reason)  # fmt: skip
+    return made.to_dict()
+
+
+@router.delete("/downtimes/{name}", summary="End an ad hoc downtime now")
+def remove_downtime(request: Request, name: str, token: Operator) -> Any:
+    with using(request) as rt:
+        monitoring.remove_downtime(rt, name)
+    log_act(token, "downtime remove", downtime=name)
+    return {"removed": name}
+
+
+@router.get("/acks", summary="Acknowledgements in force, by host then audit")
+def get_acks(request: Request, _: Reader, host: HostQ = None, audit: AuditQ = None) -> Any:
+    with using(request) as rt:
+        return {"items": [a.to_dict() for a in monitoring.acks(rt, host, audit)]}
+
+
+class NewAck(Where):
+    reason: str = Field(min_length=1, description="Why; shown where the problem is.")
+    expire: str | None = Field(None, description="Lifted after this long: 4h, 1d.")
+    sticky: bool = Field(False, description="Kept through changes between problem states.")
+
+
+@router.post("/audits/{audit}/ack", summary="Acknowledge AUDIT's problem on a host or a group")
+def ack(request: Request, audit: str, body: NewAck, token: Operator) -> Any:
+    body.check()
+    expire = None if body.expire is None else float(parse_duration(body.expire))
+    with using(request) as rt:
+        done = monitoring.ack(rt, audit, body.reason, body.host, body.group, expire,
+                              body.sticky, created_by=f"api token {token.name}")  # fmt: skip
+    log_act(token, "ack", audit=audit, host=body.host, group=body.group, reason=body.reason)
+    return done.to_dict()
+
+
+@router.post("/audits/{audit}/unack", summary="Lift AUDIT's acknowledgements on a host or group")
+def unack(request: Request, audit: str, body: Where, token: Operator) -> Any:
+    body.check()
+    with using(request) as rt:
+        lifted = monitoring.unack(rt, audit, body.host, body.group)
+    log_act(token, "unack", audit=audit, host=body.host, group=body.group)
+    return {"unacknowledged": lifted}

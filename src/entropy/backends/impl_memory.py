@@ -59,6 +59,7 @@ from .base import (
     Judge,
     MonitorRow,
     PairOutcome,
+    PastDue,
     RecordItem,
     RepairRecord,
     RepairStore,
@@ -68,7 +69,7 @@ from .base import (
     ack_order,
     downtime_order,
 )
-from .syncplan import disabled_state, latest_of, plan_sync
+from .syncplan import disabled_state, latest_of, outcome_and_end, plan_sync
 
 REVISION = "memory-1"
 _spaces: dict[str, _Space] = {}
@@ -359,12 +360,15 @@ class MemoryStateStore(StateStore):
 
     def pair_outcomes(self) -> list[PairOutcome]:
         with self.space.lock:
-            rows = [(row, row.result or {}) for row in self.space.rows.values()]
-            return [
-                PairOutcome(row.audit_name, row.host, row.next_run, row.disabled,
-                            latest.get("outcome"), latest.get("finished_at"), row.created_at)
-                for row, latest in rows
-            ]  # fmt: skip
+            rows = [(row.audit_name, row.host, row.result) for row in self.space.rows.values()]
+        return [(audit_name, host, *outcome_and_end(latest)) for audit_name, host, latest in rows]
+
+    def past_due(self, now: datetime) -> list[PastDue]:
+        with self.space.lock:
+            rows = [row for row in self.space.rows.values()
+                    if not row.disabled and row.next_run < now]  # fmt: skip
+            return [PastDue(row.audit_name, row.host, row.next_run, *outcome_and_end(row.result),
+                            row.created_at) for row in rows]  # fmt: skip
 
     def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:
         changed = 0

@@ -12,11 +12,12 @@ consent (entropy.removal, checked before anything changes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from ..clock import to_micros
 from ..model import DisabledBy, Pair, Status, SyncReport
 from ..progress import counted
 from ..removal import DisablePlan, KeptDisable, RemovalPolicy, check_removal, plan_disables
@@ -258,6 +259,15 @@ def latest_of(result: Any) -> dict[str, Any]:
         "finished_at": _iso(result.finished_at),
         "engine_id": result.engine_id,
     }
+
+
+def outcome_and_end(latest: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+    """A row's `result` (latest_of's) -> its outcome and its end in microseconds since the
+    epoch (clock.to_micros), as pair_outcomes() gives them: (None, None) before any."""
+    if not latest:
+        return None, None
+    ended = latest.get("finished_at")
+    return latest.get("outcome"), None if not ended else to_micros(datetime.fromisoformat(ended))
 
 
 def _iso(t: datetime | None) -> str | None:

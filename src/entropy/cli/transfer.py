@@ -21,8 +21,8 @@ from .output import plural, print_json, say
 @click.option(
     "--with-state",
     is_flag=True,
-    help="Also replace DST's audit rows (next_run, disabled flags, latest result) "
-    "and result history with SRC's.",
+    help="Also replace DST's audit rows (next_run, disabled flags, latest result, monitoring "
+    "state), result history, ad hoc downtimes and acks with SRC's.",
 )
 @click.option(
     "--force",
@@ -59,8 +59,9 @@ def import_command(
 
     --json prints {"source", "destination", "hosts", "scripts", "schedules",
     "audits", "state"}: counts of what was copied; state is null without
-    --with-state, else {"rows", "results", "removed"} (removed: DST's rows
-    that SRC had no row for).
+    --with-state, else {"rows", "results", "downtimes", "acks", "removed"}
+    (downtimes and acks: the ad hoc ones; removed: DST's rows that SRC had
+    no row for).
 
     \b
     Examples:
@@ -81,12 +82,15 @@ def import_command(
     if as_json:
         report = done.counts()
         report["state"] = None if state is None else {
-            "rows": state.rows, "results": state.results, "removed": state.removed}  # fmt: skip
+            "rows": state.rows, "results": state.results, "downtimes": state.downtimes,
+            "acks": state.acks, "removed": state.removed}  # fmt: skip
         print_json(report)
         return
     text = ""
     if state is not None:
         text = f"; state: {plural(state.rows, 'row')}, {plural(state.results, 'result')}"
+        if state.downtimes or state.acks:
+            text += f", {plural(state.downtimes, 'downtime')}, {plural(state.acks, 'ack')}"
         if state.removed:
             text += f" ({state.removed} rows of DST without a row at SRC removed)"
     click.echo(f"copied {_summary(done.catalog)} from {done.source} to {done.destination}{text}")

@@ -23,7 +23,7 @@ from ..backends.base import StateStore
 from ..clock import Clock
 from ..errors import BackendError
 from ..model import Catalog, Downtime, MonitorState, Result
-from ..monitor_record import Applied, apply
+from ..monitor_record import Applied, apply, clear_ended_acks
 from ..monitoring import passive_check, skips_check
 from ..scheduler import Due, Scheduler
 from .results import Finished
@@ -86,12 +86,19 @@ class Monitoring:
                  if due.row_id in applied}  # fmt: skip
         return found or None
 
-    def written(self, batch: list[Finished]) -> dict[int, Applied]:
-        """Forget the states of a batch written (or dropped); what they did, for the publisher."""
+    def written(self, batch: list[Finished], stored: bool = True) -> dict[int, Applied]:
+        """Forget the states of a batch written (or dropped: stored False); what they did,
+        for the publisher. A written batch's results lift the acks they ended."""
         if not self.applied:
             return {}
-        return {due.row_id: a for due, _, _ in batch
+        done = {due.row_id: a for due, _, _ in batch
                 if (a := self.applied.pop(due.row_id, None)) is not None}  # fmt: skip
+        if stored and done:
+            try:
+                clear_ended_acks(self.backend.state, done.values())
+            except BackendError as exc:  # a stale ack still ends at its expiry, or with a repair
+                LOG.warning("cannot clear the acknowledgements that results ended: %s", exc)
+        return done
 
 
 ADHOC_EVERY = 10.0  # seconds between reads of the ad hoc downtimes

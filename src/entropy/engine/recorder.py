@@ -183,7 +183,7 @@ class Recorder:
         for due, result, _ in items:
             LOG.error("dropped result: %s", _content(due, result))
         self.leases.let_go(due.row_id for due, _, _ in items)
-        self.monitoring.written(items)
+        self.monitoring.written(items, stored=False)
 
     def prune(self) -> None:
         """Forget history (results, repair runs, stopped engines) older than result_retention,

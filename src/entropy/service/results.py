@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import NotFound
 from ..events import Events
 from ..model import REPAIRABLE_OUTCOMES, AuditRow, Catalog, MonitorState, Outcome, Pair, Result
-from ..monitor_record import Applied, apply, publish
+from ..monitor_record import Applied, apply, clear_ended_acks, publish
 from ..repairs import Considered, Repairer
 from ..runners.nagios import SUMMARY_LIMIT, cap_summary, metric
 from .errors import BadRequest
@@ -113,6 +113,8 @@ def submit_result(
         result = applied.result
     monitor = applied.state if applied is not None else None
     backend.state.record_adhoc(row.id, result, monitor)
+    if applied is not None:
+        clear_ended_acks(backend.state, [applied])
     events = rt.events()
     try:
         if events is not None:

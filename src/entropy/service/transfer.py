@@ -34,6 +34,8 @@ from .runtime import Runtime
 class StateCopied:
     rows: int
     results: int
+    downtimes: int  # ad hoc downtimes
+    acks: int
     removed: int  # DST's rows that SRC had no row for
 
 

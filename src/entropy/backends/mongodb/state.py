@@ -48,6 +48,7 @@ from ..base import (
     EngineRegistry,
     MonitorRow,
     PairOutcome,
+    PastDue,
     RecordItem,
     RepairStore,
     ScheduleRow,
@@ -57,7 +58,7 @@ from ..base import (
     downtime_order,
 )
 from ..retry import retried_on_race
-from ..syncplan import disabled_state, latest_of, plan_sync
+from ..syncplan import disabled_state, latest_of, outcome_and_end, plan_sync
 from .client import Mongo, dt, t, translated
 
 _CHUNK = 1000  # ids per $in
@@ -219,13 +220,20 @@ class MongoStateStore(StateStore):
     def pair_outcomes(self) -> list[PairOutcome]:
         """Only these fields cross the wire (a projection); the row's result holds no output.
         (Not "result.outcome": NX-27017, the tests' server, projects no dotted path.)"""
-        fields = {"audit_name": 1, "host": 1, "next_run": 1, "disabled": 1, "result": 1,
-                  "created_at": 1}  # fmt: skip
+        fields = {"audit_name": 1, "host": 1, "result": 1}
         return [
-            PairOutcome(doc["audit_name"], doc["host"], dt(doc["next_run"]), bool(doc["disabled"]),
-                        (doc.get("result") or {}).get("outcome"),
-                        (doc.get("result") or {}).get("finished_at"), dt(doc["created_at"]))
+            (doc["audit_name"], doc["host"], *outcome_and_end(doc.get("result")))
             for doc in self._audits.find({}, fields)
+        ]
+
+    @translated
+    def past_due(self, now: datetime) -> list[PastDue]:
+        fields = {"audit_name": 1, "host": 1, "next_run": 1, "result": 1, "created_at": 1}
+        found = self._audits.find({"disabled": False, "next_run": {"$lt": t(now)}}, fields)
+        return [
+            PastDue(doc["audit_name"], doc["host"], dt(doc["next_run"]),
+                    *outcome_and_end(doc.get("result")), dt(doc["created_at"]))
+            for doc in found
         ]  # fmt: skip
 
     @translated

@@ -29,6 +29,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    false,
     func,
     select,
     true,
@@ -38,6 +39,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ...catalogdiff import SyncScope
+from ...clock import to_micros
 from ...errors import BackendError, NoState, SchemaOutOfDate, StoreUnavailable
 from ...model import (
     Ack,
@@ -58,6 +60,7 @@ from ..base import (
     EngineRegistry,
     MonitorRow,
     PairOutcome,
+    PastDue,
     RecordItem,
     RepairStore,
     ScheduleRow,
@@ -66,7 +69,7 @@ from ..base import (
     Timeouts,
 )
 from ..retry import retried_on_race
-from ..syncplan import disabled_state, latest_of, plan_sync
+from ..syncplan import disabled_state, latest_of, outcome_and_end, plan_sync
 from . import bulk, kept_disables, monitoring, rowtext, schema
 from .connecting import engine_arguments, explain
 from .errors import translate
@@ -367,14 +370,19 @@ class SqlStateStore(StateStore):
             return [_audit_row(row._mapping) for row in conn.execute(query)]
 
     def pair_outcomes(self) -> list[PairOutcome]:
-        """The outcome and end are read out of the JSON in the database: the rest of the
-        result (output, metrics) never crosses the wire."""
-        a = audits.c
-        outcome, finished = a.result["outcome"].as_string(), a.result["finished_at"].as_string()
-        query = select(a.audit_name, a.host, a.next_run, a.disabled, outcome, finished,
-                       a.created_at)  # fmt: skip
+        """Four plain columns (the outcome and end are kept beside `result` when it is
+        written): no JSON to open in the database, no datetime to build here. The
+        driver's own tuples, as they come: no Row, no conversion (strings and floats)."""
         with self._connect() as conn:
-            return list(map(PairOutcome._make, conn.execute(query).all()))  # fetchall: faster
+            found = conn.exec_driver_sql(_PAIR_OUTCOMES)
+            return list(found.cursor.fetchall())
+
+    def past_due(self, now: datetime) -> list[PastDue]:
+        a = audits.c
+        query = select(a.audit_name, a.host, a.next_run, a.outcome, a.finished_us, a.created_at)
+        query = query.where(a.disabled == false(), a.next_run < now)
+        with self._connect() as conn:
+            return list(map(PastDue._make, conn.execute(query).all()))
 
     def set_disabled(self, pairs: Iterable[Pair], reason: str | None, now: datetime) -> int:
         """Disable these pairs' rows as the operator asked, or, with reason None, lift that.
@@ -554,7 +562,8 @@ class SqlStateStore(StateStore):
         self, row_id: int | None, result: Result, monitor: MonitorState | None = None
     ) -> None:
         """A run outside the schedule: history, and the row's latest result; next_run stays."""
-        values: dict[str, Any] = {"result": latest_of(result), "updated_at": result.finished_at}
+        values: dict[str, Any] = {"result": latest_of(result), "updated_at": result.finished_at,
+                                  "outcome": result.outcome.value, "finished_us": _micros(result)}
         if monitor is not None:
             values["monitor"] = monitor.to_dict()
         with self._connect() as conn:
@@ -819,7 +828,8 @@ class _RawSql:
             self = super().__new__(cls)
             mark = "?" if dialect.paramstyle == "qmark" else "%s"
             self.record_update = (
-                f"UPDATE audits SET status = 'processed', result = {mark}, next_run = {mark}, "
+                f"UPDATE audits SET status = 'processed', result = {mark}, outcome = {mark}, "
+                f"finished_us = {mark}, next_run = {mark}, "
                 f"claimed_by = NULL, lease_until = NULL, attempts = 0, updated_at = {mark} "
                 f"WHERE id = {mark} AND claimed_by = {mark} AND status = 'processing'"
             )
@@ -917,7 +927,8 @@ def _records(
         history.append((r.host, r.audit_name, when(r.slot), r.outcome.value, r.summary,
                         r.output, metrics, when(r.started_at), finished, r.engine_id,
                         row_id, engine_id))  # fmt: skip
-        rows.append((as_json(latest_of(r)), when(next_run), finished, row_id, engine_id))
+        rows.append((as_json(latest_of(r)), r.outcome.value, _micros(r), when(next_run), finished,
+                     row_id, engine_id))  # fmt: skip
     return history, rows
 
 
@@ -936,11 +947,17 @@ def _sqlite_records(
         history.append((r.host, r.audit_name, slot, outcome, r.summary, r.output, metrics,
                         started, finished, r.engine_id, row_id, engine_id))  # fmt: skip
         latest = latest_json(r, slot_iso, started_iso, finished_iso)
-        rows.append((latest, times(next_run)[0], finished, row_id, engine_id))
+        rows.append((latest, outcome, _micros(r), times(next_run)[0], finished, row_id, engine_id))
     return history, rows
 
 
 _OUTCOME_TEXT = {outcome: outcome.value for outcome in Outcome}
+_PAIR_OUTCOMES = "SELECT audit_name, host, outcome, finished_us FROM audits"
+
+
+def _micros(result: Result) -> int | None:
+    """audits.finished_us: the result's end (clock.to_micros), what pair_outcomes reads."""
+    return None if result.finished_at is None else to_micros(result.finished_at)
 
 
 def _naive_utc(t: datetime | None) -> datetime | None:
@@ -1020,10 +1037,12 @@ def _row_values(row: AuditRow) -> dict[str, Any]:
     values["status"] = Status(row.status).value
     values["disabled_by"] = None if row.disabled_by is None else DisabledBy(row.disabled_by).value
     values["monitor"] = None if row.monitor is None else row.monitor.to_dict()
+    values["outcome"], values["finished_us"] = outcome_and_end(row.result)
     return values
 
 
-_ROW_COLUMNS = tuple(c.name for c in audits.c if c.name != "id")
+# An AuditRow's fields; outcome and finished_us are copies out of its result.
+_ROW_COLUMNS = tuple(c.name for c in audits.c if c.name not in ("id", "outcome", "finished_us"))
 
 
 def _result(row: Any) -> Result:

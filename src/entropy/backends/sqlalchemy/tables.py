@@ -76,6 +76,11 @@ audits = Table(
     Column("lease_until", UTCDateTime()),
     Column("attempts", Integer(), nullable=False, default=0),
     Column("monitor", JSON()),  # MonitorState.to_dict(); NULL without monitoring (0010)
+    # The latest result's outcome and end (microseconds since the epoch), copied out of
+    # `result` when it is written: what a /metrics scrape reads for every row, with no
+    # JSON to open and no time to parse (0011).
+    Column("outcome", String(16)),
+    Column("finished_us", BigInteger()),
     UniqueConstraint("audit_name", "host", name="uq_audits_audit_host"),
     Index("ix_audits_next_run", "next_run"),
     Index("ix_audits_host", "host"),
