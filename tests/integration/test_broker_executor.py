@@ -40,6 +40,10 @@ class Recorder:
         with self.lock:
             self.got.append((due, result))
 
+    def finished_many(self, finished: list[tuple[Due, Result]]) -> None:
+        with self.lock:
+            self.got += finished
+
     def given_up(self, due: Due) -> None:
         with self.lock:
             self.given_up_on.append(due)

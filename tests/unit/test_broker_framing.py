@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import amqp
 from amqp.method_framing import frame_writer
 
-from entropy.broker.framing import Batch, properties, table
+from entropy.broker.framing import Batch, JobProperties, properties, table
 
 
 class _Socket:
@@ -79,3 +79,19 @@ def test_a_batch_says_when_it_is_worth_writing() -> None:
     while not batch.full:
         batch.add("", "q", properties(delivery_mode=2), b"x" * 1000)
     assert 100 <= batch.count <= 140  # about 128 KB
+
+
+def test_job_properties_are_properties_with_the_id_twice() -> None:
+    """JobClient encodes a job's properties from a template: the same bytes as properties()."""
+    headers = table({"entropy-engine": "e1"})
+    for ttl in ("30000", None):
+        template = JobProperties(
+            content_type="application/json", headers=headers, delivery_mode=2,
+            reply_to="entropy.results.e1", expiration=ttl,
+        )  # fmt: skip
+        for job_id in ("j", "a" * 64, "é-1"):
+            assert template(job_id) == properties(
+                content_type="application/json", headers=headers, delivery_mode=2,
+                correlation_id=job_id, reply_to="entropy.results.e1", expiration=ttl,
+                message_id=job_id,
+            )  # fmt: skip

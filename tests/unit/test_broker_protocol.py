@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +22,7 @@ from entropy.errors import Location
 from entropy.model import Host, HostSsh, Outcome, Result, Script
 from entropy.runners.base import Job
 
+T = TypeVar("T")
 SLOT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOST = Host(
     "db-1.example.com", "10.0.0.5", "db", ("mysql",), {"rack": "r1", "disks": [1, 2]},
@@ -109,3 +113,91 @@ def test_not_json_and_not_an_object_are_refused() -> None:
     with pytest.raises(ProtocolError, match="result: outcome 'fine' is not an outcome"):
         wire = json.loads(reply(a_job(), Result(Outcome.OK, "ok"), "w").encode())
         decode_result(json.dumps({**wire, "outcome": "fine"}))
+
+
+def _read_or_refused(
+    decode: Callable[[str], T], wire: dict[str, Any], words: str | None
+) -> T | None:
+    """The message read back; with words, None once the ProtocolError saying them is raised."""
+    if words is None:
+        return decode(json.dumps(wire))
+    with pytest.raises(ProtocolError) as info:
+        decode(json.dumps(wire))
+    assert words in str(info.value)
+    return None
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"output": None, "metrics": None, "context": None, "redelivered": None}, None),
+        ({"claim": {"engine_id": "engine-a", "epoch": None}}, None),
+        ({"slot": None, "row_id": None, "started_at": None}, None),
+        ({"row_id": True}, "result: row_id must be an integer, got bool"),
+        ({"claim": {"engine_id": 3}}, "result: claim: engine_id must be text"),
+        ({"finished_at": "2026-03-01T12:00:00"}, "result: finished_at has no UTC offset"),
+        ({"started_at": 5}, "result: started_at must be text, got int"),
+        ({"outcome": ["ok"]}, "result: outcome must be text, got list"),
+        ({"delivery_count": 1.5}, "result: delivery_count must be an integer, got float"),
+        ({"summary": None}, "result: summary must be text, got NoneType"),
+    ],
+)
+def test_a_result_reads_the_same_on_the_quick_path_as_field_by_field(
+    change: dict[str, object], words: str | None
+) -> None:
+    """decode_result reads well-formed results without a _Reader (protocol._quick_result): what
+    it accepts, and how, is still _Reader's (nulls for defaults, the same refusals)."""
+    started = datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC)
+    answer = reply(a_job(), Result(Outcome.WARNING, "w", "out", {"m": 1}, started, started), "w")
+    wire = {**json.loads(answer.encode()), **change}
+    back = _read_or_refused(decode_result, wire, words)
+    if back is None:
+        return
+    assert (back.result.output, back.result.metrics, back.context, back.redelivered) == (
+        "" if "output" in change else "out", {} if "metrics" in change else {"m": 1},
+        {} if "context" in change else {"kind": "audit"}, False,
+    )  # fmt: skip
+    assert back.claim == Claim("engine-a", 0 if "claim" in change else 4)
+    assert (back.slot, back.row_id, back.result.started_at) == (
+        (None, None, None) if "slot" in change else (SLOT, 42, started)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({}, None),
+        ({"host": {"zone": None, "groups": None, "vars": None, "ssh": None}}, None),
+        ({"script": {"timeout": None, "where": None}, "context": None, "slot": None}, None),
+        ({"claim": {"engine_id": "engine-a", "epoch": None}, "row_id": None}, None),
+        ({"timeout": True}, "job: timeout must be a number"),
+        ({"script": {"timeout": True}}, "job: script: timeout must be an integer, got bool"),
+        ({"host": {"groups": "mysql"}}, "job: host: groups must be a list, got str"),
+        ({"host": {"name": "a;b"}}, "job: host: host name"),
+        ({"output_limit": -1}, "output_limit must be a positive number"),
+    ],
+)
+def test_a_job_reads_the_same_on_the_quick_path_as_field_by_field(
+    change: dict[str, dict[str, object] | object], words: str | None
+) -> None:
+    """decode_job reads well-formed jobs of hosts without ssh settings without a _Reader
+    (protocol._quick_job): the same values, nulls for defaults, the same refusals."""
+    message = a_job(job=Job("check_disk", replace(HOST, ssh=None), SCRIPT, {"warn": "10%"}, 10.0))
+    wire = json.loads(message.encode())
+    for key, value in change.items():
+        wire[key] = {**wire[key], **value} if isinstance(value, dict) else value
+    back = _read_or_refused(decode_job, wire, words)
+    if back is None:
+        return
+    host, script = change.get("host", {}), change.get("script", {})
+    assert back.job.host.zone == ("default" if host else "dc-2")
+    assert (back.job.host.groups, back.job.host.vars) == (
+        ((), {}) if host else (("mysql",), {"rack": "r1", "disks": [1, 2]})
+    )
+    assert (back.job.script.timeout, back.job.script.where.path) == (
+        (None, "<job message>") if script else (10, "/fleet/scripts.yaml")
+    )
+    assert (back.context, back.slot) == (({}, None) if script else ({"kind": "audit"}, SLOT))
+    assert (back.claim.epoch, back.row_id) == ((0, None) if "claim" in change else (4, 42))
+    if not change:
+        assert back == message

@@ -42,7 +42,7 @@ from .connection import (
     pump,
     read_ahead,
 )
-from .framing import Batch, properties, table
+from .framing import Batch, JobProperties, table
 from .protocol import (
     CONTENT_TYPE,
     JobMessage,
@@ -83,14 +83,18 @@ class JobClient:
         topology: Topology | None = None,
         result_expiry: float = 60.0,
         prefetch: int = 2000,
+        on_drained: Callable[[], None] | None = None,
     ) -> None:
-        """result_expiry: seconds the result queue outlives this engine (its lease)."""
+        """result_expiry: seconds the result queue outlives this engine (its lease);
+        on_drained: called on the loop's thread after each read of the connection that
+        handed results to on_result (so a consumer can pass them on together)."""
         self.url, self.engine_id = url, engine_id
-        self.on_result, self.on_dead = on_result, on_dead
+        self.on_result, self.on_dead, self.on_drained = on_result, on_dead, on_drained
         self.topology = topology or Topology()
         self.result_expiry, self.prefetch = result_expiry, prefetch
         self.results_queue = self.topology.results_queue(engine_id)
         self._headers = table({ENGINE_HEADER: engine_id})  # each job's, encoded once
+        self._templates: dict[float | None, JobProperties] = {}  # by TTL (_properties)
         self.confirmed = 0  # jobs the broker confirmed
         self.received = 0  # results handed to on_result
         self.dead = 0  # dead jobs handed to on_dead
@@ -164,6 +168,8 @@ class JobClient:
                             self._wakeup.close()
                             return
                     pump(link.connection, self._wakeup, 0.2 if self._closing.is_set() else 1.0)
+                    if self.on_drained is not None:  # before the ack: they are handed on
+                        self._drained()
                     if link.handled > link.acked:  # one ack for every result taken meanwhile
                         link.channel.basic_ack(link.handled, multiple=True)
                         link.acked = link.handled
@@ -172,11 +178,20 @@ class JobClient:
                 LOG.warning("lost the connection to %s (%s); reconnecting", describe(self.url),
                             exc)  # fmt: skip
                 self._link = None
+                if self.on_drained is not None:  # what was taken before the loss
+                    self._drained()
                 self._outbox.extendleft(reversed(list(link.unconfirmed.values())))
                 try:
                     link.connection.release()
                 except Exception:
                     LOG.debug("closing a lost connection", exc_info=True)
+
+    def _drained(self) -> None:
+        assert self.on_drained is not None
+        try:
+            self.on_drained()
+        except Exception:  # the callback's bug: keep taking results
+            LOG.exception("result callback failed")
 
     def _connect(self) -> _Link:
         connection = open_connection(self.url)
@@ -244,12 +259,15 @@ class JobClient:
 
     def _properties(self, job_id: str, ttl: float | None) -> bytes:
         """A job's AMQP properties: persistent, its ids, this engine's queue and header, and
-        the TTL (in ms) after which it dies unrun."""
-        return properties(
-            content_type=CONTENT_TYPE, headers=self._headers, delivery_mode=2,
-            correlation_id=job_id, reply_to=self.results_queue,
-            expiration=None if ttl is None else str(max(int(ttl * 1000), 1)), message_id=job_id,
-        )  # fmt: skip
+        the TTL (in ms) after which it dies unrun; all but the ids encoded once per TTL."""
+        template = self._templates.get(ttl)
+        if template is None:
+            template = self._templates[ttl] = JobProperties(
+                content_type=CONTENT_TYPE, headers=self._headers, delivery_mode=2,
+                reply_to=self.results_queue,
+                expiration=None if ttl is None else str(max(int(ttl * 1000), 1)),
+            )  # fmt: skip
+        return template(job_id)
 
     def _confirmed(self, link: _Link, sequence: int, multiple: bool) -> None:
         self.confirmed += len(covered(link.unconfirmed, sequence, multiple))

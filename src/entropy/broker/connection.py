@@ -13,6 +13,7 @@ import contextlib
 import os
 import select
 import ssl
+import struct
 import time
 from typing import Any
 
@@ -27,6 +28,8 @@ RETRY = (0.5, 5.0)  # first and longest pause between tries to reach the broker
 AMQP_HEARTBEAT = 20  # seconds: a silent broker (or network) is noticed within 2 of these
 _DRAIN_AT_MOST = 500  # frames handled per wake-up, so a flood still lets the loop publish
 _READ_AHEAD = 16384  # bytes asked of the socket at once (see read_ahead)
+_READ_AT_ONCE = 65536  # bytes pump() takes from a readable socket with one recv()
+_FRAME_HEAD = struct.Struct(">BHI")  # type, channel, payload size
 
 # What a lost broker connection raises, from connecting to publishing.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -155,26 +158,67 @@ class Wakeup:
 def pump(connection: kombu.Connection, wakeup: Wakeup, timeout: float) -> None:
     """Wait up to timeout for frames or a wake-up; then handle the frames that are here.
 
-    Callbacks (deliveries, confirms) run inside this call, on this thread.
+    Callbacks (deliveries, confirms) run inside this call, on this thread;
+    they must not wait for a frame themselves (a synchronous AMQP call such
+    as a queue declare): the frames read but not yet handled are not in
+    py-amqp's buffer while they run.
     """
     sock = connection.connection.sock
     if sock is None:
         raise ConnectionResetError("the broker connection is closed")
+    transport = connection.connection.transport
+    tls = isinstance(sock, ssl.SSLSocket)
     # Frames read ahead, or an SSL socket's decrypted bytes: select() cannot see them.
-    buffered = _frame_buffered(connection.connection.transport) or (
-        isinstance(sock, ssl.SSLSocket) and sock.pending()
-    )
+    buffered = _frame_buffered(transport) or (tls and sock.pending())
     if not buffered:
         readable, _, _ = select.select([sock, wakeup], [], [], max(timeout, 0.0))
         if wakeup in readable:
             wakeup.clear()
         if sock not in readable:
             return
+    if not tls and isinstance(transport, amqp.transport.TCPTransport):
+        _handle_frames(connection.connection, transport, sock, buffered)
+        return
     for _ in range(_DRAIN_AT_MOST):
         try:
             connection.drain_events(timeout=0)
         except TimeoutError:
             return
+
+
+def _handle_frames(connection: amqp.Connection, transport: Any, sock: Any, buffered: bool) -> None:
+    """Read what the socket holds (it is readable, or a frame is buffered) with one recv(),
+    and hand each whole frame in it to py-amqp, as drain_events() would.
+
+    drain_events() reads one frame at a time, switching the socket to
+    non-blocking and back around each (two system calls a frame, six a
+    message) and copying the rest of its buffer with each part it takes; and
+    it ends on a read that finds nothing. Here the frames are cut out of one
+    buffer; what is left of a frame not yet whole goes back to py-amqp's.
+    """
+    data = transport._read_buffer
+    if not buffered:
+        chunk = sock.recv(_READ_AT_ONCE)
+        if not chunk:
+            transport.connected = False
+            raise ConnectionResetError("the broker closed the connection")
+        data = data + chunk if data else chunk
+    handle, unpack, end, pos = connection.on_inbound_frame, _FRAME_HEAD.unpack_from, len(data), 0
+    try:
+        while end - pos >= 8:
+            kind, channel, size = unpack(data, pos)
+            stop = pos + 7 + size  # where its end octet is
+            if stop >= end:
+                break
+            if data[stop] != 206:
+                raise amqp.exceptions.UnexpectedFrame(
+                    f"Received frame_end {data[stop]:#04x} while expecting 0xce"
+                )
+            payload = data[pos + 7 : stop]
+            pos = stop + 1
+            handle((kind, channel, payload))
+    finally:
+        transport._read_buffer = data[pos:] if pos else data
 
 
 def covered(pending: dict[int, Any], sequence: int, multiple: bool) -> list[Any]:

@@ -82,6 +82,27 @@ def properties(
     return struct.pack(">H", flags) + b"".join(parts)
 
 
+class JobProperties:
+    """properties() of messages alike but for their id, which is both their correlation_id
+    and message_id (JobClient's jobs): all but the id encoded once."""
+
+    def __init__(self, *, content_type: str, headers: bytes, delivery_mode: int, reply_to: str,
+                 expiration: str | None) -> None:  # fmt: skip
+        flags = _CONTENT_TYPE | _HEADERS | _DELIVERY_MODE | _CORRELATION_ID | _REPLY_TO
+        flags |= _MESSAGE_ID | (_EXPIRATION if expiration is not None else 0)
+        self._head = (struct.pack(">H", flags) + shortstr(content_type) + headers
+                      + bytes((delivery_mode,)))  # fmt: skip
+        self._middle = shortstr(reply_to) + (b"" if expiration is None else shortstr(expiration))
+
+    def __call__(self, message_id: str) -> bytes:
+        """The properties of the message with this id (properties() with it twice)."""
+        data = message_id.encode()
+        if len(data) > 255:
+            raise ValueError(f"AMQP short string longer than 255 bytes: {message_id[:40]!r}...")
+        ident = bytes((len(data),)) + data
+        return self._head + ident + self._middle + ident
+
+
 class Batch:
     """Basic.Publish frames for one channel, written together by flush()."""
 

@@ -122,6 +122,14 @@ class _Link:
     unconfirmed: dict[int, _Task] = field(default_factory=dict)  # sequence -> task
     # Delivery tags not yet acknowledged, in delivery order -> whether their reply is in.
     unacked: dict[int, bool] = field(default_factory=dict)
+    confirmed: list[int] = field(default_factory=list)  # to acknowledge after this read
+
+    def ack_confirmed(self) -> None:
+        """Acknowledge the jobs whose replies the broker confirmed during the last read of
+        the connection: one ack for all of them, not one per confirm it sent."""
+        if self.confirmed:
+            tags, self.confirmed = self.confirmed, []
+            self.ack(tags)
 
     def ack(self, tags: list[int]) -> None:
         """Acknowledge these deliveries: one multiple-ack for the run of them that comes
@@ -319,7 +327,9 @@ class Worker:
             wait = min(wait, self._next_watch - now)
             if grace_ends is not None:
                 wait = min(wait, grace_ends - now, 0.5)
+            link.ack_confirmed()  # any a synchronous call (basic_qos) read meanwhile
             pump(link.connection, self._wakeup, max(wait, 0.0))
+            link.ack_confirmed()
 
     def _adjust_prefetch(self, link: _Link) -> None:
         """Consume with a prefetch of what the threads can start now.
@@ -420,8 +430,9 @@ class Worker:
         if link is None:
             return
         tasks = covered(link.unconfirmed, sequence, multiple)
-        link.ack([task.tag for task in tasks
-                  if task.link == link.number and task.state is not _State.ABANDONED])  # fmt: skip
+        number, gone = link.number, _State.ABANDONED
+        link.confirmed += [task.tag for task in tasks
+                           if task.link == number and task.state is not gone]  # fmt: skip
         for task in tasks:
             self._running.discard(task)
             self.done += 1

@@ -57,6 +57,10 @@ LOG = logging.getLogger(__name__)
 
 _WORKER_MARGIN = 5.0  # seconds past a job's timeout that a worker may take to answer
 RESULT_QUEUE_LEASES = 10  # the result queue outlives its engine by this many leases
+# Seconds results may wait for the recorder to write them together. Not the pool's 50 ms:
+# a result here has already waited for a worker's round trip, and it comes at a few
+# thousand a second at most, a read of the socket's worth at a time.
+RESULTS_FLUSH_INTERVAL = 0.005
 
 _DEATHS = {
     "delivery_limit": "handed to a worker of zone {zone} {times} times and never finished "
@@ -105,9 +109,11 @@ class BrokerExecutor:
         self.epoch = int(time.time() * 1000) % 2**31  # this run of the engine id, for the logs
         self.client = JobClient(
             settings.url, settings.engine_id, self._result, self._dead, settings.topology,
-            result_expiry=settings.lease * RESULT_QUEUE_LEASES,
+            result_expiry=settings.lease * RESULT_QUEUE_LEASES, on_drained=self._drained,
         )  # fmt: skip
+        self._received: list[tuple[Due, Result]] = []  # results of this read (client thread)
         self.stuck = 0  # nothing here holds a thread of the engine
+        self.flush_interval = RESULTS_FLUSH_INTERVAL  # the recorder's window for its results
         self._outlet: Outlet | None = None
         self._flight: dict[int, _Flight] = {}  # row id -> the job out for it
         self._claim = Claim(settings.engine_id, self.epoch)
@@ -229,7 +235,14 @@ class BrokerExecutor:
             return
         result = reply.to_result()
         result.slot, result.engine_id = flight.due.slot, self.settings.engine_id
-        self._finish(flight.due, result)
+        self._completed += 1  # this thread only
+        self._received.append((flight.due, result))  # handed on by _drained, with the others
+
+    def _drained(self) -> None:  # after a read of the connection: its results, together
+        if self._received:
+            received, self._received = self._received, []
+            assert self._outlet is not None
+            self._outlet.finished_many(received)
 
     def _finish(self, due: Due, result: Result) -> None:
         self._completed += 1  # this thread only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 
@@ -73,7 +74,8 @@ class Engine:
                                      metrics or NO_METRICS)  # fmt: skip
         self.publisher = Publisher(scheduler, clock, self.downtimes, on_result, events, repairer)
         self.monitoring = Monitoring(backend, scheduler, clock)
-        self.recorder = Recorder(backend, settings, clock, self.results, self.leases,
+        self.recorder = Recorder(backend, _recording(settings, self.executor), clock,
+                                 self.results, self.leases,
                                  self.publisher, self.registration,
                                  lambda: not self.executor.in_flight(), self.monitoring,
                                  metrics or NO_METRICS)  # fmt: skip
@@ -122,16 +124,14 @@ class Engine:
     # -- the executor's outlet ----------------------------------------------------------
 
     def finished(self, due: Due, result: Result) -> None:
-        """From the executor (any thread): the next slot on the table, the result queued.
+        """From the executor (any thread): the next slot on the table, the result queued."""
+        self.results.put((due, result, _next_run(self, due, result)))
+        self.dispatcher.room_freed()
 
-        A pair with monitoring gets its next run from the recorder (engine/monitor.py).
-        """
-        if due.pair.schedule.monitoring is None:
-            next_run = self.scheduler.done(due, result.finished_at or self.clock.now())
-        else:
-            self.monitoring.used = True
-            next_run = None
-        self.results.put((due, result, next_run))
+    def finished_many(self, finished: list[tuple[Due, Result]]) -> None:
+        """Results that came in together (a broker's): as finished() each, queued as one."""
+        self.results.put_many([(due, result, _next_run(self, due, result))
+                               for due, result in finished])  # fmt: skip
         self.dispatcher.room_freed()
 
     def given_up(self, due: Due) -> None:
@@ -226,3 +226,19 @@ class Engine:
                 LOG.warning("gave %d unfinished audits back (status new)", released)
             self.leases.clear()
         self.registration.stopped(self.clock.now())
+
+
+def _recording(settings: EngineSettings, executor: Executor) -> EngineSettings:
+    """The recorder's settings: the executor's flush_interval if it has one (the broker's
+    results are written sooner than the pool's)."""
+    interval = getattr(executor, "flush_interval", None)
+    return settings if interval is None else dataclasses.replace(settings, flush_interval=interval)
+
+
+def _next_run(engine: Engine, due: Due, result: Result) -> datetime | None:
+    """A finished pair's next slot, put on the table; None with monitoring (the recorder's
+    monitoring step gives it: engine/monitor.py)."""
+    if due.pair.schedule.monitoring is None:
+        return engine.scheduler.done(due, result.finished_at or engine.clock.now())
+    engine.monitoring.used = True
+    return None

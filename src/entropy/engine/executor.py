@@ -10,6 +10,9 @@ engine gave the executor at start():
   that queue is full) and wakes the dispatcher when there is room for a
   claim. Call it from any thread (a pool worker, a broker client's thread),
   once per row, with the result's slot, engine_id, audit_name and host set.
+- ``outlet.finished_many([(due, result), ...])``: results that came in
+  together (the broker's, one read from its socket), as finished() each
+  but queued for the recorder with one operation and one wake-up.
 - ``outlet.given_up(due)``: no result will come for this row (a bug while
   running it, a job the broker dead-lettered). Its lease is no longer
   renewed: it runs out and a heartbeat (this engine's or a peer's) puts the
@@ -24,7 +27,10 @@ the engine beats.
 An executor may also define ``window() -> int | None``: how many rows it
 may hold at once (the broker executor: [executor] max_in_flight, since its
 workers, not the engine's threads, run them). Without it, or None: the
-dispatcher's window, two per max_workers plus recent throughput.
+dispatcher's window, two per max_workers plus recent throughput. And a
+``flush_interval: float`` attribute: how long its results may wait for the
+recorder to write them together, if not EngineSettings.flush_interval (the
+broker executor's are shorter: see there).
 
 Implementations: WorkerPool (`executor = pool`, entropy.engine.pool), the
 engine's own futurist threads; BrokerExecutor (`executor = broker`,
@@ -49,6 +55,10 @@ class Outlet(Protocol):
 
     def finished(self, due: Due, result: Result) -> None:
         """A result to record; from any thread, once per row handed over."""
+        ...
+
+    def finished_many(self, finished: list[tuple[Due, Result]]) -> None:
+        """Results to record that came in together; from any thread."""
         ...
 
     def given_up(self, due: Due) -> None:

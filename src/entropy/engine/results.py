@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -30,19 +31,37 @@ class ResultQueue:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._queue: queue.SimpleQueue[Finished | None] = queue.SimpleQueue()
+        # A list: results handed over together (put_many), one item for all of them.
+        self._queue: queue.SimpleQueue[Finished | list[Finished] | None] = queue.SimpleQueue()
+        # Results beyond one a list (len - 1 each): put (under _lock), and taken (the
+        # consumer's thread only); qsize() counts a list as one.
+        self._listed_in = 0
+        self._listed_out = 0
+        self._lock = threading.Lock()
         self._full = False  # workers are waiting for room (said once in the log)
         self._abandoned = False  # past the grace period: nobody waits for room any more
         self._burst = False  # the consumer's last batch was full (see collect)
 
     def put(self, item: Finished) -> None:
         """Queue a result; wait while the queue is full (the store is not taking them)."""
-        if self._queue.qsize() >= self.size:
+        if self.waiting() >= self.size:
             self._wait_for_room()
         self._queue.put(item)
 
+    def put_many(self, items: list[Finished]) -> None:
+        """Queue results received together (the broker's, one batch a read from its socket):
+        one queue operation for all, and the recorder wakes once for them."""
+        if self.waiting() >= self.size:
+            self._wait_for_room()
+        if not items:
+            return
+        with self._lock:
+            self._listed_in += len(items) - 1
+        self._queue.put(items)
+
     def waiting(self) -> int:
-        return self._queue.qsize()
+        """Results queued (a list counts as its results)."""
+        return self._queue.qsize() + self._listed_in - self._listed_out
 
     def close(self) -> None:
         """Tell the recorder to write what is queued and stop."""
@@ -57,8 +76,8 @@ class ResultQueue:
         if not self._full:
             self._full = True
             LOG.error("%d results are waiting for the state store (result queue full): audits "
-                      "pause until it takes them", self._queue.qsize())  # fmt: skip
-        while self._queue.qsize() >= limit and not self._abandoned:
+                      "pause until it takes them", self.waiting())  # fmt: skip
+        while self.waiting() >= limit and not self._abandoned:
             time.sleep(_ROOM_POLL)
         if self._full:
             self._full = False
@@ -94,6 +113,10 @@ class ResultQueue:
                     return False
             if item is None:
                 return True
-            batch.append(item)
+            if isinstance(item, list):  # put_many's: the batch may pass limit by its length
+                self._listed_out += len(item) - 1
+                batch += item
+            else:
+                batch.append(item)
         self._burst = True
         return False
