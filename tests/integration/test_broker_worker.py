@@ -186,9 +186,13 @@ def test_a_quick_job_done_behind_a_long_one_is_acknowledged_alone(
         wait_for(lambda: running.worker.running == 1, 10, "the long job running")
         engine.send(a_job("quick", "default", ["true"], row_id=2))
         (quick,) = engine.wait(1)
-        # Cut the worker off: what is not acknowledged goes back to the queue.
         link = running.worker._link
         assert link is not None
+        # The engine can read the reply before the worker reads RabbitMQ's confirm of it
+        # and acknowledges the job (after that read): wait for the ack to be sent.
+        wait_for(lambda: list(link.unacked.values()) == [False], 10,
+                 "the quick job acknowledged, the long one not")  # fmt: skip
+        # Cut the worker off: what is not acknowledged goes back to the queue.
         link.connection.connection.sock.shutdown(socket.SHUT_RDWR)
         wait_for(lambda: running.worker._link is not link and running.worker._link, 15,
                  "the worker connected again")  # fmt: skip
@@ -239,7 +243,9 @@ def test_a_worker_never_runs_more_jobs_at_once_than_max_workers(
 ) -> None:
     worker = broker.process("default", "--max-workers", "3")
     try:
-        jobs = [a_job(f"j{n}", "default", marked(tmp_path, 0.5), row_id=n, shell=True)
+        # 1.5 s each: the look at the queue below comes well within the first three's run,
+        # even on a loaded machine (at 0.5 s the second three had started once, under load).
+        jobs = [a_job(f"j{n}", "default", marked(tmp_path, 1.5), row_id=n, shell=True)
                 for n in range(9)]  # fmt: skip
         for job in jobs:
             engine.send(job)
