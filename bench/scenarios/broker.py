@@ -98,8 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--engine-pairs", type=int, default=20_000,
         help="engine throughput run: audits due at once (default: %(default)s; 0: no engine "
         "runs)")  # fmt: skip
-    add("--engine-workers", type=int, default=8,
-        help="the engine's max_workers with the pool executor (default: %(default)s)")
+    add(
+        "--engine-workers",
+        type=int,
+        default=8,
+        help="the engine's max_workers with the pool executor (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -184,8 +184,9 @@ def first_start(fleet: Fleet, state_url: str) -> dict[str, Any]:
     try:
         before = rss_mib()
         started = time.perf_counter()
-        scheduler = Scheduler(backend, SystemClock(), refresh_in_background=False,
-                              around_first_load=collector_paused)  # as `engine run` does
+        scheduler = Scheduler(
+            backend, SystemClock(), refresh_in_background=False, around_first_load=collector_paused
+        )  # as `engine run` does
         scheduler.refresh()
         took = time.perf_counter() - started
         return {"seconds": took, "peak_mib": peak_rss_mib(), "rss_before_mib": before,

@@ -425,8 +425,11 @@ def render(result: dict[str, Any]) -> str:
         f"{p['timing']}: {p['rate']:,.0f} audits/s for {p['seconds']:g} s, no-op python "
         f"audits, max_workers {p['max_workers']}, SQLite state (fresh per run), "
         f"{p['runs']} run(s)"
-        + (f", {p.get('refresh_kind') or ''} refresh requested at {p['refresh_at']:g} s"
-           if p["refresh_at"] is not None else ""),
+        + (
+            f", {p.get('refresh_kind') or ''} refresh requested at {p['refresh_at']:g} s"
+            if p["refresh_at"] is not None
+            else ""
+        ),
         context_line(result["environment"]),
         "",
         table(["measure", "median", "min..max", "target", "verdict"], rows),

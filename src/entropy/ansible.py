@@ -409,8 +409,11 @@ def _entry(
     if ip is None:
         ip = resolved.get(address)
         if ip is None:
-            why = "does not resolve to one" if address in resolved else (
-                f"was not resolved within {RESOLVE_BUDGET:g}s (all look-ups together)")
+            why = (
+                "does not resolve to one"
+                if address in resolved
+                else (f"was not resolved within {RESOLVE_BUDGET:g}s (all look-ups together)")
+            )
             problems.add(source, at, f"{what}: {address!r} is not an IP address and {why}; "
                          "set ansible_host to its IP address")  # fmt: skip
             return None, warnings
@@ -645,8 +648,11 @@ def _range(start: str, end: str, step: str | None) -> range | list[str] | str:
         if first > last:
             return "is empty"
         width = len(start) if start.startswith("0") else 0
-        return [str(n).zfill(width) for n in range(first, last + 1, stride)] if (
-            (last - first) // stride < MAX_HOSTS) else range(first, last + 1, stride)
+        return (
+            [str(n).zfill(width) for n in range(first, last + 1, stride)]
+            if ((last - first) // stride < MAX_HOSTS)
+            else range(first, last + 1, stride)
+        )
     if len(start) == len(end) == 1 and start.isalpha() and end.isalpha():
         if start > end:
             return "is empty"

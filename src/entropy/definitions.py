@@ -739,9 +739,7 @@ def expand(catalog: Catalog, problems: Problems) -> PairBlocks:
     return PairBlocks(host_list, blocks)
 
 
-def _target_problem(
-    schedule: Schedule, catalog: Catalog, members: dict[str, array]
-) -> str | None:
+def _target_problem(schedule: Schedule, catalog: Catalog, members: dict[str, array]) -> str | None:
     passive = schedule.monitoring is not None and schedule.monitoring.passive
     if schedule.audit_name not in catalog.scripts and not passive:
         return f"audit {schedule.audit_name!r} has no script in scripts.yaml"

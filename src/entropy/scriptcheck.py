@@ -282,20 +282,23 @@ def _thresholds(entry: Any) -> Iterable[tuple[str, str]]:
             yield key, f"must be a number of milliseconds from 0 to {LATENCY_MAX_MS}, got {value!r}"
 
 
+_COMMAND_OR_UPLOAD = (
+    "kind ssh needs command (what to run) or upload (a local file to copy and run), one of them"
+)
+_ARGS_WITH_UPLOAD = (
+    "args go with upload (the uploaded file's arguments); with command, list them there"
+)
+
+
 def _ssh(entry: Any) -> Iterable[tuple[str, str]]:
     """kind: ssh takes command's keys (but cwd), or upload: a local file run with args."""
     if ("command" in entry) == ("upload" in entry):
         key = "upload" if "upload" in entry else "command"
-        yield key, (
-            "kind ssh needs command (what to run) or upload (a local file to copy and run), "
-            "one of them"
-        )
+        yield key, _COMMAND_OR_UPLOAD
         return
     if "upload" not in entry:
         if "args" in entry:
-            yield "args", (
-                "args go with upload (the uploaded file's arguments); with command, list them there"
-            )
+            yield "args", _ARGS_WITH_UPLOAD
         yield from _command(entry)
         return
     upload = entry.get("upload")

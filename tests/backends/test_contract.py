@@ -496,9 +496,13 @@ def test_pair_outcomes_are_every_rows_latest_outcome_and_end(
             latest = row.result or {}
             ended = latest.get("finished_at")
             assert found[row.audit_name, row.host] == [
-                latest.get("outcome"), to_micros(datetime.fromisoformat(ended)) if ended else None]
+                latest.get("outcome"),
+                to_micros(datetime.fromisoformat(ended)) if ended else None,
+            ]
         assert found[first.audit_name, first.host] == [
-            "critical", to_micros(now + timedelta(seconds=2, microseconds=123457))]
+            "critical",
+            to_micros(now + timedelta(seconds=2, microseconds=123457)),
+        ]
         assert found[third.audit_name, third.host] == [
             "warning", to_micros(now + timedelta(seconds=5))]  # fmt: skip
 
@@ -545,8 +549,9 @@ def test_repair_run_counts_by_repair_and_outcome(harness: Harness, clock: FakeCl
     now = clock.now()
     trigger = Result(Outcome.CRITICAL, "bad", started_at=now, finished_at=now, slot=now,
                      audit_name="check_a", host="h1")  # fmt: skip
-    for n, (repair, outcome) in enumerate([("fix", Outcome.OK), ("fix", Outcome.OK),
-                                           ("fix", Outcome.ERROR), ("mend", Outcome.OK)]):
+    for n, (repair, outcome) in enumerate(
+        [("fix", Outcome.OK), ("fix", Outcome.OK), ("fix", Outcome.ERROR), ("mend", Outcome.OK)]
+    ):
         host = f"h{n}"
         rule = RepairRule(repair, "check_a", frozenset({Outcome.CRITICAL}), "s")
         assert store.start(repair, host, "check_a", rule.outcomes, judge(rule, "check_a", now),

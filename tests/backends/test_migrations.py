@@ -103,8 +103,15 @@ def test_0011_fills_the_latest_outcome_and_end_from_each_rows_result(empty_url: 
         with store.engine.begin() as conn:
             command.upgrade(schema._config(conn), "0010")
             now = datetime(2026, 3, 1, tzinfo=UTC)
-            row = {"ip_address": "10.0.0.1", "next_run": now, "created_at": now,
-                   "updated_at": now, "disabled": False, "status": "new", "attempts": 0}
+            row = {
+                "ip_address": "10.0.0.1",
+                "next_run": now,
+                "created_at": now,
+                "updated_at": now,
+                "disabled": False,
+                "status": "new",
+                "attempts": 0,
+            }
             conn.execute(insert(audits), [
                 {**row, "host": "h", "audit_name": "ran",
                  "result": {"outcome": "critical", "summary": "bad",
@@ -118,6 +125,8 @@ def test_0011_fills_the_latest_outcome_and_end_from_each_rows_result(empty_url: 
         got = {audit_name: (outcome, finished_us) for audit_name, outcome, finished_us in found}
         assert got == {"ran": ("critical", to_micros(ended)), "never": (None, None)}
         assert {(p[0], p[2], p[3]) for p in store.pair_outcomes()} == {
-            ("ran", "critical", to_micros(ended)), ("never", None, None)}
+            ("ran", "critical", to_micros(ended)),
+            ("never", None, None),
+        }
     finally:
         store.close()

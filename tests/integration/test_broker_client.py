@@ -69,7 +69,8 @@ def test_jobs_go_to_their_zones_workers_and_every_reply_comes_back(broker: Broke
         engine.close()
     assert sorted(r.job_id for r in inbox.results) == sorted(j.job_id for j in jobs)
     assert {(r.zone, r.worker_id) for r in inbox.results} == {
-        ("a", a.worker.worker_id), ("b", b.worker.worker_id)
+        ("a", a.worker.worker_id),
+        ("b", b.worker.worker_id),
     }
     assert engine.confirmed == len(jobs) and engine.received == len(jobs)
     assert inbox.dead == []
@@ -92,8 +93,12 @@ def test_a_job_handed_out_and_never_finished_too_often_comes_back_dead(broker: B
                 zone = kombu.Queue(broker.topology.zone_queue("z"), no_declare=True)
                 queue = connection.SimpleQueue(zone, no_ack=False)
                 message = queue.get(timeout=10)
-                deliveries.append({"redelivered": message.delivery_info["redelivered"],
-                                   "count": (message.headers or {}).get("x-delivery-count")})
+                deliveries.append(
+                    {
+                        "redelivered": message.delivery_info["redelivered"],
+                        "count": (message.headers or {}).get("x-delivery-count"),
+                    }
+                )
                 # no ack: the connection closes with the job unacknowledged
         wait_for(lambda: inbox.dead, 10, "the job coming back dead")
     finally:

@@ -336,8 +336,10 @@ def _rabbitmqctl(*args: str) -> None:
 def test_repairs_and_their_verifies_run_on_a_worker_of_the_hosts_zone(
     cluster: BrokerCluster, tmp_path: Path
 ) -> None:
-    scripts = {"marker": {"kind": "python", "function": "shared_mod:marker"},
-               "remake": {"kind": "python", "function": "shared_mod:remake"}}
+    scripts = {
+        "marker": {"kind": "python", "function": "shared_mod:marker"},
+        "remake": {"kind": "python", "function": "shared_mod:remake"},
+    }
     cluster.fleet = write_fleet(
         "dir", tmp_path / "fleet", hosts=hosts({"a": 2, "b": 2}), scripts=scripts,
         schedules={"s.yaml": {"web": {"audits": {"marker": {"run_every": "1h"}}}}},

@@ -77,10 +77,17 @@ def test_a_worker_answers_each_job_with_its_outcome_and_its_identity(
     for name, reply in replies.items():
         job = jobs[name]
         assert (reply.job_id, reply.host, reply.row_id, reply.slot, reply.claim, reply.context) == (
-            job.job_id, job.job.host.name, job.row_id, SLOT, Claim("engine-1", 7), job.context
+            job.job_id,
+            job.job.host.name,
+            job.row_id,
+            SLOT,
+            Claim("engine-1", 7),
+            job.context,
         )
         assert (reply.worker_id, reply.zone, reply.redelivered) == (
-            running.worker.worker_id, "default", False
+            running.worker.worker_id,
+            "default",
+            False,
         )
         assert reply.result.started_at <= reply.result.finished_at
     assert 0.5 <= replies["timeout"].result.duration < 5
@@ -203,7 +210,9 @@ def test_a_quick_job_done_behind_a_long_one_is_acknowledged_alone(
     assert quick.audit == "quick"
     # The long job was still the broker's: handed out again, it ran once more.
     assert sorted((r.audit, r.redelivered) for r in replies) == [
-        ("long", False), ("long", True), ("quick", False)
+        ("long", False),
+        ("long", True),
+        ("quick", False),
     ]
     assert broker.waiting("default") == 0
 
@@ -211,9 +220,7 @@ def test_a_quick_job_done_behind_a_long_one_is_acknowledged_alone(
 # -- zones ---------------------------------------------------------------------------------
 
 
-def test_jobs_of_zone_b_never_run_on_a_worker_of_zone_a(
-    broker: Broker, engine: EngineStub
-) -> None:
+def test_jobs_of_zone_b_never_run_on_a_worker_of_zone_a(broker: Broker, engine: EngineStub) -> None:
     a, b = broker.worker("a"), broker.worker("b")
     try:
         jobs = [a_job(f"j{n}", zone, ["true"], row_id=n)
@@ -331,11 +338,13 @@ def test_entropy_workers_lists_live_workers_by_zone_and_names_a_zone_without_one
     assert listed.returncode == 0, listed.stderr
     report = json.loads(listed.stdout)
     assert [(w["zone"], w["pid"], w["max_workers"], w["state"]) for w in report["workers"]] == [
-        ("a", a.proc.pid, 2, "running"), ("b", b.proc.pid, 8, "running")
+        ("a", a.proc.pid, 2, "running"),
+        ("b", b.proc.pid, 8, "running"),
     ]
     assert all(w["age"] < 5 and w["running"] == 0 for w in report["workers"])
     assert [(z["zone"], z["workers"], z["consumers"]) for z in report["zones"]] == [
-        ("a", 1, 1), ("b", 1, 1)
+        ("a", 1, 1),
+        ("b", 1, 1),
     ]
     assert missing.returncode == 1
     assert "zone c: 0 live workers; no queue yet" in missing.stderr
@@ -452,9 +461,7 @@ def test_a_worker_rides_out_its_connection_closed_by_the_broker(
 
 
 @pytest.mark.disruptive
-def test_a_worker_process_survives_a_broker_restart(
-    broker: Broker, tmp_path: Path
-) -> None:
+def test_a_worker_process_survives_a_broker_restart(broker: Broker, tmp_path: Path) -> None:
     worker = broker.process("default")
     try:
         _rabbitmqctl("stop_app")

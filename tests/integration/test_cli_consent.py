@@ -22,7 +22,6 @@ from processes import start_engine, wait_for
 COMPUTE = "compute_audits.yaml"  # 4 of the seed's 8 pairs
 
 
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def fleet(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The seed fleet as dir:PATH, its state in SQLite or in PostgreSQL."""
@@ -53,8 +52,10 @@ def test_an_emptied_schedule_file_is_refused_until_forced_and_the_disable_comes_
         "entropy: error: sync refused: it would remove 4 of the 8 audit rows stored "
         "(max_removal = 10% allows 1 of 8); nothing was changed:\n"
     )
-    assert ("  check_nova_compute_log_file_exists on 2 hosts (compute-01.example.com, "
-            "compute-02.example.com): no schedule runs this audit any more\n") in refused.stderr
+    assert (
+        "  check_nova_compute_log_file_exists on 2 hosts (compute-01.example.com, "
+        "compute-02.example.com): no schedule runs this audit any more\n"
+    ) in refused.stderr
     assert f"  schedule files that now define no audit: {path}\n" in refused.stderr
     assert "run `entropy sync --force` to accept the removal" in refused.stderr
     assert rows(fleet) == before
@@ -117,10 +118,11 @@ def test_a_running_engine_keeps_its_schedule_and_logs_the_refusal(tmp_path: Path
         if engine.poll() is None:
             engine.kill()
     assert engine.returncode == 0, err
-    assert " ERROR entropy.scheduler: refresh refused, the previous schedule keeps running: " \
+    assert (
+        " ERROR entropy.scheduler: refresh refused, the previous schedule keeps running: "
         "sync refused: it would remove 2 of the 4 audit rows stored" in err
-    assert f"a on 2 hosts (web-1.test, web-2.test): from {fleet}/audits/a.yaml (target web)" \
-        in err
+    )
+    assert f"a on 2 hosts (web-1.test, web-2.test): from {fleet}/audits/a.yaml (target web)" in err
     # The rows stayed, and audit `a` kept running after its file was emptied.
     assert len(rows(f"dir:{fleet}")) == 4
     late = [json.loads(line) for line in out.splitlines()]
@@ -136,6 +138,8 @@ def test_the_engine_refuses_to_start_on_a_mass_removal(tmp_path: Path) -> None:
     (fleet / "audits").mkdir()
     (fleet / "audits" / "empty.yaml").write_text("{}\n")
     refused = run("--backend", f"dir:{fleet}", "engine", "run", "--for", "1s", code=1)
-    assert "sync refused: it would remove 8 of the 8 audit rows stored (removing every row " \
+    assert (
+        "sync refused: it would remove 8 of the 8 audit rows stored (removing every row "
         "always needs consent)" in refused.stderr
+    )
     assert len(rows(f"dir:{fleet}")) == 8

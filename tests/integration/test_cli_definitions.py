@@ -192,7 +192,9 @@ def test_host_add_takes_how_ssh_reaches_it(db: str, tmp_path: Path) -> None:
     finally:
         backend.close()
     assert host.ssh is not None and host.ssh.to_dict() == {
-        "port": 2222, "user": "admin", "jump": "ops@bastion:2200"
+        "port": 2222,
+        "user": "admin",
+        "jump": "ops@bastion:2200",
     }
     refused = run("--backend", db, "host", "add", "x", "--ip", "10.0.0.9", "--type", "c",
                   "--ssh", "port=http", ok=False)  # fmt: skip

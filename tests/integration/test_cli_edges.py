@@ -30,7 +30,6 @@ CHANGING = {
 }  # fmt: skip
 
 
-
 def leaves(group: click.Group = main, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     for name, cmd in group.commands.items():
         if isinstance(cmd, click.Group):

@@ -27,7 +27,6 @@ def fleet(tmp_path: Path) -> str:
     return f"dir:{write_fleet('dir', tmp_path / 'fleet', repairs=REPAIRS)}"
 
 
-
 def as_json(*args: str) -> object:
     return json.loads(run(*args, "--json").stdout)
 

@@ -23,7 +23,6 @@ pytestmark = pytest.mark.mongodb
 SEED = Path(__file__).resolve().parents[2] / "examples" / "fleet"
 
 
-
 def pairs(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(row["audit_name"], row["host"]) for row in rows}
 

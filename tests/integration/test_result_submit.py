@@ -23,7 +23,6 @@ def fleet(tmp_path: Path) -> str:
     return f"dir:{write_fleet('dir', tmp_path / 'fleet')}"
 
 
-
 def test_a_submitted_result_is_in_the_history_and_the_row(fleet: str) -> None:
     metrics = '{"files": 0, "age": {"value": 3.5, "uom": "s"}}'
     done = run("--backend", fleet, "result", "submit", AUDIT, "--host", HOST,

@@ -68,10 +68,16 @@ def test_a_result_message_echoes_the_jobs_identity() -> None:
     assert back == answer
     recorded = back.to_result()
     assert (recorded.audit_name, recorded.host, recorded.slot, recorded.engine_id) == (
-        "check_disk", "db-1.example.com", SLOT, "engine-a"
+        "check_disk",
+        "db-1.example.com",
+        SLOT,
+        "engine-a",
     )
     assert (back.claim, back.row_id, back.context, back.zone) == (
-        Claim("engine-a", 4), 42, {"kind": "audit"}, "dc-2"
+        Claim("engine-a", 4),
+        42,
+        {"kind": "audit"},
+        "dc-2",
     )
 
 

@@ -97,7 +97,8 @@ def test_the_checks_catch_a_breach() -> None:
     module = "entropy.cli.fleet"
     assert offences("import sqlalchemy\n", module) == ["imports sqlalchemy"]
     assert offences("from ..backends import impl_dir\n", module) == [
-        "imports entropy.backends.impl_dir"]
+        "imports entropy.backends.impl_dir"
+    ]
     assert offences("from ..backends.sqlalchemy import state\n", module)
     assert offences("import pymongo\n", module) == ["imports pymongo"]
     assert offences('Q = "select id from audits where host = ?"\n', module)
@@ -106,7 +107,8 @@ def test_the_checks_catch_a_breach() -> None:
     assert knobs("import gc\ngc.freeze()\n") == ["gc.freeze at line 2"]
     assert knobs("import os\nos._exit(3)\n") == ["os._exit at line 2"]
     assert knobs("signal.signal(signal.SIGTERM, f)\nsignal.getsignal(2)\n") == [
-        "signal.signal at line 1"]
+        "signal.signal at line 1"
+    ]
 
 
 def test_process_wide_knobs_live_only_in_the_composition_root() -> None:

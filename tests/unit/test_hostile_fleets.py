@@ -629,7 +629,7 @@ def test_an_executable_inventory_script_is_never_run(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "inventory.py"
-    script.write_text("#!/bin/sh\ntouch pwned\necho '{\"all\": {\"hosts\": [\"10.0.0.1\"]}}'\n")
+    script.write_text('#!/bin/sh\ntouch pwned\necho \'{"all": {"hosts": ["10.0.0.1"]}}\'\n')
     script.chmod(0o755)
     (problem,) = inventory_problems(script)
     assert "is an executable inventory script; Entropy never runs one" in problem

@@ -260,8 +260,12 @@ def test_a_full_resync_in_a_child_process_puts_rows_right_and_re_reads_only_thos
         got = rows(scheduler)
         assert got["b", "h3.example"].ip_address == "10.0.0.3"
         assert got["c", "db1.example"].id != before["c", "db1.example"].id
-        assert scheduler._live.ids[scheduler._live.find(frozenset({"c"}), frozenset())[
-            ("c", "db1.example")]] == got["c", "db1.example"].id
+        assert (
+            scheduler._live.ids[
+                scheduler._live.find(frozenset({"c"}), frozenset())[("c", "db1.example")]
+            ]
+            == got["c", "db1.example"].id
+        )
         assert ("c", "db1.example") in table(scheduler)
         write_fleet("dir", fleet, hosts={k: v for k, v in HOSTS.items() if k in ("h1.example",
                     "db1.example")}, scripts=SCRIPTS, schedules=schedules())  # fmt: skip

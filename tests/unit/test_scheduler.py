@@ -215,8 +215,10 @@ def test_an_emptied_schedule_file_keeps_the_old_schedule_and_says_so_at_error(
     # In full once (what would go, and from where), then one line per refused refresh.
     first = refusals[0].getMessage()
     assert "it would remove 3 of the 3 audit rows stored" in first
-    assert f"check on 3 hosts (a.example, b.example, c.example): from {fleet}/audits/x.yaml " \
+    assert (
+        f"check on 3 hosts (a.example, b.example, c.example): from {fleet}/audits/x.yaml "
         "(target compute)" in first
+    )
     assert f"schedule files that now define no audit: {fleet}/audits/x.yaml" in first
     assert len(refusals) == 3  # the watch's refresh, then the interval's at 300 s and 600 s
     assert all(

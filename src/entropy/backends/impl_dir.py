@@ -121,7 +121,8 @@ class DirDefinitions(DefinitionsSource):
         repairs_path = root / "repairs.yaml"  # optional: a fleet may only audit
         repairs = (
             cache.get(
-                repairs_path, problems,
+                repairs_path,
+                problems,
                 lambda: parse_repairs(problems.read(repairs_path), str(repairs_path), problems),
                 dict.copy,
             )

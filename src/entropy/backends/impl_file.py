@@ -130,9 +130,7 @@ def _section(doc: MarkedMap, key: str, where: str, problems: Problems) -> Marked
     """
     if key not in doc:
         if key not in OPTIONAL and where not in problems.unreadable and doc:
-            problems.add(
-                where, (1, 1), f"no {key}: section; write `{key}: {{}}` if there are none"
-            )
+            problems.add(where, (1, 1), f"no {key}: section; write `{key}: {{}}` if there are none")
         return new_map((1, 1))
     value = doc[key]
     if value is None:

@@ -88,10 +88,7 @@ class SqlalchemyDefinitions(EditableDefinitions):
                 (r.target, r.audit_name, _schedule_entry(r), r.id)
                 for r in conn.execute(select(schedules).order_by(schedules.c.id))
             ),
-            (
-                (r.name, r.rule, r.id)
-                for r in conn.execute(select(repairs).order_by(repairs.c.id))
-            ),
+            ((r.name, r.rule, r.id) for r in conn.execute(select(repairs).order_by(repairs.c.id))),
             (
                 (r.name, r.entry, r.id)
                 for r in conn.execute(

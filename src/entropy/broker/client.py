@@ -296,4 +296,3 @@ class JobClient:
         except Exception:  # the callback's bug: keep taking results
             LOG.exception("result callback failed")
         link.handled = message.delivery_tag
-

@@ -586,4 +586,3 @@ class Worker:
 
     def describe(self) -> str:
         return describe(self.settings.url)
-

@@ -102,8 +102,9 @@ def engine_run(
         error = f"{done.dropped} results could not be recorded: {done.drop_reason}"
         say(f"entropy: error: {error}", logging.ERROR, error)
     if done.stuck:
-        say(f"{done.stuck} audits are still stuck in their workers; exiting anyway",
-            logging.WARNING)
+        say(
+            f"{done.stuck} audits are still stuck in their workers; exiting anyway", logging.WARNING
+        )
         process.exit_if_stuck(done)
     if done.exit_status:
         sys.exit(done.exit_status)

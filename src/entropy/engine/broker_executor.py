@@ -136,8 +136,7 @@ class BrokerExecutor:
             self.client.start()
         except CONNECTION_ERRORS as exc:
             raise EntropyError(
-                f"[executor] executor = broker: cannot reach {describe(self.settings.url)}: "
-                f"{exc}"
+                f"[executor] executor = broker: cannot reach {describe(self.settings.url)}: {exc}"
             ) from None
         self.zones.start()
 
@@ -327,8 +326,11 @@ class RemoteRuns:
             with self._lock:
                 self._calls.pop(message.job_id, None)
             if call.result is None:
-                return Result(Outcome.TIMEOUT, f"no result from a worker of zone {job.host.zone} "
-                              f"within {wait:g}s (no live worker there, or the job was lost)")
+                return Result(
+                    Outcome.TIMEOUT,
+                    f"no result from a worker of zone {job.host.zone} "
+                    f"within {wait:g}s (no live worker there, or the job was lost)",
+                )
         assert call.result is not None
         return call.result
 

@@ -106,8 +106,12 @@ def schedule_rows(conn: Connection) -> list[ScheduleRow]:
     name = names.setdefault
     return [
         make(
-            row_id, name(audit_name, audit_name), name(host, host), read(next_run),
-            bool(disabled), name(status, status),
+            row_id,
+            name(audit_name, audit_name),
+            name(host, host),
+            read(next_run),
+            bool(disabled),
+            name(status, status),
         )
         for row_id, audit_name, host, next_run, disabled, status in conn.exec_driver_sql(sql)
     ]

@@ -241,7 +241,6 @@ def _state(m: Any) -> RepairState:
     )
 
 
-
 _RECORD_FIELDS = tuple(RepairRecord.__dataclass_fields__)
 
 

@@ -562,8 +562,12 @@ class SqlStateStore(StateStore):
         self, row_id: int | None, result: Result, monitor: MonitorState | None = None
     ) -> None:
         """A run outside the schedule: history, and the row's latest result; next_run stays."""
-        values: dict[str, Any] = {"result": latest_of(result), "updated_at": result.finished_at,
-                                  "outcome": result.outcome.value, "finished_us": _micros(result)}
+        values: dict[str, Any] = {
+            "result": latest_of(result),
+            "updated_at": result.finished_at,
+            "outcome": result.outcome.value,
+            "finished_us": _micros(result),
+        }
         if monitor is not None:
             values["monitor"] = monitor.to_dict()
         with self._connect() as conn:
@@ -657,9 +661,11 @@ class SqlStateStore(StateStore):
         r, pruned = results.c, 0
         while True:
             with self._connect() as conn:
-                old = conn.execute(
-                    select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH)
-                ).scalars().all()
+                old = (
+                    conn.execute(select(r.id).where(r.finished_at < before).limit(_PRUNE_BATCH))
+                    .scalars()
+                    .all()
+                )
                 for chunk in _chunks(list(old)):
                     pruned += conn.execute(delete(results).where(r.id.in_(chunk))).rowcount
             if len(old) < _PRUNE_BATCH:
@@ -690,9 +696,7 @@ class SqlStateStore(StateStore):
                 _audit_row(row._mapping)
                 for row in conn.execute(select(audits).order_by(audits.c.id))
             ]
-            history = [
-                _result(row) for row in conn.execute(select(results).order_by(results.c.id))
-            ]
+            history = [_result(row) for row in conn.execute(select(results).order_by(results.c.id))]
         return StateDump(rows, history)
 
     def import_rows(self, dump: StateDump) -> None:
