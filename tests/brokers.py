@@ -90,6 +90,10 @@ class EngineStub:
         self.topology = broker.topology
         self.connection = kombu.Connection(broker.url)
         channel = self.connection.channel()
+        # A reply that never comes (seen once under load: a declare's) fails the test
+        # after 30 s rather than hanging it: drain_events(timeout) sets its own and puts
+        # this one back.
+        self.connection.connection.sock.settimeout(30)
         self.queue = self.topology.declare_results(channel, engine_id, expires=60)
         self.replies: list[dict[str, Any]] = []
         self.dead: list[tuple[str, dict[str, Any] | bytes]] = []
