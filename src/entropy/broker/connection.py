@@ -14,6 +14,7 @@ import os
 import select
 import ssl
 import struct
+import threading
 import time
 from typing import Any
 
@@ -122,7 +123,13 @@ class Backoff:
 
 
 class Wakeup:
-    """A pipe another thread writes a byte to, so the loop's select() returns."""
+    """A pipe another thread writes a byte to, so the loop's select() returns.
+
+    Once closed, wake() and clear() do nothing: job threads finishing after
+    their worker stopped still call wake(), and the pipe's descriptor numbers
+    may by then belong to another connection or file of this process, which
+    a stray write (or read) would corrupt.
+    """
 
     def __init__(self) -> None:
         self._read, self._write = os.pipe()
@@ -130,6 +137,8 @@ class Wakeup:
         os.set_blocking(self._write, False)
         # A wake-up is on its way: no need for another write.
         self._pending = False
+        self._closed = False
+        self._lock = threading.Lock()  # close() against a write or read in flight
 
     def fileno(self) -> int:
         return self._read
@@ -137,22 +146,32 @@ class Wakeup:
     def wake(self) -> None:
         if self._pending:
             return
-        self._pending = True
-        with contextlib.suppress(BlockingIOError, OSError):  # full: one is pending anyway
-            os.write(self._write, b"!")
+        with self._lock:
+            if self._closed:
+                return
+            self._pending = True
+            with contextlib.suppress(BlockingIOError, OSError):  # full: one is pending anyway
+                os.write(self._write, b"!")
 
     def clear(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._read, 4096):
-                pass
-        # After draining: a wake() between the two wrote nothing, and its work is
-        # already handed over; one after this writes again.
-        self._pending = False
+        with self._lock:
+            if self._closed:
+                return
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._read, 4096):
+                    pass
+            # After draining: a wake() between the two wrote nothing, and its work is
+            # already handed over; one after this writes again.
+            self._pending = False
 
     def close(self) -> None:
-        for fd in (self._read, self._write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._read, self._write):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def pump(connection: kombu.Connection, wakeup: Wakeup, timeout: float) -> None:
