@@ -26,6 +26,7 @@ from .errors import Location
 from .model import Catalog, Host, Schedule, Script
 from .placeholders import Placeholder, Text, as_text, find, texts
 from .regularfile import not_regular_reason
+from .ssh.upload import upload_path
 from .values import data_problem
 
 Report = Callable[[tuple[int, int], str], None]  # (where in the file, message)
@@ -81,9 +82,7 @@ def _check_upload_file(what: str, entry: Any, defined_in: str | None, report: Re
     upload = entry.get("upload")
     if not isinstance(upload, str) or not upload.strip() or "{" in upload:
         return  # _ssh says why
-    path = os.path.expanduser(upload)
-    if not os.path.isabs(path) and defined_in is not None:
-        path = os.path.join(os.path.dirname(defined_in), path)
+    path = upload_path(upload, defined_in)
     if os.path.lexists(path):
         why = not_regular_reason(path)
         if why is not None:

@@ -16,7 +16,6 @@ pooled per host by entropy.ssh.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ..errors import EntropyError
 from ..model import Outcome, Result, Script
@@ -24,7 +23,7 @@ from ..scriptcheck import argv_problem
 from ..ssh import client as ssh_client
 from ..ssh.failures import CONFIG
 from ..ssh.settings import target_for
-from ..ssh.upload import LocalFile, local_file
+from ..ssh.upload import LocalFile, local_file, upload_path
 from .base import Job
 from .command import command_of, join_output, output_limit, script_env, verdict
 from .nagios import cut
@@ -90,11 +89,7 @@ def _upload(script: Script) -> LocalFile | None:
         return None
     if not isinstance(path, str) or not path:
         raise ScriptError(f"upload must be the path of a local file, got {path!r}")
-    found = Path(path).expanduser()
-    if not found.is_absolute():
-        defined_in = Path(script.where.path)
-        if defined_in.is_file():
-            found = defined_in.parent / found
+    found = upload_path(path, script.where.path)
     try:
         return local_file(found)
     except OSError as exc:

@@ -35,6 +35,17 @@ class LocalFile:
         return f"{upload_dir.rstrip('/') or '/'}/{self.digest[:16]}-{name}"
 
 
+def upload_path(upload: str, defined_in: str | None) -> Path:
+    """Where `upload: PATH` is looked for: ~ expanded; relative to the scripts file it is
+    defined in (when that is a file), as validate and the runner both read it."""
+    found = Path(upload).expanduser()
+    if not found.is_absolute() and defined_in is not None:
+        scripts_file = Path(defined_in)
+        if scripts_file.is_file():
+            found = scripts_file.parent / found
+    return found
+
+
 _lock = threading.Lock()
 _hashed: dict[Path, tuple[tuple[int, int], LocalFile]] = {}  # path -> ((mtime, size), file)
 
