@@ -100,7 +100,13 @@ class EngineStub:
         self._consumer = kombu.Consumer(channel, [kombu.Queue(self.queue, no_declare=True)],
                                         callbacks=[self._take], accept=None)  # fmt: skip
         self._consumer.consume()
-        self.producer = kombu.Producer(self.connection.channel())
+        # Publishing (with its synchronous declares) on a connection of its own: a declare's
+        # reply was twice never seen (30 s) under load while replies were being delivered on
+        # the same connection, with RabbitMQ's channel idle.
+        self._publishing = kombu.Connection(broker.url)
+        self._publishing.connect()
+        self._publishing.connection.sock.settimeout(30)
+        self.producer = kombu.Producer(self._publishing.channel())
 
     def _take(self, _body: Any, message: kombu.Message) -> None:
         deaths = (message.headers or {}).get("x-death")
@@ -148,6 +154,7 @@ class EngineStub:
                 self.connection.drain_events(timeout=left)
 
     def close(self) -> None:
+        self._publishing.release()
         self.connection.release()
 
 
