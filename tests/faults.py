@@ -1,4 +1,5 @@
-"""Real faults for tests: a database that never answers, a small tmpfs (read-only or full),
+"""Real faults for tests: a database that never answers, a server whose replies stop coming,
+a small tmpfs (read-only or full),
 and a deadline for code that could block for ever (a FIFO opened for reading).
 
 Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the tests
@@ -61,6 +62,59 @@ def silent_server() -> Iterator[SilentServer]:
         yield server
     finally:
         server.close()
+
+
+class HeldReplies:
+    """A TCP proxy on 127.0.0.1 to a real server, that can go silent on the connections open
+    at the time of hold(): from then on, what the server sends them is dropped (their requests
+    still reach it), as a reply that never comes. Connections made later pass untouched."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.port = self._listener.getsockname()[1]
+        self.accepted = 0
+        self._open: list[tuple[socket.socket, socket.socket, threading.Event]] = []
+        threading.Thread(target=self._accept, name="held-replies", daemon=True).start()
+
+    def hold(self) -> None:
+        for _, _, held in self._open:
+            held.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            far = socket.create_connection(self.upstream)
+            held = threading.Event()
+            self._open.append((near, far, held))
+            self.accepted += 1
+            for source, sink, gate in ((near, far, None), (far, near, held)):
+                threading.Thread(target=_copy, args=(source, sink, gate), daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+        for near, far, _ in self._open:
+            near.close()
+            far.close()
+
+
+def _copy(source: socket.socket, sink: socket.socket, held: threading.Event | None) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            if held is None or not held.is_set():
+                sink.sendall(data)
+
+
+@contextlib.contextmanager
+def held_replies(upstream: tuple[str, int]) -> Iterator[HeldReplies]:
+    proxy = HeldReplies(upstream)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
 
 
 class SilentDns:

@@ -7,17 +7,21 @@ routed by zone, replies back on the engine's own queue, and jobs that die
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import kombu
 import pytest
 
 from brokers import Broker, a_job
+from entropy.broker import connection
 from entropy.broker.client import JobClient
 from entropy.broker.protocol import JobMessage, ResultMessage
 from entropy.broker.topology import DELIVERY_LIMIT
+from faults import held_replies
 from processes import wait_for
 
 pytestmark = pytest.mark.slow
@@ -147,3 +151,30 @@ def test_a_zone_whose_queue_is_not_entropys_refuses_its_jobs_and_the_rest_go_on(
         engine.close()
     assert [(job.job.audit_name, reason) for job, reason in inbox.dead] == [("lost", "refused")]
     assert [r.audit for r in inbox.results] == ["kept"]
+
+
+def test_a_declare_whose_reply_never_comes_is_given_up_with_its_connection(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A synchronous call waits REPLY_TIMEOUT for its reply, not for ever: the client's
+    thread (publishing, taking results) was once seen blocked on a declare's reply."""
+    monkeypatch.setattr(connection, "REPLY_TIMEOUT", 1.0)
+    where = urlsplit(broker.url)
+    with held_replies((where.hostname or "127.0.0.1", where.port or 5672)) as proxy:
+        url = where._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}").geturl()
+        broker.engines.add("engine-1")
+        inbox = Inbox()
+        engine = JobClient(url, "engine-1", inbox.result, inbox.died, broker.topology,
+                           result_expiry=60)  # fmt: skip
+        engine.start()
+        try:
+            proxy.hold()  # from now on the broker's replies on this connection are lost
+            broker.zones.add("late")
+            with caplog.at_level(logging.WARNING, logger="entropy.broker.client"):
+                engine.publish([a_job("j", "late", ["true"], row_id=1)])  # declares "late"
+                wait_for(lambda: engine.confirmed == 1, 20, "the job confirmed")
+        finally:
+            engine.close()
+    assert proxy.accepted == 2  # confirmed on a second connection
+    assert "lost the connection" in caplog.text
+    assert broker.waiting("late") == 1

@@ -27,6 +27,10 @@ from ..errors import EntropyError
 
 RETRY = (0.5, 5.0)  # first and longest pause between tries to reach the broker
 AMQP_HEARTBEAT = 20  # seconds: a silent broker (or network) is noticed within 2 of these
+# Seconds a synchronous call waits for its reply (a declare's), or a write for the broker to
+# take it, before the connection is given up as lost (and made again). Heartbeats are only
+# checked between the loop's waits, so without this such a call could wait for ever.
+REPLY_TIMEOUT = 2.0 * AMQP_HEARTBEAT
 _DRAIN_AT_MOST = 500  # frames handled per wake-up, so a flood still lets the loop publish
 _READ_AHEAD = 16384  # bytes asked of the socket at once (see read_ahead)
 _READ_AT_ONCE = 65536  # bytes pump() takes from a readable socket with one recv()
@@ -55,7 +59,9 @@ def open_connection(url: str, heartbeat: int = AMQP_HEARTBEAT) -> kombu.Connecti
 
     Only AMQP: workers rely on publisher confirms and quorum queues.
     """
-    connection = kombu.Connection(url, heartbeat=heartbeat, connect_timeout=5)
+    bounds = {"read_timeout": REPLY_TIMEOUT, "write_timeout": REPLY_TIMEOUT}
+    connection = kombu.Connection(url, heartbeat=heartbeat, connect_timeout=5,
+                                  transport_options=bounds)  # fmt: skip
     if connection.transport.driver_type != "amqp":
         raise BrokerError(
             f"{connection.as_uri()}: the broker executor needs RabbitMQ (amqp:// or amqps://), "
