@@ -162,12 +162,12 @@ class IdleMeter:
         next_batch = scheduler.next_batch
         workers = engine.settings.max_workers
 
-        def metered(timeout: float | None = None) -> Any:
+        def metered(timeout: float | None = None, linger: float = 0.0) -> Any:
             if not engine.dispatcher.waiting() or engine.executor.in_flight() >= workers:
-                return next_batch(timeout)
+                return next_batch(timeout, linger)
             started = time.perf_counter()
             try:
-                return next_batch(timeout)
+                return next_batch(timeout, linger)
             finally:
                 elapsed = time.perf_counter() - started
                 self.seconds += elapsed  # one thread only: the engine loop

@@ -487,13 +487,17 @@ class Scheduler:
 
     # -- handing out due audits -----------------------------------------------
 
-    def next_batch(self, timeout: float | None = None) -> list[Due]:
+    def next_batch(self, timeout: float | None = None, linger: float = 0.0) -> list[Due]:
         """Block until audits are due and return them all; [] on wake(), stop() or timeout.
 
         A wake() that came before this call returns at once, so a caller
         that decided to wait just as a worker freed up is not left waiting.
+        linger: seconds the first due audit waits for those due just after
+        it, so that a steady trickle is handed out (and claimed) a few at a
+        time instead of one by one; a backlog is not held back.
         """
         deadline = None if timeout is None else self.clock.now() + timedelta(seconds=timeout)
+        linger_ms = round(linger * 1000)
         while not self._stopped:
             if self._wake.is_set():
                 self._wake.clear()
@@ -507,14 +511,14 @@ class Scheduler:
             now_ms = to_ms(now)
             with self._lock:
                 next_ms = self._table.first_ms()
-                if next_ms is not None and next_ms <= now_ms:
+                if next_ms is not None and next_ms + linger_ms <= now_ms:
                     batch = self._pop_due(now_ms)
                     if batch:
                         return batch
                     continue  # only entries of pairs re-timed since were due
             wake_at = min(self._next_refresh, self._next_watch)
             if next_ms is not None:
-                wake_at = min(wake_at, from_ms(next_ms))
+                wake_at = min(wake_at, from_ms(next_ms + linger_ms))
             if deadline is not None:
                 if now >= deadline:
                     return []

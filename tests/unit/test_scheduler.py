@@ -151,6 +151,29 @@ def test_simultaneous_audits_come_as_one_list(fleet: Path, clock: FakeClock) -> 
     assert clock.now() == batch[0].slot  # it waited exactly until then
 
 
+def test_linger_hands_out_audits_due_just_after_the_first_with_it(
+    fleet: Path, clock: FakeClock
+) -> None:
+    """The broker executor's claim gathering: a trickle comes out a few at a time, the first
+    of them late by the linger at most; what is already due is not held back."""
+    scheduler = make(fleet, clock, every(1))  # splayed: three slots within a second
+    alone = scheduler.next_batch()
+    assert len(alone) == 1  # without linger, each as it comes due
+    complete(scheduler, alone[0], clock.now())
+    batch = scheduler.next_batch(linger=1.0)
+    assert len(batch) == 3  # the other two, and the first's next slot, all within 1 s
+    first = min(due.slot for due in batch)
+    assert clock.now() == first + timedelta(seconds=1)  # the first waited the linger, no more
+    for due in batch:
+        complete(scheduler, due, clock.now())
+    clock.advance(seconds=5)  # a backlog: everything overdue
+    waited_from = clock.now()
+    # (The first call may return [] at once: the wake-up that done() leaves.)
+    backlog = scheduler.next_batch(linger=1.0) or scheduler.next_batch(linger=1.0)
+    assert sorted(d.pair.host for d in backlog) == sorted(HOSTS)
+    assert clock.now() == waited_from  # handed out at once
+
+
 def test_wait_next_yields_batches_and_ends_after_its_timeout(fleet: Path, clock: FakeClock):
     scheduler = make(fleet, clock, every(10))
     batches = []

@@ -82,6 +82,8 @@ class Engine:
         self.heartbeat = Heartbeat(backend, self.registration, clock, self.leases, scheduler,
                                    on_stop_asked=self.stop_request.ask_through_store)  # fmt: skip
         self._executor_started = False
+        # How long due audits may wait to be claimed together (see executor.py).
+        self.claim_linger: float = getattr(self.executor, "claim_linger", 0.0)
 
     # -- what callers and tests read -----------------------------------------------
 
@@ -160,7 +162,7 @@ class Engine:
                 retry = self.dispatcher.retry_after()
                 if retry is not None:
                     timeout = min(timeout or retry, retry)
-                self.dispatcher.take(self.scheduler.next_batch(timeout))
+                self.dispatcher.take(self.scheduler.next_batch(timeout, self.claim_linger))
         finally:
             self._shutdown()
 

@@ -30,7 +30,11 @@ workers, not the engine's threads, run them). Without it, or None: the
 dispatcher's window, two per max_workers plus recent throughput. And a
 ``flush_interval: float`` attribute: how long its results may wait for the
 recorder to write them together, if not EngineSettings.flush_interval (the
-broker executor's are shorter: see there).
+broker executor's are shorter: see there). And a ``claim_linger: float``
+attribute: how long a due audit may wait for the ones due just after it,
+to be claimed with them (default 0: at once). A claim is a transaction;
+where each audit costs the engine little else (the broker's, whose runs are
+elsewhere), claims of one or two audits at a steady rate are most of it.
 
 Implementations: WorkerPool (`executor = pool`, entropy.engine.pool), the
 engine's own futurist threads; BrokerExecutor (`executor = broker`,
