@@ -4,7 +4,8 @@ Its edges, driven in-process with a worker thread or a hand-played one
 (plain kombu): a result delivered twice is recorded once and fenced out
 once; a job no worker of its zone takes waits (published again at each
 TTL) until one comes; a job that keeps killing its workers is answered
-`error`; zones with jobs and no consumer are named once per outage.
+`error`; a job lost on the broker is answered `error` once it is overdue;
+zones with jobs and no consumer are named once per outage.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from brokers import SLOT, Broker, a_job
 from entropy.broker.protocol import decode_job, reply
 from entropy.broker.topology import DELIVERY_LIMIT
+from entropy.engine import broker_executor
 from entropy.engine.broker_executor import BrokerExecutor, BrokerSettings
 from entropy.model import Outcome, Pair, Result, Schedule
 from entropy.scheduler import Due
@@ -56,16 +58,17 @@ def broker(rabbitmq_url: str) -> Iterator[Broker]:
     b.cleanup()
 
 
-def executor(broker: Broker, recorder: Recorder, lease: float = 30.0) -> BrokerExecutor:
+def executor(broker: Broker, recorder: Recorder, lease: float = 30.0,
+             watch_interval: float = 3600) -> BrokerExecutor:  # fmt: skip
     broker.engines.add("engine-1")
     made = BrokerExecutor(BrokerSettings(broker.url, broker.topology, "engine-1", lease,
-                                         watch_interval=3600))  # fmt: skip
+                                         watch_interval=watch_interval))  # fmt: skip
     made.start(recorder)
     return made
 
 
-def work(zone: str, row_id: int = 1, command: list[str] | None = None):
-    message = a_job(f"audit{row_id}", zone, command or ["true"], row_id=row_id)
+def work(zone: str, row_id: int = 1, command: list[str] | None = None, timeout: float = 10.0):
+    message = a_job(f"audit{row_id}", zone, command or ["true"], timeout, row_id=row_id)
     job = message.job
     pair = Pair(job.audit_name, job.host.name, job.host.ip_address,
                 Schedule("web", job.audit_name, Every(60)))  # fmt: skip
@@ -161,3 +164,27 @@ def test_a_job_that_every_worker_dies_on_is_answered_error(broker: Broker) -> No
     assert result.outcome is Outcome.ERROR and result.slot == SLOT
     assert "never finished" in result.summary and "zone deadly" in result.summary
     assert engine.in_flight() == 0
+
+
+def test_a_job_lost_on_the_broker_is_answered_error_once_overdue(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator deletes the zone's queue with the job in it: nothing ever comes back for
+    it (no result, no dead letter). Its row must not stay held for ever."""
+    monkeypatch.setattr(broker_executor, "_WORKER_MARGIN", 0.5)
+    recorder = Recorder()
+    engine = executor(broker, recorder, lease=0.5, watch_interval=0.2)
+    broker.zones.add("gone")
+    try:
+        engine.submit([work("gone", timeout=0.5)])
+        wait_for(lambda: ready(broker, "gone"), 10, "the job in its queue")
+        with kombu.Connection(broker.url) as connection:
+            connection.default_channel.queue_delete(broker.topology.zone_queue("gone"))
+        wait_for(lambda: recorder.got, 15, "the lost job answered")
+    finally:
+        engine.shutdown()
+    ((due, result),) = recorder.got
+    assert (due.row_id, result.outcome, result.slot) == (1, Outcome.ERROR, SLOT)
+    assert "lost on the broker" in result.summary and "zone gone" in result.summary
+    assert engine.in_flight() == 0 and engine.lost == 1
+    assert "audit1 on audit1.gone.test: job" in caplog.text

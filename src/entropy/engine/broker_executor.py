@@ -23,6 +23,12 @@ there, not anywhere else. A watcher checks, every heartbeat, which zones
 with jobs in flight have no consumer on their queue, and says so once per
 outage.
 
+A job out longer than it can be (a lease waiting for a worker, its timeout
+running, and a margin) is lost on the broker: its queue deleted, its result
+sent to a result queue that is gone, a worker that holds it and never
+answers. The watcher answers it `error` for its slot, so its pair runs
+again at the next; a result that still comes is fenced out.
+
 Jobs that died otherwise are answered with an `error` result for their
 slot (recorded: an operator sees it; the next slot tries again), not given
 up (a rerun after the lease would kill its workers again): handed to
@@ -56,6 +62,9 @@ from .executor import Outlet, Work
 LOG = logging.getLogger(__name__)
 
 _WORKER_MARGIN = 5.0  # seconds past a job's timeout that a worker may take to answer
+_LOST = ("no result within {wait:g}s of its publishing (a lease waiting for a worker of zone "
+         "{zone}, its {timeout:g}s timeout, {margin:g}s more): the job or its result was lost "
+         "on the broker (a queue deleted?); its next slot runs as usual")  # fmt: skip
 RESULT_QUEUE_LEASES = 10  # the result queue outlives its engine by this many leases
 # Seconds results may wait for the recorder to write them together. Not the pool's 50 ms:
 # a result here has already waited for a worker's round trip, and it comes at a few
@@ -90,7 +99,8 @@ class _Flight:
     job_id: str
     due: Due
     job: Job
-    published: float  # monotonic
+    published: float  # monotonic: first published (how long its audit has waited)
+    sent: float  # monotonic: this job id published (again, after a TTL: see _dead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +138,9 @@ class BrokerExecutor:
         self.fenced = 0  # results fenced out
         self.republished = 0  # jobs published again after waiting a lease for a worker
         self._stop = threading.Event()  # stopping: jobs that expire are not published again
+        self.lost = 0  # jobs answered `error` after waiting longer than they can (sweep)
         self.zones = ZoneWatcher(settings.url, settings.topology, self.waiting_by_zone,
-                                 settings.watch_interval)  # fmt: skip
+                                 settings.watch_interval, self.sweep)  # fmt: skip
 
     # -- the Executor seam ----------------------------------------------------------
 
@@ -155,7 +166,8 @@ class BrokerExecutor:
         with self._lock:
             for due, job in work:
                 message = self._message(due, job)
-                self._flight[due.row_id] = _Flight(message.job_id, due, job, time.monotonic())
+                now = time.monotonic()
+                self._flight[due.row_id] = _Flight(message.job_id, due, job, now, now)
                 messages.append(message)
         self.client.publish(messages, ttl=self.settings.lease)
 
@@ -211,6 +223,31 @@ class BrokerExecutor:
                 counts[zone] = counts.get(zone, 0) + 1
         return counts
 
+    def sweep(self) -> None:
+        """Answer `error` for the jobs out longer than they can be (see the module doc)."""
+        now = time.monotonic()
+        lost = []
+        with self._lock:
+            for row_id, flight in list(self._flight.items()):
+                if now - flight.sent > self._longest(flight.job):
+                    lost.append(self._flight.pop(row_id))
+        for flight in lost:
+            job = flight.job
+            summary = _LOST.format(wait=self._longest(job), zone=job.host.zone,
+                                   timeout=job.timeout, margin=_WORKER_MARGIN)  # fmt: skip
+            LOG.error("%s on %s: job %s: %s", job.audit_name, job.host.name, flight.job_id,
+                      summary)  # fmt: skip
+            self.lost += 1
+            self._finish(flight.due, Result(Outcome.ERROR, summary, slot=flight.due.slot,
+                                            engine_id=self.settings.engine_id,
+                                            audit_name=job.audit_name,
+                                            host=job.host.name))  # fmt: skip
+
+    def _longest(self, job: Job) -> float:
+        """Seconds a job can be out: a lease in its queue (then it dies and comes back), its
+        run, and the margin a worker has to answer."""
+        return self.settings.lease + job.timeout + _WORKER_MARGIN
+
     # -- the client's thread --------------------------------------------------------
 
     def _message(self, due: Due, job: Job) -> JobMessage:
@@ -248,7 +285,7 @@ class BrokerExecutor:
             self._outlet.finished_many(received)
 
     def _finish(self, due: Due, result: Result) -> None:
-        self._completed += 1  # this thread only
+        self._completed += 1  # the client's thread, or the watcher's (a count for a rate)
         assert self._outlet is not None
         self._outlet.finished(due, result)
 
@@ -280,7 +317,7 @@ class BrokerExecutor:
             if reason == "expired" and not self._stop.is_set():
                 # No worker of its zone took it in a lease: it waits there, published again.
                 again = self._message(flight.due, flight.job)
-                flight.job_id = again.job_id
+                flight.job_id, flight.sent = again.job_id, time.monotonic()
                 self.republished += 1
             else:
                 again = None

@@ -4,7 +4,8 @@ Every watch_interval it looks (a passive declare per queue, on a connection
 of its own) at the zones that have had a job out for a second or more:
 where results come back quickly, nothing is looked at. A zone whose queue
 has no consumer is logged once (its audits wait there, not run elsewhere),
-and again when a worker comes back.
+and again when a worker comes back. Each look also calls `sweep` (the
+executor's: jobs out longer than they can be are answered).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ Waiting = Callable[[float], dict[str, int]]  # jobs out per zone, published > N 
 class ZoneWatcher:
     """A thread that names the zones no worker serves while jobs wait there."""
 
-    def __init__(self, url: str, topology: Topology, waiting: Waiting, interval: float) -> None:
+    def __init__(self, url: str, topology: Topology, waiting: Waiting, interval: float,
+                 sweep: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.url, self.topology, self.waiting, self.interval = url, topology, waiting, interval
+        self.sweep = sweep
         self.orphaned: dict[str, int] = {}  # zone -> jobs waiting, at the last look
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="entropy-zones", daemon=True)
@@ -42,6 +45,8 @@ class ZoneWatcher:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                if self.sweep is not None:
+                    self.sweep()
                 self.watch_once()
             except CONNECTION_ERRORS as exc:  # the client says so already
                 LOG.debug("cannot look at the zones' queues: %s", exc)
