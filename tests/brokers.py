@@ -96,6 +96,7 @@ class EngineStub:
         self.connection.connection.sock.settimeout(30)
         self.queue = self.topology.declare_results(channel, engine_id, expires=60)
         self.replies: list[dict[str, Any]] = []
+        self.messages = 0  # result messages read (a worker may send several results in one)
         self.dead: list[tuple[str, dict[str, Any] | bytes]] = []
         self._consumer = kombu.Consumer(channel, [kombu.Queue(self.queue, no_declare=True)],
                                         callbacks=[self._take], accept=None)  # fmt: skip
@@ -113,7 +114,9 @@ class EngineStub:
         if deaths:
             self.dead.append((deaths[0]["reason"], message.body))
         else:
-            self.replies.append(json.loads(message.body))
+            doc = json.loads(message.body)  # one result, or a worker's several together
+            self.replies += doc if isinstance(doc, list) else [doc]
+            self.messages += 1
         message.ack()
 
     def send(self, job: JobMessage, ttl: float | None = None) -> None:

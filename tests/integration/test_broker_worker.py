@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from brokers import SLOT, Broker, EngineStub, a_job, marked, runs
 from entropy.broker.connection import describe
 from entropy.broker.protocol import Claim, JobMessage
 from entropy.broker.topology import ENGINE_HEADER
+from entropy.model import Outcome, Result
 from processes import ENTROPY, wait_for
 
 pytestmark = pytest.mark.slow
@@ -32,6 +34,15 @@ pytestmark = pytest.mark.slow
 def hang(host: Any, params: Any) -> None:
     """A python audit that outlives its timeout (kind python cannot be killed)."""
     time.sleep(float(params.get("seconds", 3)))
+
+
+TOGETHER = threading.Barrier(32)  # 2 engines x 16 jobs, on one worker of 32 threads
+
+
+def together(host: Any, params: Any) -> Result:
+    """A python audit that finishes at the same moment as 31 others."""
+    TOGETHER.wait(timeout=30)
+    return Result(Outcome.OK, "together")
 
 
 @pytest.fixture
@@ -94,6 +105,38 @@ def test_a_worker_answers_each_job_with_its_outcome_and_its_identity(
     # Each job was acknowledged once its reply was in: none waits, none comes back.
     assert broker.waiting("default") == 0
     assert running.worker.done == 4
+
+
+def test_results_ready_together_go_to_their_engines_together_each_to_its_own(
+    broker: Broker, engine: EngineStub
+) -> None:
+    """Results for the same engine share a message (RabbitMQ's cost is per message); a
+    message never mixes engines: each engine gets exactly its own results."""
+    other = EngineStub(broker, "engine-2")
+    TOGETHER.reset()
+    running = broker.worker("default", max_workers=32)
+    try:
+        mine = [a_job(f"m{n}", "default", f"{__name__}:together", row_id=n, kind="python")
+                for n in range(16)]  # fmt: skip
+        theirs = [a_job(f"t{n}", "default", f"{__name__}:together", row_id=n, kind="python")
+                  for n in range(16)]  # fmt: skip
+        for a, b in zip(mine, theirs, strict=True):  # interleaved in the worker's queue
+            engine.send(a)
+            other.send(b)
+        got_mine, got_theirs = engine.wait(16, timeout=30), other.wait(16, timeout=30)
+        engine.idle(0.3)
+        other.idle(0.3)
+    finally:
+        running.stop()
+        other.close()
+    assert sorted(r.job_id for r in got_mine) == sorted(j.job_id for j in mine)
+    assert sorted(r.job_id for r in got_theirs) == sorted(j.job_id for j in theirs)
+    assert len(engine.replies) == len(other.replies) == 16  # nothing else, nothing twice
+    assert {(r.result.outcome, r.result.summary) for r in got_mine + got_theirs} == {
+        (Outcome.OK, "together")
+    }
+    assert engine.messages + other.messages < 32  # some came together
+    assert broker.waiting("default") == 0 and running.worker.done == 32
 
 
 def test_a_reply_carries_no_more_output_than_the_job_allows(

@@ -11,11 +11,14 @@ from typing import Any, TypeVar
 import pytest
 
 from entropy.broker.protocol import (
+    RESULTS_PER_MESSAGE,
     Claim,
     JobMessage,
     ProtocolError,
+    bundle_results,
     decode_job,
     decode_result,
+    read_results,
     reply,
 )
 from entropy.errors import Location
@@ -207,3 +210,25 @@ def test_a_job_reads_the_same_on_the_quick_path_as_field_by_field(
     assert (back.claim.epoch, back.row_id) == ((0, None) if "claim" in change else (4, 42))
     if not change:
         assert back == message
+
+
+def test_results_sent_together_read_back_in_order_and_one_alone_as_before() -> None:
+    answers = [reply(a_job(job_id=f"j-{n}", row_id=n), Result(Outcome.OK, f"fine {n}"), "w-1")
+               for n in range(3)]  # fmt: skip
+    bodies = [answer.encode() for answer in answers]
+    assert read_results(bundle_results(bodies)) == answers
+    assert bundle_results(bodies[:1]) == bodies[0]  # one result: the message it always was
+    assert read_results(bodies[0]) == [decode_result(bodies[0])] == answers[:1]
+
+
+def test_a_bundle_with_a_bad_result_is_refused_naming_which() -> None:
+    good = reply(a_job(), Result(Outcome.OK, "fine"), "w-1").encode()
+    bad = json.dumps({**json.loads(good), "outcome": "fine"}).encode()
+    with pytest.raises(ProtocolError, match=r"result 2 of 2: .*outcome 'fine'"):
+        read_results(bundle_results([good, bad]))
+    with pytest.raises(ProtocolError, match="an array of 0"):
+        read_results(b"[]")
+    with pytest.raises(ProtocolError, match=f"an array of {RESULTS_PER_MESSAGE + 1}"):
+        read_results(bundle_results([good] * (RESULTS_PER_MESSAGE + 1)))
+    with pytest.raises(ProtocolError, match="result 1 of 1: not a result message: a JSON list"):
+        read_results(b"[[1]]")

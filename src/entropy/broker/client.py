@@ -49,7 +49,7 @@ from .protocol import (
     ProtocolError,
     ResultMessage,
     decode_job,
-    decode_result,
+    read_results,
 )
 from .topology import ENGINE_HEADER, Topology
 
@@ -288,9 +288,9 @@ class JobClient:
                 if self.on_dead is not None:
                     self.on_dead(job, reason)
             else:
-                result = decode_result(message.body)
-                self.received += 1
-                self.on_result(result)
+                for result in read_results(message.body):  # one, or a worker's several
+                    self.received += 1
+                    self.on_result(result)
         except ProtocolError as exc:
             LOG.error("dropped a message on %s: %s", self.results_queue, exc)
         except Exception:  # the callback's bug: keep taking results

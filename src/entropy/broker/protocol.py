@@ -23,6 +23,12 @@ only the engine reads.
      "started_at": "…", "finished_at": "…", "worker_id": "w1", "zone": "dc-2",
      "redelivered": false, "delivery_count": 0}
 
+A worker may send the results it has ready together, for the same engine,
+as one message whose body is a JSON array of result objects (at most
+RESULTS_PER_MESSAGE): RabbitMQ's cost is per message, not per result.
+Engines read both forms (read_results); an engine older than bundles drops
+an array as unreadable, so engines are upgraded before their workers.
+
 Times are ISO 8601 with their UTC offset. A reader refuses a message of
 another type or of a newer version (`v`), naming what it got; fields it
 does not know are ignored, so a later version may add some.
@@ -45,6 +51,8 @@ from ..values import host_name_problem, ip_address_problem, zone_problem
 
 VERSION = 1
 CONTENT_TYPE = "application/json"
+RESULTS_PER_MESSAGE = 64  # results a worker sends in one message, at most
+RESULTS_BYTES = 256 * 1024  # and no more bytes of them (one result is never cut)
 
 
 class ProtocolError(EntropyError):
@@ -212,9 +220,35 @@ def decode_job(body: bytes | str) -> JobMessage:
     )
 
 
+def bundle_results(bodies: list[bytes]) -> bytes:
+    """Encoded results (ResultMessage.encode) as one message's body: an array of them."""
+    return bodies[0] if len(bodies) == 1 else b"[" + b",".join(bodies) + b"]"
+
+
+def read_results(body: bytes | str) -> list[ResultMessage]:
+    """A message of one result or of several (bundle_results), read back; ProtocolError
+    saying what is wrong with it (and which of them)."""
+    doc = _parsed(body, "result")
+    if not isinstance(doc, list):
+        return [_result(_checked(doc, "result"))]
+    if not doc or len(doc) > RESULTS_PER_MESSAGE:
+        raise ProtocolError(f"not a result message: an array of {len(doc)} (1 to "
+                            f"{RESULTS_PER_MESSAGE} results)")  # fmt: skip
+    results = []
+    for n, item in enumerate(doc, 1):
+        try:
+            results.append(_result(_checked(item, "result")))
+        except ProtocolError as exc:
+            raise ProtocolError(f"result {n} of {len(doc)}: {exc}") from None
+    return results
+
+
 def decode_result(body: bytes | str) -> ResultMessage:
     """A result message read back; ProtocolError saying what is wrong with it."""
-    doc = _document(body, "result")
+    return _result(_document(body, "result"))
+
+
+def _result(doc: dict[str, Any]) -> ResultMessage:
     quick = _quick_result(doc)  # an engine reads thousands a second: most are well formed
     if quick is not None:
         return quick
@@ -380,10 +414,18 @@ _KINDS = {str: "text", int: "an integer", dict: "an object", list: "a list", boo
 
 
 def _document(body: bytes | str, kind: str) -> dict[str, Any]:
+    return _checked(_parsed(body, kind), kind)
+
+
+def _parsed(body: bytes | str, kind: str) -> Any:
     try:
-        doc = json.loads(body)
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not a {kind} message: not JSON ({exc})") from None
+
+
+def _checked(doc: Any, kind: str) -> dict[str, Any]:
+    """A message's object: of this kind and a version this Entropy reads."""
     if not isinstance(doc, dict):
         raise ProtocolError(f"not a {kind} message: a JSON {type(doc).__name__}, not an object")
     if doc.get("type") != kind:

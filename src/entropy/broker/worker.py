@@ -62,7 +62,17 @@ from .connection import (
     read_ahead,
 )
 from .framing import Batch, properties
-from .protocol import CONTENT_TYPE, JobMessage, ProtocolError, ResultMessage, decode_job, reply
+from .protocol import (
+    CONTENT_TYPE,
+    RESULTS_BYTES,
+    RESULTS_PER_MESSAGE,
+    JobMessage,
+    ProtocolError,
+    ResultMessage,
+    bundle_results,
+    decode_job,
+    reply,
+)
 from .topology import Topology
 
 LOG = logging.getLogger(__name__)
@@ -119,7 +129,7 @@ class _Link:
     consumer_tag: str | None = None
     prefetch: int = 0
     published: int = 0  # the last publish sequence number on `results`
-    unconfirmed: dict[int, _Task] = field(default_factory=dict)  # sequence -> task
+    unconfirmed: dict[int, list[_Task]] = field(default_factory=dict)  # sequence -> tasks
     # Delivery tags not yet acknowledged, in delivery order -> whether their reply is in.
     unacked: dict[int, bool] = field(default_factory=dict)
     confirmed: list[int] = field(default_factory=list)  # to acknowledge after this read
@@ -280,7 +290,7 @@ class Worker:
         """The connection died: its deliveries are the broker's again; resend its replies."""
         self._link = None
         self._orphans = True
-        unconfirmed = list(link.unconfirmed.values())
+        unconfirmed = [task for tasks in link.unconfirmed.values() for task in tasks]
         link.unconfirmed.clear()
         self._outbox.extendleft(reversed(unconfirmed))
         try:
@@ -401,7 +411,8 @@ class Worker:
 
     def _publish(self, link: _Link) -> None:
         """Send the replies the threads handed over, and any a lost connection left unsent:
-        the frames of many with each write (framing.Batch)."""
+        those for the same engine together in one message (protocol.bundle_results), the
+        frames of many messages with each write (framing.Batch)."""
         while self._finished:
             self._outbox.append(self._finished.popleft())
         if not self._outbox:
@@ -409,27 +420,44 @@ class Worker:
         batch, written = Batch(link.results), []  # added to the batch, not yet written
         try:
             while self._outbox:
-                task = self._outbox.popleft()
-                written.append(task)
+                tasks = self._bundle()
+                written.append(tasks)
+                first = tasks[0]
                 props = properties(content_type=CONTENT_TYPE, delivery_mode=2,
-                                   correlation_id=task.message.job_id)  # fmt: skip
-                batch.add("", task.reply_to, props, task.body)
+                                   correlation_id=first.message.job_id if len(tasks) == 1
+                                   else None)  # fmt: skip
+                batch.add("", first.reply_to, props,
+                          bundle_results([task.body for task in tasks]))  # fmt: skip
                 if batch.full or not self._outbox:
                     batch.flush()
-                    for task in written:
+                    for tasks in written:
                         link.published += 1
-                        link.unconfirmed[link.published] = task
+                        link.unconfirmed[link.published] = tasks
                     written.clear()
         except BaseException:
-            self._outbox.extendleft(reversed(written))
+            self._outbox.extendleft(reversed([task for tasks in written for task in tasks]))
             raise
+
+    def _bundle(self) -> list[_Task]:
+        """The next replies of the outbox to send as one message: the first, and those after
+        it for the same engine, RESULTS_PER_MESSAGE and RESULTS_BYTES at most."""
+        outbox = self._outbox
+        first = outbox.popleft()
+        tasks, size = [first], len(first.body)
+        while (outbox and len(tasks) < RESULTS_PER_MESSAGE
+               and outbox[0].reply_to == first.reply_to
+               and size + len(outbox[0].body) <= RESULTS_BYTES):  # fmt: skip
+            task = outbox.popleft()
+            tasks.append(task)
+            size += len(task.body)
+        return tasks
 
     def _confirmed(self, sequence: int, multiple: bool) -> None:
         """The broker has the results up to `sequence`: acknowledge their jobs."""
         link = self._link
         if link is None:
             return
-        tasks = covered(link.unconfirmed, sequence, multiple)
+        tasks = [task for sent in covered(link.unconfirmed, sequence, multiple) for task in sent]
         number, gone = link.number, _State.ABANDONED
         link.confirmed += [task.tag for task in tasks
                            if task.link == number and task.state is not gone]  # fmt: skip
@@ -447,7 +475,7 @@ class Worker:
         link = self._link
         if link is None:
             return
-        tasks = covered(link.unconfirmed, sequence, multiple)
+        tasks = [task for sent in covered(link.unconfirmed, sequence, multiple) for task in sent]
         LOG.warning("the broker refused %d results; sending them again", len(tasks))
         self._outbox.extend(tasks)
 
