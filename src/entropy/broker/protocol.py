@@ -51,6 +51,9 @@ from ..values import host_name_problem, ip_address_problem, zone_problem
 
 VERSION = 1
 CONTENT_TYPE = "application/json"
+# One encoder each, made once: json.dumps with arguments makes a new one every call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_compact_any = json.JSONEncoder(separators=(",", ":"), default=str).encode  # odd metrics
 RESULTS_PER_MESSAGE = 64  # results a worker sends in one message, at most
 RESULTS_BYTES = 256 * 1024  # and no more bytes of them (one result is never cut)
 
@@ -105,7 +108,7 @@ class JobMessage:
         }
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return _compact(self.to_dict()).encode()
 
 
 @dataclass(slots=True)
@@ -151,7 +154,7 @@ class ResultMessage:
 
     def encode(self) -> bytes:
         # An odd metric value (not JSON) goes as its text, as the stores keep it.
-        return json.dumps(self.to_dict(), separators=(",", ":"), default=str).encode()
+        return _compact_any(self.to_dict()).encode()
 
     def to_result(self) -> Result:
         """The model Result the engine records: the run's, stamped with its slot and claim."""
