@@ -188,3 +188,20 @@ def test_a_job_lost_on_the_broker_is_answered_error_once_overdue(
     assert "lost on the broker" in result.summary and "zone gone" in result.summary
     assert engine.in_flight() == 0 and engine.lost == 1
     assert "audit1 on audit1.gone.test: job" in caplog.text
+
+
+def test_no_job_counts_as_lost_while_the_broker_is_out_of_reach(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage delays results; it loses none: the sweep waits for the connection, and
+    each job's time starts again once it is back."""
+    monkeypatch.setattr(broker_executor, "_WORKER_MARGIN", 0.0)
+    recorder = Recorder()
+    engine = BrokerExecutor(BrokerSettings(broker.url, broker.topology, "engine-1", 0.01,
+                                           watch_interval=3600))  # fmt: skip
+    engine._outlet = recorder  # not started: no connection, as while the broker is down
+    engine.submit([work("down", timeout=0.01)])
+    engine._flight[1].sent -= 60  # published a minute ago: overdue many times over
+    engine.sweep()
+    engine.sweep()
+    assert (engine.lost, engine.in_flight(), recorder.got) == (0, 1, [])

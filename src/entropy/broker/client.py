@@ -119,6 +119,12 @@ class JobClient:
         self._wakeup.wake()
 
     @property
+    def connections(self) -> int:
+        """Connections made so far (a new one after each loss), while connected; 0 while
+        not: what the broker holds may have waited meanwhile, through no fault of its own."""
+        return self._links if self._link is not None else 0
+
+    @property
     def unconfirmed(self) -> int:
         """Jobs published or queued that the broker has not confirmed yet."""
         link = self._link

@@ -139,6 +139,7 @@ class BrokerExecutor:
         self.republished = 0  # jobs published again after waiting a lease for a worker
         self._stop = threading.Event()  # stopping: jobs that expire are not published again
         self.lost = 0  # jobs answered `error` after waiting longer than they can (sweep)
+        self._swept_on = 0  # the client's connection at the last sweep (0: none)
         self.zones = ZoneWatcher(settings.url, settings.topology, self.waiting_by_zone,
                                  settings.watch_interval, self.sweep)  # fmt: skip
 
@@ -224,10 +225,20 @@ class BrokerExecutor:
         return counts
 
     def sweep(self) -> None:
-        """Answer `error` for the jobs out longer than they can be (see the module doc)."""
+        """Answer `error` for the jobs out longer than they can be (see the module doc).
+
+        Not while the broker is out of reach, and each job's time starts again once it
+        is back: an outage delays results, it does not lose them.
+        """
         now = time.monotonic()
+        connection = self.client.connections
         lost = []
         with self._lock:
+            if not connection or connection != self._swept_on:  # out of reach, or back
+                self._swept_on = connection
+                for flight in self._flight.values():
+                    flight.sent = max(flight.sent, now)
+                return
             for row_id, flight in list(self._flight.items()):
                 if now - flight.sent > self._longest(flight.job):
                     lost.append(self._flight.pop(row_id))
