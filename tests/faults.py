@@ -95,10 +95,12 @@ class HeldReplies:
                 threading.Thread(target=_copy, args=(source, sink, gate), daemon=True).start()
 
     def close(self) -> None:
-        self._listener.close()
-        for near, far, _ in self._open:
-            near.close()
-            far.close()
+        """Drop every connection (its peer sees the end at once) and take no more."""
+        for sock in (self._listener, *(s for near, far, _ in self._open for s in (near, far))):
+            # shutdown first: a thread blocked in accept() or recv() keeps it open otherwise
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
 
 def _copy(source: socket.socket, sink: socket.socket, held: threading.Event | None) -> None:

@@ -11,7 +11,9 @@ zones with jobs and no consumer are named once per outage.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import amqp
 import kombu
@@ -20,11 +22,12 @@ import pytest
 from brokers import SLOT, Broker, a_job
 from entropy.broker.protocol import decode_job, reply
 from entropy.broker.topology import DELIVERY_LIMIT
-from entropy.engine import broker_executor
+from entropy.engine import broker_lost
 from entropy.engine.broker_executor import BrokerExecutor, BrokerSettings
 from entropy.model import Outcome, Pair, Result, Schedule
 from entropy.scheduler import Due
 from entropy.timing import Every
+from faults import held_replies
 from processes import wait_for
 
 pytestmark = pytest.mark.slow
@@ -171,7 +174,7 @@ def test_a_job_lost_on_the_broker_is_answered_error_once_overdue(
 ) -> None:
     """An operator deletes the zone's queue with the job in it: nothing ever comes back for
     it (no result, no dead letter). Its row must not stay held for ever."""
-    monkeypatch.setattr(broker_executor, "_WORKER_MARGIN", 0.5)
+    monkeypatch.setattr(broker_lost, "WORKER_MARGIN", 0.5)
     recorder = Recorder()
     engine = executor(broker, recorder, lease=0.5, watch_interval=0.2)
     broker.zones.add("gone")
@@ -190,18 +193,23 @@ def test_a_job_lost_on_the_broker_is_answered_error_once_overdue(
     assert "audit1 on audit1.gone.test: job" in caplog.text
 
 
-def test_no_job_counts_as_lost_while_the_broker_is_out_of_reach(
-    broker: Broker, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_job_counts_as_lost_while_the_broker_is_out_of_reach(broker: Broker) -> None:
     """An outage delays results; it loses none: the sweep waits for the connection, and
     each job's time starts again once it is back."""
-    monkeypatch.setattr(broker_executor, "_WORKER_MARGIN", 0.0)
     recorder = Recorder()
-    engine = BrokerExecutor(BrokerSettings(broker.url, broker.topology, "engine-1", 0.01,
-                                           watch_interval=3600))  # fmt: skip
-    engine._outlet = recorder  # not started: no connection, as while the broker is down
-    engine.submit([work("down", timeout=0.01)])
-    engine._flight[1].sent -= 60  # published a minute ago: overdue many times over
-    engine.sweep()
-    engine.sweep()
-    assert (engine.lost, engine.in_flight(), recorder.got) == (0, 1, [])
+    where = urlsplit(broker.url)
+    with held_replies((where.hostname or "127.0.0.1", where.port or 5672)) as proxy:
+        url = where._replace(netloc=f"guest:guest@127.0.0.1:{proxy.port}").geturl()
+        broker.engines.add("engine-1")
+        engine = BrokerExecutor(BrokerSettings(url, broker.topology, "engine-1", 1.0,
+                                               watch_interval=3600))  # fmt: skip
+        engine.start(recorder)
+    try:  # the proxy is gone: the broker is out of reach, the client retrying
+        wait_for(lambda: engine.client.connections == 0, 10, "the connection lost")
+        engine.submit([work("down", timeout=1.0)])
+        later = time.monotonic() + 60  # overdue many times over
+        engine.sweep(later)
+        engine.sweep(later)
+        assert (engine.lost, engine.in_flight(), recorder.got) == (0, 1, [])
+    finally:
+        engine.shutdown()

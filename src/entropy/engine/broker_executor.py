@@ -27,7 +27,7 @@ A job out longer than it can be (a lease waiting for a worker, its timeout
 running, and a margin) is lost on the broker: its queue deleted, its result
 sent to a result queue that is gone, a worker that holds it and never
 answers. The watcher answers it `error` for its slot, so its pair runs
-again at the next; a result that still comes is fenced out.
+again at the next; a result that still comes is fenced out (broker_lost).
 
 Jobs that died otherwise are answered with an `error` result for their
 slot (recorded: an operator sees it; the next slot tries again), not given
@@ -46,6 +46,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from ..broker.client import JobClient
@@ -56,15 +57,12 @@ from ..errors import EntropyError
 from ..model import Outcome, Result
 from ..runners.base import Job
 from ..scheduler import Due
+from .broker_lost import WORKER_MARGIN, longest, lost_result
 from .broker_zones import ZoneWatcher
 from .executor import Outlet, Work
 
 LOG = logging.getLogger(__name__)
 
-_WORKER_MARGIN = 5.0  # seconds past a job's timeout that a worker may take to answer
-_LOST = ("no result within {wait:g}s of its publishing (a lease waiting for a worker of zone "
-         "{zone}, its {timeout:g}s timeout, {margin:g}s more): the job or its result was lost "
-         "on the broker (a queue deleted?); its next slot runs as usual")  # fmt: skip
 RESULT_QUEUE_LEASES = 10  # the result queue outlives its engine by this many leases
 # Seconds results may wait for the recorder to write them together. Not the pool's 50 ms:
 # a result here has already waited for a worker's round trip, and it comes at a few
@@ -157,8 +155,7 @@ class BrokerExecutor:
         self.zones.start()
 
     def window(self) -> int | None:
-        """Claimed audits out at once, at most: [executor] max_in_flight (the workers run
-        them, not this engine's threads: the pool's rate-based window does not apply)."""
+        """[executor] max_in_flight: workers run them, the pool's rate-based window is moot."""
         return self.settings.max_in_flight
 
     def submit(self, work: list[Work]) -> None:
@@ -175,15 +172,13 @@ class BrokerExecutor:
     def in_flight(self) -> int:
         return len(self._flight)
 
+    running = in_flight  # jobs out on the broker (waiting for a worker or running on one)
+
     def holds(self, row_id: int) -> bool:
         return row_id in self._flight
 
     def completed(self) -> int:
         return self._completed
-
-    def running(self) -> int:
-        """Jobs out on the broker (waiting for a worker or running on one)."""
-        return len(self._flight)
 
     def stop_starting(self) -> None:
         """Published jobs cannot be called back: those out get the grace period."""
@@ -214,50 +209,32 @@ class BrokerExecutor:
 
     def waiting_by_zone(self, older_than: float = 0.0) -> dict[str, int]:
         """Jobs in flight per zone (published more than older_than seconds ago)."""
-        counts: dict[str, int] = {}
         before = time.monotonic() - older_than
         with self._lock:
-            for flight in self._flight.values():
-                if flight.published > before:
-                    continue
-                zone = flight.job.host.zone
-                counts[zone] = counts.get(zone, 0) + 1
-        return counts
+            return dict(Counter(flight.job.host.zone for flight in self._flight.values()
+                                if flight.published <= before))  # fmt: skip
 
-    def sweep(self) -> None:
-        """Answer `error` for the jobs out longer than they can be (see the module doc).
-
-        Not while the broker is out of reach, and each job's time starts again once it
-        is back: an outage delays results, it does not lose them.
-        """
-        now = time.monotonic()
-        connection = self.client.connections
-        lost = []
+    def sweep(self, now: float | None = None) -> None:
+        """Answer `error` for the jobs out longer than they can be (broker_lost); none while
+        the broker is out of reach, and their time starts again once it is back."""
+        now = time.monotonic() if now is None else now
+        connection, lease = self.client.connections, self.settings.lease
         with self._lock:
             if not connection or connection != self._swept_on:  # out of reach, or back
                 self._swept_on = connection
                 for flight in self._flight.values():
                     flight.sent = max(flight.sent, now)
                 return
-            for row_id, flight in list(self._flight.items()):
-                if now - flight.sent > self._longest(flight.job):
-                    lost.append(self._flight.pop(row_id))
+            lost = [self._flight.pop(row_id) for row_id, flight in list(self._flight.items())
+                    if now - flight.sent > longest(flight.job, lease)]  # fmt: skip
         for flight in lost:
-            job = flight.job
-            summary = _LOST.format(wait=self._longest(job), zone=job.host.zone,
-                                   timeout=job.timeout, margin=_WORKER_MARGIN)  # fmt: skip
-            LOG.error("%s on %s: job %s: %s", job.audit_name, job.host.name, flight.job_id,
-                      summary)  # fmt: skip
             self.lost += 1
-            self._finish(flight.due, Result(Outcome.ERROR, summary, slot=flight.due.slot,
-                                            engine_id=self.settings.engine_id,
-                                            audit_name=job.audit_name,
-                                            host=job.host.name))  # fmt: skip
-
-    def _longest(self, job: Job) -> float:
-        """Seconds a job can be out: a lease in its queue (then it dies and comes back), its
-        run, and the margin a worker has to answer."""
-        return self.settings.lease + job.timeout + _WORKER_MARGIN
+            self._finish(
+                flight.due,
+                lost_result(
+                    flight.job, flight.job_id, lease, flight.due.slot, self.settings.engine_id
+                ),
+            )
 
     # -- the client's thread --------------------------------------------------------
 
@@ -302,23 +279,11 @@ class BrokerExecutor:
 
     def _fence(self, reply: ResultMessage) -> None:
         self.fenced += 1
-        slot = reply.slot.isoformat() if reply.slot else "-"
-        if reply.claim.engine_id != self.settings.engine_id or reply.claim.epoch != self.epoch:
-            why = (f"its claim (engine {reply.claim.engine_id}, epoch {reply.claim.epoch}) is "
-                   f"not this engine's (epoch {self.epoch})")  # fmt: skip
-        elif reply.row_id in self._flight:
-            why = "another job is out for that row now"
-        else:
-            why = "this engine no longer holds the row (recorded already, or given back)"
-        LOG.warning(
-            "fenced out a late result: %s on %s slot %s row %s job %s from worker %s (%s): %s",
-            reply.audit, reply.host, slot, reply.row_id, reply.job_id, reply.worker_id,
-            reply.result.outcome.value, why,
-        )  # fmt: skip
+        _log_fenced(reply, self.settings.engine_id, self.epoch, reply.row_id in self._flight)
 
     def _dead(self, message: JobMessage, reason: str) -> None:
         if message.row_id is None:  # a run(): its caller gets the reason
-            summary = self._death(message, reason)
+            summary = _death(message, reason, self.settings.lease)
             self.remote.answer(message.job_id, Result(Outcome.ERROR, f"the job was {summary}"))
             return
         with self._lock:
@@ -340,17 +305,34 @@ class BrokerExecutor:
         if reason == "expired":  # stopping: never ran; its row goes back to `new`
             self._outlet.given_up(flight.due)
             return
-        summary = self._death(message, reason)
+        summary = _death(message, reason, self.settings.lease)
         LOG.error("%s on %s: the job %s", message.job.audit_name, message.job.host.name, summary)
         result = Result(Outcome.ERROR, f"the job was {summary}", slot=flight.due.slot,
                         engine_id=self.settings.engine_id, audit_name=message.job.audit_name,
                         host=message.job.host.name)  # fmt: skip
         self._finish(flight.due, result)
 
-    def _death(self, message: JobMessage, reason: str) -> str:
-        text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
-        return text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason,
-                           lease=self.settings.lease)  # fmt: skip
+
+def _death(message: JobMessage, reason: str, lease: float) -> str:
+    text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
+    return text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason, lease=lease)
+
+
+def _log_fenced(reply: ResultMessage, engine_id: str, epoch: int, row_busy: bool) -> None:
+    """Say why a result was fenced out: whose claim it carries, or what became of its row."""
+    slot = reply.slot.isoformat() if reply.slot else "-"
+    if reply.claim.engine_id != engine_id or reply.claim.epoch != epoch:
+        why = (f"its claim (engine {reply.claim.engine_id}, epoch {reply.claim.epoch}) is "
+               f"not this engine's (epoch {epoch})")  # fmt: skip
+    elif row_busy:
+        why = "another job is out for that row now"
+    else:
+        why = "this engine no longer holds the row (recorded already, or given back)"
+    LOG.warning(
+        "fenced out a late result: %s on %s slot %s row %s job %s from worker %s (%s): %s",
+        reply.audit, reply.host, slot, reply.row_id, reply.job_id, reply.worker_id,
+        reply.result.outcome.value, why,
+    )  # fmt: skip
 
 
 class RemoteRuns:
@@ -358,7 +340,7 @@ class RemoteRuns:
 
     def __init__(self, client: JobClient, claim: Claim, lease: float) -> None:
         self.client, self.claim, self.lease = client, claim, lease
-        self.margin = lease + _WORKER_MARGIN  # waited for besides a job's timeout
+        self.margin = lease + WORKER_MARGIN  # waited for besides a job's timeout
         self._calls: dict[str, _Call] = {}  # job id -> a run() waiting
         self._lock = threading.Lock()
 
