@@ -9,6 +9,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, insert, inspect, select
 
 from entropy.backends.sqlalchemy import schema
@@ -40,6 +41,23 @@ def test_upgrade_from_empty_creates_every_table(empty_url: str) -> None:
         tables = set(inspect(store.engine).get_table_names())
         assert set(metadata.tables) <= tables
         assert store.upgrade_schema() == (schema.head(), schema.head())  # idempotent
+    finally:
+        store.close()
+
+
+def test_the_revisions_read_without_alembic_are_alembics(empty_url: str) -> None:
+    """schema.head() and schema.current() spare commands Alembic's import: same answers."""
+    assert schema.head() == ScriptDirectory.from_config(schema._config()).get_current_head()
+    store = SqlStateStore(empty_url, check_schema=False)
+    try:
+        with store.engine.begin() as conn:
+            for step in (None, "0005", "head"):
+                if step:
+                    command.upgrade(schema._config(conn), step)
+                alembics = MigrationContext.configure(conn).get_current_revision()
+                assert (
+                    schema.current(conn) == alembics == (step if step != "head" else schema.head())
+                )
     finally:
         store.close()
 
