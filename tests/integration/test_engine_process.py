@@ -176,6 +176,7 @@ def test_a_stuck_python_audit_is_recorded_as_timeout_and_the_rest_go_on(
     assert all(r["status"] != "processing" for r in rows)
 
 
+@pytest.mark.multiprocess  # two real engines on one store, then `engine stop`: the serial phase's
 def test_a_second_engine_on_the_same_sqlite_file_is_refused_and_stop_works(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
