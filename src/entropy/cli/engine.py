@@ -10,7 +10,6 @@ import click
 
 from ..service import engines as engine_ops
 from ..service import logs
-from ..service.compose import EngineProcess
 from ..service.runtime import Runtime
 from ..timing import format_duration
 from .common import command, group, json_option, pass_runtime, seconds
@@ -78,6 +77,10 @@ def engine_run(
     processes of each host's zone, through RabbitMQ (docs/broker.md); the
     engine still claims, fences and records them.
     """
+    # Here, not at the top: the engine's stack (scheduler, executors, repairs, metrics)
+    # is imported by this command alone, not by every short command of the CLI.
+    from ..service.compose import EngineProcess
+
     logs.at_least_info("entropy")
     until = None
     if run_for:

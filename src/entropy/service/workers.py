@@ -23,7 +23,6 @@ from ..broker.worker import Worker, WorkerSettings
 from ..errors import EntropyError
 from ..values import zone_problem
 from .brokerconf import broker_of, uses_broker
-from .compose import leave_now
 from .errors import BadRequest
 from .runtime import Runtime
 from .signals import stop_on_signals
@@ -79,6 +78,10 @@ class WorkerProcess:
         """Run until a signal (or for `seconds`). Until the worker first consumes (the
         broker out of reach at start), a signal leaves at once; then the first stops it
         gracefully, the second ends the grace period, a third leaves at once."""
+        # Imported here, before any signal: the composition root (the engine's whole stack)
+        # is not imported by every short CLI command, which all import this module.
+        from .compose import leave_now
+
         stop_on_signals(self.worker, self.on_notice, lambda status: leave_now(None, status),
                         "worker", "the broker hands unfinished jobs out again")  # fmt: skip
         gctuning.freeze_start_up()
