@@ -65,11 +65,15 @@ def login_user() -> str:
     if os.geteuid() != 0:
         return getpass.getuser()
     if subprocess.run(["id", TEST_USER], capture_output=True).returncode != 0:
-        subprocess.run(
+        added = subprocess.run(
             ["useradd", "--system", "--shell", "/bin/sh", "--create-home",
              "--home-dir", f"/var/lib/{TEST_USER}", TEST_USER],
-            check=True, capture_output=True,
+            capture_output=True,
         )  # fmt: skip
+        # Another xdist worker's SSH test may have added it just now: that is fine too.
+        there = subprocess.run(["id", TEST_USER], capture_output=True).returncode == 0
+        if added.returncode != 0 and not there:
+            added.check_returncode()
     # A locked password ('!') makes sshd refuse even key logins without PAM; '*' does not.
     subprocess.run(["usermod", "-p", "*", TEST_USER], check=True, capture_output=True)
     return TEST_USER
