@@ -53,6 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
         import entropy
 
         compileall.compile_dir(Path(entropy.__file__).parent, quiet=2)
+    # Likewise pytest keeps its assertion-rewritten test modules only where bytecode may
+    # be written: each xdist worker rewrote all 115 of them (~5 s of CPU each, 4 workers
+    # at once) on every run. Kept from one run to the next (this process only: the
+    # entropy children still write nothing).
+    sys.dont_write_bytecode = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
