@@ -26,9 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-import futurist
+from typing import TYPE_CHECKING, Any
 
 from . import runners
 from .backends import Backend
@@ -52,6 +50,9 @@ from .model import (
 from .monitor_record import live_ack
 from .monitoring import repair_hold
 from .runners.base import Job
+
+if TYPE_CHECKING:  # imported when the first repair is queued: the CLI's commands need it not
+    import futurist
 
 LOG = logging.getLogger(__name__)
 
@@ -245,6 +246,8 @@ class Repairer:
                     continue
                 self._queued.add((rule.name, result.host))
             if self._executor is None:
+                import futurist
+
                 self._executor = futurist.ThreadPoolExecutor(max_workers=self.workers)
             self._executor.submit(self._guarded, catalog, rule, row_id, pair, result)
 
