@@ -18,7 +18,8 @@ import processes
 from apiserver import Api, flagged, small_fleet
 from conftest import UNDER_CI
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgresql]
+# A real API server and engine on one store, as in test_api.py: the serial phase's.
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql, pytest.mark.multiprocess]
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright cannot download a browser here
 
 
