@@ -160,11 +160,10 @@ class BrokerExecutor:
 
     def submit(self, work: list[Work]) -> None:
         """Publish each claimed audit to its host's zone."""
-        messages = []
+        messages, now = [], time.monotonic()
         with self._lock:
             for due, job in work:
                 message = self._message(due, job)
-                now = time.monotonic()
                 self._flight[due.row_id] = _Flight(message.job_id, due, job, now, now)
                 messages.append(message)
         self.client.publish(messages, ttl=self.settings.lease)
