@@ -407,7 +407,12 @@ class Repairer:
             LOG.info("repair %s on %s held: %s", rule_name, host, reason)
 
     def _run(self, job: Job, name: str, slot: bool = False) -> Result:
+        began = self.clock.now()
         result = self.runner(job)
+        if result.started_at is None:  # not run (on a worker: none took it, none answered)
+            result.started_at = began
+        if result.finished_at is None:
+            result.finished_at = self.clock.now()
         result.audit_name, result.host, result.engine_id = name, job.host.name, self.engine_id
         if slot:  # a verify run is an audit result outside the schedule
             result.slot = result.started_at

@@ -257,3 +257,29 @@ def test_repairs_queued_when_the_engine_stops_are_not_started(make_fleet) -> Non
     fleet.repairer.shutdown()
     assert not (fleet.markers / "h1.example").exists()
     assert fleet.backend.state.repairs.runs() == []
+
+
+def test_a_repair_no_worker_ran_is_recorded_over_the_time_it_waited(make_fleet) -> None:
+    """A repair (and its verify) sent to a zone where no worker takes it is answered with a
+    result of no times of its own (engine.broker_runs): recorded from its hand-over to the
+    answer, not refused by the store (SQL: NOT NULL) and left `running` until its lease."""
+    fleet = make_fleet(fix=rule(verify=True))
+    why = "the job was not taken by any worker of zone z within 30s (no live worker there?)"
+
+    def nowhere(job: Any) -> Result:
+        fleet.clock.advance(30)  # the job's TTL on the broker
+        return Result(Outcome.ERROR, why)
+
+    fleet.repairer = Repairer(fleet.backend, fleet.clock, "engine-1", 10, runner=nowhere)
+    handed = fleet.clock.now() + timedelta(seconds=60)  # result() stores, then advances 60 s
+    run = fleet.result("h1.example", Outcome.CRITICAL)
+    assert isinstance(run, RepairRun) and run.verify is Verify.NOT_FIXED
+    (stored,) = fleet.backend.state.repairs.runs(host="h1.example")
+    assert (stored.outcome, stored.summary, stored.verify_summary) == ("error", why, why)
+    assert (stored.started_at, stored.finished_at) == (handed, handed + timedelta(seconds=30))
+    (state,) = fleet.backend.state.repairs.states(host="h1.example")
+    assert state.running_by is None and state.attempts == 1
+    verified = fleet.backend.state.results(host="h1.example", limit=1)[0]
+    assert (verified.outcome, verified.summary) == ("error", why)
+    assert (verified.started_at, verified.finished_at) == (
+        handed + timedelta(seconds=30), handed + timedelta(seconds=60))  # fmt: skip
