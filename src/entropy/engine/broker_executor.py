@@ -36,7 +36,7 @@ workers 1 + DELIVERY_LIMIT times and never finished (each died), refused
 by a worker, or a zone whose queue is not Entropy's.
 
 run() runs one job outside the schedule (a repair, its verify) the same
-way, for the Repairer, and waits for its result.
+way, for the Repairer, and waits for its result (broker_runs.RemoteRuns).
 """
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ from dataclasses import dataclass
 from ..broker.client import JobClient
 from ..broker.connection import CONNECTION_ERRORS, describe
 from ..broker.protocol import Claim, JobMessage, ResultMessage
-from ..broker.topology import DELIVERY_LIMIT, Topology
+from ..broker.topology import Topology
 from ..errors import EntropyError
 from ..model import Outcome, Result
 from ..runners.base import Job
 from ..scheduler import Due
-from .broker_lost import WORKER_MARGIN, longest, lost_result
+from .broker_lost import longest, lost_result
+from .broker_runs import RemoteRuns, death
 from .broker_zones import ZoneWatcher
 from .executor import Outlet, Work
 
@@ -71,25 +72,6 @@ RESULTS_FLUSH_INTERVAL = 0.005
 # Seconds a due audit waits for the ones due just after it, to be claimed together: at a
 # steady 1,000/s, claims of one or two rows were most of the engine's CPU (bench broker).
 CLAIM_LINGER = 0.005
-
-_DEATHS = {
-    "delivery_limit": "handed to a worker of zone {zone} {times} times and never finished "
-    "(each worker died or was stopped while running it); not run again for this slot",
-    "rejected": "refused by a worker of zone {zone} (a message it cannot read, or for "
-    "another zone); see that worker's log",
-    "expired": "not taken by any worker of zone {zone} within {lease:g}s (no live worker "
-    "there?); not run",
-    "refused": "zone {zone}'s queue on the broker is not Entropy's (other arguments); "
-    "see the engine's log",
-}
-
-
-@dataclass(slots=True)
-class _Call:
-    """A run() waiting for its result."""
-
-    done: threading.Event
-    result: Result | None = None
 
 
 @dataclass(slots=True)
@@ -282,8 +264,7 @@ class BrokerExecutor:
 
     def _dead(self, message: JobMessage, reason: str) -> None:
         if message.row_id is None:  # a run(): its caller gets the reason
-            summary = _death(message, reason, self.settings.lease)
-            self.remote.answer(message.job_id, Result(Outcome.ERROR, f"the job was {summary}"))
+            self.remote.dead(message, reason)
             return
         with self._lock:
             flight = self._flight.get(message.row_id) if message.row_id is not None else None
@@ -304,17 +285,12 @@ class BrokerExecutor:
         if reason == "expired":  # stopping: never ran; its row goes back to `new`
             self._outlet.given_up(flight.due)
             return
-        summary = _death(message, reason, self.settings.lease)
+        summary = death(message, reason, self.settings.lease)
         LOG.error("%s on %s: the job %s", message.job.audit_name, message.job.host.name, summary)
         result = Result(Outcome.ERROR, f"the job was {summary}", slot=flight.due.slot,
                         engine_id=self.settings.engine_id, audit_name=message.job.audit_name,
                         host=message.job.host.name)  # fmt: skip
         self._finish(flight.due, result)
-
-
-def _death(message: JobMessage, reason: str, lease: float) -> str:
-    text = _DEATHS.get(reason, "died on the broker ({reason}) in zone {zone}")
-    return text.format(zone=message.zone, times=1 + DELIVERY_LIMIT, reason=reason, lease=lease)
 
 
 def _log_fenced(reply: ResultMessage, engine_id: str, epoch: int, row_busy: bool) -> None:
@@ -332,47 +308,3 @@ def _log_fenced(reply: ResultMessage, engine_id: str, epoch: int, row_busy: bool
         reply.audit, reply.host, slot, reply.row_id, reply.job_id, reply.worker_id,
         reply.result.outcome.value, why,
     )  # fmt: skip
-
-
-class RemoteRuns:
-    """Jobs outside the schedule (repairs, verifies) run on workers, each waited for."""
-
-    def __init__(self, client: JobClient, claim: Claim, lease: float) -> None:
-        self.client, self.claim, self.lease = client, claim, lease
-        self.margin = lease + WORKER_MARGIN  # waited for besides a job's timeout
-        self._calls: dict[str, _Call] = {}  # job id -> a run() waiting
-        self._lock = threading.Lock()
-
-    def waiting(self) -> int:
-        return len(self._calls)
-
-    def run(self, job: Job) -> Result:
-        """Publish the job, wait for its result. None within its timeout + margin (no live
-        worker in the zone, say): a `timeout` result saying so (a late one is fenced out)."""
-        message = JobMessage(uuid.uuid4().hex, job, self.claim, context={"run": "repair"})
-        call = _Call(threading.Event())
-        with self._lock:
-            self._calls[message.job_id] = call
-        self.client.publish([message], ttl=self.lease)
-        wait = job.timeout + self.margin
-        if not call.done.wait(wait):
-            with self._lock:
-                self._calls.pop(message.job_id, None)
-            if call.result is None:
-                return Result(
-                    Outcome.TIMEOUT,
-                    f"no result from a worker of zone {job.host.zone} "
-                    f"within {wait:g}s (no live worker there, or the job was lost)",
-                )
-        assert call.result is not None
-        return call.result
-
-    def answer(self, job_id: str, result: Result) -> bool:
-        """Hand a run()'s result to its caller; False if none waits for it."""
-        with self._lock:
-            call = self._calls.pop(job_id, None)
-        if call is None:
-            return False
-        call.result = result
-        call.done.set()
-        return True

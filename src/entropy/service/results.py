@@ -8,10 +8,11 @@ result, whenever it arrived.
 
 Then its events, and the repair rules, as the engine's publisher hands its
 results on (Icinga's passive results: the same rules as active ones). The
-repair runs here, in the submitting process, and is waited for: the
-Repairer's consider_now() takes the engine's filter, holds and guardrails,
-and the store claims the run in one transaction (RepairStore.start), so a
-CLI or API process is as safe a place for it as an engine.
+repair is waited for: the Repairer's consider_now() takes the engine's
+filter, holds and guardrails, and the store claims the run in one
+transaction (RepairStore.start), so a CLI or API process is as safe a place
+to start it as an engine. It runs where an engine's would: here with the
+pool, on a worker of the host's zone with [executor] executor = broker.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..model import REPAIRABLE_OUTCOMES, AuditRow, Catalog, MonitorState, Outcom
 from ..monitor_record import Applied, apply, clear_ended_acks, publish
 from ..repairs import Considered, Repairer
 from ..runners.nagios import SUMMARY_LIMIT, cap_summary, metric
+from .brokerconf import repair_runs
 from .errors import BadRequest
 from .runtime import Runtime, actor
 
@@ -139,13 +141,20 @@ def _repair(rt: Runtime, events: Events | None, catalog: Catalog, row_id: int, p
             result: Result, who: str) -> tuple[Considered, ...]:  # fmt: skip
     """The repair rules over the stored result, as the engine's repairer takes its own.
 
-    `who` (the submitter) claims the run and is recorded as having run it.
+    `who` (the submitter) claims the run and is recorded as having run it. With
+    [executor] executor = broker the repair and its verify run on a worker of the host's
+    zone, as an engine's do (brokerconf.repair_runs), never here.
     """
     if not catalog.repairs:
         return ()
     timeout = float(rt.option("default_timeout"))
-    repairer = Repairer(rt.backend, rt.clock, who, timeout, events)
-    return tuple(repairer.consider_now(catalog, [(row_id, pair, result)]))
+    with repair_runs(rt, who) as remote:
+        repairer = Repairer(
+            rt.backend, rt.clock, who, timeout, events,
+            runner=None if remote is None else remote.run,
+            run_margin=0.0 if remote is None else remote.margin,
+        )  # fmt: skip
+        return tuple(repairer.consider_now(catalog, [(row_id, pair, result)]))
 
 
 def _row(rt: Runtime, audit: str, host: str) -> AuditRow | None:
