@@ -63,8 +63,9 @@ def submit(
     hands its own results: the same holds (downtime, acknowledgement,
     dependency down, flapping, a soft state before max_attempts) and
     guardrails (consecutive, cooldown, max_concurrent, max_attempts). The
-    repair runs here, and this command waits for it (and its verify) and
-    prints what each rule did: ran, held and why, or waiting for more
+    repair runs where an engine's would (here; with [executor] executor =
+    broker on a worker of the host's zone), and this command waits for it
+    (and its verify) and prints what each rule did: ran, held and why, or waiting for more
     failures in a row. --no-repair skips that step (the result still counts
     in the streak of the next failure the engine records).
 
