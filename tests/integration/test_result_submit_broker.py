@@ -9,6 +9,7 @@ environment (only the worker has WORKER_ZONE) and their parent's pid (the worker
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from brokers import Broker
+from brokers import Broker, a_job
 from entropy.broker.connection import describe
+from entropy.engine.broker_runs import OneOffRuns
+from entropy.model import Outcome, Result
 from fleets import write_fleet
 from processes import entropy
 
@@ -134,3 +137,41 @@ def test_a_broker_out_of_reach_records_the_repair_as_not_run_naming_it(tmp_path:
     assert run["summary"].startswith(f"not run: cannot reach {describe(url)}: ")
     assert "s3cret" not in run["summary"] and "s3cret" not in str(run["verify_summary"])
     assert not marker.exists()
+
+
+def test_two_submits_by_the_same_user_at_once_each_get_their_own_results(
+    broker: Broker,
+) -> None:
+    """Each process has a result queue of its own, named after the submitter: on one queue
+    shared by both, the broker would hand each half of the other's results."""
+    who = "entropy result submit by ops@web 1"
+    made = [OneOffRuns(broker.url, broker.topology, who, 5.0) for _ in range(2)]
+    broker.engines.update(r.client_id for r in made)
+    queues = {r.client.results_queue for r in made}
+    assert len(queues) == 2
+    assert all(q.startswith(f"{broker.topology.prefix}.results.entropy-result-submit-by-ops@web-1.")
+               for q in queues)  # fmt: skip
+    worker = broker.worker("z")
+    got: dict[int, list[Result]] = {0: [], 1: []}
+
+    def submitter(n: int) -> None:
+        for i in range(4):
+            job = a_job(f"fix{n}", "z", ["sh", "-c", f"sleep 0.1; echo OK {n}.{i}"]).job
+            got[n].append(made[n].run(job))
+
+    threads = [threading.Thread(target=submitter, args=(n,)) for n in (0, 1)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        for r in made:
+            r.close()
+        worker.stop()
+    for n in (0, 1):
+        assert [(r.outcome, r.summary) for r in got[n]] == [
+            (Outcome.OK, f"OK {n}.{i}") for i in range(4)]  # fmt: skip
+    closed = made[0].run(a_job("late", "z", ["true"]).job)  # after close: not run, says so
+    assert (closed.outcome, closed.summary) == (
+        Outcome.ERROR, "not run: its connection to the broker is closed")  # fmt: skip
