@@ -19,7 +19,7 @@ import pytest
 from entropy import runners
 from entropy.clock import FakeClock
 from entropy.engine import WorkerPool
-from entropy.engine.pool import WATCHDOG_MARGIN
+from entropy.engine.pool import CLAIM_LINGER, WATCHDOG_MARGIN
 from entropy.engine.results import ResultQueue
 from entropy.model import Outcome, Result
 
@@ -235,6 +235,14 @@ def test_the_recorder_waits_for_more_while_claimed_audits_are_unfinished() -> No
     results.close()
     collector.join(10)
     assert stopped == [True] and len(batch) == 1
+
+
+def test_the_pool_has_due_audits_wait_a_few_ms_to_be_claimed_together() -> None:
+    """At a steady rate, claims of one or two rows were most of the engine's CPU; the engine
+    lingers this long (scheduler.next_batch, tested there), a lateness of ms at most."""
+    pool = WorkerPool(2, FakeClock(), "e")
+    assert pool.claim_linger == CLAIM_LINGER
+    assert 0 < CLAIM_LINGER <= 0.005
 
 
 def test_the_fake_clocks_monotonic_moves_with_it_and_never_back() -> None:

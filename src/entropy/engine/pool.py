@@ -30,6 +30,10 @@ LOG = logging.getLogger(__name__)
 
 WATCHDOG_MARGIN = 2.0  # seconds past an audit's timeout before the engine gives up on it
 WATCHDOG_PERIOD = 0.25  # seconds between the watchdog's looks (real time: its pace only)
+# Seconds a due audit waits for the ones due just after it, to be claimed together. At a
+# steady 1,000/s, claims of 1.7 audits each were 60 % of the engine's CPU; 2 ms makes
+# them ~4 audits and the engine's CPU a third less, for ~1.5 ms of lateness (bench steady).
+CLAIM_LINGER = 0.002
 
 
 class WorkerPool:
@@ -51,6 +55,7 @@ class WorkerPool:
         self.engine_id = engine_id
         self.inline = inline  # run each audit in submit()'s thread: tests decide the order
         self.stuck = 0  # workers still inside an audit the watchdog gave up on
+        self.claim_linger = CLAIM_LINGER
         self._outlet: Outlet | None = None
         self._pool: Executor | None = None  # futurist's, which are concurrent.futures ones
         self._lock = threading.Lock()
