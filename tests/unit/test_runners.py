@@ -339,6 +339,43 @@ def test_kill_all_ends_running_commands() -> None:
     assert command.kill_all() == 0
 
 
+def test_kill_all_while_a_command_is_starting_kills_it_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C of `audit run` lands between the command's exec and its registration (the
+    window is widest under load): kill_all must not miss it, or `audit run` waits for it."""
+    real_popen = subprocess.Popen
+
+    def popen_then_interrupted(*args: Any, **kwargs: Any) -> Any:
+        proc = real_popen(*args, **kwargs)  # the real process, running
+        command.kill_all()  # the signal arrives now, before run() registers it
+        return proc
+
+    monkeypatch.setattr(command.subprocess, "Popen", popen_then_interrupted)
+    found: list[Result] = []
+    sleeper = job("command", timeout=60, command=["sleep", "30"])
+    worker = threading.Thread(target=lambda: found.append(command.run(sleeper)))
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive()  # not left to run its 30 s
+    assert found[0].outcome is Outcome.ERROR
+    assert "shutting down" in found[0].summary
+    assert not command._running
+
+
+def test_after_kill_all_refusing_new_runs_no_command_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The process is ending (Ctrl-C of `audit run`): what was queued does not start."""
+    monkeypatch.setattr(command, "_refusing", False)  # restored after: it is the process's
+    assert command.kill_all(refuse_new=True) == 0
+    marker = tmp_path / "ran"
+    result = command.run(job("command", command=["touch", str(marker)]))
+    assert result.outcome is Outcome.ERROR
+    assert result.summary == "not run: this process is stopping"
+    assert not marker.exists()
+
+
 def test_command_not_found_or_not_executable_is_an_error(tmp_path: Path) -> None:
     missing = command.run(job("command", command=["no-such-command-entropy"]))
     assert missing.outcome is Outcome.ERROR

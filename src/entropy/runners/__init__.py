@@ -27,9 +27,12 @@ RUNNERS: dict[str, Runner] = {
 __all__ = ["RUNNERS", "Job", "Result", "Runner", "kill_all", "run_job"]
 
 
-def kill_all() -> int:
-    """Kill every running command, local and remote (engine shutdown); how many."""
-    return command.kill_all() + ssh.kill_all()
+def kill_all(refuse_new: bool = False) -> int:
+    """Kill every running command, local and remote (engine shutdown); how many.
+
+    refuse_new: the process is ending (Ctrl-C of a command): no local command starts after.
+    """
+    return command.kill_all(refuse_new) + ssh.kill_all()
 
 
 def run_job(job: Job, clock: Clock) -> Result:

@@ -38,6 +38,10 @@ DEFAULT_OUTPUT_LIMIT = 64 * 1024  # bytes of stdout (and of stderr) kept per run
 _lock = threading.Lock()
 _running: dict[int, subprocess.Popen[bytes]] = {}  # process group id -> its leader
 _killed: set[int] = set()  # groups kill_all() ended, so their run says why
+# kill_all() calls so far: a command that began starting before one and is registered after
+# it (a Ctrl-C between its exec and _wait) is killed at registration, not missed.
+_kills = 0
+_refusing = False  # kill_all(refuse_new=True): this process is ending, no command starts
 
 
 def run(job: Job) -> Result:
@@ -50,6 +54,10 @@ def run(job: Job) -> Result:
     except ScriptError as exc:
         return Result(Outcome.ERROR, str(exc))
     timeout = job.timeout if job.timeout and job.timeout > 0 else None
+    with _lock:
+        if _refusing:
+            return Result(Outcome.ERROR, "not run: this process is stopping")
+        kills = _kills
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(
@@ -65,7 +73,7 @@ def run(job: Job) -> Result:
             return Result(Outcome.ERROR, _start_error(exc, argv, cwd))
         except ValueError as exc:  # a NUL byte in an argument or a variable
             return Result(Outcome.ERROR, f"cannot run {argv[0]!r}: {exc}")
-        code, timed_out, shut_down = _wait(proc, timeout)
+        code, timed_out, shut_down = _wait(proc, timeout, kills)
         stdout, stderr = _read(out, limit), _read(err, limit)
     return verdict(code, stdout, stderr, timeout if timed_out else None, shut_down)
 
@@ -103,15 +111,20 @@ def join_output(stdout: str, stderr: str) -> str:
     return stdout + ("\n" if stdout and not stdout.endswith("\n") else "") + "[stderr]\n" + stderr
 
 
-def kill_all() -> int:
+def kill_all(refuse_new: bool = False) -> int:
     """SIGKILL every running command's process group; how many there were.
 
-    The engine calls this at shutdown once its grace period is over (and
-    after it stopped starting jobs: a command starting at this very moment
-    is not yet registered). Each killed run returns outcome `error` saying so.
+    The engine calls this at shutdown once its grace period is over, a
+    Ctrl-C of a command at once. A command starting at this very moment is
+    killed as soon as it is registered. refuse_new: the process is ending,
+    so no command starts after this (each says so). Each killed run returns
+    outcome `error` saying so.
     """
+    global _kills, _refusing
     count = 0
     with _lock:
+        _kills += 1
+        _refusing = _refusing or refuse_new
         for pgid, proc in _running.items():
             if proc.returncode is None:
                 _killed.add(pgid)
@@ -120,10 +133,16 @@ def kill_all() -> int:
     return count
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> tuple[int, bool, bool]:
-    """(exit code, timed out, killed by kill_all) once the process has ended."""
+def _wait(
+    proc: subprocess.Popen[bytes], timeout: float | None, kills: int
+) -> tuple[int, bool, bool]:
+    """(exit code, timed out, killed by kill_all) once the process has ended; `kills`:
+    kill_all()'s count when it began starting."""
     with _lock:
         _running[proc.pid] = proc
+        if _kills != kills:  # kill_all() ran while it was starting
+            _killed.add(proc.pid)
+            _killpg(proc.pid)
     _reaper.announce(b"+%d\n" % proc.pid)
     timed_out = False
     try:

@@ -29,7 +29,8 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
-    kill_all_runs()  # `audit run` waits for its commands (local and ssh): end them
+    # `audit run` waits for its commands (local and ssh): end them, and start no more.
+    kill_all_runs(refuse_new=True)
     raise Interrupted(signum)
 
 
