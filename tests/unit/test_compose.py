@@ -22,7 +22,8 @@ from entropy.config import load_conf
 from entropy.engine import EngineSettings
 from entropy.engine.broker_executor import BrokerExecutor
 from entropy.errors import EntropyError
-from entropy.model import Outcome, Result
+from entropy.model import Host, Outcome, Result, Script
+from entropy.runners import Job, command
 from entropy.service import definitions, fleet
 from entropy.service.compose import EngineProcess, gc_tuned
 from entropy.service.runtime import Runtime
@@ -161,6 +162,10 @@ def test_signals_stop_an_engine_gracefully_then_hurry_then_leave(handlers: None)
                        "again after their lease"]  # fmt: skip
 
 
+TRUE = Job("a", Host("h", "127.0.0.1", "web"), Script("a", "command", {"command": ["true"]}),
+           timeout=5)  # fmt: skip
+
+
 def test_a_command_is_interrupted_and_the_handlers_are_put_back(handlers: None) -> None:
     before = signal.getsignal(signal.SIGTERM)
     restore = raise_on_signals()
@@ -168,8 +173,14 @@ def test_a_command_is_interrupted_and_the_handlers_are_put_back(handlers: None) 
         os.kill(os.getpid(), signal.SIGTERM)
         signal.sigtimedwait([], 0)
     assert caught.value.signum == signal.SIGTERM
-    restore()
+    try:
+        refused = command.run(TRUE)  # the handler ended the command's runs, refuses new ones
+    finally:
+        restore()
+    assert (refused.outcome, refused.summary) == (
+        Outcome.ERROR, "not run: this process is stopping")  # fmt: skip
     assert signal.getsignal(signal.SIGTERM) is before
+    assert command.run(TRUE).outcome is Outcome.OK  # the command is over: runs start again
 
 
 def test_signals_are_left_alone_off_the_main_thread(handlers: None) -> None:

@@ -24,7 +24,7 @@ RUNNERS: dict[str, Runner] = {
     "ssh": ssh.run,
 }
 
-__all__ = ["RUNNERS", "Job", "Result", "Runner", "kill_all", "run_job"]
+__all__ = ["RUNNERS", "Job", "Result", "Runner", "allow_new", "kill_all", "run_job"]
 
 
 def kill_all(refuse_new: bool = False) -> int:
@@ -33,6 +33,11 @@ def kill_all(refuse_new: bool = False) -> int:
     refuse_new: the process is ending (Ctrl-C of a command): no local command starts after.
     """
     return command.kill_all(refuse_new) + ssh.kill_all()
+
+
+def allow_new() -> None:
+    """Commands may start again after kill_all(refuse_new=True): the command it ended is over."""
+    command.allow_new()
 
 
 def run_job(job: Job, clock: Clock) -> Result:

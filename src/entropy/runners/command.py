@@ -133,6 +133,13 @@ def kill_all(refuse_new: bool = False) -> int:
     return count
 
 
+def allow_new() -> None:
+    """Let commands start again after kill_all(refuse_new=True) (its command is over)."""
+    global _refusing
+    with _lock:
+        _refusing = False
+
+
 def _wait(
     proc: subprocess.Popen[bytes], timeout: float | None, kills: int
 ) -> tuple[int, bool, bool]:

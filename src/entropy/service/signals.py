@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..runners import allow_new as allow_new_runs
 from ..runners import kill_all as kill_all_runs
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -45,6 +46,7 @@ def raise_on_signals() -> Callable[[], None]:
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        allow_new_runs()  # the interrupted command is over (in-process callers go on)
 
     return restore
 
