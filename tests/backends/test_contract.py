@@ -9,6 +9,7 @@ it cannot do (its capabilities).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from typing import Any
 import pytest
 
 from entropy.backends import Backend, fetch, open_state_store
-from entropy.backends.impl_memory import _space, space_name
+from entropy.backends.base import RepairStore
+from entropy.backends.impl_memory import _space, forget, space_name
 from entropy.backends.sqlalchemy.tables import schedules
 from entropy.catalogdiff import SyncScope
 from entropy.clock import FakeClock, to_micros
@@ -749,6 +751,82 @@ def test_repair_runs_are_recorded_and_a_flag_is_reset(harness: Harness, clock: F
     (state,) = store.states()
     assert (state.flagged, state.flagged_reason, state.attempts) == (False, None, 0)
     assert store.prune(now + timedelta(seconds=1)) == 1
+
+
+def _repair_runs(store: RepairStore, clock: FakeClock, runs: list[tuple[str, str, bool]]) -> None:
+    """Run repairs through start and finish as an engine does: (repair, host, fixed) each,
+    a minute apart; a run left unfixed is flagged when its rule's max_attempts is used up."""
+    for repair, host, fixed in runs:
+        clock.advance(minutes=1)
+        now = clock.now()
+        rule = RepairRule(repair, "check_a", frozenset({Outcome.CRITICAL}), f"{repair}_script",
+                          max_attempts=2)  # fmt: skip
+        decision = store.start(repair, host, "check_a", rule.outcomes, judge(rule, "check_a", now),
+                               "e1", now, now + timedelta(minutes=5))  # fmt: skip
+        assert decision.fire, decision.reason
+        trigger = Result(Outcome.CRITICAL, f"{host} down", started_at=now, finished_at=now,
+                         slot=now, engine_id="e1", audit_name="check_a", host=host)  # fmt: skip
+        done = now + timedelta(seconds=2, microseconds=7)
+        result = Result(Outcome.OK, f"{repair} ran on {host}", "out\nput", started_at=now,
+                        finished_at=done, engine_id="e1", audit_name=f"{repair}_script",
+                        host=host)  # fmt: skip
+        verify = Result(Outcome.OK if fixed else Outcome.CRITICAL, "checked", started_at=done,
+                        finished_at=done)  # fmt: skip
+        run = RepairRun(repair, "check_a", f"{repair}_script", decision.attempt, result, trigger,
+                        Verify.FIXED if fixed else Verify.NOT_FIXED, verify)  # fmt: skip
+        unfixed = not fixed and decision.attempt >= 2
+        store.finish(run, "e1", flag=f"{decision.attempt} runs of {repair} did not fix check_a"
+                     if unfixed else None)  # fmt: skip
+
+
+def test_repair_states_and_runs_move_to_another_store_replacing_its_own(
+    harness: Harness, clock: FakeClock, memory_url: str
+) -> None:
+    """export_all/import_all, as `entropy import --with-state` uses them: to memory and back."""
+    src = harness.backend().state.repairs
+    # h1 flagged after two unfixed runs, h2 one unfixed run, h3 fixed (attempts back to 0).
+    _repair_runs(src, clock, [("fix", "h1", False), ("fix", "h2", False), ("fix", "h1", False),
+                              ("fix", "h3", True)])  # fmt: skip
+    # mend left running on h4 by e2, as an engine that stopped mid-run leaves it.
+    now = clock.now()
+    mend = RepairRule("mend", "check_a", frozenset({Outcome.CRITICAL}), "mend_script")
+    assert src.start("mend", "h4", "check_a", mend.outcomes, judge(mend, "check_a", now), "e2",
+                     now, now + timedelta(hours=1)).fire  # fmt: skip
+    dump = src.export_all()
+    assert [(s.repair_name, s.host, s.attempts, s.flagged, s.running_by) for s in dump.states] == [
+        ("fix", "h1", 2, True, None), ("fix", "h2", 1, False, None), ("fix", "h3", 0, False, None),
+        ("mend", "h4", 1, False, "e2")]  # fmt: skip
+    assert dump.states[0].flagged_reason == "2 runs of fix did not fix check_a"
+    assert [(r.host, r.attempt) for r in dump.runs] == [("h1", 1), ("h2", 1), ("h1", 2), ("h3", 1)]
+    arrived = [dataclasses.replace(s, running_by=None, running_until=None) for s in dump.states]
+
+    # Into a memory store with repairs of its own: they go.
+    other = open_state_store(f"{memory_url}-repairs")
+    try:
+        dst = other.repairs
+        _repair_runs(dst, clock, [("stale", "hx", False)])
+        dst.import_all(dump, clock.now())
+        assert dst.states() == arrived  # h4's mend: not running, its attempt counted
+        assert dst.runs(limit=100) == src.runs(limit=100)
+        assert dst.run_counts() == {("fix", "ok"): 4}
+        # And back into the harness's own kind of store, over repairs it has since.
+        _repair_runs(src, clock, [("stale", "hy", False)])
+        src.import_all(dst.export_all(), clock.now())
+        moved = src.export_all()
+        assert (moved.states, moved.runs) == (arrived, dump.runs)
+        assert src.run_counts() == {("fix", "ok"): 4}
+        # What arrived works as it did: h1 stays flagged, h4's mend starts its attempt 2.
+        now = clock.now()
+        fix = RepairRule("fix", "check_a", frozenset({Outcome.CRITICAL}), "fix_script")
+        held = src.start("fix", "h1", "check_a", fix.outcomes, judge(fix, "check_a", now), "e3",
+                         now, now + timedelta(minutes=5))  # fmt: skip
+        assert not held.fire and held.reason.startswith("host flagged: 2 runs of fix")
+        again = src.start("mend", "h4", "check_a", mend.outcomes, judge(mend, "check_a", now),
+                          "e3", now, now + timedelta(minutes=5))  # fmt: skip
+        assert (again.fire, again.attempt) == (True, 2)
+    finally:
+        other.close()
+        forget(space_name(f"{memory_url}-repairs"))
 
 
 def _a_rule() -> RepairRule:

@@ -196,6 +196,15 @@ class StateDump:
     results: list[Result] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class RepairDump:
+    """What `entropy import --with-state` moves of the repairs: the guardrails' state of
+    each (repair, host) (attempts, flags) and the repair history, oldest run first."""
+
+    states: list[RepairState] = field(default_factory=list)
+    runs: list[RepairRecord] = field(default_factory=list)
+
+
 class MonitorRow(NamedTuple):
     """What the monitoring rules need of one pair's row (monitor_rows)."""
 
@@ -397,6 +406,24 @@ class RepairStore(abc.ABC):
     @abc.abstractmethod
     def run_counts(self) -> dict[tuple[str, str], int]:
         """How many runs are kept, by (repair_name, outcome); counted in the database."""
+
+    # -- moving state between stores (`entropy import --with-state`) ------------------
+
+    @abc.abstractmethod
+    def export_all(self) -> RepairDump:
+        """Every (repair, host) state, by host then repair, and every run, oldest first."""
+
+    @abc.abstractmethod
+    def import_all(self, dump: RepairDump, now: datetime) -> None:
+        """Replace every repair state and run with the dump's (`now`: when they changed).
+
+        No engine of this store holds a repair the dump shows running (its
+        engine ran on another store, and stops before an import): such a
+        state arrives not running, its attempt still counted (attempts and
+        last_started_at as they were), as if its run had ended with no
+        result, so max_attempts and cooldown hold. That run is not in the
+        history: it never finished.
+        """
 
 
 class EngineRegistry(abc.ABC):

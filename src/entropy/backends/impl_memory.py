@@ -61,6 +61,7 @@ from .base import (
     PairOutcome,
     PastDue,
     RecordItem,
+    RepairDump,
     RepairRecord,
     RepairStore,
     ScheduleRow,
@@ -780,6 +781,25 @@ class MemoryRepairStore(RepairStore):
             for r in self.space.repair_runs:
                 counts[r.repair_name, r.outcome] = counts.get((r.repair_name, r.outcome), 0) + 1
         return counts
+
+    def export_all(self) -> RepairDump:
+        with self.space.lock:
+            runs = list(self.space.repair_runs)  # records are frozen: shared, not copied
+        return RepairDump(self.states(), runs)
+
+    def import_all(self, dump: RepairDump, now: datetime) -> None:
+        states = {
+            (state.repair_name, state.host): dataclasses.replace(
+                state, running_by=None, running_until=None, recovered=False
+            )  # no engine here runs it: not running, its attempt still counted
+            for state in dump.states
+        }
+        runs = [
+            dataclasses.replace(record, trigger_result=_plain(record.trigger_result))
+            for record in dump.runs
+        ]
+        with self.space.lock:
+            self.space.repair_states, self.space.repair_runs = states, runs
 
 
 def _plain_run(run: RepairRun) -> dict[str, Any]:

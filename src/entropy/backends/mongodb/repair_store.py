@@ -20,11 +20,12 @@ from typing import Any
 
 from ...errors import StoreUnavailable
 from ...model import Outcome, RepairDecision, RepairRun, RepairState, Verify
-from ..base import Judge, RepairRecord, RepairStore
+from ..base import Judge, RepairDump, RepairRecord, RepairStore
 from .client import Mongo, dt, t, translated, wall_now
 
 LOCK_LEASE = timedelta(seconds=30)  # a start takes milliseconds; this only frees a dead holder
 LOCK_WAIT = 15.0  # seconds to wait for the lock before giving up (StoreUnavailable)
+_CHUNK = 1000  # documents per insert_many, as the audit rows' import
 
 _STATE_FIELDS = (
     "repair_name",
@@ -235,6 +236,31 @@ class MongoRepairStore(RepairStore):
             counts[repair, outcome] = int(g["count"])
         return counts
 
+    # -- moving state between stores (`entropy import --with-state`) ---------
+
+    @translated
+    def export_all(self) -> RepairDump:
+        runs = [_record(doc) for doc in self._runs.find({}).sort("_id", 1)]
+        return RepairDump(self.states(), runs)
+
+    @translated
+    def import_all(self, dump: RepairDump, now: datetime) -> None:
+        """Replace every state and run with the dump's, step by step as import_rows does
+        (no multi-document transaction without a replica set; DST's engines are stopped)."""
+        self._runs.delete_many({})
+        self._states.delete_many({})
+        states = [
+            {"repair_name": st.repair_name, "host": st.host, "attempts": st.attempts,
+             "last_started_at": t(st.last_started_at), "running_by": None,
+             "running_until": None, "flagged": st.flagged,
+             "flagged_reason": st.flagged_reason, "updated_at": t(now)}
+            for st in dump.states
+        ]  # fmt: skip
+        runs = [_record_doc(record) for record in dump.runs]
+        for collection, docs in ((self._states, states), (self._runs, runs)):
+            for start in range(0, len(docs), _CHUNK):
+                collection.insert_many(docs[start : start + _CHUNK])  # in order: _id keeps it
+
 
 _RECORD_FIELDS = tuple(RepairRecord.__dataclass_fields__)
 
@@ -250,6 +276,12 @@ def _state(doc: dict[str, Any]) -> RepairState:
 
 def _run_doc(run: RepairRun) -> dict[str, Any]:
     values = run.to_dict()
+    values["started_at"], values["finished_at"] = t(values["started_at"]), t(values["finished_at"])
+    return values
+
+
+def _record_doc(record: RepairRecord) -> dict[str, Any]:
+    values = record.to_dict()
     values["started_at"], values["finished_at"] = t(values["started_at"]), t(values["finished_at"])
     return values
 

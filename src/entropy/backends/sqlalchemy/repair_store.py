@@ -17,11 +17,13 @@ from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...model import Outcome, RepairDecision, RepairRun, RepairState, Verify
-from ..base import Judge, RepairRecord, RepairStore
+from ...progress import Bar
+from ..base import Judge, RepairDump, RepairRecord, RepairStore
 from ..retry import retried_on_race
 from .tables import repair_runs, repair_state, results
 
 _LOCK_HOST = ""  # the per-repair lock row; no host has an empty name
+_INSERT_CHUNK = 5000  # rows per executemany, as the audit rows' import
 
 
 class SqlRepairStore(RepairStore):
@@ -192,6 +194,48 @@ class SqlRepairStore(RepairStore):
         query = select(r.repair_name, r.outcome, func.count()).group_by(r.repair_name, r.outcome)
         with self._transaction() as conn:
             return {(name, outcome): count for name, outcome, count in conn.execute(query)}
+
+    # -- moving state between stores (`entropy import --with-state`) ---------
+
+    def export_all(self) -> RepairDump:
+        """Every state (lock rows aside) by host then repair, and every run in id order."""
+        s, r = repair_state.c, repair_runs.c
+        with self._transaction() as conn:
+            states = [
+                _state(row._mapping)
+                for row in conn.execute(
+                    select(repair_state).where(s.host != _LOCK_HOST).order_by(s.host, s.repair_name)
+                )
+            ]
+            runs = [
+                _record(row._mapping) for row in conn.execute(select(repair_runs).order_by(r.id))
+            ]
+        return RepairDump(states, runs)
+
+    def import_all(self, dump: RepairDump, now: datetime) -> None:
+        """Replace every state and run with the dump's, in one transaction.
+
+        The lock rows go too: start() makes them again. Not a hot path: plain
+        SQLAlchemy Core inserts, in chunks.
+        """
+        states = [
+            {"repair_name": st.repair_name, "host": st.host, "attempts": st.attempts,
+             "last_started_at": st.last_started_at, "running_by": None, "running_until": None,
+             "flagged": st.flagged, "flagged_reason": st.flagged_reason, "updated_at": now}
+            for st in dump.states
+        ]  # fmt: skip
+        runs = [record.to_dict() for record in dump.runs]
+        with self._transaction() as conn:
+            conn.execute(delete(repair_runs))
+            conn.execute(delete(repair_state))
+            for table, items in ((repair_state, states), (repair_runs, runs)):
+                bar = Bar.start(f"copying {table.name}", len(items), size=len(items))
+                for start in range(0, len(items), _INSERT_CHUNK):
+                    conn.execute(table.insert(), items[start : start + _INSERT_CHUNK])
+                    if bar is not None:
+                        bar.advance(len(items[start : start + _INSERT_CHUNK]))
+                if bar is not None:
+                    bar.done()
 
 
 def _healthy_since(
