@@ -3,14 +3,16 @@
 `entropy import` uses this to copy between any two backends (dir, file,
 sqlalchemy, mongodb). Definitions go through a Catalog, so what arrives is
 what the source validated; state (audit rows, result history, ad hoc
-downtimes and acks) goes row for row between the two state stores.
+downtimes and acks, repair states and repair history) goes row for row
+between the two state stores.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .backends.base import Backend, safe_url
 from .config import number
@@ -64,14 +66,27 @@ def current_definitions(backend: Backend) -> Catalog:
     return backend.load()
 
 
-def copy_state(src: Backend, dst: Backend) -> tuple[int, int, int, int]:
-    """Replace dst's audit rows, result history, ad hoc downtimes and acks with src's;
-    return (rows, results, downtimes, acks).
+class StateCounts(NamedTuple):
+    """What copy_state moved."""
+
+    rows: int
+    results: int
+    downtimes: int  # ad hoc downtimes
+    acks: int
+    repair_states: int  # (repair, host) states: attempts, flags
+    repair_runs: int
+
+
+def copy_state(src: Backend, dst: Backend, now: datetime) -> StateCounts:
+    """Replace dst's audit rows, result history, ad hoc downtimes, acks, repair states and
+    repair history with src's; `now`: when dst's repair states changed.
 
     Two backends sharing one state store have nothing to copy, and copying
-    would delete what it is about to re-insert: that is refused. Downtimes
-    and acks go through the store contract, after the rows (an ack names a
-    pair, a downtime hosts and audits, not row ids).
+    would delete what it is about to re-insert: that is refused. Downtimes,
+    acks and the repairs go through the store contract, after the rows (an
+    ack names a pair, a downtime hosts and audits, a repair state a host,
+    not row ids). A repair running at src arrives not running, its attempt
+    counted (RepairStore.import_all): no engine at dst runs it.
     """
     if same_state(src, dst):
         raise BackendError(
@@ -81,6 +96,7 @@ def copy_state(src: Backend, dst: Backend) -> tuple[int, int, int, int]:
     source, target = src.state, dst.state
     dump = source.export_rows()
     downtimes, acks = source.downtimes(), source.acks()
+    repairs = source.repairs.export_all()
     target.import_rows(dump)
     for downtime in target.downtimes():
         target.remove_downtime(downtime.name)
@@ -90,7 +106,9 @@ def copy_state(src: Backend, dst: Backend) -> tuple[int, int, int, int]:
         target.clear_ack(ack.audit_name, ack.host)
     for ack in acks:
         target.set_ack(ack)
-    return len(dump.rows), len(dump.results), len(downtimes), len(acks)
+    target.repairs.import_all(repairs, now)
+    return StateCounts(len(dump.rows), len(dump.results), len(downtimes), len(acks),
+                       len(repairs.states), len(repairs.runs))  # fmt: skip
 
 
 def same_definitions(a: Backend, b: Backend) -> bool:

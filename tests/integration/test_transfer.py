@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from clirunner import run
 from entropy.backends import Backend, fetch
 from entropy.clock import FakeClock
 from entropy.config import load_conf
-from entropy.model import Ack, Catalog, Downtime, Outcome
+from entropy.model import Ack, Catalog, Downtime, Outcome, RepairRun, Verify
 from entropy.model import Result as AuditResult
+from entropy.repairs import judge
 from entropy.transfer import catalog_differences
 from fleets import (
     RICH_HOSTS,
@@ -29,6 +31,7 @@ from fleets import (
     SEED_PAIRS,
     write_fleet,
 )
+from processes import ENTROPY
 
 
 @pytest.fixture
@@ -207,11 +210,97 @@ def test_with_state_into_a_shared_database(
     before = state_of(source)
     out = run("import", f"dir:{fleet}", url, "--with-state", "--json").stdout
     assert json.loads(out)["state"] == {
-        "rows": 8, "results": 21, "downtimes": 1, "acks": 1, "removed": 0}  # fmt: skip
+        "rows": 8, "results": 21, "downtimes": 1, "acks": 1, "repair_states": 0,
+        "repair_runs": 0, "removed": 0}  # fmt: skip
     assert state_of(backends(url)) == before
     same_fleet(source.load(), backends(url).load())
     run("import", url, f"dir:{tmp_path}/back", "--with-state")
     assert state_of(backends(f"dir:{tmp_path}/back")) == before
+
+
+REPAIR_HOSTS = {f"h{i}": {"ip_address": f"10.0.0.{i}", "host_type": "compute"} for i in (1, 2)}
+REPAIR_SCRIPTS = {"check": {"kind": "command", "command": ["true"]},
+                  "fix": {"kind": "command", "command": ["true"]}}  # fmt: skip
+REPAIR_SCHEDULES = {"a.yaml": {"compute": {"audits": {"check": {"run_every": "1m"}}}}}
+REPAIR_RULES = {"fix": {"when": {"audit": "check", "consecutive": 2}, "run": "fix",
+                        "max_attempts": 1, "verify": True}}  # fmt: skip
+
+
+def with_repairs(backend: Backend) -> None:
+    """h1 flagged after a repair that did not fix it; h2's repair left running by a stopped engine.
+
+    In wall-clock time: the commands below run in processes of their own, on the system clock.
+    """
+    backend.sync(backend.load(), datetime.now(UTC))
+    store, now = backend.state.repairs, datetime.now(UTC) - timedelta(minutes=5)
+    rule = backend.load().repairs["fix"]
+    for host in ("h1", "h2"):
+        decision = store.start("fix", host, "check", rule.outcomes, judge(rule, "check", now),
+                               "engine-1", now, now + timedelta(hours=1))  # fmt: skip
+        assert decision.fire, decision.reason
+    trigger = AuditResult(Outcome.CRITICAL, "check failed on h1", started_at=now,
+                          finished_at=now, slot=now, engine_id="engine-1")  # fmt: skip
+    done = AuditResult(Outcome.OK, "restarted", "restart: done", started_at=now,
+                       finished_at=now + timedelta(seconds=3), engine_id="engine-1",
+                       audit_name="fix", host="h1")  # fmt: skip
+    verify = AuditResult(Outcome.CRITICAL, "still down", started_at=now, finished_at=now)
+    store.finish(RepairRun("fix", "check", "fix", 1, done, trigger, Verify.NOT_FIXED, verify),
+                 "engine-1", flag="1 runs of fix did not fix check")  # fmt: skip
+
+
+def cli(*args: str) -> Any:
+    """`entropy ARGS --json` as its own process, as an operator runs it; its parsed output."""
+    done = subprocess.run([*ENTROPY, *args, "--json"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    "server", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql),
+               pytest.param("mysql", marks=pytest.mark.mysql),
+               pytest.param("mongodb", marks=pytest.mark.mongodb)]
+)  # fmt: skip
+def test_with_state_moves_flagged_hosts_and_the_repair_history(
+    server: str, tmp_path: Path, backends: Any, request: pytest.FixtureRequest
+) -> None:
+    src = write_fleet("dir", tmp_path / "src", REPAIR_HOSTS, REPAIR_SCRIPTS, REPAIR_SCHEDULES,
+                      REPAIR_RULES)  # fmt: skip
+    with_repairs(backends(f"dir:{src}"))
+    url = (f"sqlite:///{tmp_path}/dst.db" if server == "sqlite"
+           else request.getfixturevalue(f"{server}_url"))  # fmt: skip
+    # DST ran the fleet on its own, with repairs since reset and a run that must not survive.
+    cli("import", f"dir:{src}", url)
+    stale = backends(url)
+    with_repairs(stale)
+    for host in ("h1", "h2"):
+        stale.state.repairs.reset(host, None, datetime.now(UTC))
+    stale.close()
+
+    before = {"list": cli("--backend", f"dir:{src}", "repair", "list"),
+              "runs": cli("--backend", f"dir:{src}", "results", "--kind", "repair")}  # fmt: skip
+    assert [(s["host"], s["flagged"], s["running"]) for s in before["list"]] == [
+        ("h1", True, False), ("h2", False, True)]  # fmt: skip
+    copied = cli("import", f"dir:{src}", url, "--with-state")
+
+    listed = cli("--backend", url, "repair", "list")
+    h1, h2 = listed
+    assert h1 == before["list"][0]  # flagged at SRC, flagged at DST, the same reason
+    assert (h1["flagged"], h1["flagged_reason"]) == (True, "1 runs of fix did not fix check")
+    # h2's run had an engine of SRC's: at DST it is not running, its attempt still counted.
+    assert h2 == {**before["list"][1], "running": False, "running_by": None,
+                  "running_until": None}  # fmt: skip
+    assert h2["attempts"] == 1
+    runs = cli("--backend", url, "results", "--kind", "repair")
+    assert runs == before["runs"] and len(runs) == 1
+    assert (runs[0]["host"], runs[0]["verify"], runs[0]["verify_summary"]) == (
+        "h1", "not_fixed", "still down")  # fmt: skip
+    assert copied["state"] == {"rows": 2, "results": 0, "downtimes": 0, "acks": 0,
+                               "repair_states": 2, "repair_runs": 1, "removed": 0}  # fmt: skip
+    again = subprocess.run([*ENTROPY, "import", f"dir:{src}", url, "--with-state"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.stdout.endswith("; state: 2 rows, 0 results, 2 repair states, 1 repair run\n")
+    assert cli("--backend", url, "repair", "list") == listed  # replaced, not added to
 
 
 def test_with_state_that_would_drop_most_of_the_destination_needs_force(

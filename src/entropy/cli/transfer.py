@@ -22,7 +22,8 @@ from .output import plural, print_json, say
     "--with-state",
     is_flag=True,
     help="Also replace DST's audit rows (next_run, disabled flags, latest result, monitoring "
-    "state), result history, ad hoc downtimes and acks with SRC's.",
+    "state), result history, ad hoc downtimes, acks, repair states (attempts, flagged hosts) "
+    "and repair history with SRC's.",
 )
 @click.option(
     "--force",
@@ -55,13 +56,15 @@ def import_command(
     on it to match them to the new definitions. Stop the engines that use
     DST before --with-state: their rows are replaced. When that would drop
     more than max_removal of DST's rows (those SRC has no row for), it is
-    refused before anything is written, unless --force.
+    refused before anything is written, unless --force. A repair running at
+    SRC arrives not running at DST, its attempt counted.
 
     --json prints {"source", "destination", "hosts", "scripts", "schedules",
     "audits", "state"}: counts of what was copied; state is null without
-    --with-state, else {"rows", "results", "downtimes", "acks", "removed"}
-    (downtimes and acks: the ad hoc ones; removed: DST's rows that SRC had
-    no row for).
+    --with-state, else {"rows", "results", "downtimes", "acks",
+    "repair_states", "repair_runs", "removed"} (downtimes and acks: the ad
+    hoc ones; repair_states: one per (repair, host) with attempts or a flag;
+    removed: DST's rows that SRC had no row for).
 
     \b
     Examples:
@@ -83,7 +86,8 @@ def import_command(
         report = done.counts()
         report["state"] = None if state is None else {
             "rows": state.rows, "results": state.results, "downtimes": state.downtimes,
-            "acks": state.acks, "removed": state.removed}  # fmt: skip
+            "acks": state.acks, "repair_states": state.repair_states,
+            "repair_runs": state.repair_runs, "removed": state.removed}  # fmt: skip
         print_json(report)
         return
     text = ""
@@ -91,6 +95,9 @@ def import_command(
         text = f"; state: {plural(state.rows, 'row')}, {plural(state.results, 'result')}"
         if state.downtimes or state.acks:
             text += f", {plural(state.downtimes, 'downtime')}, {plural(state.acks, 'ack')}"
+        if state.repair_states or state.repair_runs:
+            text += (f", {plural(state.repair_states, 'repair state')}, "
+                     f"{plural(state.repair_runs, 'repair run')}")  # fmt: skip
         if state.removed:
             text += f" ({state.removed} rows of DST without a row at SRC removed)"
     click.echo(f"copied {_summary(done.catalog)} from {done.source} to {done.destination}{text}")

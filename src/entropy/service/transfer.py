@@ -36,6 +36,8 @@ class StateCopied:
     results: int
     downtimes: int  # ad hoc downtimes
     acks: int
+    repair_states: int  # per (repair, host): attempts, flags
+    repair_runs: int  # the repair history
     removed: int  # DST's rows that SRC had no row for
 
 
@@ -81,7 +83,7 @@ def import_fleet(
         removed = check_state_copy(src, dst, force) if with_state else 0
         dst.write_definitions(catalog)
         _check_written(catalog, dst, dst_url)
-        state = StateCopied(*copy_state(src, dst), removed) if with_state else None
+        state = StateCopied(*copy_state(src, dst, rt.clock.now()), removed) if with_state else None
     finally:
         src.close()
         dst.close()
