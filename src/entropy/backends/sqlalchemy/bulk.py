@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import islice
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
 
+from ...progress import Bar
 from ..base import ScheduleRow
 from ..syncplan import TUPLE_COLUMNS, NewRows
 from .rowtext import times
@@ -132,3 +134,16 @@ def _from_sqlite(text: str) -> datetime:
 
 def _aware(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC)
+
+
+def copy_into(conn: Connection, table: Table, items: list[dict[str, Any]]) -> None:
+    """Insert `items` (column -> value) into table in chunks, with a progress bar: what
+    `entropy import --with-state` writes. Not a hot path: plain SQLAlchemy Core inserts."""
+    bar = Bar.start(f"copying {table.name}", len(items), size=len(items))
+    for start in range(0, len(items), _CHUNK):
+        chunk = items[start : start + _CHUNK]
+        conn.execute(table.insert(), chunk)
+        if bar is not None:
+            bar.advance(len(chunk))
+    if bar is not None:
+        bar.done()

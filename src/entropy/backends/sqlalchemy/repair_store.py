@@ -17,13 +17,12 @@ from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...model import Outcome, RepairDecision, RepairRun, RepairState, Verify
-from ...progress import Bar
 from ..base import Judge, RepairDump, RepairRecord, RepairStore
 from ..retry import retried_on_race
+from .bulk import copy_into
 from .tables import repair_runs, repair_state, results
 
 _LOCK_HOST = ""  # the per-repair lock row; no host has an empty name
-_INSERT_CHUNK = 5000  # rows per executemany, as the audit rows' import
 
 
 class SqlRepairStore(RepairStore):
@@ -228,14 +227,8 @@ class SqlRepairStore(RepairStore):
         with self._transaction() as conn:
             conn.execute(delete(repair_runs))
             conn.execute(delete(repair_state))
-            for table, items in ((repair_state, states), (repair_runs, runs)):
-                bar = Bar.start(f"copying {table.name}", len(items), size=len(items))
-                for start in range(0, len(items), _INSERT_CHUNK):
-                    conn.execute(table.insert(), items[start : start + _INSERT_CHUNK])
-                    if bar is not None:
-                        bar.advance(len(items[start : start + _INSERT_CHUNK]))
-                if bar is not None:
-                    bar.done()
+            copy_into(conn, repair_state, states)
+            copy_into(conn, repair_runs, runs)
 
 
 def _healthy_since(

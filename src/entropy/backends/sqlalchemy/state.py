@@ -53,7 +53,6 @@ from ...model import (
     Status,
     SyncReport,
 )
-from ...progress import Bar
 from ...removal import RemovalPolicy
 from ..base import (
     Capability,
@@ -80,7 +79,6 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CHUNK = 500  # ids per DELETE ... IN (...), well under every database's bind limit
-_INSERT_CHUNK = 5000  # rows per executemany
 _PRUNE_BATCH = 5000  # history rows deleted per transaction
 
 
@@ -709,14 +707,8 @@ class SqlStateStore(StateStore):
         with self._connect() as conn:
             conn.execute(delete(results))
             conn.execute(delete(audits))
-            for table, items in ((audits, rows), (results, history)):
-                bar = Bar.start(f"copying {table.name}", len(items), size=len(items))
-                for start in range(0, len(items), _INSERT_CHUNK):
-                    conn.execute(table.insert(), items[start : start + _INSERT_CHUNK])
-                    if bar is not None:
-                        bar.advance(len(items[start : start + _INSERT_CHUNK]))
-                if bar is not None:
-                    bar.done()
+            bulk.copy_into(conn, audits, rows)
+            bulk.copy_into(conn, results, history)
 
 
 class _HotWriter:
