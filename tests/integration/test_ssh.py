@@ -201,6 +201,45 @@ def test_kill_all_at_engine_shutdown_stops_remote_commands(settings: SshSettings
     wait_until(lambda: process_gone(int(result.output.split()[0])), 5, "the remote sleep to end")
 
 
+def test_a_kill_all_while_a_remote_command_is_starting_stops_it_once_it_runs(
+    settings: SshSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill lands while the exec request is being answered (the command already runs on
+    the host): it is stopped once registered, not left to run to its timeout."""
+    from entropy.ssh import remote
+
+    client = ssh_client.default()
+    real_start = remote.start
+
+    async def start_then_killed(*args: Any, **kwargs: Any) -> Any:
+        running = await real_start(*args, **kwargs)
+        await client._kill()  # what kill_all() runs on the loop, arriving just now
+        return running
+
+    monkeypatch.setattr(remote, "start", start_then_killed)
+    began = time.monotonic()
+    result = run("echo $$; exec sleep 300", timeout=60, shell=True)
+    assert time.monotonic() - began < 10
+    assert result.outcome is Outcome.ERROR and "shutting down" in result.summary
+    wait_until(lambda: process_gone(int(result.output.split()[0])), 5, "the remote sleep to end")
+
+
+def test_after_kill_all_refusing_new_no_remote_command_starts_until_allowed(
+    settings: SshSettings,
+) -> None:
+    marker = Path("/tmp") / f"entropy-ran-{uuid.uuid4().hex[:8]}"
+    assert run(["true"]).outcome is Outcome.OK  # the pool exists
+    ssh_client.kill_all(refuse_new=True)
+    try:
+        refused = run(["touch", str(marker)])
+    finally:
+        ssh_client.allow_new()
+    assert refused.outcome is Outcome.ERROR
+    assert "not run: this process is stopping" in refused.summary
+    assert not marker.exists()
+    assert run(["true"]).outcome is Outcome.OK  # allowed again
+
+
 # -- host keys ---------------------------------------------------------------------------
 
 

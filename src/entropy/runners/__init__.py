@@ -30,14 +30,15 @@ __all__ = ["RUNNERS", "Job", "Result", "Runner", "allow_new", "kill_all", "run_j
 def kill_all(refuse_new: bool = False) -> int:
     """Kill every running command, local and remote (engine shutdown); how many.
 
-    refuse_new: the process is ending (Ctrl-C of a command): no local command starts after.
+    refuse_new: the process is ending (Ctrl-C of a command): no command starts after.
     """
-    return command.kill_all(refuse_new) + ssh.kill_all()
+    return command.kill_all(refuse_new) + ssh.kill_all(refuse_new)
 
 
 def allow_new() -> None:
     """Commands may start again after kill_all(refuse_new=True): the command it ended is over."""
     command.allow_new()
+    ssh.allow_new()
 
 
 def run_job(job: Job, clock: Clock) -> Result:

@@ -21,7 +21,7 @@ from ..errors import EntropyError
 from ..model import Outcome, Result, Script
 from ..scriptcheck import argv_problem
 from ..ssh import client as ssh_client
-from ..ssh.failures import CONFIG
+from ..ssh.failures import CONFIG, STOPPING
 from ..ssh.settings import target_for
 from ..ssh.upload import LocalFile, local_file, upload_path
 from .base import Job
@@ -47,7 +47,8 @@ def run(job: Job) -> Result:
         return Result(Outcome.ERROR, f"ssh: {exc}")
     ran = client.run(target, command, env=env, timeout=job.timeout, limit=limit, upload=upload)
     if ran.failure is not None:
-        outcome = Outcome.ERROR if ran.failure.cause == CONFIG else Outcome.UNKNOWN
+        # Not the host's fault: the audit could not run.
+        outcome = Outcome.ERROR if ran.failure.cause in (CONFIG, STOPPING) else Outcome.UNKNOWN
         return Result(outcome, f"SSH {ran.failure.cause}: {ran.failure}")
     finished = ran.finished
     stdout = cut(finished.stdout, limit, finished.stdout_total)
@@ -68,9 +69,14 @@ def run(job: Job) -> Result:
     )
 
 
-def kill_all() -> int:
-    """Stop every remote command this process runs (engine shutdown)."""
-    return ssh_client.kill_all()
+def kill_all(refuse_new: bool = False) -> int:
+    """Stop every remote command this process runs (engine shutdown); refuse_new: and
+    start none after (the process is ending), until allow_new()."""
+    return ssh_client.kill_all(refuse_new)
+
+
+def allow_new() -> None:
+    ssh_client.allow_new()
 
 
 def _env(job: Job, shell_values: dict[str, str]) -> dict[str, str]:

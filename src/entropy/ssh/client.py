@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .failures import ERROR, TIMEOUT, SshFailure
+from .failures import ERROR, STOPPING, TIMEOUT, SshFailure
 from .loop import LoopThread
 from .settings import SshSettings, Target, configured
 from .upload import LocalFile
@@ -52,6 +52,10 @@ class SshClient:
         self.thread = LoopThread()
         self._pool: Any = None
         self._running: set[Any] = set()  # remote.Running, for kill_all
+        # On the loop, as _running: kills so far (a command whose start a kill overlapped is
+        # killed once it runs), and whether this process is ending (no command starts).
+        self._kills = 0
+        self._refusing = False
 
     @property
     def pool(self) -> Any:
@@ -112,6 +116,9 @@ class SshClient:
         from . import upload as uploads
         from .failures import classify
 
+        if self._refusing:
+            raise SshFailure(STOPPING, f"{target}: not run: this process is stopping")
+        kills = self._kills
         for attempt in (1, 2):
             async with pool.lease(target, deadline) as lease:
                 try:
@@ -131,6 +138,9 @@ class SshClient:
                     LOG.info("%s: pooled connection broken (%s); opening a new one", target, exc)
                     continue
                 self._running.add(running)
+                if self._kills != kills:  # a kill_all() ran while it was starting
+                    running.killed = True
+                    running.kill()
                 try:
                     finished = await running.wait(deadline, str(target))
                 finally:
@@ -167,21 +177,28 @@ class SshClient:
         except SshFailure as exc:
             return Login(target, exc, time.monotonic() - started)
 
-    def kill_all(self) -> int:
-        """Stop every running remote command (engine shutdown); how many there were."""
+    def kill_all(self, refuse_new: bool = False) -> int:
+        """Stop every running remote command (engine shutdown); how many there were. One
+        starting meanwhile is stopped once it runs. refuse_new: none starts after this
+        (the process is ending), until allow_new()."""
         if self._pool is None:
             return 0
-
-        async def kill() -> int:  # on the loop: _running changes only there
-            for item in self._running:
-                item.killed = True
-                item.kill()
-            return len(self._running)
-
         try:
-            return self.thread.call(kill(), 5)
+            return self.thread.call(self._kill(refuse_new), 5)
         except TimeoutError:  # a stuck loop: the commands' own timeouts still hold
             return 0
+
+    def allow_new(self) -> None:
+        """Commands may start again after kill_all(refuse_new=True)."""
+        self._refusing = False  # one assignment: safe from any thread, and never waits
+
+    async def _kill(self, refuse_new: bool = False) -> int:  # on the loop: as _running
+        self._kills += 1
+        self._refusing = self._refusing or refuse_new
+        for item in self._running:
+            item.killed = True
+            item.kill()
+        return len(self._running)
 
     def close(self) -> None:
         """Close the connections and stop the loop (at exit, or between tests)."""
@@ -219,7 +236,14 @@ def reset(settings: SshSettings | None = None) -> SshClient | None:
     return _client
 
 
-def kill_all() -> int:
+def kill_all(refuse_new: bool = False) -> int:
     """Stop the running remote commands of this process's client, if it has one."""
     client = _client
-    return 0 if client is None else client.kill_all()
+    return 0 if client is None else client.kill_all(refuse_new)
+
+
+def allow_new() -> None:
+    """Undo kill_all(refuse_new=True) on this process's client, if it has one."""
+    client = _client
+    if client is not None:
+        client.allow_new()

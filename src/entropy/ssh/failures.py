@@ -23,6 +23,7 @@ DROPPED = "dropped"
 BUSY = "busy"
 ERROR = "error"
 CONFIG = "config"  # [ssh] itself is wrong: the audit could not run (outcome error)
+STOPPING = "stopping"  # this process is ending (Ctrl-C): not started (outcome error)
 
 
 class SshFailure(Exception):
