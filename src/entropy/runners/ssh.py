@@ -76,6 +76,7 @@ def kill_all(refuse_new: bool = False) -> int:
 
 
 def allow_new() -> None:
+    """Remote commands may start again after kill_all(refuse_new=True)."""
     ssh_client.allow_new()
 
 

@@ -181,7 +181,8 @@ class SshClient:
         """Stop every running remote command (engine shutdown); how many there were. One
         starting meanwhile is stopped once it runs. refuse_new: none starts after this
         (the process is ending), until allow_new()."""
-        if self._pool is None:
+        if self._pool is None:  # nothing ran yet, and nothing is running
+            self._refusing = self._refusing or refuse_new
             return 0
         try:
             return self.thread.call(self._kill(refuse_new), 5)
