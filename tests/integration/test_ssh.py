@@ -217,11 +217,23 @@ def test_a_kill_all_while_a_remote_command_is_starting_stops_it_once_it_runs(
         return running
 
     monkeypatch.setattr(remote, "start", start_then_killed)
+    marker = f"300.{uuid.uuid4().int % 10**8}"  # the remote sleep, found in /proc (sshd is here)
     began = time.monotonic()
-    result = run("echo $$; exec sleep 300", timeout=60, shell=True)
+    result = run(f"exec sleep {marker}", timeout=60, shell=True)
     assert time.monotonic() - began < 10
     assert result.outcome is Outcome.ERROR and "shutting down" in result.summary
-    wait_until(lambda: process_gone(int(result.output.split()[0])), 5, "the remote sleep to end")
+    wait_until(lambda: not _running_with(marker), 5, "the remote sleep to end (if it started)")
+
+
+def _running_with(marker: str) -> bool:
+    """Whether a process whose command line holds marker runs (any user's, from /proc)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                return True
+        except OSError:  # ended meanwhile
+            continue
+    return False
 
 
 def test_after_kill_all_refusing_new_no_remote_command_starts_until_allowed(
